@@ -1,0 +1,130 @@
+# tilegrad build.
+#
+#   make            library + programs (./train, ./generate)
+#   make test       build and run the GoogleTest suites; ends with "N passed, M failed"
+#   make bench      build the benchmarks into build/bench/
+#   make deps       install the Debian packages the project needs (idempotent)
+#   make data       write the default corpus, data/corpus/kjv.txt
+#   make SAN=1 ...  AddressSanitizer + UndefinedBehaviorSanitizer build (in build-san/)
+#   make CUDA=0|1   force the CUDA backend off or on (default: on when nvcc and CUDA sources exist)
+
+CXX      ?= g++
+SAN      ?= 0
+BUILD    := $(if $(filter 1,$(SAN)),build-san,build)
+
+CXXFLAGS := -std=c++17 -Wall -Wextra -fopenmp -I. -MMD -MP
+ifeq ($(SAN),1)
+  CXXFLAGS += -O1 -g -march=native -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  LDFLAGS  += -fsanitize=address,undefined
+else
+  CXXFLAGS += -O3 -march=native
+endif
+LDFLAGS  += -fopenmp
+LDLIBS   := -lpthread
+
+# ---- optional dependencies, detected -------------------------------------------------------
+# CUDA: nvcc on PATH or in /usr/local/cuda, and CUDA sources in the tree.
+CUDA_HOME ?= /usr/local/cuda
+NVCC      := $(or $(shell command -v nvcc 2>/dev/null),$(wildcard $(CUDA_HOME)/bin/nvcc))
+CU_SRCS   := $(wildcard tensor/*.cu ops/cuda/*.cu optim/*.cu dist/*.cu)
+CUDA      ?= $(if $(and $(NVCC),$(CU_SRCS)),1,0)
+ifeq ($(CUDA),1)
+  ifeq ($(NVCC),)
+    $(error CUDA=1 but nvcc was not found on PATH or in $(CUDA_HOME)/bin)
+  endif
+  CXXFLAGS  += -DTG_CUDA -I$(CUDA_HOME)/include
+  LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
+  NVCCFLAGS := -std=c++17 -O3 -I. -MMD -MP --expt-relaxed-constexpr \
+               -gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_90a,code=sm_90a \
+               -Xcompiler -fopenmp,-Wall,-Wextra -DTG_CUDA
+  # NCCL for multi-GPU data parallel, when its header is installed.
+  ifneq ($(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h),)
+    CXXFLAGS += -DTG_NCCL
+    LDLIBS   += -lnccl
+  endif
+else
+  CU_SRCS :=
+endif
+
+# OpenBLAS and PyTorch are yardsticks in tests and benchmarks only, never in the library.
+HAVE_OPENBLAS := $(if $(wildcard /usr/include/x86_64-linux-gnu/cblas.h /usr/include/cblas.h /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h),1,0)
+OPENBLAS_INC  := $(dir $(firstword $(wildcard /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h /usr/include/x86_64-linux-gnu/cblas.h /usr/include/cblas.h)))
+PEER_FLAGS    := $(if $(filter 1,$(HAVE_OPENBLAS)),-DTG_HAVE_OPENBLAS -I$(OPENBLAS_INC),)
+PEER_LIBS     := $(if $(filter 1,$(HAVE_OPENBLAS)),-lopenblas,)
+
+# ---- sources -------------------------------------------------------------------------------
+LIB_DIRS  := tensor ops ops/cpu autograd autograd/functions nn optim data train/lib
+LIB_SRCS  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.cpp))
+LIB_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(LIB_SRCS)) $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRCS))
+LIB       := $(BUILD)/libtilegrad.a
+
+TEST_SRCS  := $(wildcard tests/*.cpp)
+TEST_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(TEST_SRCS))
+TEST_BIN   := $(BUILD)/tilegrad_tests
+
+BENCH_SRCS := $(filter-out bench/bench_common.cpp,$(wildcard bench/*.cpp))
+BENCH_BINS := $(patsubst bench/%.cpp,$(BUILD)/bench/%,$(BENCH_SRCS))
+BENCH_COMMON := $(if $(wildcard bench/bench_common.cpp),$(BUILD)/obj/bench/bench_common.o,)
+
+PROGRAMS   := $(patsubst train/%.cpp,%,$(wildcard train/*.cpp))
+
+.PHONY: all test bench deps data clean programs
+all: $(LIB) programs
+
+programs: $(PROGRAMS)
+
+$(BUILD)/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# Programs live at the root so that `./train` works from a fresh clone.
+$(PROGRAMS): %: $(BUILD)/obj/train/%.o $(LIB)
+	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# Tests link the OpenBLAS-free library; the GTest main prints the "N passed, M failed" line.
+$(BUILD)/obj/tests/%.o: CXXFLAGS += $(PEER_FLAGS)
+$(TEST_BIN): $(TEST_OBJS) $(LIB)
+	$(CXX) $(LDFLAGS) $^ -o $@ -lgtest $(LDLIBS) $(PEER_LIBS)
+
+test: $(TEST_BIN) $(PROGRAMS)
+	@./$(TEST_BIN) $(TEST_ARGS)
+
+$(BUILD)/obj/bench/%.o: CXXFLAGS += $(PEER_FLAGS)
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCH_COMMON) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS) $(PEER_LIBS)
+
+bench: $(BENCH_BINS)
+
+# Debian packages: the build (g++, make, OpenMP via libgomp, GoogleTest, nlohmann-json, stb,
+# zlib), the yardsticks (OpenBLAS, PyTorch for fixtures and comparisons), the default corpus
+# (bible-kjv) and plots (gnuplot).
+DEB_PACKAGES := g++ make libgtest-dev nlohmann-json3-dev libstb-dev zlib1g-dev libopenblas-dev \
+                python3 python3-numpy python3-torch bible-kjv gnuplot-nox
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "make deps: all packages present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "make deps: installing $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "make deps: run as root: apt-get install -y $$missing"; exit 1; fi
+
+data: data/corpus/kjv.txt
+
+data/corpus/kjv.txt:
+	@command -v bible >/dev/null 2>&1 || $(MAKE) deps
+	@mkdir -p data/corpus
+	./data/make_kjv.sh $@
+
+clean:
+	rm -rf build build-san $(PROGRAMS)
+
+-include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(BENCH_COMMON:.o=.d) $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.d,$(BENCH_SRCS)) $(patsubst %,$(BUILD)/obj/train/%.d,$(PROGRAMS))

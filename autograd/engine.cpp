@@ -1,0 +1,145 @@
+#include "autograd/engine.h"
+
+#include <atomic>
+#include <queue>
+#include <unordered_map>
+
+namespace tg {
+
+static thread_local bool t_grad_enabled = true;
+static std::atomic<uint64_t> g_next_sequence{0};
+
+bool grad_enabled() { return t_grad_enabled; }
+NoGrad::NoGrad() : previous_(t_grad_enabled) { t_grad_enabled = false; }
+NoGrad::~NoGrad() { t_grad_enabled = previous_; }
+
+static bool needs_grad(const Tensor& t) { return t.defined() && (t.requires_grad() || t.grad_fn()); }
+
+bool any_requires_grad(const std::vector<Tensor>& inputs) {
+  if (!t_grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (needs_grad(t)) return true;
+  return false;
+}
+
+Tensor record(const std::string& name, const std::vector<Tensor>& inputs, Tensor output, BackwardFn backward) {
+  if (!any_requires_grad(inputs)) return output;
+  auto node = std::make_shared<Node>();
+  node->name = name;
+  node->sequence = g_next_sequence++;
+  node->backward = std::move(backward);
+  node->output_shape = output.shape();
+  node->output_dtype = output.dtype();
+  node->output_device = output.device();
+  for (const Tensor& t : inputs) {
+    Node::Edge edge;
+    if (t.defined()) {
+      edge.shape = t.shape();
+      edge.dtype = t.dtype();
+      edge.device = t.device();
+      if (t.grad_fn()) edge.node = t.grad_fn();
+      else if (t.requires_grad()) edge.leaf = t.impl_shared();
+    }
+    node->inputs.push_back(std::move(edge));
+  }
+  // The output is a fresh handle so that recording never changes a tensor the caller also holds.
+  Tensor result = output.detach();
+  result.set_grad_fn(std::move(node));
+  return result;
+}
+
+void add_grad_hook(const Tensor& leaf, GradHook hook) {
+  TG_CHECK(leaf.is_leaf() && leaf.requires_grad(), "add_grad_hook: hooks attach to leaf tensors that require grad");
+  leaf.impl_ptr()->grad_hooks.push_back(std::move(hook));
+}
+
+// Adds `grad` into the leaf's .grad, creating it on first use.
+static Tensor leaf_grad_buffer(const std::shared_ptr<TensorImpl>& leaf, const Node::Edge& edge) {
+  if (!leaf->grad) leaf->grad = Tensor::zeros(edge.shape, edge.dtype, edge.device).impl_shared();
+  return Tensor(leaf->grad);
+}
+
+void backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) {
+  TG_CHECK(root.defined(), "backward: called on an undefined tensor");
+  if (!root.grad_fn() && !root.requires_grad())
+    throw Error("backward: the tensor has no gradient history (it was computed under NoGrad, or from tensors that "
+                "do not require grad)");
+  Tensor seed = grad_output;
+  if (!seed.defined()) {
+    TG_CHECK(root.numel() == 1, "backward: a root of shape " + shape_str(root.shape()) +
+                                    " needs an explicit grad_output (only one-element roots get an implicit 1)");
+    seed = Tensor::ones(root.shape(), root.dtype(), root.device());
+  }
+  TG_CHECK(seed.shape() == root.shape(), "backward: grad_output shape " + shape_str(seed.shape()) +
+                                             " does not match the root's " + shape_str(root.shape()));
+
+  if (!root.grad_fn()) {  // the root is itself a leaf
+    Node::Edge edge{nullptr, root.impl_shared(), root.shape(), root.dtype(), root.device()};
+    Tensor g = leaf_grad_buffer(root.impl_shared(), edge);
+    Tensor add = seed.to(g.dtype());
+    std::vector<float> a = g.to_vector(), b = add.to_vector();
+    for (size_t i = 0; i < a.size(); i++) a[i] += b[i];
+    g.copy_(Tensor::from_vector(a, g.shape(), g.dtype()));
+    for (auto& hook : root.impl_ptr()->grad_hooks) hook(g);
+    return;
+  }
+
+  // Count, for every node and every leaf reachable from the root, how many edges point at it, so
+  // that a node runs only once all its consumers have added their contributions, and a leaf's
+  // hooks fire only once its gradient is complete for this pass.
+  std::unordered_map<Node*, int> pending;
+  std::unordered_map<TensorImpl*, int> leaf_pending;
+  std::vector<Node*> stack{root.grad_fn().get()};
+  pending[root.grad_fn().get()] = 0;
+  while (!stack.empty()) {
+    Node* node = stack.back();
+    stack.pop_back();
+    for (const Node::Edge& edge : node->inputs) {
+      if (edge.leaf) leaf_pending[edge.leaf.get()]++;
+      if (!edge.node) continue;
+      if (pending.find(edge.node.get()) == pending.end()) {
+        pending[edge.node.get()] = 0;
+        stack.push_back(edge.node.get());
+      }
+      pending[edge.node.get()]++;
+    }
+  }
+
+  std::unordered_map<Node*, Tensor> node_grads;
+  node_grads[root.grad_fn().get()] = seed.contiguous();
+  auto later_first = [](const std::shared_ptr<Node>& a, const std::shared_ptr<Node>& b) { return a->sequence < b->sequence; };
+  std::priority_queue<std::shared_ptr<Node>, std::vector<std::shared_ptr<Node>>, decltype(later_first)> ready(later_first);
+  ready.push(root.grad_fn());
+
+  while (!ready.empty()) {
+    std::shared_ptr<Node> node = ready.top();
+    ready.pop();
+    if (!node->backward)
+      throw Error("backward: trying to backward through the graph a second time (through '" + node->name +
+                  "'); its saved tensors were freed after the first backward. Pass retain_graph=true to the first "
+                  "call if you need to backward twice");
+    std::vector<Tensor> grad_inputs(node->inputs.size());
+    for (size_t i = 0; i < node->inputs.size(); i++) {
+      const Node::Edge& edge = node->inputs[i];
+      if (edge.node) {
+        Tensor& g = node_grads[edge.node.get()];
+        if (!g.defined()) g = Tensor::zeros(edge.shape, edge.dtype, edge.device);
+        grad_inputs[i] = g;
+      } else if (edge.leaf) {
+        grad_inputs[i] = leaf_grad_buffer(edge.leaf, edge);
+      }
+    }
+    Tensor grad_output = std::move(node_grads[node.get()]);
+    node_grads.erase(node.get());
+    node->backward(grad_output, grad_inputs);
+    if (!retain_graph) node->backward = nullptr;  // frees the saved tensors now, not at graph death
+
+    for (const Node::Edge& edge : node->inputs) {
+      if (edge.node && --pending[edge.node.get()] == 0) ready.push(edge.node);
+      if (edge.leaf && --leaf_pending[edge.leaf.get()] == 0)
+        for (auto& hook : edge.leaf->grad_hooks) hook(Tensor(edge.leaf->grad));
+    }
+  }
+}
+
+}  // namespace tg

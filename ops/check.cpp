@@ -1,0 +1,59 @@
+#include "ops/check.h"
+
+namespace tg::ops {
+
+void check_defined(const char* op, const Tensor& t, const char* name) {
+  if (!t.defined()) throw Error(std::string(op) + ": " + name + " is an undefined tensor");
+}
+
+void check_shape(const char* op, const Tensor& t, const char* name, const Shape& expected, const char* why) {
+  check_defined(op, t, name);
+  if (t.shape() != expected)
+    throw Error(std::string(op) + ": " + name + " has shape " + shape_str(t.shape()) + ", expected " + shape_str(expected) +
+                (why ? std::string(" (") + why + ")" : std::string()));
+}
+
+void check_same_shape(const char* op, const Tensor& a, const char* a_name, const Tensor& b, const char* b_name) {
+  check_defined(op, a, a_name);
+  check_defined(op, b, b_name);
+  if (a.shape() != b.shape())
+    throw Error(std::string(op) + ": " + a_name + " has shape " + shape_str(a.shape()) + " but " + b_name + " has " +
+                shape_str(b.shape()) + "; they must match");
+}
+
+void check_dim(const char* op, const Tensor& t, const char* name, int64_t ndim) {
+  check_defined(op, t, name);
+  if (t.dim() != ndim)
+    throw Error(std::string(op) + ": " + name + " must have " + std::to_string(ndim) + " dimensions, found shape " +
+                shape_str(t.shape()));
+}
+
+void check_dtype(const char* op, const Tensor& t, const char* name, DType expected) {
+  check_defined(op, t, name);
+  if (t.dtype() != expected)
+    throw Error(std::string(op) + ": " + name + " has dtype " + dtype_name(t.dtype()) + ", expected " + dtype_name(expected));
+}
+
+void check_contiguous(const char* op, const Tensor& t, const char* name) {
+  check_defined(op, t, name);
+  if (!t.is_contiguous())
+    throw Error(std::string(op) + ": " + name + " of shape " + shape_str(t.shape()) + " must be contiguous");
+}
+
+Device check_same_device(const char* op, std::initializer_list<const Tensor*> tensors) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : tensors) {
+    if (!t || !t->defined()) continue;
+    if (!first) first = t;
+    else if (t->device() != first->device())
+      throw Error(std::string(op) + ": tensors on different devices (" + first->device().str() + " and " +
+                  t->device().str() + ")");
+  }
+  return first ? first->device() : Device::cpu();
+}
+
+void throw_unsupported_device(const char* op, Device device) {
+  throw Error(std::string(op) + ": cannot run on " + device.str() + ": " + no_cuda_message());
+}
+
+}  // namespace tg::ops

@@ -1,0 +1,23 @@
+// Argument checks shared by every op front. Each throws tg::Error naming the op, the argument,
+// what was expected and what was found, e.g.
+//   "layernorm_forward: weight has shape (5), expected (4) (the last dimension of inp)".
+#pragma once
+#include <initializer_list>
+#include <string>
+
+#include "tensor/tensor.h"
+
+namespace tg::ops {
+
+void check_defined(const char* op, const Tensor& t, const char* name);
+void check_shape(const char* op, const Tensor& t, const char* name, const Shape& expected, const char* why = nullptr);
+void check_same_shape(const char* op, const Tensor& a, const char* a_name, const Tensor& b, const char* b_name);
+void check_dim(const char* op, const Tensor& t, const char* name, int64_t ndim);
+void check_dtype(const char* op, const Tensor& t, const char* name, DType expected);
+void check_contiguous(const char* op, const Tensor& t, const char* name);
+// All tensors on one device; returns it.
+Device check_same_device(const char* op, std::initializer_list<const Tensor*> tensors);
+// Throws the standard message for a device this build has no kernel for.
+[[noreturn]] void throw_unsupported_device(const char* op, Device device);
+
+}  // namespace tg::ops

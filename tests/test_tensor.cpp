@@ -1,0 +1,176 @@
+// Tensor core: dtypes and their conversions, views, copies, factories, RNG.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+#include "tensor/tensor.h"
+
+using namespace tg;
+
+static uint32_t bits_of(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
+static float float_of(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+
+TEST(DType, F16RoundTripsEveryHalf) {
+  // Every f16 value converts to f32 and back to the same bits (NaNs stay NaN).
+  for (uint32_t h = 0; h < 65536; h++) {
+    float f = f16_to_f32(static_cast<uint16_t>(h));
+    if (std::isnan(f)) { EXPECT_TRUE(std::isnan(f16_to_f32(f32_to_f16(f)))); continue; }
+    ASSERT_EQ(f32_to_f16(f), h) << "half bits " << h;
+  }
+}
+
+TEST(DType, BF16RoundTripsEveryValue) {
+  for (uint32_t h = 0; h < 65536; h++) {
+    float f = bf16_to_f32(static_cast<uint16_t>(h));
+    if (std::isnan(f)) continue;
+    ASSERT_EQ(f32_to_bf16(f), h);
+  }
+}
+
+#if defined(__F16C__)
+// The hardware converter (F16C, round to nearest even) is an independent reference.
+TEST(DType, F16MatchesHardwareOnRandomFloats) {
+  Generator gen(7);
+  for (int i = 0; i < 2000000; i++) {
+    uint32_t bits = static_cast<uint32_t>(gen.next_u64());
+    // Bias toward the interesting exponent range (subnormal half to overflow) half of the time.
+    if (i % 2) bits = (bits & 0x807fffffu) | ((100u + (bits >> 23) % 50u) << 23);
+    float f = float_of(bits);
+    if (std::isnan(f)) continue;
+    uint16_t hw = static_cast<uint16_t>(_mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(f), _MM_FROUND_TO_NEAREST_INT), 0));
+    ASSERT_EQ(f32_to_f16(f), hw) << "float bits " << std::hex << bits;
+  }
+}
+#endif
+
+TEST(DType, BF16RoundsToNearestEven) {
+  // 1 + 2^-8 is exactly between bf16 neighbours 1 and 1 + 2^-7: ties go to the even one (1).
+  EXPECT_EQ(f32_to_bf16(1.0f + std::ldexp(1.0f, -8)), f32_to_bf16(1.0f));
+  // Just above the tie rounds up.
+  EXPECT_EQ(f32_to_bf16(float_of(bits_of(1.0f + std::ldexp(1.0f, -8)) + 1)), f32_to_bf16(1.0f) + 1);
+  // 1 + 3 * 2^-8 is between 1 + 2^-7 (odd) and 1 + 2^-6 (even): goes up to the even one.
+  EXPECT_EQ(f32_to_bf16(1.0f + 3 * std::ldexp(1.0f, -8)), f32_to_bf16(1.0f + std::ldexp(1.0f, -6)));
+  EXPECT_TRUE(std::isinf(bf16_to_f32(f32_to_bf16(std::numeric_limits<float>::max()))));
+  EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(std::nanf("")))));
+}
+
+TEST(DType, F16Limits) {
+  EXPECT_EQ(f16_to_f32(f32_to_f16(65504.0f)), 65504.0f);
+  EXPECT_TRUE(std::isinf(f16_to_f32(f32_to_f16(65520.0f))));    // the tie above the max rounds to inf
+  EXPECT_EQ(f16_to_f32(f32_to_f16(65519.0f)), 65504.0f);
+  EXPECT_EQ(f16_to_f32(f32_to_f16(std::ldexp(1.0f, -24))), std::ldexp(1.0f, -24));  // smallest subnormal
+  EXPECT_EQ(f16_to_f32(f32_to_f16(std::ldexp(1.0f, -25))), 0.0f);                   // tie to even zero
+  EXPECT_EQ(f16_to_f32(f32_to_f16(std::ldexp(1.5f, -25))), std::ldexp(1.0f, -24));
+  EXPECT_TRUE(std::signbit(f16_to_f32(f32_to_f16(-0.0f))));
+}
+
+TEST(DType, ParseNames) {
+  EXPECT_EQ(parse_dtype("fp16"), DType::F16);
+  EXPECT_EQ(parse_dtype("bf16"), DType::BF16);
+  EXPECT_THROW(parse_dtype("f64"), Error);
+}
+
+TEST(Tensor, FactoriesAndMetadata) {
+  Tensor z = Tensor::zeros({2, 3});
+  EXPECT_EQ(z.numel(), 6);
+  EXPECT_EQ(z.strides(), (Shape{3, 1}));
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(z.data_raw()) % 64, 0u);
+  for (float v : z.to_vector()) EXPECT_EQ(v, 0.0f);
+  Tensor a = Tensor::arange(5);
+  EXPECT_EQ(a.to_vector(), (std::vector<float>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(Tensor::full({2}, 2.5f).to_vector(), (std::vector<float>{2.5f, 2.5f}));
+  EXPECT_EQ(Tensor::arange(1, 2, 0.25).numel(), 4);
+  EXPECT_THROW(Tensor::zeros({2, -1}), Error);
+}
+
+TEST(Tensor, RandnIsReproducibleAndStandard) {
+  Generator g1(42), g2(42), g3(43);
+  auto a = Tensor::randn({1000}, &g1).to_vector(), b = Tensor::randn({1000}, &g2).to_vector();
+  auto c = Tensor::randn({1000}, &g3).to_vector();
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  double mean = 0, var = 0;
+  Generator g4(5);
+  auto big = Tensor::randn({200000}, &g4).to_vector();
+  for (float v : big) mean += v;
+  mean /= big.size();
+  for (float v : big) var += (v - mean) * (v - mean);
+  var /= big.size();
+  EXPECT_NEAR(mean, 0.0, 0.01);  // 5 standard errors of the mean
+  EXPECT_NEAR(var, 1.0, 0.02);
+}
+
+TEST(Tensor, GeneratorStateRestores) {
+  Generator g(3);
+  g.next_u64();
+  auto state = g.state();
+  float x = g.normal();
+  g.set_state(state);
+  EXPECT_EQ(g.normal(), x);
+}
+
+TEST(Tensor, ViewsShareStorage) {
+  Tensor t = Tensor::arange(24).view({2, 3, 4});
+  Tensor tt = t.transpose(0, 2);  // (4, 3, 2)
+  EXPECT_EQ(tt.shape(), (Shape{4, 3, 2}));
+  EXPECT_FALSE(tt.is_contiguous());
+  // Element [i][j][k] of the transpose is t[k][j][i] = k*12 + j*4 + i.
+  auto v = tt.contiguous().to_vector();
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 3; j++)
+      for (int k = 0; k < 2; k++) EXPECT_EQ(v[(i * 3 + j) * 2 + k], k * 12 + j * 4 + i);
+  Tensor s = t.slice(2, 1, 4, 2);  // columns 1 and 3
+  EXPECT_EQ(s.shape(), (Shape{2, 3, 2}));
+  EXPECT_EQ(s.contiguous().to_vector()[1], 3.0f);
+  s.fill_(-1.0f);  // writes through to t
+  EXPECT_EQ(t.to_vector()[1], -1.0f);
+  EXPECT_EQ(t.to_vector()[0], 0.0f);
+  EXPECT_EQ(t.select(1, 2).shape(), (Shape{2, 4}));
+  EXPECT_EQ(t.unsqueeze(0).shape(), (Shape{1, 2, 3, 4}));
+  EXPECT_EQ(t.view({-1, 4}).shape(), (Shape{6, 4}));
+  EXPECT_THROW(tt.view({24}), Error);       // not contiguous
+  EXPECT_EQ(tt.reshape({24}).numel(), 24);  // copies instead
+  EXPECT_THROW(t.view({5, -1}), Error);
+  EXPECT_THROW(t.transpose(0, 3), Error);
+}
+
+TEST(Tensor, ExpandBroadcastsWithZeroStride) {
+  Tensor row = Tensor::from_vector({1, 2, 3}, {1, 3});
+  Tensor e = row.expand({4, 3});
+  EXPECT_EQ(e.strides()[0], 0);
+  EXPECT_EQ(e.contiguous().to_vector()[10], 2.0f);
+  EXPECT_THROW(row.expand({4, 2}), Error);
+}
+
+TEST(Tensor, DtypeConversionsRoundTrip) {
+  Generator gen(11);
+  Tensor x = Tensor::randn({37}, &gen);
+  Tensor h = x.to(DType::BF16);
+  EXPECT_EQ(h.dtype(), DType::BF16);
+  auto xv = x.to_vector(), hv = h.to_vector();
+  for (size_t i = 0; i < xv.size(); i++) EXPECT_EQ(hv[i], bf16_to_f32(f32_to_bf16(xv[i])));
+  Tensor ids = Tensor::from_ints({3, -7, 1 << 30}, {3});
+  EXPECT_EQ(ids.to_int_vector(), (std::vector<int32_t>{3, -7, 1 << 30}));
+  EXPECT_THROW(ids.data<float>(), Error);
+}
+
+TEST(Tensor, CudaWithoutCudaNamesTheProblem) {
+  if (cuda_available()) GTEST_SKIP() << "a GPU is present";
+  try {
+    Tensor::zeros({2}, DType::F32, Device::cuda());
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("without CUDA"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Tensor, PrintsShapeAndValues) {
+  std::string s = Tensor::arange(3).str();
+  EXPECT_NE(s.find("[0, 1, 2]"), std::string::npos) << s;
+  EXPECT_NE(s.find("shape=(3)"), std::string::npos) << s;
+}
