@@ -1,0 +1,23 @@
+// Shared benchmark helpers: timing, and the machine's two roofline numbers measured in the same
+// run (FMA peak and copy bandwidth), so every benchmark can print "% of this machine".
+#pragma once
+#include <functional>
+#include <string>
+
+namespace tg::bench {
+
+// Median wall time in milliseconds of `fn` over `repeats` runs, after `warmup` runs.
+double time_ms(const std::function<void()>& fn, int repeats = 10, int warmup = 2);
+
+// fp32 FMA peak of this machine in GFLOP/s on `threads` threads (all OpenMP threads when 0),
+// measured with independent AVX-512 (or AVX2) FMA chains in registers. Cached after the first call.
+double measured_fma_peak_gflops(int threads = 0);
+
+// Copy bandwidth in GB/s (bytes read + bytes written) on a buffer far larger than the last-level
+// cache, with all OpenMP threads. Cached after the first call.
+double measured_copy_bandwidth_gbs();
+
+// "AVX-512", "AVX2" or "scalar": what this binary's kernels were compiled for.
+std::string simd_name();
+
+}  // namespace tg::bench
