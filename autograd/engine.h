@@ -49,6 +49,9 @@ struct Node {
 // or unchanged when recording is off (NoGrad) or no input needs a gradient. This is the whole
 // interface for a new differentiable function: run your forward kernel, then record a lambda
 // that captures what the backward needs (see autograd/functions/*.cpp and README.md).
+// Pass the ORIGINAL input tensors here, not copies: a raw `x.contiguous()` of a view is a new
+// tensor without history, so recording it would cut the graph. Let kernels read the copy and
+// capture it for the backward, but record `x`.
 Tensor record(const std::string& name, const std::vector<Tensor>& inputs, Tensor output, BackwardFn backward);
 
 // True when some input is a leaf that requires grad or carries a grad_fn (and recording is on).
