@@ -66,7 +66,11 @@ BENCH_SRCS := $(filter-out bench/bench_common.cpp,$(wildcard bench/*.cpp))
 BENCH_BINS := $(patsubst bench/%.cpp,$(BUILD)/bench/%,$(BENCH_SRCS))
 BENCH_COMMON := $(if $(wildcard bench/bench_common.cpp),$(BUILD)/obj/bench/bench_common.o,)
 
-PROGRAMS   := $(patsubst train/%.cpp,%,$(wildcard train/*.cpp))
+# Programs live at the root so that `./train` works from a fresh clone; the sanitizer build keeps
+# its own copies so it never replaces the optimised ones.
+PROGRAM_NAMES := $(patsubst train/%.cpp,%,$(wildcard train/*.cpp))
+PROGRAM_DIR   := $(if $(filter 1,$(SAN)),$(BUILD)/bin/,)
+PROGRAMS      := $(addprefix $(PROGRAM_DIR),$(PROGRAM_NAMES))
 
 .PHONY: all test bench deps data clean programs
 all: $(LIB) programs
@@ -85,12 +89,13 @@ $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-# Programs live at the root so that `./train` works from a fresh clone.
-$(PROGRAMS): %: $(BUILD)/obj/train/%.o $(LIB)
+$(PROGRAMS): $(PROGRAM_DIR)%: $(BUILD)/obj/train/%.o $(LIB)
+	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 # Tests link the OpenBLAS-free library; the GTest main prints the "N passed, M failed" line.
-$(BUILD)/obj/tests/%.o: CXXFLAGS += $(PEER_FLAGS)
+# Tests that run the programs find them through TG_PROGRAM_DIR ("./" or "build-san/bin/").
+$(BUILD)/obj/tests/%.o: CXXFLAGS += $(PEER_FLAGS) -DTG_PROGRAM_DIR='"./$(PROGRAM_DIR)"'
 $(TEST_BIN): $(TEST_OBJS) $(LIB)
 	$(CXX) $(LDFLAGS) $^ -o $@ -lgtest $(LDLIBS) $(PEER_LIBS)
 
@@ -125,6 +130,6 @@ data/corpus/kjv.txt:
 	./data/make_kjv.sh $@
 
 clean:
-	rm -rf build build-san $(PROGRAMS)
+	rm -rf build build-san $(PROGRAM_NAMES)
 
--include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(BENCH_COMMON:.o=.d) $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.d,$(BENCH_SRCS)) $(patsubst %,$(BUILD)/obj/train/%.d,$(PROGRAMS))
+-include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(BENCH_COMMON:.o=.d) $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.d,$(BENCH_SRCS)) $(patsubst %,$(BUILD)/obj/train/%.d,$(PROGRAM_NAMES))
