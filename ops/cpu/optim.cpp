@@ -1,0 +1,162 @@
+#include "ops/cpu/optim.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace tg::cpu {
+
+// 8192 floats = 32 KB per array: the four arrays AdamW streams stay within one core's L2, and a
+// GPT-2 sized model still splits into tens of thousands of blocks for the threads to share.
+static constexpr int64_t kBlock = 8192;
+
+static int64_t block_count(int64_t n) { return (n + kBlock - 1) / kBlock; }
+
+// The scalar factors are formed in double and rounded once to f32, as PyTorch does with its Python
+// float hyperparameters. The elementwise arithmetic follows PyTorch's kernels op for op:
+//   param *= 1 - lr*wd                              (mul_)
+//   m = fma(g, 1-beta1, m*beta1)                    (mul_, then add_ with alpha: a fused multiply-add)
+//   v = v*beta2 + ((1-beta2)*g)*g                   (mul_, then addcmul_)
+//   denom = sqrt(v) / sqrt(1-beta2^t) + eps
+//   param = param + (-(lr / (1-beta1^t)) * m) / denom  (addcdiv_)
+struct AdamWConstants {
+  float decay, beta1, beta2, one_minus_beta1, one_minus_beta2, neg_step_size, bias_correction2_sqrt, eps;
+};
+
+// param, grad, m, v (count): one block. Every element goes through the same instructions (the
+// ragged end of a block uses masked loads and stores, not a scalar loop), so an element's result
+// never depends on where it sits. The vector paths exist because `#pragma omp simd` will not
+// vectorize sqrtf while -fmath-errno is on (the default).
+static void adamw_block(float* param, const float* grad, float* m, float* v, int64_t count, const AdamWConstants& c) {
+#if defined(__AVX512F__)
+  const __m512 decay = _mm512_set1_ps(c.decay), beta1 = _mm512_set1_ps(c.beta1), beta2 = _mm512_set1_ps(c.beta2);
+  const __m512 one_minus_beta1 = _mm512_set1_ps(c.one_minus_beta1), one_minus_beta2 = _mm512_set1_ps(c.one_minus_beta2);
+  const __m512 neg_step_size = _mm512_set1_ps(c.neg_step_size), eps = _mm512_set1_ps(c.eps);
+  const __m512 bias_correction2_sqrt = _mm512_set1_ps(c.bias_correction2_sqrt);
+  for (int64_t i = 0; i < count; i += 16) {
+    // Masked-off lanes load zeros, for which every step below is finite (denom = eps), and are not stored.
+    const __mmask16 k = count - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (count - i)) - 1);
+    __m512 g = _mm512_maskz_loadu_ps(k, grad + i);
+    __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, param + i), decay);
+    __m512 mi = _mm512_fmadd_ps(g, one_minus_beta1, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, m + i), beta1));
+    __m512 vi = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, v + i), beta2),
+                              _mm512_mul_ps(_mm512_mul_ps(one_minus_beta2, g), g));
+    __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_maskz_sqrt_ps(k, vi), bias_correction2_sqrt), eps);
+    _mm512_mask_storeu_ps(m + i, k, mi);
+    _mm512_mask_storeu_ps(v + i, k, vi);
+    _mm512_mask_storeu_ps(param + i, k, _mm512_add_ps(p, _mm512_div_ps(_mm512_mul_ps(neg_step_size, mi), denom)));
+  }
+#elif defined(__AVX2__) && defined(__FMA__)
+  const __m256 decay = _mm256_set1_ps(c.decay), beta1 = _mm256_set1_ps(c.beta1), beta2 = _mm256_set1_ps(c.beta2);
+  const __m256 one_minus_beta1 = _mm256_set1_ps(c.one_minus_beta1), one_minus_beta2 = _mm256_set1_ps(c.one_minus_beta2);
+  const __m256 neg_step_size = _mm256_set1_ps(c.neg_step_size), eps = _mm256_set1_ps(c.eps);
+  const __m256 bias_correction2_sqrt = _mm256_set1_ps(c.bias_correction2_sqrt);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int64_t i = 0; i < count; i += 8) {
+    const __m256i k = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<int64_t>(count - i, 8))), lane);
+    __m256 g = _mm256_maskload_ps(grad + i, k);
+    __m256 p = _mm256_mul_ps(_mm256_maskload_ps(param + i, k), decay);
+    __m256 mi = _mm256_fmadd_ps(g, one_minus_beta1, _mm256_mul_ps(_mm256_maskload_ps(m + i, k), beta1));
+    __m256 vi = _mm256_add_ps(_mm256_mul_ps(_mm256_maskload_ps(v + i, k), beta2),
+                              _mm256_mul_ps(_mm256_mul_ps(one_minus_beta2, g), g));
+    __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), bias_correction2_sqrt), eps);
+    _mm256_maskstore_ps(m + i, k, mi);
+    _mm256_maskstore_ps(v + i, k, vi);
+    _mm256_maskstore_ps(param + i, k, _mm256_add_ps(p, _mm256_div_ps(_mm256_mul_ps(neg_step_size, mi), denom)));
+  }
+#else
+  for (int64_t i = 0; i < count; i++) {
+    float g = grad[i];
+    float p = param[i] * c.decay;
+    float mi = std::fma(g, c.one_minus_beta1, m[i] * c.beta1);
+    float vi = v[i] * c.beta2 + c.one_minus_beta2 * g * g;
+    float denom = std::sqrt(vi) / c.bias_correction2_sqrt + c.eps;
+    m[i] = mi;
+    v[i] = vi;
+    param[i] = p + c.neg_step_size * mi / denom;
+  }
+#endif
+}
+
+// param, grad, m, v (n)
+void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, int64_t step) {
+  const double t = static_cast<double>(step);
+  AdamWConstants c;
+  c.decay = static_cast<float>(1.0 - static_cast<double>(lr) * weight_decay);
+  c.beta1 = beta1;
+  c.beta2 = beta2;
+  c.one_minus_beta1 = static_cast<float>(1.0 - beta1);
+  c.one_minus_beta2 = static_cast<float>(1.0 - beta2);
+  c.neg_step_size = static_cast<float>(-(lr / (1.0 - std::pow(static_cast<double>(beta1), t))));
+  c.bias_correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(beta2), t)));
+  c.eps = eps;
+  const int64_t blocks = block_count(n);
+#pragma omp parallel for schedule(static) if (blocks > 1)
+  for (int64_t b = 0; b < blocks; b++) {
+    const int64_t begin = b * kBlock;
+    adamw_block(param + begin, grad + begin, m + begin, v + begin, std::min(n - begin, kBlock), c);
+  }
+}
+
+// PyTorch's order: d = g + wd*p; buf = first ? d : buf*momentum + (1-dampening)*d;
+// d = nesterov ? d + momentum*buf : buf; p += -lr*d. With momentum 0 there is no buffer and d is
+// applied directly.
+// param, grad, momentum_buf (n; null when momentum == 0)
+void sgd_update(float* param, const float* grad, float* momentum_buf, int64_t n, float lr, float momentum,
+                float dampening, float weight_decay, bool nesterov, bool first_step) {
+  const float neg_lr = static_cast<float>(-static_cast<double>(lr));
+  const float one_minus_dampening = static_cast<float>(1.0 - dampening);
+  const bool use_momentum = momentum != 0.0f;
+  const int64_t blocks = block_count(n);
+#pragma omp parallel for schedule(static) if (blocks > 1)
+  for (int64_t b = 0; b < blocks; b++) {
+    const int64_t end = std::min(n, (b + 1) * kBlock);
+#pragma omp simd
+    for (int64_t i = b * kBlock; i < end; i++) {
+      float p = param[i];
+      float d = grad[i];
+      if (weight_decay != 0.0f) d = d + weight_decay * p;
+      if (use_momentum) {
+        float buf = first_step ? d : momentum_buf[i] * momentum + one_minus_dampening * d;
+        momentum_buf[i] = buf;
+        d = nesterov ? d + momentum * buf : buf;
+      }
+      param[i] = p + neg_lr * d;
+    }
+  }
+}
+
+// x (n) -> sum x^2. Block partials land in a fixed slot and are added in block order, so the
+// result does not depend on how many threads ran.
+double sum_of_squares(const float* x, int64_t n) {
+  const int64_t blocks = block_count(n);
+  std::vector<double> partial(static_cast<size_t>(blocks), 0.0);
+#pragma omp parallel for schedule(static) if (blocks > 1)
+  for (int64_t b = 0; b < blocks; b++) {
+    const int64_t end = std::min(n, (b + 1) * kBlock);
+    double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t i = b * kBlock; i < end; i++) acc += static_cast<double>(x[i]) * x[i];
+    partial[static_cast<size_t>(b)] = acc;
+  }
+  double total = 0.0;
+  for (double p : partial) total += p;
+  return total;
+}
+
+// x (n) *= s
+void scale(float* x, int64_t n, float s) {
+  const int64_t blocks = block_count(n);
+#pragma omp parallel for schedule(static) if (blocks > 1)
+  for (int64_t b = 0; b < blocks; b++) {
+    const int64_t end = std::min(n, (b + 1) * kBlock);
+#pragma omp simd
+    for (int64_t i = b * kBlock; i < end; i++) x[i] *= s;
+  }
+}
+
+}  // namespace tg::cpu

@@ -1,0 +1,17 @@
+// Gradient clipping by the global L2 norm.
+#pragma once
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace tg {
+
+// PyTorch's clip_grad_norm_: the norm of all gradients taken together (parameters whose grad is
+// undefined are skipped), accumulated in double in a fixed order. When
+// max_norm / (norm + 1e-6) < 1 every gradient is multiplied by that factor; PyTorch multiplies by
+// the factor clamped to 1, which is the same thing without the no-op pass. A NaN or inf norm
+// propagates into the gradients as in PyTorch; check the returned norm. Returns the norm BEFORE
+// clipping. Throws tg::Error when max_norm is negative or NaN.
+float clip_grad_norm(const std::vector<Tensor>& params, float max_norm);
+
+}  // namespace tg

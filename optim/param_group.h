@@ -1,0 +1,23 @@
+// A parameter group: tensors that share optimizer settings. The usual split is weight matrices
+// with weight decay and biases / norm gains / embeddings without; the caller decides.
+#pragma once
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace tg {
+
+struct ParamGroup {
+  std::vector<Tensor> params;
+  float weight_decay = 0.0f;
+};
+
+// Throws tg::Error naming `optimizer`, the group and the index when a parameter is undefined or
+// not f32 (optimizers keep f32 master weights), when it is listed twice (it would be updated
+// twice per step), or when a group's weight decay is negative or not finite.
+void check_param_groups(const char* optimizer, const std::vector<ParamGroup>& groups);
+
+// Throws tg::Error naming `optimizer` and `what` unless value is finite and >= 0.
+void check_non_negative(const char* optimizer, const char* what, float value);
+
+}  // namespace tg
