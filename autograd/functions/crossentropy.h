@@ -1,0 +1,17 @@
+// Differentiable fused softmax + cross-entropy loss.
+#pragma once
+#include <cstdint>
+
+#include "tensor/tensor.h"
+
+namespace tg {
+
+// logits (N, V) or (B, T, V) f32, targets (N) or (B, T) i32 -> a scalar (shape ()): the mean over
+// the targets that are not ignore_index of -log softmax(logits)[target]. When every target is
+// ignored the loss is 0 with a zero gradient (PyTorch gives nan; a batch of pure padding should
+// not stop training). A target outside [0, V) that is not ignore_index throws, naming it.
+// The probabilities are never stored: the backward recomputes them from the logits and one saved
+// log-sum-exp per row.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore_index = -1);
+
+}  // namespace tg

@@ -1,0 +1,19 @@
+// LayerNorm over the last dimension, f32, rows of C contiguous floats.
+#pragma once
+#include <cstdint>
+
+namespace tg::cpu {
+
+// inp (N,C) -> out (N,C); mean, rstd (N). weight, bias (C), either may be null (scale 1, shift 0).
+// Biased variance, as PyTorch: rstd = 1 / sqrt(mean((x - mean)^2) + eps).
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
+                       int64_t N, int64_t C, float eps);
+
+// dinp (N,C) +=, dweight (C) +=, dbias (C) += from dout (N,C), inp (N,C), weight (C), mean, rstd (N).
+// Any of dinp, dweight, dbias may be null (not wanted); weight may be null (scale 1). The parameter
+// gradients are summed over fixed row chunks and then in chunk order, so their bits depend on N and
+// C only: not on the thread count or the schedule.
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                        const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C);
+
+}  // namespace tg::cpu

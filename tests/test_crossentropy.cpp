@@ -1,0 +1,350 @@
+// Fused softmax + cross-entropy: loss, log-sum-exp and gradient against a double-precision
+// reference written here, finite-difference gradient checks, ignore_index, all-ignored batches,
+// huge and uniform logits, NaN propagation, determinism, the vectorised exp against libm, and bad
+// input.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "autograd/engine.h"
+#include "autograd/functions/crossentropy.h"
+#include "autograd/gradcheck.h"
+#include "ops/cpu/crossentropy.h"
+#include "ops/crossentropy.h"
+
+using namespace tg;
+
+namespace {
+
+struct Reference {
+  double loss = 0;
+  std::vector<double> lse;     // per row; unused for ignored rows
+  std::vector<double> dlogits; // for dloss = 1
+};
+
+// Textbook log-softmax in double, row by row, max-shifted.
+Reference reference(const std::vector<float>& logits, const std::vector<int32_t>& targets, int64_t V,
+                    int32_t ignore_index) {
+  const int64_t N = static_cast<int64_t>(targets.size());
+  Reference r;
+  r.lse.assign(N, 0.0);
+  r.dlogits.assign(N * V, 0.0);
+  int64_t count = 0;
+  for (int32_t t : targets) count += t != ignore_index;
+  for (int64_t n = 0; n < N; n++) {
+    if (targets[n] == ignore_index) continue;
+    double m = -std::numeric_limits<double>::infinity(), sum = 0;
+    for (int64_t v = 0; v < V; v++) m = std::max(m, static_cast<double>(logits[n * V + v]));
+    for (int64_t v = 0; v < V; v++) sum += std::exp(logits[n * V + v] - m);
+    r.lse[n] = m + std::log(sum);
+    r.loss += (r.lse[n] - logits[n * V + targets[n]]) / count;
+    for (int64_t v = 0; v < V; v++)
+      r.dlogits[n * V + v] = (std::exp(logits[n * V + v] - r.lse[n]) - (v == targets[n] ? 1.0 : 0.0)) / count;
+  }
+  return r;
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<double>& want, double atol, double rtol,
+                  const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  int reported = 0;
+  for (size_t i = 0; i < got.size(); i++)
+    if (!(std::fabs(got[i] - want[i]) <= atol + rtol * std::fabs(want[i])) && reported++ < 5)
+      ADD_FAILURE() << what << "[" << i << "]: got " << got[i] << ", want " << want[i];
+}
+
+void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    std::string message = e.what();
+    for (const std::string& part : parts)
+      EXPECT_NE(message.find(part), std::string::npos) << "message \"" << message << "\" does not name " << part;
+    return;
+  }
+  ADD_FAILURE() << "expected a tg::Error naming " << parts.front();
+}
+
+// Targets in [0, V), with every `ignore_every`-th one (when > 0) set to ignore_index.
+Tensor random_targets(const Shape& shape, int64_t V, Generator& gen, int ignore_every = 0, int32_t ignore_index = -1) {
+  std::vector<int32_t> t(static_cast<size_t>(shape_numel(shape)));
+  for (size_t i = 0; i < t.size(); i++)
+    t[i] = ignore_every > 0 && i % ignore_every == 1 ? ignore_index : static_cast<int32_t>(gen.below(V));
+  return Tensor::from_ints(t, shape);
+}
+
+Tensor scaled_randn(const Shape& shape, float scale, Generator& gen) {
+  std::vector<float> v = Tensor::randn(shape, &gen).to_vector();
+  for (float& x : v) x *= scale;
+  return Tensor::from_vector(v, shape);
+}
+
+struct ThreadCount {
+  int saved = omp_get_max_threads();
+  ~ThreadCount() { omp_set_num_threads(saved); }
+};
+
+int64_t ulp_distance(float a, float b) {
+  int32_t ia, ib;
+  std::memcpy(&ia, &a, 4);
+  std::memcpy(&ib, &b, 4);
+  return std::llabs(static_cast<int64_t>(ia) - static_cast<int64_t>(ib));  // both >= 0 here
+}
+
+}  // namespace
+
+// Tolerances: each row's lse is exp-summed in f32 lanes (each exp within 2 ulp) and logged in
+// double, and the loss is formed in double, so the loss and lse carry a relative error of a few
+// 1e-7; 1e-5 relative is a 10x margin and far below the 1e-2 effect of a wrong row or target.
+TEST(CrossEntropyOp, ForwardMatchesDoubleReference) {
+  Generator gen(31);
+  const std::vector<Shape> shapes = {{1, 1}, {5, 3}, {13, 37}, {2, 3, 65}, {4, 1000}, {3, 5000}, {1, 17}};
+  for (const Shape& shape : shapes) {
+    const int64_t V = shape.back();
+    Shape rows(shape.begin(), shape.end() - 1);
+    Tensor logits = scaled_randn(shape, 3.0f, gen), targets = random_targets(rows, V, gen, 4);
+    Reference r = reference(logits.to_vector(), targets.to_int_vector(), V, -1);
+    Tensor loss = Tensor::empty({}), lse = Tensor::empty(rows);
+    ops::crossentropy_forward(loss, lse, logits, targets, -1);
+    std::string what = "shape " + shape_str(shape);
+    EXPECT_NEAR(loss.item(), r.loss, 1e-6 + 1e-5 * std::fabs(r.loss)) << what;
+    std::vector<float> got_lse = lse.to_vector();
+    std::vector<int32_t> t = targets.to_int_vector();
+    for (size_t n = 0; n < t.size(); n++)
+      if (t[n] != -1) {
+        EXPECT_NEAR(got_lse[n], r.lse[n], 1e-5 * std::fabs(r.lse[n]) + 1e-6) << what << " row " << n;
+      }
+    Tensor y = cross_entropy(logits, targets);
+    EXPECT_EQ(y.shape(), Shape{}) << what;
+    EXPECT_EQ(y.item(), loss.item()) << what;
+  }
+}
+
+TEST(CrossEntropyOp, GradCheck) {
+  Generator gen(32);
+  const std::vector<Shape> shapes = {{1, 1}, {5, 7}, {2, 3, 11}, {13, 3}, {1, 37}};
+  for (const Shape& shape : shapes) {
+    const int64_t V = shape.back();
+    Shape rows(shape.begin(), shape.end() - 1);
+    Tensor logits = Tensor::randn(shape, &gen).requires_grad_(true), targets = random_targets(rows, V, gen, 3);
+    EXPECT_EQ(gradcheck([](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1]); }, {logits, targets}), "")
+        << "shape " << shape_str(shape);
+  }
+  Tensor logits = Tensor::randn({6, 5}, &gen).requires_grad_(true), targets = random_targets({6}, 5, gen, 2, -100);
+  EXPECT_EQ(gradcheck([](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1], -100); }, {logits, targets}),
+            "")
+      << "ignore_index -100";
+}
+
+// dlogits = (softmax - onehot) * dloss / count; each element is one exp (2 ulp) of logit - lse with
+// lse rounded to f32 (|lse| ~ 10 here: 5e-7 absolute), so 1e-5 relative plus 1e-7 x the row scale.
+TEST(CrossEntropyOp, BackwardMatchesDoubleReference) {
+  Generator gen(33);
+  const std::vector<Shape> shapes = {{13, 37}, {2, 3, 65}, {3, 5000}};
+  for (const Shape& shape : shapes) {
+    const int64_t V = shape.back();
+    Shape rows(shape.begin(), shape.end() - 1);
+    Tensor logits = scaled_randn(shape, 3.0f, gen).requires_grad_(true), targets = random_targets(rows, V, gen, 5);
+    const float dloss = 2.5f;
+    backward(cross_entropy(logits, targets), Tensor::scalar(dloss));
+    Reference r = reference(logits.to_vector(), targets.to_int_vector(), V, -1);
+    int64_t count = 0;
+    for (int32_t t : targets.to_int_vector()) count += t != -1;
+    for (double& d : r.dlogits) d *= dloss;
+    expect_close(logits.grad().to_vector(), r.dlogits, 1e-7 * dloss / count, 1e-5, "shape " + shape_str(shape));
+  }
+}
+
+// The gradient adds into what dlogits held.
+TEST(CrossEntropyOp, BackwardAccumulates) {
+  Generator gen(34);
+  const int64_t N = 6, V = 19;
+  Tensor logits = Tensor::randn({N, V}, &gen), targets = random_targets({N}, V, gen, 3);
+  Tensor loss = Tensor::empty({}), lse = Tensor::empty({N});
+  ops::crossentropy_forward(loss, lse, logits, targets, -1);
+  Tensor dlogits = Tensor::randn({N, V}, &gen);
+  std::vector<float> before = dlogits.to_vector();
+  std::vector<double> want(before.begin(), before.end());
+  ops::crossentropy_backward(dlogits, Tensor::scalar(1.0f), logits, targets, lse, -1);
+  Reference r = reference(logits.to_vector(), targets.to_int_vector(), V, -1);
+  for (size_t i = 0; i < want.size(); i++) want[i] += r.dlogits[i];
+  expect_close(dlogits.to_vector(), want, 1e-6, 1e-5, "dlogits");
+}
+
+// Rows whose target is ignore_index change neither the loss (a mean over the other rows only) nor
+// any gradient, and get exactly zero gradient themselves; ignore_index may also be a class index.
+TEST(CrossEntropyOp, IgnoredRowsContributeNothing) {
+  Generator gen(35);
+  const int64_t N = 6, V = 9;
+  Tensor logits = Tensor::randn({N, V}, &gen);
+  for (int32_t ignore_index : {-1, -100, 2}) {
+    std::vector<int32_t> t = {4, ignore_index, 0, 8, ignore_index, 5};
+    if (ignore_index == 2) t[2] = 1;  // no other row may hold the class being ignored
+    Tensor full = logits.clone().requires_grad_(true);
+    Tensor loss = cross_entropy(full, Tensor::from_ints(t, {N}), ignore_index);
+    backward(loss);
+    // The same rows without the ignored ones.
+    std::vector<float> all = logits.to_vector(), kept;
+    std::vector<int32_t> kept_targets;
+    for (int64_t n = 0; n < N; n++)
+      if (t[n] != ignore_index) {
+        kept.insert(kept.end(), all.begin() + n * V, all.begin() + (n + 1) * V);
+        kept_targets.push_back(t[n]);
+      }
+    const int64_t M = static_cast<int64_t>(kept_targets.size());
+    Tensor subset = Tensor::from_vector(kept, {M, V}).requires_grad_(true);
+    Tensor subset_loss = cross_entropy(subset, Tensor::from_ints(kept_targets, {M}), ignore_index);
+    backward(subset_loss);
+    EXPECT_EQ(loss.item(), subset_loss.item()) << "ignore_index " << ignore_index;
+    std::vector<float> g = full.grad().to_vector(), gs = subset.grad().to_vector();
+    for (int64_t n = 0, m = 0; n < N; n++) {
+      for (int64_t v = 0; v < V; v++) {
+        if (t[n] == ignore_index) {
+          EXPECT_EQ(g[n * V + v], 0.0f) << "ignored row " << n;
+        } else {
+          EXPECT_EQ(g[n * V + v], gs[m * V + v]) << "row " << n;
+        }
+      }
+      if (t[n] != ignore_index) m++;
+    }
+  }
+}
+
+// PyTorch returns nan (0 / 0) here; tilegrad returns 0 with a zero gradient (see crossentropy.h).
+TEST(CrossEntropyOp, AllIgnoredGivesZeroLossAndZeroGradient) {
+  Tensor logits = Tensor::randn({2, 3, 5}).requires_grad_(true);
+  Tensor loss = cross_entropy(logits, Tensor::full({2, 3}, -1.0f, DType::I32));
+  EXPECT_EQ(loss.item(), 0.0f);
+  backward(loss);
+  for (float g : logits.grad().to_vector()) EXPECT_EQ(g, 0.0f);
+}
+
+// Logits of +-1e4 would overflow a naive exp. The loss is formed in double from the row max, so it
+// keeps the 1e-5 relative tolerance; the gradient's softmax uses the f32 lse, whose rounding at 1e4
+// (ulp/2 = 4.9e-4) shifts each probability by up to that relative amount: 1e-3 x the row scale.
+TEST(CrossEntropyOp, HugeLogitsStayFinite) {
+  Generator gen(36);
+  const int64_t N = 4, V = 50;
+  std::vector<float> values = scaled_randn({N, V}, 1e4f, gen).to_vector();
+  // Row 3: all near 1e4, so the probabilities are spread rather than one-hot.
+  for (int64_t v = 0; v < V; v++) values[3 * V + v] = 1e4f + gen.normal();
+  Tensor logits = Tensor::from_vector(values, {N, V}).requires_grad_(true);
+  Tensor targets = Tensor::from_ints({0, 7, 49, 3}, {N});
+  Tensor loss = cross_entropy(logits, targets);
+  Reference r = reference(values, targets.to_int_vector(), V, -1);
+  ASSERT_TRUE(std::isfinite(loss.item()));
+  EXPECT_NEAR(loss.item(), r.loss, 1e-5 * std::fabs(r.loss));
+  backward(loss);
+  for (float g : logits.grad().to_vector()) ASSERT_TRUE(std::isfinite(g));
+  expect_close(logits.grad().to_vector(), r.dlogits, 1e-3 / N, 0, "dlogits");
+}
+
+// Equal logits: softmax is uniform and the loss is log V. exp(0) = 1 exactly and the row sum V is
+// exact, so the loss is log V rounded once to f32 (EXPECT_FLOAT_EQ: within 4 ulp).
+TEST(CrossEntropyOp, UniformLogitsGiveLogV) {
+  for (int64_t V : {1, 2, 65, 50304})
+    for (float c : {0.0f, 7.5f, -3e3f}) {
+      Tensor logits = Tensor::full({3, V}, c);
+      Tensor targets = Tensor::from_ints({0, static_cast<int32_t>(V - 1), static_cast<int32_t>(V / 2)}, {3});
+      EXPECT_FLOAT_EQ(cross_entropy(logits, targets).item(), static_cast<float>(std::log(static_cast<double>(V))))
+          << "V " << V << ", logits " << c;
+    }
+}
+
+// A NaN logit makes the loss NaN (the trainer's non-finite check must see it), unless its row is
+// ignored.
+TEST(CrossEntropyOp, NanLogitPropagatesUnlessIgnored) {
+  std::vector<float> values(3 * 20, 0.5f);
+  values[1 * 20 + 17] = std::nanf("");
+  Tensor logits = Tensor::from_vector(values, {3, 20});
+  EXPECT_TRUE(std::isnan(cross_entropy(logits, Tensor::from_ints({0, 1, 2}, {3})).item()));
+  EXPECT_FLOAT_EQ(cross_entropy(logits, Tensor::from_ints({0, -1, 2}, {3})).item(), std::log(20.0f));
+}
+
+// Loss and gradient bits do not depend on the run or the thread count: rows are independent and the
+// loss is summed in row order. N x V is above the kernel's parallel threshold.
+TEST(CrossEntropyOp, DeterministicAcrossRunsAndThreadCounts) {
+  ThreadCount restore;
+  Generator gen(37);
+  const int64_t N = 301, V = 203;
+  Tensor logits = scaled_randn({N, V}, 2.0f, gen), targets = random_targets({N}, V, gen, 7);
+  auto run = [&](int threads) {
+    omp_set_num_threads(threads);
+    Tensor x = logits.clone().requires_grad_(true);
+    Tensor loss = cross_entropy(x, targets);
+    backward(loss);
+    std::vector<float> out = x.grad().to_vector();
+    out.push_back(loss.item());
+    return out;
+  };
+  std::vector<float> first = run(2);
+  EXPECT_EQ(run(2), first) << "two runs with 2 threads differ";
+  EXPECT_EQ(run(1), first) << "1 thread differs from 2";
+  EXPECT_EQ(run(3), first) << "3 threads differ from 2";
+}
+
+// The vectorised exp the kernels use, against libm's exp in double rounded to f32 (the correctly
+// rounded result but for rare double-rounding ties): within 2 ulp over the normal range, within
+// 1 subnormal step below it, and the special values exact.
+TEST(CrossEntropyOp, VectorExpMatchesLibm) {
+  std::vector<float> in;
+  for (int64_t i = 0; i <= 2000000; i++) in.push_back(-87.3f + static_cast<float>(i) * (88.7f + 87.3f) / 2000000.0f);
+  Generator gen(38);
+  for (int i = 0; i < 200000; i++) in.push_back((gen.uniform() - 0.5f) * 2.0f);  // dense near 0
+  std::vector<float> out(in.size());
+  cpu::vector_exp(out.data(), in.data(), static_cast<int64_t>(in.size()));
+  int64_t worst = 0;
+  float worst_x = 0;
+  for (size_t i = 0; i < in.size(); i++) {
+    int64_t d = ulp_distance(out[i], static_cast<float>(std::exp(static_cast<double>(in[i]))));
+    if (d > worst) { worst = d; worst_x = in[i]; }
+  }
+  EXPECT_LE(worst, 2) << "at x = " << worst_x;
+
+  // Subnormal results: absolute error within one subnormal step (2^-149) plus half a step of rounding.
+  std::vector<float> low, low_out(20001);
+  for (int i = 0; i <= 20000; i++) low.push_back(-103.9f + static_cast<float>(i) * (103.9f - 87.4f) / 20000.0f);
+  cpu::vector_exp(low_out.data(), low.data(), static_cast<int64_t>(low.size()));
+  for (size_t i = 0; i < low.size(); i++)
+    ASSERT_LE(std::fabs(low_out[i] - std::exp(static_cast<double>(low[i]))), 1.5 * std::ldexp(1.0, -149)) << low[i];
+
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> special = {0.0f, -0.0f, 1.0f, 88.8f, 89.0f, 1e30f, inf, -104.0f, -1e30f, -inf, std::nanf("")};
+  std::vector<float> special_out(special.size());
+  cpu::vector_exp(special_out.data(), special.data(), static_cast<int64_t>(special.size()));
+  EXPECT_EQ(special_out[0], 1.0f);
+  EXPECT_EQ(special_out[1], 1.0f);
+  EXPECT_LE(ulp_distance(special_out[2], static_cast<float>(std::exp(1.0))), 1);
+  for (int i = 3; i <= 6; i++) EXPECT_EQ(special_out[i], inf) << special[i];
+  for (int i = 7; i <= 9; i++) EXPECT_EQ(special_out[i], 0.0f) << special[i];
+  EXPECT_TRUE(std::isnan(special_out[10]));
+}
+
+TEST(CrossEntropyOp, OutOfRangeTargetNamesIt) {
+  Tensor logits = Tensor::randn({2, 3, 7});
+  expect_error([&] { cross_entropy(logits, Tensor::from_ints({0, 1, 2, 3, 4, 9}, {2, 3})); },
+               {"cross_entropy", "targets[1, 2]", "9", "V = 7"});
+  expect_error([&] { cross_entropy(logits, Tensor::from_ints({0, -5, 2, 3, 4, 1}, {2, 3})); },
+               {"cross_entropy", "targets[0, 1]", "-5", "V = 7", "ignore_index (-1)"});
+  expect_error([&] { cross_entropy(logits, Tensor::from_ints({0, -1, 2, 3, 4, 7}, {2, 3}), -100); },
+               {"cross_entropy", "targets[0, 1]", "-1", "ignore_index (-100)"});
+}
+
+TEST(CrossEntropyOp, BadInputNamesTheOpAndShapes) {
+  expect_error([&] { cross_entropy(Tensor::randn({4, 6, 65}), Tensor::from_ints(std::vector<int32_t>(20, 0), {4, 5})); },
+               {"cross_entropy", "targets", "(4, 5)", "(4, 6)", "(4, 6, 65)"});
+  expect_error([&] { cross_entropy(Tensor::randn({8, 65}), Tensor::from_ints(std::vector<int32_t>(4, 0), {2, 2})); },
+               {"cross_entropy", "targets", "(2, 2)", "(8)", "(8, 65)"});
+  expect_error([&] { cross_entropy(Tensor::randn({5}), Tensor::from_ints({0}, {1})); },
+               {"cross_entropy", "logits", "(5)", "(N, V)"});
+  expect_error([&] { cross_entropy(Tensor::randn({2, 5}), Tensor::zeros({2})); }, {"cross_entropy", "targets", "f32", "i32"});
+  expect_error([&] { cross_entropy(Tensor::randn({2, 5}).to(DType::F16), Tensor::from_ints({0, 1}, {2})); },
+               {"cross_entropy", "logits", "f16", "f32"});
+  expect_error([&] { cross_entropy(Tensor(), Tensor::from_ints({0, 1}, {2})); }, {"cross_entropy", "logits", "undefined"});
+}

@@ -1,0 +1,259 @@
+// LayerNorm: forward and backward against a double-precision reference written here (the backward
+// through the explicit Jacobian, not the kernel's simplified formula), finite-difference gradient
+// checks, accumulation into existing gradients, determinism across runs and thread counts, and
+// bad input.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autograd/engine.h"
+#include "autograd/functions/layernorm.h"
+#include "autograd/functions/view.h"
+#include "autograd/gradcheck.h"
+#include "ops/layernorm.h"
+
+using namespace tg;
+
+namespace {
+
+struct Reference {
+  std::vector<double> y, mean, rstd;
+};
+
+// Row statistics in double with the textbook two-pass formulas; weight/bias empty = none.
+Reference reference_forward(const std::vector<float>& x, const std::vector<float>& w, const std::vector<float>& b,
+                            int64_t N, int64_t C, double eps) {
+  Reference r{std::vector<double>(N * C), std::vector<double>(N), std::vector<double>(N)};
+  for (int64_t n = 0; n < N; n++) {
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < C; i++) mean += x[n * C + i];
+    mean /= C;
+    for (int64_t i = 0; i < C; i++) var += (x[n * C + i] - mean) * (x[n * C + i] - mean);
+    var /= C;
+    double rstd = 1.0 / std::sqrt(var + eps);
+    for (int64_t i = 0; i < C; i++)
+      r.y[n * C + i] = (x[n * C + i] - mean) * rstd * (w.empty() ? 1.0 : w[i]) + (b.empty() ? 0.0 : b[i]);
+    r.mean[n] = mean;
+    r.rstd[n] = rstd;
+  }
+  return r;
+}
+
+struct ReferenceGrads {
+  std::vector<double> dx, dw, db;
+};
+
+// dx_j = sum_i dy_i w_i d(norm_i)/d(x_j), with the Jacobian of norm = (x - mean) * rstd written out:
+//   d(norm_i)/d(x_j) = rstd (delta_ij - 1/C) - (x_i - mean)(x_j - mean) rstd^3 / C.
+ReferenceGrads reference_backward(const std::vector<float>& dy, const std::vector<float>& x, const std::vector<float>& w,
+                                  int64_t N, int64_t C, double eps) {
+  Reference f = reference_forward(x, {}, {}, N, C, eps);
+  ReferenceGrads g{std::vector<double>(N * C, 0.0), std::vector<double>(C, 0.0), std::vector<double>(C, 0.0)};
+  for (int64_t n = 0; n < N; n++) {
+    const double m = f.mean[n], s = f.rstd[n];
+    for (int64_t j = 0; j < C; j++) {
+      double sum = 0;
+      for (int64_t i = 0; i < C; i++) {
+        double jacobian = s * ((i == j ? 1.0 : 0.0) - 1.0 / C) - (x[n * C + i] - m) * (x[n * C + j] - m) * s * s * s / C;
+        sum += dy[n * C + i] * (w.empty() ? 1.0 : w[i]) * jacobian;
+      }
+      g.dx[n * C + j] = sum;
+      g.dw[j] += dy[n * C + j] * (x[n * C + j] - m) * s;
+      g.db[j] += dy[n * C + j];
+    }
+  }
+  return g;
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<double>& want, double atol, double rtol,
+                  const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  int reported = 0;
+  for (size_t i = 0; i < got.size(); i++)
+    if (!(std::fabs(got[i] - want[i]) <= atol + rtol * std::fabs(want[i])) && reported++ < 5)
+      ADD_FAILURE() << what << "[" << i << "]: got " << got[i] << ", want " << want[i];
+}
+
+// Expects fn to throw tg::Error whose message contains every one of `parts`.
+void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    std::string message = e.what();
+    for (const std::string& part : parts)
+      EXPECT_NE(message.find(part), std::string::npos) << "message \"" << message << "\" does not name " << part;
+    return;
+  }
+  ADD_FAILURE() << "expected a tg::Error naming " << parts.front();
+}
+
+Tensor leaf(Tensor t) { return t.requires_grad_(true); }
+
+// Restores the OpenMP thread count when a test that changes it ends, even on a failed assertion.
+struct ThreadCount {
+  int saved = omp_get_max_threads();
+  ~ThreadCount() { omp_set_num_threads(saved); }
+};
+
+}  // namespace
+
+// Tolerance for the forward: f32 row statistics over up to 768 elements carry a relative error of a
+// few 1e-7 (vector-lane sums of C/16 terms); outputs are O(3), so 1e-5 absolute is 10x that margin
+// and still far below the 1e-3 errors of a wrong mean, variance or eps placement.
+TEST(LayerNormOp, ForwardMatchesDoubleReference) {
+  Generator gen(11);
+  const std::vector<Shape> shapes = {{1, 1}, {5, 3}, {13, 37}, {1, 5, 37}, {2, 3, 4}, {3, 768}, {7}};
+  for (const Shape& shape : shapes) {
+    const int64_t C = shape.back(), N = shape_numel(shape) / C;
+    Tensor x = Tensor::randn(shape, &gen), w = Tensor::randn({C}, &gen), b = Tensor::randn({C}, &gen);
+    Shape rows(shape.begin(), shape.end() - 1);
+    Tensor y = Tensor::empty(shape), mean = Tensor::empty(rows), rstd = Tensor::empty(rows);
+    ops::layernorm_forward(y, mean, rstd, x, w, b, 1e-5f);
+    Reference r = reference_forward(x.to_vector(), w.to_vector(), b.to_vector(), N, C, 1e-5);
+    std::string what = "shape " + shape_str(shape);
+    expect_close(y.to_vector(), r.y, 1e-5, 1e-5, what + " y");
+    expect_close(mean.to_vector(), r.mean, 1e-6, 1e-6, what + " mean");
+    // rstd = 1/sqrt(eps) = 316 when C = 1 (zero variance): relative tolerance.
+    expect_close(rstd.to_vector(), r.rstd, 1e-6, 1e-5, what + " rstd");
+    // The differentiable function gives the same values.
+    EXPECT_EQ(layernorm(x, w, b).to_vector(), y.to_vector()) << what;
+  }
+}
+
+TEST(LayerNormOp, ForwardWithoutAffineAndWithOnlyOne) {
+  Generator gen(12);
+  Tensor x = Tensor::randn({5, 37}, &gen), w = Tensor::randn({37}, &gen), b = Tensor::randn({37}, &gen);
+  std::vector<float> xs = x.to_vector(), ws = w.to_vector(), bs = b.to_vector();
+  expect_close(layernorm(x, Tensor(), Tensor()).to_vector(), reference_forward(xs, {}, {}, 5, 37, 1e-5).y, 1e-5, 1e-5,
+               "no affine");
+  expect_close(layernorm(x, w, Tensor()).to_vector(), reference_forward(xs, ws, {}, 5, 37, 1e-5).y, 1e-5, 1e-5,
+               "weight only");
+  expect_close(layernorm(x, Tensor(), b).to_vector(), reference_forward(xs, {}, bs, 5, 37, 1e-5).y, 1e-5, 1e-5,
+               "bias only");
+  // A larger eps changes the result: it is used, and where PyTorch puts it (inside the sqrt).
+  expect_close(layernorm(x, w, b, 0.5f).to_vector(), reference_forward(xs, ws, bs, 5, 37, 0.5).y, 1e-5, 1e-5, "eps 0.5");
+}
+
+// Rows of 1e4 + N(0, 1): E[x^2] - E[x]^2 in f32 loses every digit here (x^2 ~ 1e8, whose f32 ulp is
+// 8), and a plain two-pass mean is off by ~1e-3 (the f32 ulp of 1e4). The kernel's corrected
+// two-pass keeps the outputs within 1e-4 of the exact values of these f32 inputs.
+TEST(LayerNormOp, LargeOffsetKeepsPrecision) {
+  Generator gen(13);
+  const int64_t N = 6, C = 768;
+  Tensor x = Tensor::randn({N, C}, &gen);
+  std::vector<float> xs = x.to_vector();
+  for (float& v : xs) v += 1e4f;
+  x = Tensor::from_vector(xs, {N, C});
+  Reference r = reference_forward(xs, {}, {}, N, C, 1e-5);
+  expect_close(layernorm(x, Tensor(), Tensor()).to_vector(), r.y, 1e-4, 0, "offset 1e4");
+}
+
+TEST(LayerNormOp, GradCheck) {
+  Generator gen(14);
+  const std::vector<Shape> shapes = {{1, 1}, {1, 3}, {5, 3}, {2, 3, 7}, {13, 5}, {1, 37}};
+  for (const Shape& shape : shapes) {
+    const int64_t C = shape.back();
+    Tensor x = leaf(Tensor::randn(shape, &gen)), w = leaf(Tensor::randn({C}, &gen)), b = leaf(Tensor::randn({C}, &gen));
+    auto fn = [](const std::vector<Tensor>& in) { return layernorm(in[0], in[1], in[2]); };
+    EXPECT_EQ(gradcheck(fn, {x, w, b}), "") << "shape " << shape_str(shape);
+  }
+}
+
+TEST(LayerNormOp, GradCheckWithoutAffine) {
+  Generator gen(15);
+  Tensor x = leaf(Tensor::randn({4, 9}, &gen)), w = leaf(Tensor::randn({9}, &gen));
+  EXPECT_EQ(gradcheck([](const std::vector<Tensor>& in) { return layernorm(in[0], Tensor(), Tensor()); }, {x}), "");
+  EXPECT_EQ(gradcheck([](const std::vector<Tensor>& in) { return layernorm(in[0], in[1], Tensor()); }, {x, w}), "");
+}
+
+// The backward at sizes finite differences cannot cover, against the Jacobian in double. dx, dw and
+// db are sums of O(C) or O(N) f32 terms of order 1: 1e-5 absolute is ~10x their rounding error.
+TEST(LayerNormOp, BackwardMatchesDoubleReference) {
+  Generator gen(16);
+  const std::vector<Shape> shapes = {{3, 768}, {13, 37}, {2, 5, 3}};
+  for (const Shape& shape : shapes) {
+    const int64_t C = shape.back(), N = shape_numel(shape) / C;
+    Tensor x = leaf(Tensor::randn(shape, &gen)), w = leaf(Tensor::randn({C}, &gen)), b = leaf(Tensor::randn({C}, &gen));
+    Tensor dy = Tensor::randn(shape, &gen);
+    backward(layernorm(x, w, b), dy);
+    ReferenceGrads g = reference_backward(dy.to_vector(), x.to_vector(), w.to_vector(), N, C, 1e-5);
+    std::string what = "shape " + shape_str(shape);
+    expect_close(x.grad().to_vector(), g.dx, 1e-5, 1e-5, what + " dx");
+    expect_close(w.grad().to_vector(), g.dw, 1e-5, 1e-5, what + " dweight");
+    expect_close(b.grad().to_vector(), g.db, 1e-5, 1e-5, what + " dbias");
+  }
+}
+
+// Gradients add into what the buffers hold (the engine's contract), and an undefined gradient is
+// simply not computed.
+TEST(LayerNormOp, BackwardAccumulates) {
+  Generator gen(17);
+  const int64_t N = 5, C = 11;
+  Tensor x = Tensor::randn({N, C}, &gen), w = Tensor::randn({C}, &gen), b = Tensor::randn({C}, &gen);
+  Tensor dy = Tensor::randn({N, C}, &gen);
+  Tensor y = Tensor::empty({N, C}), mean = Tensor::empty({N}), rstd = Tensor::empty({N});
+  ops::layernorm_forward(y, mean, rstd, x, w, b, 1e-5f);
+  Tensor dx = Tensor::randn({N, C}, &gen), dw = Tensor::randn({C}, &gen), db = Tensor::randn({C}, &gen);
+  std::vector<float> dx0 = dx.to_vector(), dw0 = dw.to_vector(), db0 = db.to_vector();
+  ops::layernorm_backward(dx, dw, db, dy, x, w, mean, rstd);
+  ReferenceGrads g = reference_backward(dy.to_vector(), x.to_vector(), w.to_vector(), N, C, 1e-5);
+  for (int64_t i = 0; i < N * C; i++) g.dx[i] += dx0[i];
+  for (int64_t i = 0; i < C; i++) { g.dw[i] += dw0[i]; g.db[i] += db0[i]; }
+  expect_close(dx.to_vector(), g.dx, 1e-5, 1e-5, "dx");
+  expect_close(dw.to_vector(), g.dw, 1e-5, 1e-5, "dweight");
+  expect_close(db.to_vector(), g.db, 1e-5, 1e-5, "dbias");
+
+  // Only dweight wanted: dx and dbias undefined.
+  Tensor dw_only = Tensor::zeros({C}), none;
+  ops::layernorm_backward(none, dw_only, none, dy, x, w, mean, rstd);
+  expect_close(dw_only.to_vector(), reference_backward(dy.to_vector(), x.to_vector(), w.to_vector(), N, C, 1e-5).dw,
+               1e-5, 1e-5, "dweight alone");
+}
+
+// The same inputs give the same gradient bits on every run and with any thread count: the
+// parameter gradients are reduced over fixed row chunks in a fixed order. The size is above the
+// kernel's parallel threshold and N does not divide evenly among 2 or 3 threads.
+TEST(LayerNormOp, BackwardIsDeterministicAcrossRunsAndThreadCounts) {
+  ThreadCount restore;
+  Generator gen(18);
+  const int64_t N = 301, C = 384;
+  Tensor x = Tensor::randn({N, C}, &gen), w = Tensor::randn({C}, &gen), b = Tensor::randn({C}, &gen);
+  Tensor dy = Tensor::randn({N, C}, &gen);
+  auto grads = [&](int threads) {
+    omp_set_num_threads(threads);
+    Tensor xl = leaf(x.clone()), wl = leaf(w.clone()), bl = leaf(b.clone());
+    backward(layernorm(xl, wl, bl), dy);
+    return std::vector<std::vector<float>>{xl.grad().to_vector(), wl.grad().to_vector(), bl.grad().to_vector()};
+  };
+  auto first = grads(2);
+  EXPECT_EQ(grads(2), first) << "two runs with 2 threads differ";
+  EXPECT_EQ(grads(1), first) << "1 thread differs from 2";
+  EXPECT_EQ(grads(3), first) << "3 threads differ from 2";
+}
+
+TEST(LayerNormOp, BadInputNamesTheOpAndShapes) {
+  Tensor x = Tensor::randn({2, 3, 4}), w = Tensor::randn({4}), b = Tensor::randn({4});
+  expect_error([&] { layernorm(x, Tensor::randn({5}), b); }, {"layernorm", "weight", "(5)", "(4)", "(2, 3, 4)"});
+  expect_error([&] { layernorm(x, w, Tensor::randn({3})); }, {"layernorm", "bias", "(3)", "(4)", "(2, 3, 4)"});
+  expect_error([&] { layernorm(x, Tensor::randn({4, 1}), b); }, {"layernorm", "weight", "(4, 1)", "(2, 3, 4)"});
+  expect_error([&] { layernorm(Tensor::scalar(1.0f), Tensor(), Tensor()); }, {"layernorm", "x", "()"});
+  expect_error([&] { layernorm(Tensor::randn({3, 0}), Tensor(), Tensor()); }, {"layernorm", "x", "(3, 0)"});
+  expect_error([&] { layernorm(Tensor::from_ints({1, 2}, {1, 2}), Tensor(), Tensor()); }, {"layernorm", "x", "i32", "f32"});
+  expect_error([&] { layernorm(x, w, b, -1.0f); }, {"layernorm", "eps"});
+  expect_error([&] { layernorm(Tensor(), w, b); }, {"layernorm", "x", "undefined"});
+}
+
+// A non-contiguous input (a transposed view) is normalised along its logical last dimension, and
+// its gradient lands in its own layout.
+TEST(LayerNormOp, NonContiguousInput) {
+  Generator gen(19);
+  Tensor base = leaf(Tensor::randn({6, 5}, &gen)), w = Tensor::randn({6}, &gen), b = Tensor::randn({6}, &gen);
+  auto fn = [&](const std::vector<Tensor>& in) { return layernorm(transpose(in[0], 0, 1), w, b); };
+  Reference r = reference_forward(base.transpose(0, 1).contiguous().to_vector(), w.to_vector(), b.to_vector(), 5, 6, 1e-5);
+  expect_close(fn({base}).to_vector(), r.y, 1e-5, 1e-5, "transposed x");
+  EXPECT_EQ(gradcheck(fn, {base}), "");
+}
