@@ -1,0 +1,15 @@
+// Fronts for the activation kernels (GELU tanh approximation, ReLU, tanh): f32, contiguous, any
+// shape (treated as N elements). Backward fronts ADD into dinp.
+#pragma once
+#include "tensor/tensor.h"
+
+namespace tg::ops {
+
+void gelu_forward(Tensor& out, const Tensor& inp);
+void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout);  // needs the input
+void relu_forward(Tensor& out, const Tensor& inp);
+void relu_backward(Tensor& dinp, const Tensor& out, const Tensor& dout);  // needs the output
+void tanh_forward(Tensor& out, const Tensor& inp);
+void tanh_backward(Tensor& dinp, const Tensor& out, const Tensor& dout);  // needs the output
+
+}  // namespace tg::ops

@@ -1,0 +1,23 @@
+// Activation kernels, elementwise over N floats: GELU (tanh approximation, as in GPT-2), ReLU, tanh.
+// Backward kernels ADD into dinp.
+#pragma once
+#include <cstdint>
+
+namespace tg::cpu {
+
+// inp (N) -> out (N) = 0.5 inp (1 + tanh(sqrt(2/pi) (inp + 0.044715 inp^3)))
+void gelu_forward(float* out, const float* inp, int64_t n);
+// inp, dout (N) -> dinp (N) += dout * gelu'(inp)
+void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n);
+
+// inp (N) -> out (N) = max(inp, 0)
+void relu_forward(float* out, const float* inp, int64_t n);
+// out, dout (N) -> dinp (N) += dout where out > 0 (out > 0 exactly when inp > 0)
+void relu_backward(float* dinp, const float* out, const float* dout, int64_t n);
+
+// inp (N) -> out (N) = tanh(inp)
+void tanh_forward(float* out, const float* inp, int64_t n);
+// out, dout (N) -> dinp (N) += dout * (1 - out^2)
+void tanh_backward(float* dinp, const float* out, const float* dout, int64_t n);
+
+}  // namespace tg::cpu
