@@ -7,8 +7,8 @@
 
 namespace tg {
 
-// CPU memory is 64-byte aligned (one cache line, one AVX-512 vector) so kernels can use aligned
-// loads on contiguous tensors. CUDA memory comes from the caching allocator when built with CUDA.
+// CPU memory comes from tensor/cpu_allocator.h (64-byte aligned, freed large blocks cached for
+// reuse). CUDA memory will come from a caching allocator of its own when built with CUDA.
 class Storage {
  public:
   Storage(size_t nbytes, Device device);
@@ -27,9 +27,5 @@ class Storage {
 };
 
 using StoragePtr = std::shared_ptr<Storage>;
-
-// Bytes currently held by live CPU storages, and the most ever held at once (for memory reports).
-size_t cpu_bytes_in_use();
-size_t cpu_peak_bytes();
 
 }  // namespace tg

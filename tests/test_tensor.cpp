@@ -8,6 +8,7 @@
 #include <immintrin.h>
 #endif
 
+#include "tensor/cpu_allocator.h"
 #include "tensor/tensor.h"
 
 using namespace tg;
@@ -173,4 +174,29 @@ TEST(Tensor, PrintsShapeAndValues) {
   std::string s = Tensor::arange(3).str();
   EXPECT_NE(s.find("[0, 1, 2]"), std::string::npos) << s;
   EXPECT_NE(s.find("shape=(3)"), std::string::npos) << s;
+}
+
+TEST(CpuAllocator, ReusesFreedLargeBlocksAndCountsBytes) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "the block cache is off under AddressSanitizer";
+#endif
+  const char* env = std::getenv("TG_CPU_CACHE");
+  if (env && std::string(env) == "0") GTEST_SKIP() << "TG_CPU_CACHE=0 turns the block cache off";
+  cpu_release_cache();
+  size_t before = cpu_memory_stats().in_use;
+  void* first;
+  {
+    Tensor big = Tensor::empty({1 << 18});  // 1 MiB: cached on free
+    first = big.data_raw();
+    EXPECT_EQ(cpu_memory_stats().in_use, before + (size_t(1) << 20));
+  }
+  EXPECT_EQ(cpu_memory_stats().in_use, before);
+  EXPECT_EQ(cpu_memory_stats().cached, size_t(1) << 20);
+  Tensor again = Tensor::empty({1 << 18});
+  EXPECT_EQ(again.data_raw(), first);  // the same block came back
+  EXPECT_EQ(cpu_memory_stats().cached, 0u);
+  EXPECT_GE(cpu_memory_stats().peak_in_use, before + (size_t(1) << 20));
+  Tensor other_size = Tensor::empty({(1 << 18) + 16});
+  EXPECT_NE(other_size.data_raw(), first);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(other_size.data_raw()) % 64, 0u);
 }

@@ -1,0 +1,109 @@
+#include "tensor/cpu_allocator.h"
+
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "tensor/error.h"
+
+namespace tg {
+
+namespace {
+
+constexpr size_t kAlignment = 64;
+constexpr size_t kCacheMinBytes = size_t(1) << 16;  // smaller blocks go straight to malloc
+// A cap on cached bytes, so a run whose shapes keep changing cannot grow without bound. A
+// training step of the largest CPU configurations holds well under this in activations.
+constexpr size_t kCacheMaxBytes = size_t(4) << 30;
+
+struct Cache {
+  std::mutex mutex;
+  std::unordered_map<size_t, std::vector<void*>> free_blocks;  // exact rounded size -> blocks
+  CpuMemoryStats stats;
+};
+
+Cache& cache() {
+  static Cache* c = new Cache();  // never destroyed: storages may be freed during static teardown
+  return *c;
+}
+
+// Off under AddressSanitizer, whose use-after-free checks need every free to reach it, and when
+// TG_CPU_CACHE=0 (to measure what the cache buys).
+bool cache_enabled() {
+#if defined(__SANITIZE_ADDRESS__)
+  return false;
+#else
+  static const bool enabled = [] {
+    const char* env = std::getenv("TG_CPU_CACHE");
+    return !(env && std::string(env) == "0");
+  }();
+  return enabled;
+#endif
+}
+
+size_t round_up(size_t nbytes) {
+  size_t rounded = (nbytes + kAlignment - 1) / kAlignment * kAlignment;
+  return rounded == 0 ? kAlignment : rounded;  // a zero-size tensor still gets a valid pointer
+}
+
+}  // namespace
+
+void* cpu_allocate(size_t nbytes) {
+  size_t size = round_up(nbytes);
+  Cache& c = cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    c.stats.in_use += size;
+    if (c.stats.in_use > c.stats.peak_in_use) c.stats.peak_in_use = c.stats.in_use;
+    auto it = c.free_blocks.find(size);
+    if (it != c.free_blocks.end() && !it->second.empty()) {
+      void* ptr = it->second.back();
+      it->second.pop_back();
+      c.stats.cached -= size;
+      return ptr;
+    }
+  }
+  void* ptr = std::aligned_alloc(kAlignment, size);
+  if (!ptr) {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    c.stats.in_use -= size;
+    throw Error("out of CPU memory: could not allocate " + std::to_string(nbytes) + " bytes (" +
+                std::to_string(c.stats.in_use) + " bytes already in use by tensors)");
+  }
+  return ptr;
+}
+
+void cpu_deallocate(void* ptr, size_t nbytes) {
+  if (!ptr) return;
+  size_t size = round_up(nbytes);
+  Cache& c = cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    c.stats.in_use -= size;
+    if (cache_enabled() && size >= kCacheMinBytes && c.stats.cached + size <= kCacheMaxBytes) {
+      c.free_blocks[size].push_back(ptr);
+      c.stats.cached += size;
+      return;
+    }
+  }
+  std::free(ptr);
+}
+
+CpuMemoryStats cpu_memory_stats() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  return c.stats;
+}
+
+void cpu_release_cache() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  for (auto& [size, blocks] : c.free_blocks)
+    for (void* ptr : blocks) std::free(ptr);
+  c.free_blocks.clear();
+  c.stats.cached = 0;
+}
+
+}  // namespace tg
