@@ -1,0 +1,29 @@
+// Matrix products on Tensors: the device-dispatching front of the GEMM family (ops/cpu/gemm.h).
+#pragma once
+#include "tensor/tensor.h"
+
+namespace tg::ops {
+
+// out = op(a) @ op(b) + beta * out, f32, where op(x) is x, or x with its last two dims swapped
+// when trans_x. beta == 0 overwrites out (its old contents, even NaN, are ignored); beta == 1
+// accumulates (the backward passes add into gradient buffers this way, with no temporaries).
+//   2-D:   op(a) (M,K) @ op(b) (K,N) -> out (M,N)
+//   3-D:   op(a) (B,M,K) @ op(b) (B,K,N) -> out (B,M,N); a 2-D a or b is shared by every item
+// a and b must be row-major in their last two dims (row stride >= row length) or a transposed
+// view of that (strides (1, ld)): a transposed view is read as the opposite trans flag, never
+// copied. Batch strides are free. out must be contiguous. Throws tg::Error naming "matmul" and
+// the shapes when they do not fit.
+void matmul(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false,
+            float beta = 0.0f);
+
+// True when matmul can read t's last two dims in place (row-major or a transposed view);
+// otherwise call t.contiguous() first.
+bool matmul_readable(const Tensor& t);
+
+// out (M,N): every row = bias (N). The start of a Linear output, before its GEMM adds with beta = 1.
+void broadcast_rows(Tensor& out, const Tensor& bias);
+
+// dbias (N) += column sums of dout (M,N): the bias gradient of Linear.
+void column_sums_accumulate(Tensor& dbias, const Tensor& dout);
+
+}  // namespace tg::ops
