@@ -1,0 +1,21 @@
+// Causal self-attention fronts: check the tensors, then run the kernel for their device.
+#pragma once
+#include <cstdint>
+
+#include "tensor/tensor.h"
+
+namespace tg::ops {
+
+// Throws unless qkv is an f32 (B, T, 3C) tensor and n_head > 0 divides C. Errors name
+// causal_self_attention, the argument and the shape found.
+void check_attention_qkv(const Tensor& qkv, int64_t n_head);
+
+// qkv (B,T,3C) -> out (B,T,C); lse (B,NH,T), the per-row log-sum-exp the backward needs. q, k, v
+// are the three C-column thirds of qkv, head h owning columns [h*HS, (h+1)*HS) of each.
+void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int64_t n_head);
+
+// dqkv (B,T,3C) += gradient, from dout (B,T,C) and the forward's qkv, out and lse.
+void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& out, const Tensor& lse,
+                        int64_t n_head);
+
+}  // namespace tg::ops
