@@ -1,0 +1,95 @@
+#include "nn/gpt.h"
+
+#include <cmath>
+#include <string>
+
+#include "autograd/functions/crossentropy.h"
+#include "autograd/functions/elementwise.h"
+#include "autograd/functions/matmul.h"
+#include "nn/init.h"
+
+namespace tg {
+
+void GPTConfig::validate() const {
+  auto positive = [](const char* field, int64_t value) {
+    TG_CHECK(value > 0, std::string("GPTConfig: ") + field + " must be positive, found " + std::to_string(value));
+  };
+  positive("vocab_size", vocab_size);
+  positive("block_size", block_size);
+  positive("n_layer", n_layer);
+  positive("n_head", n_head);
+  positive("n_embd", n_embd);
+  TG_CHECK(n_embd % n_head == 0, "GPTConfig: n_embd (" + std::to_string(n_embd) + ") must be divisible by n_head (" +
+                                     std::to_string(n_head) + ")");
+  TG_CHECK(vocab_size <= INT32_MAX, "GPTConfig: vocab_size " + std::to_string(vocab_size) +
+                                        " does not fit the i32 token ids");
+  TG_CHECK(dropout >= 0.0f && dropout < 1.0f, "GPTConfig: dropout must be in [0, 1), found " + std::to_string(dropout));
+}
+
+static bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+GPT::GPT(const GPTConfig& config, uint64_t seed) : config_(config) {
+  config_.validate();
+  const GPTConfig& c = config_;
+  // The layers' own default inits draw from a scratch generator and are overwritten below; the
+  // seeded generator is used only for the documented GPT-2 init, so it alone fixes the weights.
+  Generator scratch(seed);
+  wte = register_module("wte", std::make_shared<Embedding>(c.vocab_size, c.n_embd, &scratch));
+  wpe = register_module("wpe", std::make_shared<Embedding>(c.block_size, c.n_embd, &scratch));
+  drop = register_module("drop", std::make_shared<Dropout>(c.dropout));
+  h = register_module("h", std::make_shared<ModuleList<TransformerBlock>>());
+  for (int64_t l = 0; l < c.n_layer; l++)
+    h->push_back(std::make_shared<TransformerBlock>(c.n_embd, c.n_head, c.dropout, c.bias, &scratch));
+  ln_f = register_module("ln_f", std::make_shared<LayerNorm>(c.n_embd, 1e-5f, c.bias));
+
+  Generator gen(seed);
+  const float std_weight = 0.02f;
+  const float std_residual = 0.02f / std::sqrt(2.0f * static_cast<float>(c.n_layer));
+  for (auto& [name, p] : named_parameters()) {
+    if (p.dim() == 1) {  // biases zero; LayerNorm weights keep their ones
+      if (ends_with(name, ".bias")) p.zero_();
+      continue;
+    }
+    if (ends_with(name, "c_proj.weight")) init::normal_(p, 0.0f, std_residual, gen);
+    else init::normal_(p, 0.0f, std_weight, gen);
+  }
+}
+
+Tensor GPT::forward(const Tensor& idx) const {
+  TG_CHECK(idx.defined() && idx.dim() == 2, "GPT::forward: idx must have shape (B, T), found " +
+                                                (idx.defined() ? shape_str(idx.shape()) : std::string("undefined")));
+  TG_CHECK(idx.dtype() == DType::I32, std::string("GPT::forward: idx must have dtype i32, found ") +
+                                          dtype_name(idx.dtype()));
+  const int64_t T = idx.size(1);
+  TG_CHECK(T >= 1 && T <= config_.block_size, "GPT::forward: sequence length T = " + std::to_string(T) +
+                                                  " must be in [1, block_size = " +
+                                                  std::to_string(config_.block_size) + "]");
+  Tensor positions = Tensor::arange(T, DType::I32, idx.device());
+  Tensor x = add(wte->forward(idx), wpe->forward(positions));  // (B, T, C) + (T, C)
+  x = drop->forward(x);
+  for (const auto& block : *h) x = block->forward(x);
+  x = ln_f->forward(x);
+  return linear(x, wte->weight, Tensor());  // tied lm_head: x @ wte.weight^T
+}
+
+Tensor GPT::loss(const Tensor& logits, const Tensor& targets) const {
+  return cross_entropy(logits, targets, -1);
+}
+
+std::vector<ParamGroup> GPT::param_groups(float weight_decay) const {
+  ParamGroup decay, no_decay;
+  decay.weight_decay = weight_decay;
+  no_decay.weight_decay = 0.0f;
+  for (auto& [name, p] : named_parameters()) (p.dim() >= 2 ? decay : no_decay).params.push_back(p);
+  return {decay, no_decay};
+}
+
+double GPT::flops_per_token() const {
+  const GPTConfig& c = config_;
+  double N = static_cast<double>(num_parameters() - wpe->weight.numel());
+  return 6.0 * N + 12.0 * c.n_layer * c.n_embd * c.block_size;
+}
+
+}  // namespace tg

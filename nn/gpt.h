@@ -1,0 +1,76 @@
+// GPT: a GPT-2 style decoder-only transformer.
+//
+//   idx (B, T) -> wte(idx) + wpe(0..T-1) -> dropout -> n_layer x TransformerBlock -> ln_f
+//              -> logits (B, T, V) = x @ wte.weight^T   (the lm_head is tied to the token embedding)
+//
+// Parameter names are GPT-2's without the "transformer." prefix ("wte.weight", "h.0.ln_1.weight",
+// "h.0.attn.c_attn.weight", ..., "ln_f.bias"); the tied lm_head is not a separate parameter.
+// Weights are (out, in) as in PyTorch's nn.Linear (GPT-2's original Conv1D stores them transposed).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "nn/block.h"
+#include "nn/dropout.h"
+#include "nn/embedding.h"
+#include "nn/layernorm.h"
+#include "nn/module.h"
+#include "optim/param_group.h"
+
+namespace tg {
+
+struct GPTConfig {
+  int64_t vocab_size = 0;
+  int64_t block_size = 0;  // the longest sequence (number of learned positions)
+  int64_t n_layer = 0;
+  int64_t n_head = 0;
+  int64_t n_embd = 0;
+  float dropout = 0.0f;  // embedding, residual and MLP dropout (not attention probabilities: nn/attention.h)
+  bool bias = true;      // biases in Linear and LayerNorm layers
+
+  // Throws tg::Error naming the offending field and its value.
+  void validate() const;
+};
+
+class GPT : public Module {
+ public:
+  // GPT-2 initialisation from Generator(seed), tensor by tensor in named_parameters() order (each
+  // takes one draw as the key of its values, see nn/init.h): Linear and Embedding weights
+  // N(0, 0.02), except the residual projections
+  // (attn.c_proj.weight, mlp.c_proj.weight) N(0, 0.02 / sqrt(2 * n_layer)) so that the residual
+  // stream's variance does not grow with depth; biases zeros; LayerNorm weights ones, biases zeros
+  // (these draw nothing).
+  GPT(const GPTConfig& config, uint64_t seed);
+
+  // idx i32 (B, T) with T <= block_size and ids in [0, vocab_size) -> logits (B, T, vocab_size)
+  Tensor forward(const Tensor& idx) const;
+  // Mean cross entropy of logits (B, T, V) against targets i32 (B, T); targets of -1 are ignored.
+  Tensor loss(const Tensor& logits, const Tensor& targets) const;
+
+  const GPTConfig& config() const { return config_; }
+
+  // nanoGPT's AdamW grouping: every parameter with two or more dimensions (the Linear weights and
+  // both embeddings; wte doubles as the lm_head) decays with `weight_decay`; the one-dimensional
+  // ones (biases, LayerNorm weights and biases) do not, because shrinking a bias or a norm's gain
+  // toward zero is not a useful prior. Order: {decay, no decay}.
+  std::vector<ParamGroup> param_groups(float weight_decay) const;
+
+  // Training FLOPs per token at sequence length block_size, as nanoGPT's estimate_mfu (PaLM,
+  // appendix B): 6N for the matmuls through every weight (2 forward + 4 backward per weight per
+  // token), where N excludes wpe (a lookup, no multiply) but includes wte (it is the lm_head),
+  // plus 12 * n_layer * n_embd * T for attention's QK^T and AV (each 2 * T * C forward per token,
+  // times 3 for forward + backward). Counts the full T x T score matrix, as PaLM does.
+  double flops_per_token() const;
+
+  std::shared_ptr<Embedding> wte;
+  std::shared_ptr<Embedding> wpe;
+  std::shared_ptr<Dropout> drop;
+  std::shared_ptr<ModuleList<TransformerBlock>> h;
+  std::shared_ptr<LayerNorm> ln_f;
+
+ private:
+  GPTConfig config_;
+};
+
+}  // namespace tg

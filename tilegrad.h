@@ -1,0 +1,50 @@
+// tilegrad: one include for programs and experiments.
+//
+//   #include "tilegrad.h"
+//   tg::GPT model(config, /*seed=*/1337);
+//   tg::AdamW optimizer(model.param_groups(0.1f), 6e-4f, 0.9f, 0.95f);
+//   tg::Tensor loss = model.loss(model.forward(idx), targets);
+//   tg::backward(loss);
+//   optimizer.step();
+//
+// Library code includes the specific headers it needs instead, which keeps rebuilds small.
+#pragma once
+
+// Tensors, dtypes, devices, random numbers, checkpoints.
+#include "tensor/tensor.h"
+#include "tensor/safetensors.h"
+
+// Autograd: the engine (backward, NoGrad, hooks), gradient checking, differentiable functions.
+#include "autograd/engine.h"
+#include "autograd/gradcheck.h"
+#include "autograd/functions/activation.h"
+#include "autograd/functions/attention.h"
+#include "autograd/functions/crossentropy.h"
+#include "autograd/functions/dropout.h"
+#include "autograd/functions/elementwise.h"
+#include "autograd/functions/embedding.h"
+#include "autograd/functions/layernorm.h"
+#include "autograd/functions/matmul.h"
+#include "autograd/functions/reduce.h"
+#include "autograd/functions/softmax.h"
+#include "autograd/functions/view.h"
+
+// Modules and layers.
+#include "nn/module.h"
+#include "nn/init.h"
+#include "nn/linear.h"
+#include "nn/embedding.h"
+#include "nn/layernorm.h"
+#include "nn/dropout.h"
+#include "nn/gelu.h"
+#include "nn/mlp.h"
+#include "nn/attention.h"
+#include "nn/block.h"
+#include "nn/gpt.h"
+
+// Optimizers, schedules, clipping.
+#include "optim/param_group.h"
+#include "optim/adamw.h"
+#include "optim/sgd.h"
+#include "optim/schedule.h"
+#include "optim/clip.h"
