@@ -53,7 +53,7 @@ PEER_FLAGS    := $(if $(filter 1,$(HAVE_OPENBLAS)),-DTG_HAVE_OPENBLAS -I$(OPENBL
 PEER_LIBS     := $(if $(filter 1,$(HAVE_OPENBLAS)),-lopenblas,)
 
 # ---- sources -------------------------------------------------------------------------------
-LIB_DIRS  := tensor ops ops/cpu autograd autograd/functions nn optim data train/lib
+LIB_DIRS  := tensor ops ops/cpu autograd autograd/functions nn optim data programs/lib
 LIB_SRCS  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.cpp))
 LIB_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(LIB_SRCS)) $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRCS))
 LIB       := $(BUILD)/libtilegrad.a
@@ -68,7 +68,7 @@ BENCH_COMMON := $(if $(wildcard bench/bench_common.cpp),$(BUILD)/obj/bench/bench
 
 # Programs live at the root so that `./train` works from a fresh clone; the sanitizer build keeps
 # its own copies so it never replaces the optimised ones.
-PROGRAM_NAMES := $(patsubst train/%.cpp,%,$(wildcard train/*.cpp))
+PROGRAM_NAMES := $(patsubst programs/%.cpp,%,$(wildcard programs/*.cpp))
 PROGRAM_DIR   := $(if $(filter 1,$(SAN)),$(BUILD)/bin/,)
 PROGRAMS      := $(addprefix $(PROGRAM_DIR),$(PROGRAM_NAMES))
 
@@ -87,9 +87,9 @@ $(BUILD)/obj/%.o: %.cu
 
 $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	@rm -f $@ && ar rcs $@ $^ && echo "ar $@"
 
-$(PROGRAMS): $(PROGRAM_DIR)%: $(BUILD)/obj/train/%.o $(LIB)
+$(PROGRAMS): $(PROGRAM_DIR)%: $(BUILD)/obj/programs/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -132,4 +132,4 @@ data/corpus/kjv.txt:
 clean:
 	rm -rf build build-san $(PROGRAM_NAMES)
 
--include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(BENCH_COMMON:.o=.d) $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.d,$(BENCH_SRCS)) $(patsubst %,$(BUILD)/obj/train/%.d,$(PROGRAM_NAMES))
+-include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(BENCH_COMMON:.o=.d) $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.d,$(BENCH_SRCS)) $(patsubst %,$(BUILD)/obj/programs/%.d,$(PROGRAM_NAMES))

@@ -9,16 +9,8 @@ namespace {
 using ForwardKernel = void (*)(float*, const float*, int64_t);
 using BackwardKernel = void (*)(float*, const float*, const float*, int64_t);
 
-void check_f32_contiguous(const char* op, const Tensor& t, const char* name) {
-  check_dtype(op, t, name, DType::F32);
-  check_contiguous(op, t, name);
-}
-
 void unary_forward(const char* op, ForwardKernel cpu_kernel, Tensor& out, const Tensor& inp) {
-  check_f32_contiguous(op, inp, "inp");
-  check_f32_contiguous(op, out, "out");
-  check_same_shape(op, out, "out", inp, "inp");
-  Device device = check_same_device(op, {&out, &inp});
+  Device device = check_elementwise(op, {{&inp, "inp"}, {&out, "out"}});
   switch (device.type) {
     case DeviceType::CPU: cpu_kernel(out.data<float>(), inp.data<float>(), inp.numel()); break;
     default: throw_unsupported_device(op, device);
@@ -28,12 +20,7 @@ void unary_forward(const char* op, ForwardKernel cpu_kernel, Tensor& out, const 
 // `saved` is the input or the output of the forward, whichever the derivative is written in.
 void unary_backward(const char* op, BackwardKernel cpu_kernel, Tensor& dinp, const Tensor& saved,
                     const char* saved_name, const Tensor& dout) {
-  check_f32_contiguous(op, dinp, "dinp");
-  check_f32_contiguous(op, saved, saved_name);
-  check_f32_contiguous(op, dout, "dout");
-  check_same_shape(op, saved, saved_name, dout, "dout");
-  check_same_shape(op, dinp, "dinp", dout, "dout");
-  Device device = check_same_device(op, {&dinp, &saved, &dout});
+  Device device = check_elementwise(op, {{&dout, "dout"}, {&saved, saved_name}, {&dinp, "dinp"}});
   switch (device.type) {
     case DeviceType::CPU: cpu_kernel(dinp.data<float>(), saved.data<float>(), dout.data<float>(), dout.numel()); break;
     default: throw_unsupported_device(op, device);

@@ -40,6 +40,11 @@ void check_contiguous(const char* op, const Tensor& t, const char* name) {
     throw Error(std::string(op) + ": " + name + " of shape " + shape_str(t.shape()) + " must be contiguous");
 }
 
+void check_f32_contiguous(const char* op, const Tensor& t, const char* name) {
+  check_dtype(op, t, name, DType::F32);
+  check_contiguous(op, t, name);
+}
+
 Device check_same_device(const char* op, std::initializer_list<const Tensor*> tensors) {
   const Tensor* first = nullptr;
   for (const Tensor* t : tensors) {
@@ -50,6 +55,19 @@ Device check_same_device(const char* op, std::initializer_list<const Tensor*> te
                   t->device().str() + ")");
   }
   return first ? first->device() : Device::cpu();
+}
+
+Device check_elementwise(const char* op, std::initializer_list<NamedTensor> tensors) {
+  const NamedTensor* first = nullptr;
+  for (const NamedTensor& t : tensors) {
+    check_f32_contiguous(op, *t.tensor, t.name);
+    if (!first) first = &t;
+    else check_same_shape(op, *t.tensor, t.name, *first->tensor, first->name);
+    if (t.tensor->device() != first->tensor->device())
+      throw Error(std::string(op) + ": " + t.name + " is on " + t.tensor->device().str() + " but " + first->name +
+                  " is on " + first->tensor->device().str());
+  }
+  return first ? first->tensor->device() : Device::cpu();
 }
 
 void throw_unsupported_device(const char* op, Device device) {

@@ -15,6 +15,14 @@ void check_same_shape(const char* op, const Tensor& a, const char* a_name, const
 void check_dim(const char* op, const Tensor& t, const char* name, int64_t ndim);
 void check_dtype(const char* op, const Tensor& t, const char* name, DType expected);
 void check_contiguous(const char* op, const Tensor& t, const char* name);
+void check_f32_contiguous(const char* op, const Tensor& t, const char* name);  // what every CPU kernel reads
+// The contract of a same-shape elementwise kernel: every tensor defined, f32, contiguous, of the
+// first one's shape and on one device. Returns the device. Each entry is {tensor, its name}.
+struct NamedTensor {
+  const Tensor* tensor;
+  const char* name;
+};
+Device check_elementwise(const char* op, std::initializer_list<NamedTensor> tensors);
 // All tensors on one device; returns it.
 Device check_same_device(const char* op, std::initializer_list<const Tensor*> tensors);
 // Throws the standard message for a device this build has no kernel for.

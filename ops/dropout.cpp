@@ -17,11 +17,7 @@ void check_dropout_probability(const char* op, float p) {
 void dropout_forward(Tensor& out, const Tensor& inp, float p, uint64_t key) {
   const char* op = "dropout";
   check_dropout_probability(op, p);
-  check_dtype(op, inp, "inp", DType::F32);
-  check_contiguous(op, inp, "inp");
-  check_same_shape(op, out, "out", inp, "inp");
-  check_contiguous(op, out, "out");
-  Device device = check_same_device(op, {&out, &inp});
+  Device device = check_elementwise(op, {{&out, "out"}, {&inp, "inp"}});
   switch (device.type) {
     case DeviceType::CPU: cpu::dropout_forward(out.data<float>(), inp.data<float>(), inp.numel(), p, key); break;
     default: throw_unsupported_device(op, device);
@@ -31,11 +27,7 @@ void dropout_forward(Tensor& out, const Tensor& inp, float p, uint64_t key) {
 void dropout_backward(Tensor& dinp, const Tensor& dout, float p, uint64_t key) {
   const char* op = "dropout_backward";
   check_dropout_probability(op, p);
-  check_dtype(op, dout, "dout", DType::F32);
-  check_contiguous(op, dout, "dout");
-  check_same_shape(op, dinp, "dinp", dout, "dout");
-  check_contiguous(op, dinp, "dinp");
-  Device device = check_same_device(op, {&dinp, &dout});
+  Device device = check_elementwise(op, {{&dinp, "dinp"}, {&dout, "dout"}});
   switch (device.type) {
     case DeviceType::CPU: cpu::dropout_backward(dinp.data<float>(), dout.data<float>(), dout.numel(), p, key); break;
     default: throw_unsupported_device(op, device);

@@ -202,11 +202,7 @@ void div_backward(Tensor& da, Tensor& db, const Tensor& dout, const Tensor& a, c
 
 void scale_forward(Tensor& out, const Tensor& inp, float s) {
   const char* op = "scale";
-  check_dtype(op, inp, "inp", DType::F32);
-  check_contiguous(op, inp, "inp");
-  check_same_shape(op, out, "out", inp, "inp");
-  check_contiguous(op, out, "out");
-  Device device = check_same_device(op, {&out, &inp});
+  Device device = check_elementwise(op, {{&out, "out"}, {&inp, "inp"}});
   switch (device.type) {
     case DeviceType::CPU: cpu::scale_forward(out.data<float>(), inp.data<float>(), s, inp.numel()); break;
     default: throw_unsupported_device(op, device);
@@ -215,11 +211,7 @@ void scale_forward(Tensor& out, const Tensor& inp, float s) {
 
 void scale_backward(Tensor& dinp, const Tensor& dout, float s) {
   const char* op = "scale_backward";
-  check_dtype(op, dout, "dout", DType::F32);
-  check_contiguous(op, dout, "dout");
-  check_same_shape(op, dinp, "dinp", dout, "dout");
-  check_contiguous(op, dinp, "dinp");
-  Device device = check_same_device(op, {&dinp, &dout});
+  Device device = check_elementwise(op, {{&dinp, "dinp"}, {&dout, "dout"}});
   switch (device.type) {
     case DeviceType::CPU: cpu::scale_backward(dinp.data<float>(), dout.data<float>(), s, dout.numel()); break;
     default: throw_unsupported_device(op, device);
@@ -228,11 +220,7 @@ void scale_backward(Tensor& dinp, const Tensor& dout, float s) {
 
 void add_scalar_forward(Tensor& out, const Tensor& inp, float s) {
   const char* op = "add_scalar";
-  check_dtype(op, inp, "inp", DType::F32);
-  check_contiguous(op, inp, "inp");
-  check_same_shape(op, out, "out", inp, "inp");
-  check_contiguous(op, out, "out");
-  Device device = check_same_device(op, {&out, &inp});
+  Device device = check_elementwise(op, {{&out, "out"}, {&inp, "inp"}});
   switch (device.type) {
     case DeviceType::CPU: cpu::add_scalar_forward(out.data<float>(), inp.data<float>(), s, inp.numel()); break;
     default: throw_unsupported_device(op, device);

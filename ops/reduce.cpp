@@ -38,11 +38,6 @@ void check_reduced(const char* op, const Tensor& out, const char* out_name, cons
                 inp_name + "'s shape " + shape_str(inp.shape()) + " without dimension " + std::to_string(dim) +
                 " (or with it kept as 1)");
 }
-
-void check_f32_contiguous(const char* op, const Tensor& t, const char* name) {
-  check_dtype(op, t, name, DType::F32);
-  check_contiguous(op, t, name);
-}
 }  // namespace
 
 void sum_forward(Tensor& out, const Tensor& inp, float scale) {

@@ -11,22 +11,14 @@ namespace {
 using ForwardKernel = void (*)(float*, const float*, int64_t, int64_t);
 using BackwardKernel = void (*)(float*, const float*, const float*, int64_t, int64_t);
 
-void check_f32_contiguous(const char* op, const Tensor& t, const char* name) {
-  check_dtype(op, t, name, DType::F32);
-  check_contiguous(op, t, name);
-}
-
 void check_has_rows(const char* op, const Tensor& t, const char* name) {
   if (t.dim() == 0)
     throw Error(std::string(op) + ": " + name + " is a scalar (shape ()); it needs a last dimension to normalise over");
 }
 
 void rows_forward(const char* op, ForwardKernel cpu_kernel, Tensor& out, const Tensor& inp) {
-  check_f32_contiguous(op, inp, "inp");
-  check_f32_contiguous(op, out, "out");
   check_has_rows(op, inp, "inp");
-  check_same_shape(op, out, "out", inp, "inp");
-  Device device = check_same_device(op, {&out, &inp});
+  Device device = check_elementwise(op, {{&inp, "inp"}, {&out, "out"}});
   int64_t C = inp.size(-1), rows = C == 0 ? 0 : inp.numel() / C;
   switch (device.type) {
     case DeviceType::CPU: cpu_kernel(out.data<float>(), inp.data<float>(), rows, C); break;
@@ -35,13 +27,8 @@ void rows_forward(const char* op, ForwardKernel cpu_kernel, Tensor& out, const T
 }
 
 void rows_backward(const char* op, BackwardKernel cpu_kernel, Tensor& dinp, const Tensor& out, const Tensor& dout) {
-  check_f32_contiguous(op, dinp, "dinp");
-  check_f32_contiguous(op, out, "out");
-  check_f32_contiguous(op, dout, "dout");
   check_has_rows(op, out, "out");
-  check_same_shape(op, out, "out", dout, "dout");
-  check_same_shape(op, dinp, "dinp", dout, "dout");
-  Device device = check_same_device(op, {&dinp, &out, &dout});
+  Device device = check_elementwise(op, {{&dout, "dout"}, {&out, "out"}, {&dinp, "dinp"}});
   int64_t C = out.size(-1), rows = C == 0 ? 0 : out.numel() / C;
   switch (device.type) {
     case DeviceType::CPU: cpu_kernel(dinp.data<float>(), out.data<float>(), dout.data<float>(), rows, C); break;
