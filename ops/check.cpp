@@ -70,6 +70,15 @@ Device check_elementwise(const char* op, std::initializer_list<NamedTensor> tens
   return first ? first->tensor->device() : Device::cpu();
 }
 
+std::string position_str(int64_t index, const Shape& shape) {
+  std::string text;
+  for (size_t d = shape.size(); d-- > 0;) {
+    text = std::to_string(index % shape[d]) + (text.empty() ? "" : ", ") + text;
+    index /= shape[d];
+  }
+  return "[" + text + "]";
+}
+
 void throw_unsupported_device(const char* op, Device device) {
   throw Error(std::string(op) + ": cannot run on " + device.str() + ": " + no_cuda_message());
 }

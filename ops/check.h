@@ -25,6 +25,9 @@ struct NamedTensor {
 Device check_elementwise(const char* op, std::initializer_list<NamedTensor> tensors);
 // All tensors on one device; returns it.
 Device check_same_device(const char* op, std::initializer_list<const Tensor*> tensors);
+// "[1, 3]": the position of flat (row-major) element `index` in a tensor of `shape`, for messages
+// that point at one bad element, such as an out-of-range id.
+std::string position_str(int64_t index, const Shape& shape);
 // Throws the standard message for a device this build has no kernel for.
 [[noreturn]] void throw_unsupported_device(const char* op, Device device);
 

@@ -7,16 +7,6 @@ namespace tg::ops {
 
 static const char* kOp = "cross_entropy";
 
-// "[1, 3]": the position of flat element `index` in a tensor of `shape`.
-static std::string position_str(int64_t index, const Shape& shape) {
-  std::string text;
-  for (size_t d = shape.size(); d-- > 0;) {
-    text = std::to_string(index % shape[d]) + (text.empty() ? "" : ", ") + text;
-    index /= shape[d];
-  }
-  return "[" + text + "]";
-}
-
 // logits (N, V) or (B, T, V) f32 contiguous; targets i32 contiguous of logits' shape without V.
 static void check_logits_and_targets(const Tensor& logits, const Tensor& targets) {
   check_dtype(kOp, logits, "logits", DType::F32);

@@ -14,16 +14,6 @@ static Shape output_shape(const Tensor& ids, int64_t C) {
   return shape;
 }
 
-// "[1, 3]": the position of flat element `index` in a tensor of `shape`.
-static std::string position_str(int64_t index, const Shape& shape) {
-  std::string text;
-  for (size_t d = shape.size(); d-- > 0;) {
-    text = std::to_string(index % shape[d]) + (text.empty() ? "" : ", ") + text;
-    index /= shape[d];
-  }
-  return "[" + text + "]";
-}
-
 // Every id must index a row of weight; a wrong id would otherwise read or write outside it.
 static void check_ids_in_range(const Tensor& ids, int64_t V) {
   Tensor host = ids.device().is_cpu() ? ids : ids.to(Device::cpu());
