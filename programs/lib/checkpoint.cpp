@@ -1,0 +1,88 @@
+#include "programs/lib/checkpoint.h"
+
+#include <sys/stat.h>
+
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "tensor/error.h"
+
+namespace tg {
+
+static const char* kFormat = "tilegrad-gpt-checkpoint";
+static const char* kVersion = "1";
+
+void save_checkpoint(const std::string& path, const NamedTensors& model_state, const NamedTensors& optimizer_state,
+                     const TrainState& state, const std::string& config_json, const std::string& tokenizer_json) {
+  NamedTensors tensors;
+  for (const auto& [name, tensor] : model_state) tensors.emplace_back("model." + name, tensor);
+  for (const auto& [name, tensor] : optimizer_state) tensors.emplace_back("optim." + name, tensor);
+  // JSON numbers keep 64-bit integers and doubles exactly (nlohmann prints 17 significant digits).
+  nlohmann::json s = {
+      {"step", state.step},
+      {"total_steps", state.total_steps},
+      // JSON has no infinity: "no validation yet" is null.
+      {"best_val_loss", std::isfinite(state.best_val_loss) ? nlohmann::json(state.best_val_loss) : nlohmann::json()},
+      {"best_step", state.best_step},
+      {"elapsed_seconds", state.elapsed_seconds},
+      {"loader_rng", state.loader.rng},
+      {"loader_batches", state.loader.batches},
+      {"dropout_rng", state.dropout_rng},
+  };
+  std::map<std::string, std::string> metadata = {
+      {"format", kFormat}, {"version", kVersion}, {"config", config_json},
+      {"tokenizer", tokenizer_json}, {"state", s.dump()}, {"step", std::to_string(state.step)}};
+  save_safetensors(path, tensors, metadata);
+}
+
+static SafetensorsData with_prefix(const SafetensorsData& all, const std::string& prefix) {
+  SafetensorsData part;
+  part.path = all.path;
+  for (const auto& [name, tensor] : all.tensors)
+    if (name.compare(0, prefix.size(), prefix) == 0) part.tensors.emplace_back(name.substr(prefix.size()), tensor);
+  return part;
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+  struct stat info;
+  if (stat(path.c_str(), &info) != 0) throw Error("checkpoint '" + path + "' does not exist");
+  SafetensorsData data = load_safetensors(path);
+  auto meta = [&](const std::string& key) -> const std::string& {
+    auto it = data.metadata.find(key);
+    if (it == data.metadata.end())
+      throw Error("'" + path + "' is not a tilegrad training checkpoint (its metadata has no '" + key + "')");
+    return it->second;
+  };
+  if (meta("format") != kFormat)
+    throw Error("'" + path + "' is not a tilegrad training checkpoint (format '" + meta("format") + "')");
+  if (meta("version") != kVersion)
+    throw Error("checkpoint '" + path + "' has version " + meta("version") + "; this build reads version " + kVersion);
+
+  Checkpoint ckpt;
+  ckpt.path = path;
+  ckpt.config_json = meta("config");
+  ckpt.tokenizer_json = meta("tokenizer");
+  nlohmann::json s = nlohmann::json::parse(meta("state"), nullptr, false);
+  try {
+    if (s.is_discarded()) throw Error("not JSON");
+    TrainState& st = ckpt.state;
+    st.step = s.at("step").get<int64_t>();
+    st.total_steps = s.at("total_steps").get<int64_t>();
+    st.best_val_loss = s.at("best_val_loss").is_null() ? std::numeric_limits<double>::infinity()
+                                                       : s.at("best_val_loss").get<double>();
+    st.best_step = s.at("best_step").get<int64_t>();
+    st.elapsed_seconds = s.at("elapsed_seconds").get<double>();
+    st.loader.rng = s.at("loader_rng").get<Generator::State>();
+    st.loader.batches = s.at("loader_batches").get<int64_t>();
+    st.dropout_rng = s.at("dropout_rng").get<Generator::State>();
+  } catch (const std::exception& e) {
+    throw Error("checkpoint '" + path + "' has a malformed training state: " + e.what());
+  }
+  ckpt.model = with_prefix(data, "model.");
+  ckpt.optimizer = with_prefix(data, "optim.");
+  if (ckpt.model.tensors.empty()) throw Error("checkpoint '" + path + "' holds no model tensors");
+  return ckpt;
+}
+
+}  // namespace tg

@@ -1,0 +1,113 @@
+#include "programs/lib/generate_program.h"
+
+#include <omp.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "data/tokenizer.h"
+#include "nn/gpt.h"
+#include "tensor/device.h"
+#include "tensor/error.h"
+#include "programs/lib/checkpoint.h"
+#include "programs/lib/flags.h"
+#include "programs/lib/run_config.h"
+#include "programs/lib/run_setup.h"
+#include "programs/lib/sampling.h"
+
+namespace fs = std::filesystem;
+
+namespace tg {
+
+namespace {
+
+struct GenerateOptions {
+  std::string ckpt, prompt, device = "auto";
+  int64_t tokens = 500, top_k = 200, seed = 1337, threads = 0;
+  double temperature = 0.8;
+};
+
+// A run folder means its best checkpoint (the lowest validation loss), else its last.
+std::string checkpoint_file(const std::string& path) {
+  if (!fs::is_directory(path)) return path;
+  for (const std::string& candidate : {best_checkpoint_path(path), last_checkpoint_path(path)})
+    if (fs::exists(candidate)) return candidate;
+  throw Error("--ckpt '" + path + "' is a folder without best.safetensors or last.safetensors; is it a ./train run folder?");
+}
+
+int generate(int argc, char** argv) {
+  GenerateOptions o;
+  FlagSet flags("./generate", "--ckpt DIR|FILE [flags]",
+                "Streams text from a ./train checkpoint: a run folder (its best checkpoint) or a .safetensors file.\n"
+                "\nexample:\n  ./generate --ckpt runs/kjv --prompt 'And God said' --tokens 300\n");
+  flags.add_string("ckpt", &o.ckpt, "run folder or checkpoint file", {}, "required");
+  flags.add_string("prompt", &o.prompt, "text to continue", {}, "a newline");
+  flags.add_int("tokens", &o.tokens, "tokens to generate", 1, 1 << 24);
+  flags.add_float("temperature", &o.temperature, "softmax temperature (0: always the most likely token)", 0.0, 100.0);
+  flags.add_int("top-k", &o.top_k, "sample among the k most likely tokens (0: all)", 0, 1 << 24);
+  flags.add_int("seed", &o.seed, "sampling seed", 0, INT64_MAX);
+  flags.add_string("device", &o.device, "cpu, cuda, or auto", {"cpu", "cuda", "auto"});
+  flags.add_int("threads", &o.threads, "OpenMP threads", 1, 4096, "all cores");
+  std::vector<std::string> positional = flags.parse(argc, argv);
+  if (flags.help_requested()) {
+    std::printf("%s", flags.help().c_str());
+    return 0;
+  }
+  if (!positional.empty()) throw Error("unexpected argument '" + positional[0] + "'; see ./generate --help");
+  if (o.ckpt.empty()) throw Error("--ckpt is required (a ./train run folder such as runs/kjv, or a .safetensors file)");
+  if (o.device == "auto") o.device = cuda_available() ? "cuda" : "cpu";
+  if (o.device == "cuda" && !cuda_available())
+    throw Error("--device cuda: no CUDA GPU is available (" + no_cuda_message() + ", or no GPU is visible); use --device cpu");
+  if (o.threads > 0) omp_set_num_threads(static_cast<int>(o.threads));
+
+  std::string path = checkpoint_file(o.ckpt);
+  Checkpoint ckpt = load_checkpoint(path);
+  RunConfig config = config_from_json(ckpt.config_json, path);
+  std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(ckpt.tokenizer_json, path);
+
+  GPTConfig g;
+  g.vocab_size = tokenizer->vocab_size();
+  g.block_size = config.block;
+  g.n_layer = config.layers;
+  g.n_head = config.heads;
+  g.n_embd = config.embd;
+  g.dropout = 0.0f;
+  GPT model(g, 0);
+  model.load_state_dict(ckpt.model);
+  if (o.device == "cuda") model.to(Device::cuda());
+
+  std::vector<int32_t> ids;
+  try {
+    ids = tokenizer->encode(o.prompt.empty() ? "\n" : o.prompt);
+  } catch (const Error& e) {
+    if (!o.prompt.empty()) throw Error(std::string("--prompt: ") + e.what());
+    ids = {0};  // a vocabulary without a newline: start from its first symbol
+  }
+  std::fputs(o.prompt.c_str(), stdout);
+  std::fflush(stdout);
+  Generator gen(static_cast<uint64_t>(o.seed));
+  SamplingOptions options;
+  options.tokens = o.tokens;
+  options.temperature = o.temperature;
+  options.top_k = o.top_k;
+  tg::generate(model, ids, options, gen, [&](int32_t id) {
+    std::fputs(tokenizer->token_bytes(id).c_str(), stdout);
+    std::fflush(stdout);
+  });
+  std::printf("\n");
+  return 0;
+}
+
+}  // namespace
+
+int generate_main(int argc, char** argv) {
+  try {
+    return generate(argc, argv);
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "generate: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace tg

@@ -1,0 +1,11 @@
+// The machine's peak FLOP/s, the denominator of the MFU the status line prints.
+#pragma once
+
+namespace tg {
+
+// fp32 FMA peak of this CPU in GFLOP/s on `threads` OpenMP threads, measured once (about a tenth
+// of a second) with independent SIMD FMA chains held in registers: what the cores can do at best,
+// at the clock they run at now.
+double cpu_peak_gflops(int threads);
+
+}  // namespace tg

@@ -1,0 +1,34 @@
+// Everything ./train does before its first step, in the order that loses nothing on bad input:
+// flags, the checkpoint to resume (its configuration under the flags given again), device and
+// precision, the corpus, the tokenizer, the train/validation split, and last the run folder, so
+// that no file is written until every check has passed.
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "data/text_dataset.h"
+#include "data/tokenizer.h"
+#include "programs/lib/checkpoint.h"
+#include "programs/lib/run_config.h"
+
+namespace tg {
+
+struct RunSetup {
+  RunConfig config;
+  std::unique_ptr<Tokenizer> tokenizer;
+  TextDataset data;
+  std::optional<Checkpoint> resume_from;
+  std::string resume_command;  // what to type to continue this run
+  std::string last_path, best_path;
+};
+
+// Parses argv and prepares the run. Returns nullopt after printing --help. Throws tg::Error with
+// one line naming the problem for any bad input.
+std::optional<RunSetup> setup_run(int argc, char** argv);
+
+// The run folder's files.
+std::string last_checkpoint_path(const std::string& out_dir);
+std::string best_checkpoint_path(const std::string& out_dir);
+
+}  // namespace tg

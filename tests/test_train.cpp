@@ -1,0 +1,477 @@
+// ./train and ./generate end to end, plus the pieces of programs/lib they are built from (flags,
+// sampling, checkpoints). The program tests run the built binaries on tiny corpora in /tmp with a
+// 1-layer, 16-wide model, and check exit statuses, the one-line messages and the run folder.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "programs/lib/checkpoint.h"
+#include "programs/lib/flags.h"
+#include "programs/lib/sampling.h"
+#include "tensor/device.h"
+#include "tensor/safetensors.h"
+
+#ifndef TG_PROGRAM_DIR
+#define TG_PROGRAM_DIR "./"
+#endif
+
+using namespace tg;
+
+namespace {
+
+#define EXPECT_THROW_WITH(statement, fragment)                                       \
+  do {                                                                                \
+    try {                                                                             \
+      statement;                                                                      \
+      ADD_FAILURE() << "expected tg::Error containing \"" << (fragment) << "\"";      \
+    } catch (const tg::Error& e) {                                                    \
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what(); \
+    }                                                                                 \
+  } while (0)
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+bool exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char name[] = "/tmp/tg_train_XXXXXX";
+    path = mkdtemp(name);
+  }
+  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
+  std::string file(const std::string& name) const { return path + "/" + name; }
+  std::string write(const std::string& name, const std::string& bytes) const {
+    std::ofstream(file(name), std::ios::binary) << bytes;
+    return file(name);
+  }
+};
+
+struct Result {
+  int status = -1;
+  std::string out, err;
+};
+
+// Runs a program from the build (train or generate) with shell-quoted `args`.
+Result run(const std::string& program, const std::string& args) {
+  TempDir logs;
+  std::string command = std::string(TG_PROGRAM_DIR) + program + " " + args + " >" + logs.file("out") + " 2>" +
+                        logs.file("err") + " </dev/null";
+  int raw = std::system(command.c_str());
+  Result r;
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+  r.out = read_file(logs.file("out"));
+  r.err = read_file(logs.file("err"));
+  return r;
+}
+
+// A tiny model that trains in milliseconds a step, on one thread for bit-identical reruns.
+const std::string kTiny =
+    " --layers 1 --heads 2 --embd 16 --block 8 --batch 4 --eval-batches 2 --sample-tokens 8 --threads 1";
+
+std::string english(int repeats) {
+  std::string text;
+  for (int i = 0; i < repeats; i++) text += "the quick brown fox jumps over the lazy dog. ";
+  return text;
+}
+
+// Bad input: a non-zero status and exactly one line on stderr that contains `fragment`.
+#define EXPECT_ONE_LINE_ERROR(result, fragment)                                                 \
+  do {                                                                                          \
+    Result r_ = (result);                                                                       \
+    EXPECT_NE(r_.status, 0) << r_.out << r_.err;                                                \
+    EXPECT_NE(r_.err.find(fragment), std::string::npos) << "stderr: " << r_.err;                \
+    EXPECT_EQ(std::count(r_.err.begin(), r_.err.end(), '\n'), 1) << "stderr: " << r_.err;      \
+  } while (0)
+
+// The (step, train loss, val loss) columns of metrics.csv: what must match across a resume.
+std::vector<std::string> loss_columns(const std::string& csv) {
+  std::vector<std::string> rows;
+  std::istringstream in(csv);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> fields;
+    std::stringstream cells(line);
+    std::string cell;
+    while (std::getline(cells, cell, ',')) fields.push_back(cell);
+    while (fields.size() < 4) fields.push_back("");
+    rows.push_back(fields[0] + "," + fields[2] + "," + fields[3]);
+  }
+  return rows;
+}
+
+// Starts ./train, sends `signal` once it has printed the status line of step `after_step`, and
+// waits for it. Returns its status and output.
+Result run_and_signal(const std::vector<std::string>& args, int signal, int after_step) {
+  int out_pipe[2];
+  if (pipe(out_pipe) != 0) return {};
+  TempDir logs;
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out_pipe[1], STDOUT_FILENO);
+    int err = open(logs.file("err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(err, STDERR_FILENO);
+    close(out_pipe[0]);
+    std::string program = std::string(TG_PROGRAM_DIR) + "train";
+    std::vector<char*> argv = {const_cast<char*>(program.c_str())};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(program.c_str(), argv.data());
+    _exit(127);
+  }
+  close(out_pipe[1]);
+  Result r;
+  std::string pending;
+  bool sent = false;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = read(out_pipe[0], buffer, sizeof(buffer))) > 0) {
+    r.out.append(buffer, static_cast<size_t>(n));
+    pending.append(buffer, static_cast<size_t>(n));
+    size_t newline;
+    while ((newline = pending.find('\n')) != std::string::npos) {
+      std::string line = pending.substr(0, newline);
+      pending.erase(0, newline + 1);
+      long step = 0;
+      if (!sent && std::sscanf(line.c_str(), "step %ld/", &step) == 1 && step >= after_step) {
+        kill(pid, signal);
+        sent = true;
+      }
+    }
+  }
+  close(out_pipe[0]);
+  int raw = 0;
+  waitpid(pid, &raw, 0);
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
+  r.err = read_file(logs.file("err"));
+  return r;
+}
+
+std::vector<std::string> split_args(const std::string& text) {
+  std::vector<std::string> args;
+  std::istringstream in(text);
+  std::string a;
+  while (in >> a) args.push_back(a);
+  return args;
+}
+
+}  // namespace
+
+// ---- flags ----------------------------------------------------------------------------------
+
+TEST(Flags, ParsesValuesSwitchesAndPositionals) {
+  int64_t steps = 5;
+  double lr = 0.1;
+  std::string mode = "a";
+  bool resume = false;
+  FlagSet flags("prog", "", "");
+  flags.add_int("steps", &steps, "", 1, 100);
+  flags.add_float("lr", &lr, "", 0.0, 1.0, true);
+  flags.add_string("mode", &mode, "", {"a", "b"});
+  flags.add_switch("resume", &resume, "");
+  const char* argv[] = {"prog", "file.txt", "--steps", "7", "--lr=0.5", "--mode", "b", "--resume"};
+  std::vector<std::string> positional = flags.parse(8, const_cast<char**>(argv));
+  EXPECT_EQ(positional, std::vector<std::string>{"file.txt"});
+  EXPECT_EQ(steps, 7);
+  EXPECT_EQ(lr, 0.5);
+  EXPECT_EQ(mode, "b");
+  EXPECT_TRUE(resume);
+  EXPECT_TRUE(flags.given("steps"));
+  EXPECT_NE(flags.help().find("--steps X"), std::string::npos);
+}
+
+TEST(Flags, BadInputNamesTheFlag) {
+  int64_t steps = 5;
+  double lr = 0.1;
+  std::string mode = "a";
+  FlagSet flags("prog", "", "");
+  flags.add_int("steps", &steps, "", 1, 100);
+  flags.add_float("lr", &lr, "", 0.0, 1.0, true);
+  flags.add_string("mode", &mode, "", {"a", "b"});
+  auto parse = [&](std::vector<const char*> args) {
+    args.insert(args.begin(), "prog");
+    flags.parse(static_cast<int>(args.size()), const_cast<char**>(args.data()));
+  };
+  EXPECT_THROW_WITH(parse({"--stpes", "3"}), "unknown flag --stpes (did you mean --steps?)");
+  EXPECT_THROW_WITH(parse({"--steps", "0"}), "--steps 0 is out of range: expected 1 to 100");
+  EXPECT_THROW_WITH(parse({"--steps", "3x"}), "--steps: expected an integer, got '3x'");
+  EXPECT_THROW_WITH(parse({"--lr", "0"}), "--lr 0 is out of range: expected more than 0 to 1");
+  EXPECT_THROW_WITH(parse({"--lr", "nan"}), "--lr: expected a finite number, got 'nan'");
+  EXPECT_THROW_WITH(parse({"--mode", "c"}), "--mode 'c' is not one of a|b");
+  EXPECT_THROW_WITH(parse({"--steps"}), "--steps needs a value");
+  EXPECT_EQ(steps, 5);  // nothing was assigned from a bad value
+}
+
+// ---- sampling -------------------------------------------------------------------------------
+
+TEST(Sampling, TemperatureZeroAndTopOneAreArgmax) {
+  std::vector<float> logits = {0.1f, 2.0f, -1.0f, 1.9f};
+  Generator gen(1);
+  SamplingOptions greedy;
+  greedy.temperature = 0;
+  SamplingOptions top1;
+  top1.top_k = 1;
+  for (int i = 0; i < 50; i++) {
+    EXPECT_EQ(sample_token(logits.data(), 4, greedy, gen), 1);
+    EXPECT_EQ(sample_token(logits.data(), 4, top1, gen), 1);
+  }
+}
+
+TEST(Sampling, FrequenciesFollowTheSoftmax) {
+  // softmax([0, log 3, -inf-ish]) = [0.25, 0.75, ~0]; with top_k 2 the third is excluded anyway.
+  std::vector<float> logits = {0.0f, std::log(3.0f), -30.0f};
+  Generator gen(7);
+  SamplingOptions options;
+  options.temperature = 1.0;
+  options.top_k = 2;
+  const int draws = 20000;
+  int ones = 0;
+  for (int i = 0; i < draws; i++) {
+    int32_t id = sample_token(logits.data(), 3, options, gen);
+    ASSERT_NE(id, 2);
+    ones += id == 1;
+  }
+  // Binomial standard deviation sqrt(0.75 * 0.25 / 20000) = 0.0031; 5 sigma keeps this seed-proof.
+  EXPECT_NEAR(ones / double(draws), 0.75, 0.016);
+}
+
+// ---- checkpoints ----------------------------------------------------------------------------
+
+TEST(Checkpoint, RoundTripsTheTrainingState) {
+  TempDir dir;
+  TrainState state;
+  state.step = 42;
+  state.total_steps = 100;
+  state.best_val_loss = 1.2345678901234567;  // and infinity below
+  state.best_step = 40;
+  state.elapsed_seconds = 3.5;
+  state.loader.rng = {1, 2, 0xFFFFFFFFFFFFFFFFull, 4};
+  state.loader.batches = 84;
+  state.dropout_rng = {5, 6, 7, 0x8000000000000000ull};
+  NamedTensors model = {{"w", Tensor::from_vector({1, 2, 3}, {3})}};
+  NamedTensors optim = {{"adamw.step", Tensor::from_ints({42}, {})}};
+  save_checkpoint(dir.file("c.safetensors"), model, optim, state, "{\"a\": 1}", "{\"type\": \"char\"}");
+  Checkpoint back = load_checkpoint(dir.file("c.safetensors"));
+  EXPECT_EQ(back.state.step, 42);
+  EXPECT_EQ(back.state.total_steps, 100);
+  EXPECT_EQ(back.state.best_val_loss, state.best_val_loss);  // exact: JSON keeps 17 digits
+  EXPECT_EQ(back.state.loader.rng, state.loader.rng);
+  EXPECT_EQ(back.state.loader.batches, 84);
+  EXPECT_EQ(back.state.dropout_rng, state.dropout_rng);
+  EXPECT_EQ(back.config_json, "{\"a\": 1}");
+  ASSERT_TRUE(back.model.contains("w"));
+  EXPECT_EQ(back.model.at("w").to_vector(), (std::vector<float>{1, 2, 3}));
+  EXPECT_TRUE(back.optimizer.contains("adamw.step"));
+  EXPECT_FALSE(back.model.contains("adamw.step"));
+}
+
+TEST(Checkpoint, ForeignAndTruncatedFilesAreNamed) {
+  TempDir dir;
+  save_safetensors(dir.file("foreign.safetensors"), {{"w", Tensor::zeros({2})}}, {{"format", "pt"}});
+  EXPECT_THROW_WITH(load_checkpoint(dir.file("foreign.safetensors")), "is not a tilegrad training checkpoint");
+  save_safetensors(dir.file("bare.safetensors"), {{"w", Tensor::zeros({2})}});
+  EXPECT_THROW_WITH(load_checkpoint(dir.file("bare.safetensors")), "is not a tilegrad training checkpoint");
+  std::string bytes = read_file(dir.file("foreign.safetensors"));
+  dir.write("cut.safetensors", bytes.substr(0, bytes.size() - 3));
+  EXPECT_THROW_WITH(load_checkpoint(dir.file("cut.safetensors")), "cut.safetensors");
+  EXPECT_THROW_WITH(load_checkpoint(dir.file("none.safetensors")), "none.safetensors' does not exist");
+}
+
+// ---- ./train end to end ---------------------------------------------------------------------
+
+TEST(TrainProgram, HelpListsEveryFlag) {
+  Result r = run("train", "--help");
+  EXPECT_EQ(r.status, 0);
+  for (const char* flag : {"--model", "--layers", "--heads", "--embd", "--block", "--batch", "--grad-accum", "--steps",
+                           "--minutes", "--lr", "--warmup", "--min-lr", "--weight-decay", "--clip", "--dropout",
+                           "--eval-every", "--eval-batches", "--sample-every", "--seed", "--out", "--save-every",
+                           "--resume", "--device", "--dtype", "--threads", "--tokenizer", "--vocab-size"})
+    EXPECT_NE(r.out.find(std::string(flag) + " "), std::string::npos) << flag;
+}
+
+TEST(TrainProgram, TrainsWritesTheRunFolderAndGenerates) {
+  TempDir dir;
+  std::string corpus = dir.write("fox.txt", english(60));
+  std::string out = dir.file("run");
+  Result r = run("train", corpus + " --out " + out + kTiny + " --steps 60 --eval-every 20 --lr 1e-2");
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(r.err, "");
+  for (const char* name : {"config.json", "metrics.csv", "tokenizer.json", "last.safetensors", "best.safetensors"})
+    EXPECT_TRUE(exists(out + "/" + name)) << name;
+  if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) EXPECT_TRUE(exists(out + "/loss.png"));
+  else EXPECT_NE(r.out.find("gnuplot is not installed"), std::string::npos);
+  EXPECT_NE(r.out.find("step 60/60 | loss"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("---- sample at step 60 ----"), std::string::npos);
+  EXPECT_NE(r.out.find("done: 60 steps"), std::string::npos);
+
+  // It learned: the last validation loss is well under the first (a uniform guess over the 28
+  // characters is ln 28 = 3.33 nats; this text is learnable to far below that in 60 steps).
+  std::vector<double> val;
+  std::istringstream csv(read_file(out + "/metrics.csv"));
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line, "step,time_s,train_loss,val_loss,lr,tokens_per_s");
+  while (std::getline(csv, line)) {
+    std::vector<std::string> f;
+    std::stringstream cells(line);
+    std::string cell;
+    while (std::getline(cells, cell, ',')) f.push_back(cell);
+    ASSERT_EQ(f.size(), 6u) << line;
+    if (!f[3].empty()) val.push_back(std::stod(f[3]));
+  }
+  ASSERT_EQ(val.size(), 3u);
+  EXPECT_LT(val.back(), val.front() - 0.5);
+
+  Result g = run("generate", "--ckpt " + out + " --prompt 'the quick' --tokens 20 --seed 3 --threads 1");
+  ASSERT_EQ(g.status, 0) << g.err;
+  EXPECT_EQ(g.out.substr(0, 9), "the quick");
+  EXPECT_EQ(g.out.size(), 9u + 20u + 1u);  // prompt, 20 one-byte characters, the final newline
+  Result again = run("generate", "--ckpt " + out + " --prompt 'the quick' --tokens 20 --seed 3 --threads 1");
+  EXPECT_EQ(again.out, g.out);  // a seed gives the same text
+  EXPECT_ONE_LINE_ERROR(run("generate", "--ckpt " + out + " --prompt 'XYZ'"), "--prompt: character 'X' at byte 0");
+  EXPECT_ONE_LINE_ERROR(run("generate", "--ckpt " + dir.file("nowhere")), "nowhere' does not exist");
+  EXPECT_ONE_LINE_ERROR(run("generate", "--prompt hi"), "--ckpt is required");
+}
+
+TEST(TrainProgram, BpeTokenizerTrainsAndSavesItsMerges) {
+  TempDir dir;
+  std::string corpus = dir.write("fox.txt", english(80));
+  Result r = run("train", corpus + " --out " + dir.file("run") + kTiny +
+                              " --steps 5 --eval-every 5 --tokenizer bpe --vocab-size 300");
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  std::string tokenizer = read_file(dir.file("run/tokenizer.json"));
+  EXPECT_NE(tokenizer.find("\"type\":\"bpe\""), std::string::npos) << tokenizer;
+  EXPECT_NE(tokenizer.find("\"merges\":[["), std::string::npos) << tokenizer;
+}
+
+TEST(TrainProgram, ResumeAfterSigintIsBitIdentical) {
+  TempDir dir;
+  std::string corpus = dir.write("fox.txt", english(100));
+  // Dropout on, so the dropout generator's state is part of what must survive the restart.
+  std::string args = corpus + kTiny + " --steps 800 --log-every 1 --eval-every 200 --sample-every 100000 --dropout 0.1";
+  Result straight = run("train", args + " --out " + dir.file("straight"));
+  ASSERT_EQ(straight.status, 0) << straight.err;
+
+  std::vector<std::string> argv = split_args(args + " --out " + dir.file("split"));
+  Result stopped = run_and_signal(argv, SIGINT, 3);
+  ASSERT_EQ(stopped.status, 0) << stopped.err;
+  size_t at = stopped.out.find("SIGINT: stopped at step ");
+  ASSERT_NE(at, std::string::npos) << "the run ended before the signal arrived:\n" << stopped.out.substr(stopped.out.size() - 300);
+  EXPECT_NE(stopped.out.find("resume with: ./train " + corpus), std::string::npos);
+  EXPECT_NE(stopped.out.find(" --resume\n"), std::string::npos);
+
+  Result resumed = run("train", args + " --out " + dir.file("split") + " --resume");
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_NE(resumed.out.find("resuming "), std::string::npos);
+  std::vector<std::string> a = loss_columns(read_file(dir.file("straight/metrics.csv")));
+  std::vector<std::string> b = loss_columns(read_file(dir.file("split/metrics.csv")));
+  ASSERT_EQ(a.size(), 801u);
+  EXPECT_EQ(a, b);  // every step's train loss and every val loss, to 9 significant digits
+}
+
+TEST(TrainProgram, SigtermCheckpointsAndExitsZero) {
+  TempDir dir;
+  std::string corpus = dir.write("fox.txt", english(100));
+  Result r = run_and_signal(split_args(corpus + kTiny + " --steps 100000 --log-every 1 --out " + dir.file("run")),
+                            SIGTERM, 2);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("SIGTERM: stopped at step "), std::string::npos);
+  Checkpoint ckpt = load_checkpoint(dir.file("run/last.safetensors"));
+  EXPECT_GE(ckpt.state.step, 2);
+}
+
+TEST(TrainProgram, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
+  TempDir dir;
+  std::string corpus = dir.write("fox.txt", english(20));
+  // An absurd learning rate blows the weights up in one step: step 1 is finite (and checkpointed
+  // by --save-every 1), step 2's loss is not.
+  Result r = run("train", corpus + " --out " + dir.file("run") + kTiny + " --steps 10 --save-every 1 --lr 1e30 --warmup 0");
+  EXPECT_ONE_LINE_ERROR(r, "loss is nan at step 2; stopping (the last good checkpoint is");
+  EXPECT_NE(r.err.find("(step 1)"), std::string::npos) << r.err;
+  Checkpoint ckpt = load_checkpoint(dir.file("run/last.safetensors"));
+  EXPECT_EQ(ckpt.state.step, 1);
+}
+
+TEST(TrainProgram, BinaryFileTrainsWithBpeAndWarnsWithChar) {
+  TempDir dir;
+  Generator gen(2);
+  std::string bytes;
+  for (int i = 0; i < 3000; i++) bytes += static_cast<char>(gen.below(256));
+  std::string corpus = dir.write("blob.bin", bytes);
+  Result bpe = run("train", corpus + " --out " + dir.file("bpe") + kTiny + " --steps 3 --tokenizer bpe --vocab-size 260");
+  EXPECT_EQ(bpe.status, 0) << bpe.err;
+  EXPECT_EQ(bpe.err, "");
+  Result chars = run("train", corpus + " --out " + dir.file("char") + kTiny + " --steps 3");
+  EXPECT_EQ(chars.status, 0) << chars.err;
+  EXPECT_NE(chars.err.find("warning: corpus '" + corpus + "' is not UTF-8 text"), std::string::npos) << chars.err;
+  EXPECT_NE(chars.err.find("--tokenizer bpe is byte-level"), std::string::npos);
+}
+
+TEST(TrainProgram, BadInputGetsOneLineNamingIt) {
+  TempDir dir;
+  std::string corpus = dir.write("fox.txt", english(20));
+  std::string out = " --out " + dir.file("run");
+  EXPECT_ONE_LINE_ERROR(run("train", dir.file("missing.txt") + out + kTiny), "missing.txt' cannot be opened: No such file");
+  EXPECT_ONE_LINE_ERROR(run("train", dir.path + out + kTiny), "is a directory");
+  EXPECT_ONE_LINE_ERROR(run("train", dir.write("empty.txt", "") + out + kTiny), "empty.txt' is empty");
+  // 40 characters: 36 train + 4 validation tokens, and block 8 needs 9 in each.
+  EXPECT_ONE_LINE_ERROR(run("train", dir.write("short.txt", english(1).substr(0, 40)) + out + kTiny),
+                        "short.txt' is too short: its 40 tokens split into 36 for training and 4 for validation");
+  EXPECT_ONE_LINE_ERROR(run("train", corpus + out + " --bogus 3"), "unknown flag --bogus");
+  EXPECT_ONE_LINE_ERROR(run("train", corpus + out + " --steps 0"), "--steps 0 is out of range");
+  EXPECT_ONE_LINE_ERROR(run("train", corpus + out + " --lr -1"), "--lr -1 is out of range");
+  EXPECT_ONE_LINE_ERROR(run("train", corpus + out + " --model huge"), "--model 'huge' is not one of");
+  EXPECT_ONE_LINE_ERROR(run("train", corpus + out + " --embd 30 --heads 4"), "--embd 30 is not divisible by --heads 4");
+  EXPECT_ONE_LINE_ERROR(run("train", corpus + out + " --vocab-size 300"), "--vocab-size applies to --tokenizer bpe only");
+  EXPECT_ONE_LINE_ERROR(run("train", corpus + " other.txt" + out), "expected at most one corpus FILE");
+  EXPECT_ONE_LINE_ERROR(run("train", corpus + " --out " + corpus + "/sub" + kTiny), "cannot create output folder");
+  EXPECT_ONE_LINE_ERROR(run("train", corpus + out + kTiny + " --dtype bf16"), "--dtype bf16 is not available on cpu");
+  if (!cuda_available())
+    EXPECT_ONE_LINE_ERROR(run("train", corpus + out + kTiny + " --device cuda"), "--device cuda: no CUDA GPU is available");
+  EXPECT_ONE_LINE_ERROR(run("train", corpus + out + kTiny + " --resume"), "--resume: no checkpoint in");
+  EXPECT_FALSE(exists(dir.file("run")));  // nothing was created by any of these
+}
+
+TEST(TrainProgram, BadResumeLosesNothing) {
+  TempDir dir;
+  std::string corpus = dir.write("fox.txt", english(30));
+  std::string run_dir = dir.file("run");
+  std::string args = corpus + " --out " + run_dir + kTiny + " --steps 4 --eval-every 2";
+  ASSERT_EQ(run("train", args).status, 0);
+  std::string last = run_dir + "/last.safetensors";
+  std::string saved = read_file(last), metrics = read_file(run_dir + "/metrics.csv");
+
+  EXPECT_ONE_LINE_ERROR(run("train", args), "already holds a run");
+  EXPECT_ONE_LINE_ERROR(run("train", args + " --resume --layers 2"),
+                        "--layers 2 differs from the checkpoint's 1 in " + last);
+  EXPECT_ONE_LINE_ERROR(run("train", corpus + " --out " + run_dir + " --resume --model small"),
+                        "--layers 6 differs from the checkpoint's 1");
+  EXPECT_ONE_LINE_ERROR(run("train", args + " --resume --tokenizer bpe"),
+                        "--tokenizer bpe differs from the checkpoint's char");
+  EXPECT_ONE_LINE_ERROR(run("train", dir.write("other.txt", english(30)) + " --out " + run_dir + " --resume"),
+                        "differs from the checkpoint's");
+  EXPECT_EQ(read_file(last), saved);
+  EXPECT_EQ(read_file(run_dir + "/metrics.csv"), metrics);
+
+  // A foreign checkpoint (a safetensors file from elsewhere) and a truncated one.
+  save_safetensors(last, {{"w", Tensor::zeros({2})}});
+  EXPECT_ONE_LINE_ERROR(run("train", args + " --resume"), "is not a tilegrad training checkpoint");
+  std::ofstream(last, std::ios::binary) << saved.substr(0, saved.size() / 2);
+  EXPECT_ONE_LINE_ERROR(run("train", args + " --resume"), last);
+}
