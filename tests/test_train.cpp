@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -68,10 +69,11 @@ struct Result {
   std::string out, err;
 };
 
-// Runs a program from the build (train or generate) with shell-quoted `args`.
-Result run(const std::string& program, const std::string& args) {
+// Runs a program from the build (train or generate) with shell-quoted `args`, after `prefix`
+// (a command such as setpriv that runs it).
+Result run(const std::string& program, const std::string& args, const std::string& prefix = "") {
   TempDir logs;
-  std::string command = std::string(TG_PROGRAM_DIR) + program + " " + args + " >" + logs.file("out") + " 2>" +
+  std::string command = prefix + std::string(TG_PROGRAM_DIR) + program + " " + args + " >" + logs.file("out") + " 2>" +
                         logs.file("err") + " </dev/null";
   int raw = std::system(command.c_str());
   Result r;
@@ -446,6 +448,22 @@ TEST(TrainProgram, BadInputGetsOneLineNamingIt) {
     EXPECT_ONE_LINE_ERROR(run("train", corpus + out + kTiny + " --device cuda"), "--device cuda: no CUDA GPU is available");
   EXPECT_ONE_LINE_ERROR(run("train", corpus + out + kTiny + " --resume"), "--resume: no checkpoint in");
   EXPECT_FALSE(exists(dir.file("run")));  // nothing was created by any of these
+}
+
+TEST(TrainProgram, UnreadableFileGetsOneLineNamingIt) {
+  TempDir dir;
+  chmod(dir.path.c_str(), 0755);  // traversable, so the error is the file's, not the folder's
+  std::string locked = dir.write("locked.txt", english(20));
+  chmod(locked.c_str(), 0);
+  // Root reads files whatever their permissions (and CI runs as root): run it as `nobody` then.
+  std::string prefix;
+  if (geteuid() == 0) {
+    if (std::system("command -v setpriv >/dev/null 2>&1") != 0) GTEST_SKIP() << "running as root without setpriv";
+    prefix = "setpriv --reuid=65534 --regid=65534 --clear-groups ";
+  }
+  EXPECT_ONE_LINE_ERROR(run("train", locked + " --out " + dir.file("run") + kTiny, prefix),
+                        "locked.txt' cannot be read: Permission denied");
+  EXPECT_FALSE(exists(dir.file("run")));
 }
 
 TEST(TrainProgram, BadResumeLosesNothing) {
