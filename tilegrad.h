@@ -2,7 +2,7 @@
 //
 //   #include "tilegrad.h"
 //   tg::GPT model(config, /*seed=*/1337);
-//   tg::AdamW optimizer(model.param_groups(0.1f), 6e-4f, 0.9f, 0.95f);
+//   tg::AdamW optimizer(tg::weight_decay_groups(model.parameters(), 0.1f), 6e-4f, 0.9f, 0.95f);
 //   tg::Tensor loss = model.loss(model.forward(idx), targets);
 //   tg::backward(loss);
 //   optimizer.step();

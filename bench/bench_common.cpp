@@ -1,6 +1,5 @@
 #include "bench/bench_common.h"
 
-#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -8,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "programs/lib/machine_peak.h"
 #include "tensor/tensor.h"
 
 namespace tg::bench {
@@ -34,58 +34,13 @@ std::string simd_name() {
 #endif
 }
 
-// Each thread runs kChains independent FMA chains so the FMA units never wait on a result
-// (latency 4 cycles x 2 units needs at least 8 chains in flight).
-static double fma_flops_one_thread(long iterations) {
-  constexpr int kChains = 12;
-#if defined(__AVX512F__)
-  using V = __m512;
-  constexpr int kLanes = 16;
-  V acc[kChains], a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
-  for (int c = 0; c < kChains; c++) acc[c] = _mm512_set1_ps(static_cast<float>(c));
-  for (long i = 0; i < iterations; i++)
-    for (int c = 0; c < kChains; c++) acc[c] = _mm512_fmadd_ps(acc[c], a, b);
-  // Stored and summed by hand: gcc 12's _mm512_reduce_add_ps trips -Wuninitialized.
-  float tmp[16], sink = 0;
-  for (int c = 0; c < kChains; c++) { _mm512_storeu_ps(tmp, acc[c]); for (float t : tmp) sink += t; }
-#elif defined(__AVX2__)
-  using V = __m256;
-  constexpr int kLanes = 8;
-  V acc[kChains], a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
-  for (int c = 0; c < kChains; c++) acc[c] = _mm256_set1_ps(static_cast<float>(c));
-  for (long i = 0; i < iterations; i++)
-    for (int c = 0; c < kChains; c++) acc[c] = _mm256_fmadd_ps(acc[c], a, b);
-  float tmp[8], sink = 0;
-  for (int c = 0; c < kChains; c++) { _mm256_storeu_ps(tmp, acc[c]); for (float t : tmp) sink += t; }
-#else
-  constexpr int kLanes = 1;
-  float acc[kChains], sink = 0;
-  for (int c = 0; c < kChains; c++) acc[c] = static_cast<float>(c);
-  for (long i = 0; i < iterations; i++)
-    for (int c = 0; c < kChains; c++) acc[c] = acc[c] * 0.999999f + 1e-7f;
-  for (int c = 0; c < kChains; c++) sink += acc[c];
-#endif
-  volatile float keep = sink;  // keeps the chains from being optimised away
-  (void)keep;
-  return 2.0 * kLanes * kChains * static_cast<double>(iterations);
-}
-
 double measured_fma_peak_gflops(int threads) {
   static double cached[256] = {0};
   int n = threads > 0 ? threads : omp_get_max_threads();
   if (n < 256 && cached[n] > 0) return cached[n];
-  const long iterations = 20000000;
-  double best = 0;
-  for (int rep = 0; rep < 3; rep++) {
-    double flops = 0;
-    auto start = std::chrono::steady_clock::now();
-#pragma omp parallel num_threads(n) reduction(+ : flops)
-    flops += fma_flops_one_thread(iterations);
-    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    best = std::max(best, flops / seconds * 1e-9);
-  }
-  if (n < 256) cached[n] = best;
-  return best;
+  double peak = cpu_peak_gflops(n, 20000000);
+  if (n < 256) cached[n] = peak;
+  return peak;
 }
 
 double measured_copy_bandwidth_gbs() {

@@ -10,7 +10,8 @@ namespace tg::bench {
 double time_ms(const std::function<void()>& fn, int repeats = 10, int warmup = 2);
 
 // fp32 FMA peak of this machine in GFLOP/s on `threads` threads (all OpenMP threads when 0),
-// measured with independent AVX-512 (or AVX2) FMA chains in registers. Cached after the first call.
+// measured by tg::cpu_peak_gflops (programs/lib/machine_peak.h, which ./train uses for its MFU)
+// with ten times its default iterations. Cached after the first call.
 double measured_fma_peak_gflops(int threads = 0);
 
 // Copy bandwidth in GB/s (bytes read + bytes written) on a buffer far larger than the last-level

@@ -78,14 +78,6 @@ Tensor GPT::loss(const Tensor& logits, const Tensor& targets) const {
   return cross_entropy(logits, targets, -1);
 }
 
-std::vector<ParamGroup> GPT::param_groups(float weight_decay) const {
-  ParamGroup decay, no_decay;
-  decay.weight_decay = weight_decay;
-  no_decay.weight_decay = 0.0f;
-  for (auto& [name, p] : named_parameters()) (p.dim() >= 2 ? decay : no_decay).params.push_back(p);
-  return {decay, no_decay};
-}
-
 double GPT::flops_per_token() const {
   const GPTConfig& c = config_;
   double N = static_cast<double>(num_parameters() - wpe->weight.numel());

@@ -16,7 +16,6 @@
 #include "nn/embedding.h"
 #include "nn/layernorm.h"
 #include "nn/module.h"
-#include "optim/param_group.h"
 
 namespace tg {
 
@@ -49,12 +48,6 @@ class GPT : public Module {
   Tensor loss(const Tensor& logits, const Tensor& targets) const;
 
   const GPTConfig& config() const { return config_; }
-
-  // nanoGPT's AdamW grouping: every parameter with two or more dimensions (the Linear weights and
-  // both embeddings; wte doubles as the lm_head) decays with `weight_decay`; the one-dimensional
-  // ones (biases, LayerNorm weights and biases) do not, because shrinking a bias or a norm's gain
-  // toward zero is not a useful prior. Order: {decay, no decay}.
-  std::vector<ParamGroup> param_groups(float weight_decay) const;
 
   // Training FLOPs per token at sequence length block_size, as nanoGPT's estimate_mfu (PaLM,
   // appendix B): 6N for the matmuls through every weight (2 forward + 4 backward per weight per

@@ -6,6 +6,13 @@
 
 namespace tg {
 
+std::vector<ParamGroup> weight_decay_groups(const std::vector<Tensor>& params, float weight_decay) {
+  ParamGroup decay, no_decay;
+  decay.weight_decay = weight_decay;
+  for (const Tensor& p : params) (p.dim() >= 2 ? decay : no_decay).params.push_back(p);
+  return {decay, no_decay};
+}
+
 void check_non_negative(const char* optimizer, const char* what, float value) {
   if (!(value >= 0.0f) || !std::isfinite(value))
     throw Error(std::string(optimizer) + ": " + what + " must be finite and >= 0, got " + std::to_string(value));

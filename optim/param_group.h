@@ -12,6 +12,12 @@ struct ParamGroup {
   float weight_decay = 0.0f;
 };
 
+// nanoGPT's AdamW grouping, for any model: every parameter with two or more dimensions (weight
+// matrices and embeddings; a GPT's wte doubles as its lm_head) decays with `weight_decay`; the
+// one-dimensional ones (biases, LayerNorm gains and shifts) do not, because shrinking a bias or a
+// norm's gain toward zero is not a useful prior. Returns {decay, no decay}, in parameter order.
+std::vector<ParamGroup> weight_decay_groups(const std::vector<Tensor>& params, float weight_decay);
+
 // Throws tg::Error naming `optimizer`, the group and the index when a parameter is undefined or
 // not f32 (optimizers keep f32 master weights), when it is listed twice (it would be updated
 // twice per step), or when a group's weight decay is negative or not finite.

@@ -116,7 +116,7 @@ TEST(GPTParity, TenAdamWStepsMatchPyTorch) {
   std::vector<float> reference = f.data.at("adamw_losses").to_vector();
   ASSERT_EQ(static_cast<int64_t>(reference.size()), meta_int(f.data, "adamw_steps"));
 
-  AdamW optimizer(f.model->param_groups(meta_float(f.data, "adamw_weight_decay")), meta_float(f.data, "adamw_lr"),
+  AdamW optimizer(weight_decay_groups(f.model->parameters(), meta_float(f.data, "adamw_weight_decay")), meta_float(f.data, "adamw_lr"),
                   meta_float(f.data, "adamw_beta1"), meta_float(f.data, "adamw_beta2"),
                   meta_float(f.data, "adamw_eps"));
   double worst = 0;

@@ -360,9 +360,9 @@ TEST(GPT, DropoutOnlyActsInTraining) {
   EXPECT_NE(with_dropout.forward(idx).to_vector(), without.forward(idx).to_vector());
 }
 
-TEST(GPT, ParamGroupsDecayMatricesOnly) {
+TEST(GPT, WeightDecayGroupsDecayMatricesAndEmbeddingsOnly) {
   GPT model(tiny_config(), 0);
-  std::vector<ParamGroup> groups = model.param_groups(0.1f);
+  std::vector<ParamGroup> groups = weight_decay_groups(model.parameters(), 0.1f);
   ASSERT_EQ(groups.size(), 2u);
   EXPECT_FLOAT_EQ(groups[0].weight_decay, 0.1f);
   EXPECT_FLOAT_EQ(groups[1].weight_decay, 0.0f);

@@ -42,10 +42,9 @@ static double fma_flops(long iterations) {
   return 2.0 * kLanes * kChains * static_cast<double>(iterations);
 }
 
-double cpu_peak_gflops(int threads) {
-  const long iterations = 2000000;
+double cpu_peak_gflops(int threads, long iterations) {
   double best = 0;
-  for (int rep = 0; rep < 2; rep++) {
+  for (int rep = 0; rep < 3; rep++) {
     double flops = 0;
     auto start = std::chrono::steady_clock::now();
 #pragma omp parallel num_threads(threads) reduction(+ : flops)

@@ -11,6 +11,7 @@
 #include "nn/gpt.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
+#include "optim/param_group.h"
 #include "optim/schedule.h"
 #include "tensor/error.h"
 #include "programs/lib/machine_peak.h"
@@ -75,7 +76,7 @@ void print_sample(GPT& model, const RunSetup& run, int64_t step) {
 // Moves the model first: the optimizer must hold the moved parameters (nn/module.h).
 std::vector<ParamGroup> groups_on_device(GPT& model, Device device, float weight_decay) {
   if (device != Device::cpu()) model.to(device);
-  return model.param_groups(weight_decay);
+  return weight_decay_groups(model.parameters(), weight_decay);
 }
 
 class Trainer {
