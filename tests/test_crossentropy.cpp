@@ -17,6 +17,7 @@
 #include "autograd/gradcheck.h"
 #include "ops/cpu/crossentropy.h"
 #include "ops/crossentropy.h"
+#include "tests/test_util.h"
 
 using namespace tg;
 
@@ -59,17 +60,6 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& want
       ADD_FAILURE() << what << "[" << i << "]: got " << got[i] << ", want " << want[i];
 }
 
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    std::string message = e.what();
-    for (const std::string& part : parts)
-      EXPECT_NE(message.find(part), std::string::npos) << "message \"" << message << "\" does not name " << part;
-    return;
-  }
-  ADD_FAILURE() << "expected a tg::Error naming " << parts.front();
-}
 
 // Targets in [0, V), with every `ignore_every`-th one (when > 0) set to ignore_index.
 Tensor random_targets(const Shape& shape, int64_t V, Generator& gen, int ignore_every = 0, int32_t ignore_index = -1) {

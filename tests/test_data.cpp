@@ -18,35 +18,13 @@
 #include "data/text_dataset.h"
 #include "data/text_file.h"
 #include "data/tokenizer.h"
+#include "tests/test_util.h"
 
 using namespace tg;
 
-#define EXPECT_THROW_WITH(statement, fragment)                                              \
-  do {                                                                                       \
-    try {                                                                                    \
-      statement;                                                                             \
-      ADD_FAILURE() << "expected tg::Error containing \"" << (fragment) << "\"";             \
-    } catch (const tg::Error& e) {                                                           \
-      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();        \
-    }                                                                                        \
-  } while (0)
 
 namespace {
 
-// A scratch folder under /tmp, removed with everything in it.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char name[] = "/tmp/tg_data_XXXXXX";
-    path = mkdtemp(name);
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-  std::string write(const std::string& name, const std::string& bytes) const {
-    std::string file = path + "/" + name;
-    std::ofstream(file, std::ios::binary) << bytes;
-    return file;
-  }
-};
 
 std::string random_bytes(Generator& gen, size_t n) {
   std::string bytes(n, '\0');

@@ -12,23 +12,12 @@
 #include "autograd/functions/embedding.h"
 #include "autograd/gradcheck.h"
 #include "ops/embedding.h"
+#include "tests/test_util.h"
 
 using namespace tg;
 
 namespace {
 
-// Expects fn to throw tg::Error whose message contains every one of `parts`.
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    std::string message = e.what();
-    for (const std::string& part : parts)
-      EXPECT_NE(message.find(part), std::string::npos) << "message \"" << message << "\" does not name " << part;
-    return;
-  }
-  ADD_FAILURE() << "expected a tg::Error naming " << parts.front();
-}
 
 Tensor random_ids(const Shape& shape, int64_t V, Generator& gen) {
   std::vector<int32_t> ids(static_cast<size_t>(shape_numel(shape)));

@@ -14,6 +14,7 @@
 #include "autograd/gradcheck.h"
 #include "ops/cpu/gemm.h"
 #include "ops/gemm.h"
+#include "tests/test_util.h"
 
 using namespace tg;
 
@@ -124,16 +125,6 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& expe
   for (size_t i = 0; i < got.size(); i++) ASSERT_NEAR(got[i], expected[i], tolerance) << "element " << i;
 }
 
-void expect_error_mentions(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected tg::Error";
-  } catch (const Error& e) {
-    for (const std::string& part : parts)
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
-          << "message '" << e.what() << "' lacks '" << part << "'";
-  }
-}
 
 Tensor randn_grad(const Shape& shape, uint64_t seed) {
   Generator gen(seed);
@@ -278,15 +269,15 @@ TEST(MatmulOp, BatchedAndSharedOperand) {
 
 TEST(MatmulOp, BadInputsNameTheOpAndShapes) {
   Tensor a = Tensor::zeros({3, 5}), b = Tensor::zeros({4, 2}), out = Tensor::zeros({3, 2});
-  expect_error_mentions([&] { ops::matmul(out, a, b); }, {"matmul", "(3, 5)", "(4, 2)", "inner"});
+  expect_error([&] { ops::matmul(out, a, b); }, {"matmul", "(3, 5)", "(4, 2)", "inner"});
   Tensor b2 = Tensor::zeros({5, 2}), wrong_out = Tensor::zeros({2, 3});
-  expect_error_mentions([&] { ops::matmul(wrong_out, a, b2); }, {"matmul", "out", "(3, 2)", "(2, 3)"});
+  expect_error([&] { ops::matmul(wrong_out, a, b2); }, {"matmul", "out", "(3, 2)", "(2, 3)"});
   Tensor strided = Tensor::zeros({3, 10}).slice(1, 0, 10, 2);  // column stride 2: not a matrix layout
-  expect_error_mentions([&] { ops::matmul(out, strided, b2); }, {"matmul", "strides", "contiguous"});
+  expect_error([&] { ops::matmul(out, strided, b2); }, {"matmul", "strides", "contiguous"});
   Tensor ints = Tensor::zeros({3, 5}, DType::I32);
-  expect_error_mentions([&] { ops::matmul(out, ints, b2); }, {"matmul", "dtype", "i32"});
+  expect_error([&] { ops::matmul(out, ints, b2); }, {"matmul", "dtype", "i32"});
   Tensor a3 = Tensor::zeros({2, 3, 5}), b3 = Tensor::zeros({3, 5, 2}), out3 = Tensor::zeros({2, 3, 2});
-  expect_error_mentions([&] { ops::matmul(out3, a3, b3); }, {"matmul", "batch", "(2, 3, 5)", "(3, 5, 2)"});
+  expect_error([&] { ops::matmul(out3, a3, b3); }, {"matmul", "batch", "(2, 3, 5)", "(3, 5, 2)"});
 }
 
 // ---- differentiable matmul and linear --------------------------------------------------------
@@ -335,9 +326,9 @@ TEST(Matmul, GradCheckTransposedViews) {
 }
 
 TEST(Matmul, BadShapesNameTheOpAndShapes) {
-  expect_error_mentions([] { matmul(Tensor::zeros({3, 5}), Tensor::zeros({4, 2})); }, {"matmul", "(3, 5)", "(4, 2)"});
-  expect_error_mentions([] { matmul(Tensor::zeros({5}), Tensor::zeros({5, 2})); }, {"matmul", "(5)"});
-  expect_error_mentions([] { matmul(Tensor::zeros({2, 3, 5}), Tensor::zeros({3, 5, 2})); },
+  expect_error([] { matmul(Tensor::zeros({3, 5}), Tensor::zeros({4, 2})); }, {"matmul", "(3, 5)", "(4, 2)"});
+  expect_error([] { matmul(Tensor::zeros({5}), Tensor::zeros({5, 2})); }, {"matmul", "(5)"});
+  expect_error([] { matmul(Tensor::zeros({2, 3, 5}), Tensor::zeros({3, 5, 2})); },
                         {"matmul", "batch", "(2, 3, 5)", "(3, 5, 2)"});
 }
 
@@ -381,9 +372,9 @@ TEST(Linear, GradientsAccumulateIntoExistingGrads) {
 }
 
 TEST(Linear, BadShapesNameTheOpAndShapes) {
-  expect_error_mentions([] { linear(Tensor::zeros({4, 5}), Tensor::zeros({3, 6}), Tensor()); },
+  expect_error([] { linear(Tensor::zeros({4, 5}), Tensor::zeros({3, 6}), Tensor()); },
                         {"linear", "(4, 5)", "(3, 6)"});
-  expect_error_mentions([] { linear(Tensor::zeros({4, 5}), Tensor::zeros({3, 5}), Tensor::zeros({4})); },
+  expect_error([] { linear(Tensor::zeros({4, 5}), Tensor::zeros({3, 5}), Tensor::zeros({4})); },
                         {"linear", "bias", "(4)"});
-  expect_error_mentions([] { linear(Tensor::zeros({4, 5}), Tensor::zeros({15}), Tensor()); }, {"linear", "(15)"});
+  expect_error([] { linear(Tensor::zeros({4, 5}), Tensor::zeros({15}), Tensor()); }, {"linear", "(15)"});
 }

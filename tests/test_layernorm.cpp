@@ -15,6 +15,7 @@
 #include "autograd/functions/view.h"
 #include "autograd/gradcheck.h"
 #include "ops/layernorm.h"
+#include "tests/test_util.h"
 
 using namespace tg;
 
@@ -78,18 +79,6 @@ void expect_close(const std::vector<float>& got, const std::vector<double>& want
       ADD_FAILURE() << what << "[" << i << "]: got " << got[i] << ", want " << want[i];
 }
 
-// Expects fn to throw tg::Error whose message contains every one of `parts`.
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    std::string message = e.what();
-    for (const std::string& part : parts)
-      EXPECT_NE(message.find(part), std::string::npos) << "message \"" << message << "\" does not name " << part;
-    return;
-  }
-  ADD_FAILURE() << "expected a tg::Error naming " << parts.front();
-}
 
 Tensor leaf(Tensor t) { return t.requires_grad_(true); }
 

@@ -10,22 +10,12 @@
 #include <unistd.h>
 
 #include "tilegrad.h"  // the umbrella header, so that the test build compiles it
+#include "tests/test_util.h"
 
 using namespace tg;
 
 namespace {
 
-// Asserts that `statement` throws tg::Error whose message contains every one of `parts`.
-#define EXPECT_ERROR_MENTIONS(statement, ...)                                                     \
-  do {                                                                                            \
-    try {                                                                                         \
-      statement;                                                                                  \
-      ADD_FAILURE() << "no tg::Error from " #statement;                                           \
-    } catch (const Error& e) {                                                                    \
-      for (const std::string& part : std::vector<std::string>{__VA_ARGS__})                       \
-        EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << "'" << part << "' not in: " << e.what(); \
-    }                                                                                             \
-  } while (0)
 
 GPTConfig tiny_config() {
   GPTConfig c;

@@ -21,6 +21,7 @@
 #include "optim/schedule.h"
 #include "optim/sgd.h"
 #include "tensor/safetensors.h"
+#include "tests/test_util.h"
 
 using namespace tg;
 
@@ -40,15 +41,6 @@ bool same_bits(const Tensor& a, const Tensor& b) {
   return std::memcmp(ca.data_raw(), cb.data_raw(), ca.nbytes()) == 0;
 }
 
-template <class Fn>
-void expect_error(Fn fn, const std::string& needle) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected tg::Error mentioning: " << needle;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message lacks \"" << needle << "\": " << e.what();
-  }
-}
 
 // Runs `fn` with the OpenMP thread count set to `threads`, then restores it.
 template <class Fn>

@@ -22,6 +22,7 @@
 #include "programs/lib/sampling.h"
 #include "tensor/device.h"
 #include "tensor/safetensors.h"
+#include "tests/test_util.h"
 
 #ifndef TG_PROGRAM_DIR
 #define TG_PROGRAM_DIR "./"
@@ -31,15 +32,6 @@ using namespace tg;
 
 namespace {
 
-#define EXPECT_THROW_WITH(statement, fragment)                                       \
-  do {                                                                                \
-    try {                                                                             \
-      statement;                                                                      \
-      ADD_FAILURE() << "expected tg::Error containing \"" << (fragment) << "\"";      \
-    } catch (const tg::Error& e) {                                                    \
-      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what(); \
-    }                                                                                 \
-  } while (0)
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -50,19 +42,6 @@ std::string read_file(const std::string& path) {
 
 bool exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char name[] = "/tmp/tg_train_XXXXXX";
-    path = mkdtemp(name);
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-  std::string write(const std::string& name, const std::string& bytes) const {
-    std::ofstream(file(name), std::ios::binary) << bytes;
-    return file(name);
-  }
-};
 
 struct Result {
   int status = -1;
