@@ -22,25 +22,6 @@ struct Shape4 {
   int64_t B, T, NH, HS;
 };
 
-// Median and fastest of `repeats` runs after one warm-up. On a machine shared with other jobs a
-// run that loses a core to them shows in the median; the fastest run is what the kernel does
-// with both cores, comparable with the FMA peak (itself the best of three runs).
-struct Timing {
-  double median_ms, best_ms;
-};
-
-Timing time_runs(const std::function<void()>& fn, int repeats) {
-  fn();
-  std::vector<double> times;
-  for (int i = 0; i < repeats; i++) {
-    auto start = std::chrono::steady_clock::now();
-    fn();
-    times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(times.begin(), times.end());
-  return {times[times.size() / 2], times[0]};
-}
-
 }  // namespace
 
 int main() {
@@ -61,9 +42,9 @@ int main() {
     const double forward_flops = 4.0 * s.B * s.NH * s.T * s.T * s.HS / 2, backward_flops = 2.5 * forward_flops;
     // About 1 s per measurement at 100 GFLOP/s, and at least 9 runs.
     const int repeats = static_cast<int>(std::max(9.0, 1e11 / backward_flops));
-    Timing forward = time_runs([&] { ops::attention_forward(out, lse, qkv, s.NH); }, repeats);
+    bench::Timing forward = bench::time_runs([&] { ops::attention_forward(out, lse, qkv, s.NH); }, repeats, 1);
     // Backward adds into dqkv each run, as it does in training; the adds are part of the cost.
-    Timing backward = time_runs([&] { ops::attention_backward(dqkv, dout, qkv, out, lse, s.NH); }, repeats);
+    bench::Timing backward = bench::time_runs([&] { ops::attention_backward(dqkv, dout, qkv, out, lse, s.NH); }, repeats, 1);
     const double forward_gflops = forward_flops / (forward.best_ms * 1e6);
     const double backward_gflops = backward_flops / (backward.best_ms * 1e6);
     char name[64], forward_ms[32], backward_ms[32];

@@ -12,7 +12,7 @@
 
 namespace tg::bench {
 
-double time_ms(const std::function<void()>& fn, int repeats, int warmup) {
+Timing time_runs(const std::function<void()>& fn, int repeats, int warmup) {
   for (int i = 0; i < warmup; i++) fn();
   std::vector<double> times;
   for (int i = 0; i < repeats; i++) {
@@ -21,8 +21,10 @@ double time_ms(const std::function<void()>& fn, int repeats, int warmup) {
     times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   }
   std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return {times[times.size() / 2], times[0]};
 }
+
+double time_ms(const std::function<void()>& fn, int repeats, int warmup) { return time_runs(fn, repeats, warmup).median_ms; }
 
 std::string simd_name() {
 #if defined(__AVX512F__)

@@ -6,8 +6,14 @@
 
 namespace tg::bench {
 
-// Median wall time in milliseconds of `fn` over `repeats` runs, after `warmup` runs.
-double time_ms(const std::function<void()>& fn, int repeats = 10, int warmup = 2);
+// Median and fastest wall time in milliseconds of `fn` over `repeats` runs, after `warmup` runs.
+// On a machine shared with other jobs a run that loses a core shows in the median; the fastest is
+// what the kernel does with every core, comparable with the FMA peak (itself a best of three).
+struct Timing {
+  double median_ms, best_ms;
+};
+Timing time_runs(const std::function<void()>& fn, int repeats = 10, int warmup = 2);
+double time_ms(const std::function<void()>& fn, int repeats = 10, int warmup = 2);  // the median
 
 // fp32 FMA peak of this machine in GFLOP/s on `threads` threads (all OpenMP threads when 0),
 // measured by tg::cpu_peak_gflops (programs/lib/machine_peak.h, which ./train uses for its MFU)

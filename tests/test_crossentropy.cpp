@@ -51,14 +51,6 @@ Reference reference(const std::vector<float>& logits, const std::vector<int32_t>
   return r;
 }
 
-void expect_close(const std::vector<float>& got, const std::vector<double>& want, double atol, double rtol,
-                  const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  int reported = 0;
-  for (size_t i = 0; i < got.size(); i++)
-    if (!(std::fabs(got[i] - want[i]) <= atol + rtol * std::fabs(want[i])) && reported++ < 5)
-      ADD_FAILURE() << what << "[" << i << "]: got " << got[i] << ", want " << want[i];
-}
 
 
 // Targets in [0, V), with every `ignore_every`-th one (when > 0) set to ignore_index.

@@ -70,14 +70,6 @@ ReferenceGrads reference_backward(const std::vector<float>& dy, const std::vecto
   return g;
 }
 
-void expect_close(const std::vector<float>& got, const std::vector<double>& want, double atol, double rtol,
-                  const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  int reported = 0;
-  for (size_t i = 0; i < got.size(); i++)
-    if (!(std::fabs(got[i] - want[i]) <= atol + rtol * std::fabs(want[i])) && reported++ < 5)
-      ADD_FAILURE() << what << "[" << i << "]: got " << got[i] << ", want " << want[i];
-}
 
 
 Tensor leaf(Tensor t) { return t.requires_grad_(true); }

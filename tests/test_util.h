@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -29,6 +30,17 @@ inline void expect_error(const std::function<void()>& fn, const std::vector<std:
 // std::string's iterator-pair constructor and make the call ambiguous.)
 inline void expect_error(const std::function<void()>& fn, const char* part) {
   expect_error(fn, std::vector<std::string>{part});
+}
+
+// Every got[i] within atol + rtol * |want[i]| of a double-precision reference; reports the first
+// five misses by index, prefixed with `what`.
+inline void expect_close(const std::vector<float>& got, const std::vector<double>& want, double atol, double rtol,
+                         const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  int reported = 0;
+  for (size_t i = 0; i < got.size(); i++)
+    if (!(std::fabs(got[i] - want[i]) <= atol + rtol * std::fabs(want[i])) && reported++ < 5)
+      ADD_FAILURE() << what << "[" << i << "]: got " << got[i] << ", want " << want[i];
 }
 
 // The same for a statement: EXPECT_THROW_WITH(load(path), "truncated"),
