@@ -10,7 +10,7 @@
 
 CXX      ?= g++
 SAN      ?= 0
-BUILD    := $(if $(filter 1,$(SAN)),build-san,build)
+BUILD    ?= $(if $(filter 1,$(SAN)),build-san,build)
 
 CXXFLAGS := -std=c++17 -Wall -Wextra -fopenmp -I. -MMD -MP
 ifeq ($(SAN),1)
@@ -53,7 +53,7 @@ PEER_FLAGS    := $(if $(filter 1,$(HAVE_OPENBLAS)),-DTG_HAVE_OPENBLAS -I$(OPENBL
 PEER_LIBS     := $(if $(filter 1,$(HAVE_OPENBLAS)),-lopenblas,)
 
 # ---- sources -------------------------------------------------------------------------------
-LIB_DIRS  := tensor ops ops/cpu autograd autograd/functions nn optim data programs/lib
+LIB_DIRS  := tensor ops ops/cpu ops/cuda autograd autograd/functions nn optim data programs/lib
 LIB_SRCS  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.cpp))
 LIB_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(LIB_SRCS)) $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRCS))
 LIB       := $(BUILD)/libtilegrad.a
@@ -63,7 +63,11 @@ TEST_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(TEST_SRCS))
 TEST_BIN   := $(BUILD)/tilegrad_tests
 
 BENCH_SRCS := $(filter-out bench/bench_common.cpp,$(wildcard bench/*.cpp))
-BENCH_BINS := $(patsubst bench/%.cpp,$(BUILD)/bench/%,$(BENCH_SRCS))
+BENCH_CPU_BINS := $(patsubst bench/%.cpp,$(BUILD)/bench/%,$(BENCH_SRCS))
+# GPU benchmarks (bench/*.cu) may call cuBLAS as the yardstick; the library never links it.
+BENCH_CU_SRCS  := $(if $(filter 1,$(CUDA)),$(wildcard bench/*.cu),)
+BENCH_GPU_BINS := $(patsubst bench/%.cu,$(BUILD)/bench/%,$(BENCH_CU_SRCS))
+BENCH_BINS     := $(BENCH_CPU_BINS) $(BENCH_GPU_BINS)
 BENCH_COMMON := $(if $(wildcard bench/bench_common.cpp),$(BUILD)/obj/bench/bench_common.o,)
 
 # Programs live at the root so that `./train` works from a fresh clone; the sanitizer build keeps
@@ -103,9 +107,13 @@ test: $(TEST_BIN) $(PROGRAMS)
 	@./$(TEST_BIN) $(TEST_ARGS)
 
 $(BUILD)/obj/bench/%.o: CXXFLAGS += $(PEER_FLAGS)
-$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCH_COMMON) $(LIB)
+$(BENCH_CPU_BINS): $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCH_COMMON) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS) $(PEER_LIBS)
+
+$(BENCH_GPU_BINS): $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCH_COMMON) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS) -lcublas
 
 bench: $(BENCH_BINS)
 
@@ -132,4 +140,4 @@ data/corpus/kjv.txt:
 clean:
 	rm -rf build build-san $(PROGRAM_NAMES)
 
--include $(LIB_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(BENCH_COMMON:.o=.d) $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.d,$(BENCH_SRCS)) $(patsubst %,$(BUILD)/obj/programs/%.d,$(PROGRAM_NAMES))
+-include $(LIB_OBJS:.o=.d) $(patsubst bench/%.cu,$(BUILD)/obj/bench/%.d,$(BENCH_CU_SRCS)) $(TEST_OBJS:.o=.d) $(BENCH_COMMON:.o=.d) $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.d,$(BENCH_SRCS)) $(patsubst %,$(BUILD)/obj/programs/%.d,$(PROGRAM_NAMES))

@@ -45,6 +45,32 @@ void check_f32_contiguous(const char* op, const Tensor& t, const char* name) {
   check_contiguous(op, t, name);
 }
 
+void check_float_dtype(const char* op, const Tensor& t, const char* name) {
+  check_defined(op, t, name);
+  DType dtype = t.dtype();
+  if (t.device().is_cpu()) {
+    if (dtype != DType::F32)
+      throw Error(std::string(op) + ": " + name + " has dtype " + dtype_name(dtype) +
+                  ", expected f32 (the CPU kernels compute in f32; bf16 and f16 run on CUDA)");
+    return;
+  }
+  if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16)
+    throw Error(std::string(op) + ": " + name + " has dtype " + dtype_name(dtype) + ", expected f32, bf16 or f16");
+}
+
+void check_float_contiguous(const char* op, const Tensor& t, const char* name) {
+  check_float_dtype(op, t, name);
+  check_contiguous(op, t, name);
+}
+
+void check_same_dtype(const char* op, const Tensor& a, const char* a_name, const Tensor& b, const char* b_name) {
+  check_defined(op, a, a_name);
+  check_defined(op, b, b_name);
+  if (a.dtype() != b.dtype())
+    throw Error(std::string(op) + ": " + b_name + " has dtype " + dtype_name(b.dtype()) + " but " + a_name + " has " +
+                dtype_name(a.dtype()) + "; they must match");
+}
+
 Device check_same_device(const char* op, std::initializer_list<const Tensor*> tensors) {
   const Tensor* first = nullptr;
   for (const Tensor* t : tensors) {
@@ -60,9 +86,12 @@ Device check_same_device(const char* op, std::initializer_list<const Tensor*> te
 Device check_elementwise(const char* op, std::initializer_list<NamedTensor> tensors) {
   const NamedTensor* first = nullptr;
   for (const NamedTensor& t : tensors) {
-    check_f32_contiguous(op, *t.tensor, t.name);
+    check_float_contiguous(op, *t.tensor, t.name);
     if (!first) first = &t;
-    else check_same_shape(op, *t.tensor, t.name, *first->tensor, first->name);
+    else {
+      check_same_shape(op, *t.tensor, t.name, *first->tensor, first->name);
+      check_same_dtype(op, *first->tensor, first->name, *t.tensor, t.name);
+    }
     if (t.tensor->device() != first->tensor->device())
       throw Error(std::string(op) + ": " + t.name + " is on " + t.tensor->device().str() + " but " + first->name +
                   " is on " + first->tensor->device().str());

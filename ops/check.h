@@ -16,8 +16,15 @@ void check_dim(const char* op, const Tensor& t, const char* name, int64_t ndim);
 void check_dtype(const char* op, const Tensor& t, const char* name, DType expected);
 void check_contiguous(const char* op, const Tensor& t, const char* name);
 void check_f32_contiguous(const char* op, const Tensor& t, const char* name);  // what every CPU kernel reads
-// The contract of a same-shape elementwise kernel: every tensor defined, f32, contiguous, of the
-// first one's shape and on one device. Returns the device. Each entry is {tensor, its name}.
+// The compute dtypes of the floating-point kernels: f32 on the CPU; f32, bf16 and f16 on CUDA
+// (half-precision storage, f32 arithmetic inside the kernel).
+void check_float_dtype(const char* op, const Tensor& t, const char* name);
+// check_float_dtype + contiguous: what every floating-point kernel, CPU or CUDA, reads.
+void check_float_contiguous(const char* op, const Tensor& t, const char* name);
+// b has a's dtype (kernels take one element type for all their floating-point operands).
+void check_same_dtype(const char* op, const Tensor& a, const char* a_name, const Tensor& b, const char* b_name);
+// The contract of a same-shape elementwise kernel: every tensor defined, contiguous, of the first
+// one's shape, dtype (check_float_dtype) and device. Returns the device. Each entry is {tensor, its name}.
 struct NamedTensor {
   const Tensor* tensor;
   const char* name;

@@ -23,6 +23,10 @@ std::string no_cuda_message() {
 #ifndef TG_CUDA
 bool cuda_available() { return false; }
 int cuda_device_count() { return 0; }
+std::string cuda_status() { return no_cuda_message(); }
+void set_device(Device device) {
+  if (device.is_cuda()) throw Error("cannot use " + device.str() + ": " + no_cuda_message());
+}
 #endif
 
 }  // namespace tg

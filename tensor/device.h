@@ -26,6 +26,12 @@ Device parse_device(const std::string& text);
 // True when this binary was built with CUDA and a GPU is visible.
 bool cuda_available();
 int cuda_device_count();
+// Why cuda_available() says what it says, for skip messages and --device errors: "built without
+// CUDA", "no CUDA device (cudaGetDeviceCount: ...)", or "2 devices: NVIDIA H100 ...".
+std::string cuda_status();
+// Makes `device` current for this thread (cudaSetDevice); a no-op for the CPU. Throws naming the
+// index and the number of devices when it does not exist.
+void set_device(Device device);
 // Message used by every op asked to run on a device this build cannot serve.
 std::string no_cuda_message();
 
