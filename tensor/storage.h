@@ -8,7 +8,8 @@
 namespace tg {
 
 // CPU memory comes from tensor/cpu_allocator.h (64-byte aligned, freed large blocks cached for
-// reuse). CUDA memory will come from a caching allocator of its own when built with CUDA.
+// reuse), CUDA memory from tensor/cuda_allocator.h (a caching allocator per device). data() is a
+// device pointer for a CUDA storage: host code reads it only through copies (Tensor::to).
 class Storage {
  public:
   Storage(size_t nbytes, Device device);
