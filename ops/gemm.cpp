@@ -1,9 +1,15 @@
 #include "ops/gemm.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "ops/check.h"
+#include "ops/cpu/activation.h"
+#include "ops/cpu/elementwise.h"
 #include "ops/cpu/gemm.h"
+#ifdef TG_CUDA
+#include "ops/cuda/gemm.h"
+#endif
 
 namespace tg::ops {
 
@@ -47,9 +53,9 @@ void matmul(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool tr
   check_defined(op, out, "out");
   check_defined(op, a, "a");
   check_defined(op, b, "b");
-  check_dtype(op, a, "a", DType::F32);
-  check_dtype(op, b, "b", DType::F32);
-  check_dtype(op, out, "out", DType::F32);
+  check_float_dtype(op, a, "a");
+  check_same_dtype(op, a, "a", b, "b");
+  check_same_dtype(op, a, "a", out, "out");
   auto shapes = [&] {
     return "a " + shape_str(a.shape()) + ", b " + shape_str(b.shape()) + ", out " + shape_str(out.shape()) +
            " computing " + flag_str("a", trans_a) + " @ " + flag_str("b", trans_b);
@@ -77,20 +83,101 @@ void matmul(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool tr
     throw Error(std::string(op) + ": b has strides " + shape_str(b.strides()) +
                 ", neither row-major nor a transposed view in its last two dims (call .contiguous()); got " + shapes());
   Device device = check_same_device(op, {&out, &a, &b});
+  // A transposed view of a matrix is the row-major storage of the matrix itself, read the other
+  // way round: flip the flag instead of copying.
+  const bool ta = trans_a != la.transposed, tb = trans_b != lb.transposed;
+  const int64_t stride_a = a.dim() == 3 ? a.strides()[0] : 0, stride_b = b.dim() == 3 ? b.strides()[0] : 0;
   switch (device.type) {
     case DeviceType::CPU: {
-      // A transposed view of a matrix is the row-major storage of the matrix itself, read the
-      // other way round: flip the flag instead of copying.
-      const bool ta = trans_a != la.transposed, tb = trans_b != lb.transposed;
       if (!batch) {
         cpu::gemm(ta, tb, M, N, K, 1.0f, a.data<float>(), la.ld, b.data<float>(), lb.ld, beta, out.data<float>(), N);
       } else {
-        const int64_t stride_a = a.dim() == 3 ? a.strides()[0] : 0, stride_b = b.dim() == 3 ? b.strides()[0] : 0;
         cpu::gemm_batched(ta, tb, M, N, K, 1.0f, a.data<float>(), la.ld, b.data<float>(), lb.ld, beta,
                           out.data<float>(), N, batch, stride_a, stride_b, M * N);
       }
       break;
     }
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::gemm_batched(out.dtype(), ta, tb, M, N, K, 1.0f, a.data_raw(), la.ld, b.data_raw(), lb.ld, beta,
+                         out.data_raw(), N, batch ? batch : 1, stride_a, stride_b, M * N);
+      break;
+#endif
+    default: throw_unsupported_device(op, device);
+  }
+}
+
+void linear(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearEpilogue& epilogue) {
+  const char* op = "linear";
+  check_defined(op, out, "out");
+  check_defined(op, x, "x");
+  check_defined(op, weight, "weight");
+  check_float_dtype(op, x, "x");
+  check_same_dtype(op, x, "x", weight, "weight");
+  check_same_dtype(op, x, "x", out, "out");
+  auto shapes = [&] {
+    return "x " + shape_str(x.shape()) + ", weight " + shape_str(weight.shape()) +
+           (bias.defined() ? ", bias " + shape_str(bias.shape()) : std::string()) + ", out " + shape_str(out.shape());
+  };
+  if (x.dim() != 2 || weight.dim() != 2 || x.size(1) != weight.size(1))
+    throw Error(std::string(op) + ": expected x (M, IN) and weight (OUT, IN); got " + shapes());
+  const int64_t M = x.size(0), K = x.size(1), N = weight.size(0);
+  check_shape(op, out, "out", {M, N}, "x's rows by weight's OUT");
+  check_contiguous(op, out, "out");
+  if (bias.defined()) {
+    check_shape(op, bias, "bias", {N}, "weight's OUT");
+    check_same_dtype(op, x, "x", bias, "bias");
+    check_contiguous(op, bias, "bias");
+  }
+  if (epilogue.pre_gelu.defined()) {
+    if (!epilogue.gelu) throw Error(std::string(op) + ": pre_gelu is given but the epilogue applies no GELU");
+    check_shape(op, epilogue.pre_gelu, "pre_gelu", {M, N}, "out's shape");
+    check_same_dtype(op, x, "x", epilogue.pre_gelu, "pre_gelu");
+    check_contiguous(op, epilogue.pre_gelu, "pre_gelu");
+  }
+  if (epilogue.residual.defined()) {
+    check_shape(op, epilogue.residual, "residual", {M, N}, "out's shape");
+    check_same_dtype(op, x, "x", epilogue.residual, "residual");
+    check_contiguous(op, epilogue.residual, "residual");
+  }
+  const MatrixLayout lx = layout_of(x), lw = layout_of(weight);
+  if (!lx.readable || !lw.readable)
+    throw Error(std::string(op) + ": " + (lx.readable ? "weight" : "x") + " has strides " +
+                shape_str((lx.readable ? weight : x).strides()) +
+                ", neither row-major nor a transposed view (call .contiguous()); got " + shapes());
+  Device device = check_same_device(op, {&out, &x, &weight, &bias, &epilogue.pre_gelu, &epilogue.residual});
+  // weight (OUT, IN) is read transposed; a transposed view flips the flag, as in matmul.
+  const bool tx = lx.transposed, tw = !lw.transposed;
+  switch (device.type) {
+    case DeviceType::CPU: {
+      // The passes below overwrite out before the residual is added: keep a residual that is out
+      // itself (allowed, as on CUDA where each element is read before it is written).
+      Tensor residual = epilogue.residual;
+      if (residual.defined() && residual.data_raw() == out.data_raw()) residual = residual.clone();
+      // v = x W^T + b goes where the GELU will read it: the pre-activation buffer when one is kept.
+      Tensor v = epilogue.gelu && epilogue.pre_gelu.defined() ? epilogue.pre_gelu : out;  // a handle
+      if (bias.defined()) cpu::broadcast_rows(v.data<float>(), bias.data<float>(), M, N);
+      cpu::gemm(tx, tw, M, N, K, 1.0f, x.data<float>(), lx.ld, weight.data<float>(), lw.ld,
+                bias.defined() ? 1.0f : 0.0f, v.data<float>(), N);
+      if (epilogue.gelu) cpu::gelu_forward(out.data<float>(), v.data<float>(), M * N);  // in place when v is out
+      if (residual.defined()) {
+        const std::vector<int64_t> strides = {N, 1}, shape = {M, N};
+        cpu::add_forward(out.data<float>(), out.data<float>(), strides, residual.data<float>(), strides, shape);
+      }
+      break;
+    }
+#ifdef TG_CUDA
+    case DeviceType::CUDA: {
+      cuda::GemmEpilogue fused;
+      fused.bias = bias.defined() ? bias.data_raw() : nullptr;
+      fused.gelu = epilogue.gelu;
+      fused.pre_gelu = epilogue.pre_gelu.defined() ? epilogue.pre_gelu.data_raw() : nullptr;
+      fused.residual = epilogue.residual.defined() ? epilogue.residual.data_raw() : nullptr;
+      cuda::gemm(out.dtype(), tx, tw, M, N, K, 1.0f, x.data_raw(), lx.ld, weight.data_raw(), lw.ld, 0.0f,
+                 out.data_raw(), N, fused);
+      break;
+    }
+#endif
     default: throw_unsupported_device(op, device);
   }
 }
@@ -98,9 +185,8 @@ void matmul(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool tr
 void broadcast_rows(Tensor& out, const Tensor& bias) {
   const char* op = "broadcast_rows";
   check_dim(op, bias, "bias", 1);
-  check_dtype(op, bias, "bias", DType::F32);
-  check_dtype(op, out, "out", DType::F32);
-  check_contiguous(op, out, "out");
+  check_float_contiguous(op, out, "out");
+  check_same_dtype(op, out, "out", bias, "bias");
   check_contiguous(op, bias, "bias");
   const int64_t N = bias.size(0);
   if (out.dim() < 1 || out.size(-1) != N)
@@ -109,6 +195,11 @@ void broadcast_rows(Tensor& out, const Tensor& bias) {
   Device device = check_same_device(op, {&out, &bias});
   switch (device.type) {
     case DeviceType::CPU: cpu::broadcast_rows(out.data<float>(), bias.data<float>(), N ? out.numel() / N : 0, N); break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::broadcast_rows(out.dtype(), out.data_raw(), bias.data_raw(), N ? out.numel() / N : 0, N);
+      break;
+#endif
     default: throw_unsupported_device(op, device);
   }
 }
@@ -116,9 +207,8 @@ void broadcast_rows(Tensor& out, const Tensor& bias) {
 void column_sums_accumulate(Tensor& dbias, const Tensor& dout) {
   const char* op = "column_sums_accumulate";
   check_dim(op, dbias, "dbias", 1);
-  check_dtype(op, dbias, "dbias", DType::F32);
-  check_dtype(op, dout, "dout", DType::F32);
-  check_contiguous(op, dbias, "dbias");
+  check_float_contiguous(op, dbias, "dbias");
+  check_same_dtype(op, dbias, "dbias", dout, "dout");
   check_contiguous(op, dout, "dout");
   const int64_t N = dbias.size(0);
   if (dout.dim() < 1 || dout.size(-1) != N)
@@ -129,6 +219,15 @@ void column_sums_accumulate(Tensor& dbias, const Tensor& dout) {
     case DeviceType::CPU:
       cpu::column_sums_accumulate(dbias.data<float>(), dout.data<float>(), N ? dout.numel() / N : 0, N);
       break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: {
+      const int64_t M = N ? dout.numel() / N : 0;
+      // Per-band partial sums live here between the two deterministic passes.
+      Tensor scratch = Tensor::empty({std::max<int64_t>(cuda::column_sums_scratch_floats(M, N), 1)}, DType::F32, device);
+      cuda::column_sums_accumulate(dbias.dtype(), dbias.data_raw(), dout.data_raw(), M, N, scratch.data<float>());
+      break;
+    }
+#endif
     default: throw_unsupported_device(op, device);
   }
 }

@@ -4,9 +4,10 @@
 
 namespace tg::ops {
 
-// out = op(a) @ op(b) + beta * out, f32, where op(x) is x, or x with its last two dims swapped
-// when trans_x. beta == 0 overwrites out (its old contents, even NaN, are ignored); beta == 1
-// accumulates (the backward passes add into gradient buffers this way, with no temporaries).
+// out = op(a) @ op(b) + beta * out, where op(x) is x, or x with its last two dims swapped when
+// trans_x. a, b and out share one float dtype: f32 on the CPU; f32, bf16 or f16 on CUDA (f32
+// accumulation, out rounded once). beta == 0 overwrites out (its old contents, even NaN, are
+// ignored); beta == 1 accumulates (the backward passes add into gradient buffers this way, with no temporaries).
 //   2-D:   op(a) (M,K) @ op(b) (K,N) -> out (M,N)
 //   3-D:   op(a) (B,M,K) @ op(b) (B,K,N) -> out (B,M,N); a 2-D a or b is shared by every item
 // a and b must be row-major in their last two dims (row stride >= row length) or a transposed
@@ -20,10 +21,30 @@ void matmul(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a = false,
 // otherwise call t.contiguous() first.
 bool matmul_readable(const Tensor& t);
 
+// What ops::linear fuses after x W^T + b (on CUDA into the GEMM's epilogue; on the CPU as
+// separate passes with the same result):
+//   gelu       out = gelu(v) instead of v (the tanh approximation of ops/activation.h)
+//   pre_gelu   with gelu, when defined: receives v, the pre-activation a backward needs
+//   residual   when defined: out = residual + ..., added last (residual may be out itself)
+// pre_gelu and residual have out's shape and dtype and are contiguous.
+struct LinearEpilogue {
+  bool gelu = false;
+  Tensor pre_gelu;
+  Tensor residual;
+};
+
+// out (M, OUT) = x (M, IN) @ weight (OUT, IN)^T + bias (OUT), then the epilogue. bias may be
+// undefined (no bias). x and weight as matmul reads them (row-major or a transposed view); out
+// contiguous; all one float dtype. On CUDA this is one GEMM with bias, GELU and residual in its
+// epilogue; on the CPU the bias rows, a GEMM adding onto them, then the GELU and residual passes.
+void linear(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
+            const LinearEpilogue& epilogue = LinearEpilogue());
+
 // out (M,N): every row = bias (N). The start of a Linear output, before its GEMM adds with beta = 1.
 void broadcast_rows(Tensor& out, const Tensor& bias);
 
-// dbias (N) += column sums of dout (M,N): the bias gradient of Linear.
+// dbias (N) += column sums of dout (M,N): the bias gradient of Linear. Deterministic on both
+// devices (fixed summation order).
 void column_sums_accumulate(Tensor& dbias, const Tensor& dout);
 
 }  // namespace tg::ops

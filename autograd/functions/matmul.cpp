@@ -1,6 +1,8 @@
 #include "autograd/functions/matmul.h"
 
 #include "autograd/engine.h"
+#include "ops/activation.h"
+#include "ops/elementwise.h"
 #include "ops/gemm.h"
 
 namespace tg {
@@ -41,7 +43,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   const int64_t K = a.size(-1), N = b.size(-1);
   const Shape out_shape = with_last(a.shape(), N);
   Tensor bb = readable(b);
-  Tensor out = Tensor::empty(out_shape, DType::F32, a.device());
+  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
 
   // A 3-D a that is a transposed view keeps its batch and shares b; anything else with a 2-D b
   // folds its leading dims into M: one GEMM of (rows, K) @ (K, N), whatever a's rank.
@@ -81,42 +83,106 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   });
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  TG_CHECK(x.defined() && weight.defined(), "linear: x or weight is an undefined tensor");
+namespace {
+
+// The operands of a Linear as the GEMM reads them: x flattened to (rows, IN), the weight as stored
+// or as a transposed view, a contiguous bias (or undefined).
+struct LinearOperands {
+  Tensor x2, w, b;
+  int64_t rows, IN, OUT;
+  Shape out_shape;
+};
+
+LinearOperands linear_operands(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  TG_CHECK(x.defined() && weight.defined(), std::string(op) + ": x or weight is an undefined tensor");
   auto shapes = [&] {
     return "x " + shape_str(x.shape()) + ", weight " + shape_str(weight.shape()) +
            (bias.defined() ? ", bias " + shape_str(bias.shape()) : std::string());
   };
   if (weight.dim() != 2 || x.dim() < 1)
-    throw Error("linear: expected x (..., IN) and weight (OUT, IN); got " + shapes());
-  const int64_t OUT = weight.size(0), IN = weight.size(1);
-  if (x.size(-1) != IN)
-    throw Error("linear: x's last dimension " + std::to_string(x.size(-1)) + " must equal weight's IN " +
-                std::to_string(IN) + "; got " + shapes());
-  if (bias.defined() && (bias.dim() != 1 || bias.size(0) != OUT))
-    throw Error("linear: bias must have shape (" + std::to_string(OUT) + ") to match weight's OUT; got " + shapes());
+    throw Error(std::string(op) + ": expected x (..., IN) and weight (OUT, IN); got " + shapes());
+  LinearOperands L;
+  L.OUT = weight.size(0);
+  L.IN = weight.size(1);
+  if (x.size(-1) != L.IN)
+    throw Error(std::string(op) + ": x's last dimension " + std::to_string(x.size(-1)) + " must equal weight's IN " +
+                std::to_string(L.IN) + "; got " + shapes());
+  if (bias.defined() && (bias.dim() != 1 || bias.size(0) != L.OUT))
+    throw Error(std::string(op) + ": bias must have shape (" + std::to_string(L.OUT) + ") to match weight's OUT; got " +
+                shapes());
+  L.rows = leading_numel(x);
+  L.x2 = x.dim() == 2 ? readable(x) : x.contiguous().detach().view({L.rows, L.IN});
+  L.w = readable(weight);
+  if (bias.defined()) L.b = bias.contiguous().detach();
+  L.out_shape = with_last(x.shape(), L.OUT);
+  return L;
+}
 
-  const int64_t rows = leading_numel(x);
-  Tensor x2 = x.dim() == 2 ? readable(x) : x.contiguous().detach().view({rows, IN});
-  Tensor w = readable(weight);
-  Tensor y = Tensor::empty(with_last(x.shape(), OUT), DType::F32, x.device());
-  Tensor y2 = y.view({rows, OUT});
-  if (bias.defined()) {
-    Tensor b = bias.contiguous();
-    ops::broadcast_rows(y2, b);
-    ops::matmul(y2, x2, w, false, true, 1.0f);  // y = x W^T + b: the GEMM adds onto the bias rows
-  } else {
-    ops::matmul(y2, x2, w, false, true, 0.0f);
+// dy (rows, OUT) -> g[0] dx (rows, IN) += dy W, g[1] dW (OUT, IN) += dy^T x, g[2] db (OUT) += column
+// sums of dy: GEMMs that accumulate into the gradient buffers with beta = 1, no temporaries.
+void linear_backward(const Tensor& dy2, const Tensor& x2, const Tensor& w, std::vector<Tensor>& g) {
+  if (g[0].defined()) {
+    Tensor dx = g[0].view({x2.size(0), w.size(1)});
+    ops::matmul(dx, dy2, w, false, false, 1.0f);
   }
-  return record("linear", {x, weight, bias}, y, [x2, w, rows, OUT](const Tensor& dy, std::vector<Tensor>& g) {
-    Tensor dy2 = dy.view({rows, OUT});
-    if (g[0].defined()) {  // dx (rows, IN) += dy (rows, OUT) @ W (OUT, IN)
-      Tensor dx = g[0].view({rows, w.size(1)});
-      ops::matmul(dx, dy2, w, false, false, 1.0f);
-    }
-    if (g[1].defined()) ops::matmul(g[1], dy2, x2, true, false, 1.0f);  // dW (OUT, IN) += dy^T @ x
-    if (g.size() > 2 && g[2].defined()) ops::column_sums_accumulate(g[2], dy2);
+  if (g[1].defined()) ops::matmul(g[1], dy2, x2, true, false, 1.0f);
+  if (g.size() > 2 && g[2].defined()) ops::column_sums_accumulate(g[2], dy2);
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  LinearOperands L = linear_operands("linear", x, weight, bias);
+  Tensor y = Tensor::empty(L.out_shape, x.dtype(), x.device());
+  Tensor y2 = y.view({L.rows, L.OUT});
+  ops::linear(y2, L.x2, L.w, L.b);  // y = x W^T + b: one GEMM with the bias in its epilogue on CUDA
+  return record("linear", {x, weight, bias}, y, [x2 = L.x2, w = L.w, rows = L.rows, OUT = L.OUT](
+                                                    const Tensor& dy, std::vector<Tensor>& g) {
+    linear_backward(dy.view({rows, OUT}), x2, w, g);
   });
+}
+
+Tensor linear_gelu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  LinearOperands L = linear_operands("linear_gelu", x, weight, bias);
+  Tensor y = Tensor::empty(L.out_shape, x.dtype(), x.device());
+  Tensor y2 = y.view({L.rows, L.OUT});
+  ops::LinearEpilogue epilogue;
+  epilogue.gelu = true;
+  // The pre-activation is only worth writing when a backward will read it.
+  const bool needs_backward = any_requires_grad({x, weight, bias});
+  if (needs_backward) epilogue.pre_gelu = Tensor::empty({L.rows, L.OUT}, x.dtype(), x.device());
+  ops::linear(y2, L.x2, L.w, L.b, epilogue);
+  if (!needs_backward) return y;
+  return record("linear_gelu", {x, weight, bias}, y, [x2 = L.x2, w = L.w, u = epilogue.pre_gelu](
+                                                         const Tensor& dy, std::vector<Tensor>& g) {
+    // du = gelu'(u) dy; gelu_backward adds into its output, so du starts at zero.
+    Tensor du = Tensor::zeros(u.shape(), u.dtype(), u.device());
+    ops::gelu_backward(du, u, dy.view(u.shape()));
+    linear_backward(du, x2, w, g);
+  });
+}
+
+Tensor linear_residual(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual) {
+  LinearOperands L = linear_operands("linear_residual", x, weight, bias);
+  TG_CHECK(residual.defined(), "linear_residual: residual is an undefined tensor");
+  if (residual.shape() != L.out_shape)
+    throw Error("linear_residual: residual has shape " + shape_str(residual.shape()) + ", expected " +
+                shape_str(L.out_shape) + " (the output of x " + shape_str(x.shape()) + " @ weight " +
+                shape_str(weight.shape()) + "^T)");
+  Tensor y = Tensor::empty(L.out_shape, x.dtype(), x.device());
+  Tensor y2 = y.view({L.rows, L.OUT});
+  ops::LinearEpilogue epilogue;
+  epilogue.residual = residual.contiguous().detach().view({L.rows, L.OUT});
+  ops::linear(y2, L.x2, L.w, L.b, epilogue);
+  return record("linear_residual", {x, weight, bias, residual}, y,
+                [x2 = L.x2, w = L.w, rows = L.rows, OUT = L.OUT](const Tensor& dy, std::vector<Tensor>& g) {
+                  Tensor dy2 = dy.view({rows, OUT});
+                  if (g[3].defined()) {  // dresidual += dy
+                    Tensor none;
+                    ops::add_backward(g[3], none, dy);
+                  }
+                  linear_backward(dy2, x2, w, g);
+                });
 }
 
 }  // namespace tg
