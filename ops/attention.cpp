@@ -4,6 +4,9 @@
 
 #include "ops/check.h"
 #include "ops/cpu/attention.h"
+#ifdef TG_CUDA
+#include "ops/cuda/attention.h"
+#endif
 
 namespace tg::ops {
 
@@ -23,27 +26,53 @@ void check_attention_qkv(const Tensor& qkv, int64_t n_head) {
   if (C % n_head != 0)
     throw Error(std::string(kOp) + ": C = " + std::to_string(C) + " (qkv of shape " + shape_str(qkv.shape()) +
                 ") is not divisible by n_head = " + std::to_string(n_head));
-  check_dtype(kOp, qkv, "qkv", DType::F32);
+  check_float_dtype(kOp, qkv, "qkv");
 }
 
-// out-like (B,T,C) and lse (B,NH,T) tensors: right shape, f32, contiguous.
-static void check_result(const Tensor& t, const char* name, const Shape& expected, const char* why) {
+// out-like (B,T,C) tensors: right shape, qkv's dtype, contiguous.
+static void check_like_qkv(const Tensor& t, const char* name, const Tensor& qkv, const Shape& expected,
+                           const char* why) {
   check_shape(kOp, t, name, expected, why);
-  check_dtype(kOp, t, name, DType::F32);
+  check_same_dtype(kOp, qkv, "qkv", t, name);
   check_contiguous(kOp, t, name);
 }
+
+// lse (B,NH,T): right shape, f32 whatever qkv's dtype (the softmax statistics stay f32), contiguous.
+static void check_lse(const Tensor& lse, const Shape& expected) {
+  check_shape(kOp, lse, "lse", expected, "(B, n_head, T)");
+  check_dtype(kOp, lse, "lse", DType::F32);
+  check_contiguous(kOp, lse, "lse");
+}
+
+#ifdef TG_CUDA
+// The CUDA kernels serve head sizes up to cuda::kAttentionMaxHeadSize; past it, an error naming
+// the user-facing op and HS (the launchers check too, naming themselves).
+static void check_cuda_head_size(const Tensor& qkv, int64_t n_head) {
+  const int64_t C = qkv.size(2) / 3, hs = C / n_head;
+  if (qkv.device().is_cuda() && hs > cuda::kAttentionMaxHeadSize)
+    throw Error(std::string(kOp) + ": head size HS = " + std::to_string(hs) + " (C = " + std::to_string(C) +
+                ", n_head = " + std::to_string(n_head) + ") is not supported on CUDA; HS <= " +
+                std::to_string(cuda::kAttentionMaxHeadSize) + " is");
+}
+#endif
 
 void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int64_t n_head) {
   check_attention_qkv(qkv, n_head);
   check_contiguous(kOp, qkv, "qkv");
   const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3;
-  check_result(out, "out", {B, T, C}, "(B, T, C) for qkv (B, T, 3C)");
-  check_result(lse, "lse", {B, n_head, T}, "(B, n_head, T)");
+  check_like_qkv(out, "out", qkv, {B, T, C}, "(B, T, C) for qkv (B, T, 3C)");
+  check_lse(lse, {B, n_head, T});
   Device device = check_same_device(kOp, {&out, &lse, &qkv});
   switch (device.type) {
     case DeviceType::CPU:
       cpu::attention_forward(out.data<float>(), lse.data<float>(), qkv.data<float>(), B, T, C, n_head);
       break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      check_cuda_head_size(qkv, n_head);
+      cuda::attention_forward(qkv.dtype(), out.data_raw(), lse.data<float>(), qkv.data_raw(), B, T, C, n_head);
+      break;
+#endif
     default: throw_unsupported_device(kOp, device);
   }
 }
@@ -53,16 +82,26 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, con
   check_attention_qkv(qkv, n_head);
   check_contiguous(kOp, qkv, "qkv");
   const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3;
-  check_result(dqkv, "dqkv", qkv.shape(), "the shape of qkv");
-  check_result(dout, "dout", {B, T, C}, "(B, T, C) for qkv (B, T, 3C)");
-  check_result(out, "out", {B, T, C}, "(B, T, C) for qkv (B, T, 3C)");
-  check_result(lse, "lse", {B, n_head, T}, "(B, n_head, T)");
+  check_like_qkv(dqkv, "dqkv", qkv, qkv.shape(), "the shape of qkv");
+  check_like_qkv(dout, "dout", qkv, {B, T, C}, "(B, T, C) for qkv (B, T, 3C)");
+  check_like_qkv(out, "out", qkv, {B, T, C}, "(B, T, C) for qkv (B, T, 3C)");
+  check_lse(lse, {B, n_head, T});
   Device device = check_same_device(kOp, {&dqkv, &dout, &qkv, &out, &lse});
   switch (device.type) {
     case DeviceType::CPU:
       cpu::attention_backward(dqkv.data<float>(), dout.data<float>(), qkv.data<float>(), out.data<float>(),
                               lse.data<float>(), B, T, C, n_head);
       break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: {
+      check_cuda_head_size(qkv, n_head);
+      // D = rowsum(dout * out) per (b, head, t): scratch the kernels fill before they read it.
+      Tensor delta = Tensor::empty({B, n_head, T}, DType::F32, device);
+      cuda::attention_backward(qkv.dtype(), dqkv.data_raw(), dout.data_raw(), qkv.data_raw(), out.data_raw(),
+                               lse.data<float>(), delta.data<float>(), B, T, C, n_head);
+      break;
+    }
+#endif
     default: throw_unsupported_device(kOp, device);
   }
 }

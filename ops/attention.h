@@ -6,15 +6,18 @@
 
 namespace tg::ops {
 
-// Throws unless qkv is an f32 (B, T, 3C) tensor and n_head > 0 divides C. Errors name
-// causal_self_attention, the argument and the shape found.
+// Throws unless qkv is a (B, T, 3C) tensor of a float dtype the device computes in (f32 on the
+// CPU; f32, bf16 or f16 on CUDA) and n_head > 0 divides C. Errors name causal_self_attention,
+// the argument and the shape found.
 void check_attention_qkv(const Tensor& qkv, int64_t n_head);
 
-// qkv (B,T,3C) -> out (B,T,C); lse (B,NH,T), the per-row log-sum-exp the backward needs. q, k, v
-// are the three C-column thirds of qkv, head h owning columns [h*HS, (h+1)*HS) of each.
+// qkv (B,T,3C) -> out (B,T,C) in qkv's dtype; lse (B,NH,T) f32, the per-row log-sum-exp the
+// backward needs. q, k, v are the three C-column thirds of qkv, head h owning columns
+// [h*HS, (h+1)*HS) of each.
 void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int64_t n_head);
 
-// dqkv (B,T,3C) += gradient, from dout (B,T,C) and the forward's qkv, out and lse.
+// dqkv (B,T,3C) += gradient, from dout (B,T,C) and the forward's qkv, out and lse (dqkv, dout,
+// out in qkv's dtype; lse f32). On CUDA: deterministic (no atomics).
 void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, const Tensor& out, const Tensor& lse,
                         int64_t n_head);
 
