@@ -2,14 +2,18 @@
 
 #include "ops/check.h"
 #include "ops/cpu/crossentropy.h"
+#ifdef TG_CUDA
+#include "ops/cuda/crossentropy.h"
+#endif
 
 namespace tg::ops {
 
 static const char* kOp = "cross_entropy";
 
-// logits (N, V) or (B, T, V) f32 contiguous; targets i32 contiguous of logits' shape without V.
+// logits (N, V) or (B, T, V), a float dtype (f32 on the CPU), contiguous; targets i32 contiguous of
+// logits' shape without V.
 static void check_logits_and_targets(const Tensor& logits, const Tensor& targets) {
-  check_dtype(kOp, logits, "logits", DType::F32);
+  check_float_dtype(kOp, logits, "logits");
   if (logits.dim() != 2 && logits.dim() != 3)
     throw Error(std::string(kOp) + ": logits has shape " + shape_str(logits.shape()) + ", expected (N, V) or (B, T, V)");
   check_contiguous(kOp, logits, "logits");
@@ -20,7 +24,8 @@ static void check_logits_and_targets(const Tensor& logits, const Tensor& targets
   check_contiguous(kOp, targets, "targets");
 }
 
-// A target outside [0, V) would read and write outside its row of logits.
+// A target outside [0, V) would read and write outside its row of logits. Checked on the host for
+// both devices (CUDA targets are copied over: N ints, after the queued work).
 static void check_targets_in_range(const Tensor& targets, int64_t V, int32_t ignore_index) {
   Tensor host = targets.device().is_cpu() ? targets : targets.to(Device::cpu());
   const int32_t* values = host.data<int32_t>();
@@ -37,6 +42,20 @@ static void check_f32_contiguous(const Tensor& t, const char* name, const Shape&
   check_contiguous(kOp, t, name);
 }
 
+// The checks every backward shares: logits, targets, dloss, lse, one device, targets in range.
+static Device check_backward(const Tensor& dloss, const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                             int32_t ignore_index, std::initializer_list<const Tensor*> more) {
+  check_logits_and_targets(logits, targets);
+  check_f32_contiguous(dloss, "dloss", {}, "the gradient of a scalar loss");
+  check_f32_contiguous(lse, "lse", targets.shape(), "one per row of logits");
+  Device device = check_same_device(kOp, {&dloss, &logits, &targets, &lse});
+  for (const Tensor* t : more)
+    if (t->device() != device)
+      throw Error(std::string(kOp) + ": tensors on different devices (" + device.str() + " and " + t->device().str() + ")");
+  check_targets_in_range(targets, logits.size(-1), ignore_index);
+  return device;
+}
+
 void crossentropy_forward(Tensor& loss, Tensor& lse, const Tensor& logits, const Tensor& targets, int32_t ignore_index) {
   check_logits_and_targets(logits, targets);
   check_f32_contiguous(loss, "loss", {}, "a scalar");
@@ -49,6 +68,15 @@ void crossentropy_forward(Tensor& loss, Tensor& lse, const Tensor& logits, const
       cpu::crossentropy_forward(loss.data<float>(), lse.data<float>(), logits.data<float>(), targets.data<int32_t>(), N,
                                 V, ignore_index);
       break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: {
+      // Each row's loss, summed in row order by a second kernel: a deterministic mean.
+      Tensor row_loss = Tensor::empty({N}, DType::F32, device);
+      cuda::crossentropy_forward(logits.dtype(), loss.data<float>(), lse.data<float>(), row_loss.data<float>(),
+                                 logits.data_raw(), targets.data<int32_t>(), N, V, ignore_index);
+      break;
+    }
+#endif
     default: throw_unsupported_device(kOp, device);
   }
 }
@@ -56,17 +84,51 @@ void crossentropy_forward(Tensor& loss, Tensor& lse, const Tensor& logits, const
 void crossentropy_backward(Tensor& dlogits, const Tensor& dloss, const Tensor& logits, const Tensor& targets,
                            const Tensor& lse, int32_t ignore_index) {
   check_logits_and_targets(logits, targets);
-  check_f32_contiguous(dlogits, "dlogits", logits.shape(), "the shape of logits");
-  check_f32_contiguous(dloss, "dloss", {}, "the gradient of a scalar loss");
-  check_f32_contiguous(lse, "lse", targets.shape(), "one per row of logits");
-  Device device = check_same_device(kOp, {&dlogits, &dloss, &logits, &targets, &lse});
+  check_shape(kOp, dlogits, "dlogits", logits.shape(), "the shape of logits");
+  check_same_dtype(kOp, logits, "logits", dlogits, "dlogits");
+  check_contiguous(kOp, dlogits, "dlogits");
+  Device device = check_backward(dloss, logits, targets, lse, ignore_index, {&dlogits});
   const int64_t V = logits.size(-1), N = targets.numel();
-  check_targets_in_range(targets, V, ignore_index);
   switch (device.type) {
     case DeviceType::CPU:
       cpu::crossentropy_backward(dlogits.data<float>(), dloss.data<float>(), logits.data<float>(),
                                  targets.data<int32_t>(), lse.data<float>(), N, V, ignore_index);
       break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: {
+      Tensor scale = Tensor::empty({1}, DType::F32, device);  // dloss / count, formed on the device
+      cuda::crossentropy_backward(logits.dtype(), dlogits.data_raw(), dloss.data<float>(), logits.data_raw(),
+                                  targets.data<int32_t>(), lse.data<float>(), scale.data<float>(), N, V, ignore_index,
+                                  /*accumulate=*/true);
+      break;
+    }
+#endif
+    default: throw_unsupported_device(kOp, device);
+  }
+}
+
+void crossentropy_backward_inplace(Tensor& logits, const Tensor& dloss, const Tensor& targets, const Tensor& lse,
+                                   int32_t ignore_index) {
+  Device device = check_backward(dloss, logits, targets, lse, ignore_index, {});
+  const int64_t V = logits.size(-1), N = targets.numel();
+  switch (device.type) {
+    case DeviceType::CPU: {
+      // The CPU kernel accumulates: run it into zeros, then copy over the logits it has finished reading.
+      Tensor dlogits = Tensor::zeros(logits.shape(), DType::F32, device);
+      cpu::crossentropy_backward(dlogits.data<float>(), dloss.data<float>(), logits.data<float>(),
+                                 targets.data<int32_t>(), lse.data<float>(), N, V, ignore_index);
+      logits.copy_(dlogits);
+      break;
+    }
+#ifdef TG_CUDA
+    case DeviceType::CUDA: {
+      Tensor scale = Tensor::empty({1}, DType::F32, device);
+      cuda::crossentropy_backward(logits.dtype(), logits.data_raw(), dloss.data<float>(), logits.data_raw(),
+                                  targets.data<int32_t>(), lse.data<float>(), scale.data<float>(), N, V, ignore_index,
+                                  /*accumulate=*/false);
+      break;
+    }
+#endif
     default: throw_unsupported_device(kOp, device);
   }
 }

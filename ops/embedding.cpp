@@ -2,6 +2,9 @@
 
 #include "ops/check.h"
 #include "ops/cpu/embedding.h"
+#ifdef TG_CUDA
+#include "ops/cuda/embedding.h"
+#endif
 
 namespace tg::ops {
 
@@ -14,7 +17,9 @@ static Shape output_shape(const Tensor& ids, int64_t C) {
   return shape;
 }
 
-// Every id must index a row of weight; a wrong id would otherwise read or write outside it.
+// Every id must index a row of weight; a wrong id would otherwise read or write outside it. Checked
+// on the host for both devices: for CUDA ids that is one copy of N ints to the host, which waits
+// for the work queued before it (the message names the position of the first bad id, as on the CPU).
 static void check_ids_in_range(const Tensor& ids, int64_t V) {
   Tensor host = ids.device().is_cpu() ? ids : ids.to(Device::cpu());
   const int32_t* values = host.data<int32_t>();
@@ -25,44 +30,64 @@ static void check_ids_in_range(const Tensor& ids, int64_t V) {
                   std::to_string(V) + ")");
 }
 
-static void check_arguments(const Tensor& ids, const Tensor& weight) {
+// ids: i32, contiguous; weight (or dweight): 2-d, a float dtype (f32 on the CPU), contiguous.
+static void check_arguments(const Tensor& ids, const Tensor& weight, const char* weight_name) {
   check_dtype(kOp, ids, "ids", DType::I32);
   check_contiguous(kOp, ids, "ids");
-  check_dim(kOp, weight, "weight", 2);
-  check_dtype(kOp, weight, "weight", DType::F32);
-  check_contiguous(kOp, weight, "weight");
+  check_dim(kOp, weight, weight_name, 2);
+  check_float_contiguous(kOp, weight, weight_name);
+}
+
+// The (..., C) operand: the shape ids + (C), weight's dtype, contiguous.
+static void check_rows(const Tensor& t, const char* name, const Tensor& ids, const Tensor& weight,
+                       const char* weight_name) {
+  std::string why = "ids " + shape_str(ids.shape()) + " followed by C of " + weight_name + " " + shape_str(weight.shape());
+  check_shape(kOp, t, name, output_shape(ids, weight.size(1)), why.c_str());
+  check_same_dtype(kOp, weight, weight_name, t, name);
+  check_contiguous(kOp, t, name);
 }
 
 void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& weight) {
-  check_arguments(ids, weight);
+  check_arguments(ids, weight, "weight");
   const int64_t V = weight.size(0), C = weight.size(1);
-  std::string why = "ids " + shape_str(ids.shape()) + " followed by C of weight " + shape_str(weight.shape());
-  check_shape(kOp, out, "out", output_shape(ids, C), why.c_str());
-  check_dtype(kOp, out, "out", DType::F32);
-  check_contiguous(kOp, out, "out");
+  check_rows(out, "out", ids, weight, "weight");
   Device device = check_same_device(kOp, {&out, &ids, &weight});
   check_ids_in_range(ids, V);
   switch (device.type) {
     case DeviceType::CPU:
       cpu::embedding_forward(out.data<float>(), ids.data<int32_t>(), weight.data<float>(), ids.numel(), C);
       break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::embedding_forward(weight.dtype(), out.data_raw(), ids.data<int32_t>(), weight.data_raw(), ids.numel(), C);
+      break;
+#endif
     default: throw_unsupported_device(kOp, device);
   }
 }
 
 void embedding_backward(Tensor& dweight, const Tensor& dout, const Tensor& ids) {
-  check_arguments(ids, dweight);
+  check_arguments(ids, dweight, "dweight");
   const int64_t V = dweight.size(0), C = dweight.size(1);
-  std::string why = "ids " + shape_str(ids.shape()) + " followed by C of dweight " + shape_str(dweight.shape());
-  check_shape(kOp, dout, "dout", output_shape(ids, C), why.c_str());
-  check_dtype(kOp, dout, "dout", DType::F32);
-  check_contiguous(kOp, dout, "dout");
+  check_rows(dout, "dout", ids, dweight, "dweight");
   Device device = check_same_device(kOp, {&dweight, &dout, &ids});
   check_ids_in_range(ids, V);
   switch (device.type) {
     case DeviceType::CPU:
       cpu::embedding_backward(dweight.data<float>(), dout.data<float>(), ids.data<int32_t>(), ids.numel(), C);
       break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: {
+      const int64_t N = ids.numel();
+      // Scratch: the sorted (id, position) keys, 64-bit words held in pairs of i32, and the partial
+      // rows of the runs of equal ids that cross a chunk boundary.
+      Tensor keys = Tensor::empty({2 * cuda::embedding_backward_key_words(N)}, DType::I32, device);
+      Tensor partials = Tensor::empty({cuda::embedding_backward_partial_floats(N, C)}, DType::F32, device);
+      cuda::embedding_backward(dweight.dtype(), dweight.data_raw(), dout.data_raw(), ids.data<int32_t>(),
+                               keys.data_raw(), partials.data<float>(), N, C);
+      break;
+    }
+#endif
     default: throw_unsupported_device(kOp, device);
   }
 }

@@ -2,31 +2,35 @@
 
 #include "ops/check.h"
 #include "ops/cpu/layernorm.h"
+#include "ops/elementwise.h"
+#ifdef TG_CUDA
+#include "ops/cuda/layernorm.h"
+#endif
 
 namespace tg::ops {
 
 static const char* kOp = "layernorm";
 
-// x must be f32, contiguous, with a non-empty last dimension C; returns C.
+// x must be a contiguous float tensor (check_float_dtype: f32 on the CPU) with a non-empty last
+// dimension C; returns C.
 static int64_t check_input(const Tensor& x) {
-  check_dtype(kOp, x, "x", DType::F32);
-  check_contiguous(kOp, x, "x");
+  check_float_contiguous(kOp, x, "x");
   if (x.dim() < 1 || x.size(-1) == 0)
     throw Error(std::string(kOp) + ": x has shape " + shape_str(x.shape()) +
                 ", expected at least one dimension and a non-empty last dimension to normalise over");
   return x.size(-1);
 }
 
-// An optional (C) parameter or its gradient: undefined, or f32, contiguous, shape (C).
+// An optional (C) parameter or its gradient: undefined, or shape (C), x's dtype, contiguous.
 static void check_parameter(const Tensor& t, const char* name, const Tensor& x) {
   if (!t.defined()) return;
   std::string why = "the last dimension of x " + shape_str(x.shape());
   check_shape(kOp, t, name, {x.size(-1)}, why.c_str());
-  check_dtype(kOp, t, name, DType::F32);
+  check_same_dtype(kOp, x, "x", t, name);
   check_contiguous(kOp, t, name);
 }
 
-// mean and rstd hold one float per row of x: shape x.shape[:-1].
+// mean and rstd hold one f32 per row of x: shape x.shape[:-1].
 static void check_row_statistic(const Tensor& t, const char* name, const Tensor& x) {
   Shape rows(x.shape().begin(), x.shape().end() - 1);
   std::string why = "one per row of x " + shape_str(x.shape());
@@ -35,14 +39,21 @@ static void check_row_statistic(const Tensor& t, const char* name, const Tensor&
   check_contiguous(kOp, t, name);
 }
 
-static void check_like_x(const Tensor& t, const char* name, const Tensor& x) {
-  check_same_shape(kOp, t, name, x, "x");
-  check_dtype(kOp, t, name, DType::F32);
+static void check_like_x(const Tensor& t, const char* name, const Tensor& x, const char* x_name = "x") {
+  check_same_shape(kOp, t, name, x, x_name);
+  check_same_dtype(kOp, x, x_name, t, name);
   check_contiguous(kOp, t, name);
+}
+
+static void check_eps(float eps) {
+  if (!(eps >= 0.0f)) throw Error(std::string(kOp) + ": eps is " + std::to_string(eps) + ", expected >= 0");
 }
 
 // Null for an undefined tensor: the kernels read that as "no weight" / "gradient not wanted".
 static float* optional_data(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+#ifdef TG_CUDA
+static void* optional_raw(const Tensor& t) { return t.defined() ? t.data_raw() : nullptr; }
+#endif
 
 void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x, const Tensor& weight, const Tensor& bias,
                        float eps) {
@@ -52,13 +63,50 @@ void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x,
   check_like_x(out, "out", x);
   check_row_statistic(mean, "mean", x);
   check_row_statistic(rstd, "rstd", x);
-  if (!(eps >= 0.0f)) throw Error(std::string(kOp) + ": eps is " + std::to_string(eps) + ", expected >= 0");
+  check_eps(eps);
   Device device = check_same_device(kOp, {&out, &mean, &rstd, &x, &weight, &bias});
   switch (device.type) {
     case DeviceType::CPU:
       cpu::layernorm_forward(out.data<float>(), mean.data<float>(), rstd.data<float>(), x.data<float>(),
                              optional_data(weight), optional_data(bias), x.numel() / C, C, eps);
       break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::layernorm_forward(x.dtype(), out.data_raw(), mean.data<float>(), rstd.data<float>(), x.data_raw(),
+                              optional_raw(weight), optional_raw(bias), x.numel() / C, C, eps);
+      break;
+#endif
+    default: throw_unsupported_device(kOp, device);
+  }
+}
+
+void add_layernorm(Tensor& residual, Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& a, const Tensor& b,
+                   const Tensor& weight, const Tensor& bias, float eps) {
+  check_input(a);
+  check_like_x(b, "b", a, "a");
+  check_like_x(residual, "residual", a, "a");
+  check_like_x(out, "out", a, "a");
+  check_parameter(weight, "weight", a);
+  check_parameter(bias, "bias", a);
+  check_row_statistic(mean, "mean", a);
+  check_row_statistic(rstd, "rstd", a);
+  check_eps(eps);
+  Device device = check_same_device(kOp, {&residual, &out, &mean, &rstd, &a, &b, &weight, &bias});
+  switch (device.type) {
+    case DeviceType::CPU:
+      // The definition itself: the CUDA kernel is tested against this composition.
+      add_forward(residual, a, b);
+      layernorm_forward(out, mean, rstd, residual, weight, bias, eps);
+      break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: {
+      const int64_t C = a.size(-1);
+      cuda::layernorm_residual_forward(a.dtype(), residual.data_raw(), out.data_raw(), mean.data<float>(),
+                                       rstd.data<float>(), a.data_raw(), b.data_raw(), optional_raw(weight),
+                                       optional_raw(bias), a.numel() / C, C, eps);
+      break;
+    }
+#endif
     default: throw_unsupported_device(kOp, device);
   }
 }
@@ -80,6 +128,19 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
                               dout.data<float>(), x.data<float>(), optional_data(weight), mean.data<float>(),
                               rstd.data<float>(), x.numel() / C, C);
       break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: {
+      const int64_t N = x.numel() / C;
+      // The per-block partial rows of dweight/dbias, summed in a fixed order by the second kernel.
+      Tensor scratch;
+      if (dweight.defined() || dbias.defined())
+        scratch = Tensor::empty({cuda::layernorm_backward_scratch_floats(N, C)}, DType::F32, device);
+      cuda::layernorm_backward(x.dtype(), optional_raw(dx), optional_raw(dweight), optional_raw(dbias),
+                               scratch.defined() ? scratch.data<float>() : nullptr, dout.data_raw(), x.data_raw(),
+                               optional_raw(weight), mean.data<float>(), rstd.data<float>(), N, C);
+      break;
+    }
+#endif
     default: throw_unsupported_device(kOp, device);
   }
 }

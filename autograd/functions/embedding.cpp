@@ -12,7 +12,7 @@ Tensor embedding(const Tensor& ids, const Tensor& weight) {
   Tensor idsc = ids.contiguous(), wc = weight.contiguous();
   Shape shape = idsc.shape();
   shape.push_back(wc.size(1));
-  Tensor out = Tensor::empty(shape, DType::F32, wc.device());
+  Tensor out = Tensor::empty(shape, wc.dtype(), wc.device());
   ops::embedding_forward(out, idsc, wc);
   // The backward needs only the ids: the output gradient's rows go back to the rows they came from.
   return record("embedding", {ids, weight}, out, [idsc](const Tensor& dy, std::vector<Tensor>& g) {

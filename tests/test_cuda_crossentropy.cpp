@@ -1,0 +1,291 @@
+// Fused softmax + cross-entropy on CUDA against the CPU kernel: loss and lse with ignored targets,
+// the gradient accumulated into pre-filled buffers and written in place over the logits, all
+// targets ignored, NaN propagation, misaligned rows, determinism, out-of-range targets on the GPU,
+// and (CPU-runnable) the in-place front and the error for half precision on the CPU.
+//
+// Tolerances:
+//   loss, lse (f32 outputs from the same rounded logits in every dtype): each exp is __expf, within
+//     2 + 1.173 |x| ulp for x = logit - max (x >= -20 for every term that is not lost against the
+//     max term): <= 25 ulp = 3e-6 relative, where the CPU is within 2 ulp; a sum of positive terms
+//     keeps that relative error and log turns it into <= 3e-6 absolute on lse >= log(37) = 3.6,
+//     the loss likewise. 1e-5 relative.
+//   dlogits f32: exp(x - lse) with the same lse on both sides, <= 25 ulp (3e-6), the onehot term
+//     rounded differently ((p - 1) s against p s - s): 1e-5. bf16 / f16: one rounding of each
+//     result to the dtype, 2^-8 / 2^-11, plus that. The gradients are scaled by dloss = 64 count
+//     (as a loss scaler would) so that f16 results stay normal numbers, where a rounding is relative.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "autograd/engine.h"
+#include "autograd/functions/crossentropy.h"
+#include "ops/crossentropy.h"
+#include "tests/cuda_test_util.h"
+#include "tests/test_util.h"
+
+using namespace tg;
+
+namespace {
+
+constexpr double kF32Tolerance = 1e-5;
+constexpr float kScale = 64.0f;  // dloss / count in the backward tests
+
+double rounded_tolerance(DType dtype) {
+  switch (dtype) {
+    case DType::BF16: return std::ldexp(1.0, -8) + kF32Tolerance;
+    case DType::F16: return std::ldexp(1.0, -11) + kF32Tolerance;
+    default: return kF32Tolerance;
+  }
+}
+
+// Targets in [0, V), every third one (from the second) ignore_index.
+Tensor targets_with_ignored(int64_t N, int64_t V, Generator& gen, int32_t ignore_index = -1) {
+  std::vector<int32_t> t(static_cast<size_t>(N));
+  for (size_t i = 0; i < t.size(); i++) t[i] = i % 3 == 1 ? ignore_index : static_cast<int32_t>(gen.below(V));
+  return Tensor::from_ints(t, {N});
+}
+
+int64_t count_kept(const Tensor& targets, int32_t ignore_index) {
+  int64_t count = 0;
+  for (int32_t t : targets.to_int_vector()) count += t != ignore_index;
+  return count;
+}
+
+// The same tensor with the target entries zeroed: the softmax part of a gradient, which the target
+// entries (about -scale each) would otherwise dominate in a norm.
+Tensor without_targets(const Tensor& grad, const Tensor& targets) {
+  std::vector<float> g = grad.to_vector();
+  std::vector<int32_t> t = targets.to_int_vector();
+  const int64_t V = static_cast<int64_t>(g.size()) / static_cast<int64_t>(t.size());
+  for (size_t n = 0; n < t.size(); n++)
+    if (t[n] >= 0) g[n * V + t[n]] = 0.0f;
+  return Tensor::from_vector(g, {static_cast<int64_t>(g.size())});
+}
+
+struct Sizes {
+  int64_t N, V;
+};
+const std::vector<Sizes> kSizes = {{1, 37}, {67, 37}, {257, 1000}, {13, 50304}, {5, 1001}};
+
+}  // namespace
+
+TEST(CrossEntropyCuda, ForwardMatchesCpu) {
+  TG_REQUIRE_GPU();
+  Generator gen(701);
+  for (DType dtype : test::cuda_float_dtypes()) {
+    for (Sizes s : kSizes) {
+      SCOPED_TRACE(std::string(dtype_name(dtype)) + " N=" + std::to_string(s.N) + " V=" + std::to_string(s.V));
+      Tensor logits = test::rounded_randn({s.N, s.V}, gen, dtype, 3.0f);
+      Tensor targets = s.N == 1 ? Tensor::from_ints({5}, {1}) : targets_with_ignored(s.N, s.V, gen);
+      Tensor ref_loss = Tensor::empty({}), ref_lse = Tensor::empty({s.N});
+      ops::crossentropy_forward(ref_loss, ref_lse, logits, targets, -1);
+      Tensor loss = test::poisoned({}, DType::F32), lse = test::poisoned({s.N}, DType::F32);
+      ops::crossentropy_forward(loss, lse, test::to_device(logits, dtype), targets.to(test::gpu()), -1);
+      EXPECT_LT(test::rel_error(loss, ref_loss), kF32Tolerance);
+      EXPECT_LT(test::rel_error(lse, ref_lse), kF32Tolerance);
+    }
+  }
+}
+
+// dlogits += ... into buffers pre-filled with values of the gradient's own size, on both sides.
+TEST(CrossEntropyCuda, BackwardAccumulatesAndMatchesCpu) {
+  TG_REQUIRE_GPU();
+  Generator gen(702);
+  for (DType dtype : test::cuda_float_dtypes()) {
+    for (Sizes s : kSizes) {
+      SCOPED_TRACE(std::string(dtype_name(dtype)) + " N=" + std::to_string(s.N) + " V=" + std::to_string(s.V));
+      Tensor logits = test::rounded_randn({s.N, s.V}, gen, dtype, 3.0f);
+      Tensor targets = s.N == 1 ? Tensor::from_ints({5}, {1}) : targets_with_ignored(s.N, s.V, gen);
+      Tensor loss = Tensor::empty({}), lse = Tensor::empty({s.N});
+      ops::crossentropy_forward(loss, lse, logits, targets, -1);
+      Tensor dloss = Tensor::scalar(kScale * static_cast<float>(count_kept(targets, -1)));
+      Tensor dlogits = test::rounded_randn({s.N, s.V}, gen, dtype, kScale / static_cast<float>(s.V));
+      Tensor dlogits_gpu = test::to_device(dlogits, dtype);
+      ops::crossentropy_backward(dlogits, dloss, logits, targets, lse, -1);
+      Tensor targets_gpu = targets.to(test::gpu());
+      ops::crossentropy_backward(dlogits_gpu, dloss.to(test::gpu()), test::to_device(logits, dtype), targets_gpu,
+                                 lse.to(test::gpu()), -1);
+      EXPECT_LT(test::rel_error(dlogits_gpu, dlogits), rounded_tolerance(dtype));
+      EXPECT_LT(test::rel_error(without_targets(dlogits_gpu, targets), without_targets(dlogits, targets)),
+                rounded_tolerance(dtype));
+    }
+  }
+}
+
+// The gradient written over the logits: equal to the CPU's gradient accumulated into zeros, with
+// the ignored rows (which held logits) zeroed.
+TEST(CrossEntropyCuda, InPlaceBackwardMatchesCpu) {
+  TG_REQUIRE_GPU();
+  Generator gen(703);
+  for (DType dtype : test::cuda_float_dtypes()) {
+    for (Sizes s : kSizes) {
+      SCOPED_TRACE(std::string(dtype_name(dtype)) + " N=" + std::to_string(s.N) + " V=" + std::to_string(s.V));
+      Tensor logits = test::rounded_randn({s.N, s.V}, gen, dtype, 3.0f);
+      Tensor targets = s.N == 1 ? Tensor::from_ints({5}, {1}) : targets_with_ignored(s.N, s.V, gen);
+      Tensor loss = Tensor::empty({}), lse = Tensor::empty({s.N});
+      ops::crossentropy_forward(loss, lse, logits, targets, -1);
+      Tensor dloss = Tensor::scalar(kScale * static_cast<float>(count_kept(targets, -1)));
+      Tensor ref = Tensor::zeros({s.N, s.V});
+      ops::crossentropy_backward(ref, dloss, logits, targets, lse, -1);
+      Tensor buffer = test::to_device(logits, dtype);
+      ops::crossentropy_backward_inplace(buffer, dloss.to(test::gpu()), targets.to(test::gpu()), lse.to(test::gpu()), -1);
+      EXPECT_LT(test::rel_error(buffer, ref), rounded_tolerance(dtype));
+      EXPECT_LT(test::rel_error(without_targets(buffer, targets), without_targets(ref, targets)), rounded_tolerance(dtype));
+      // Ignored rows are exactly 0.
+      std::vector<float> g = buffer.to_vector();
+      std::vector<int32_t> t = targets.to_int_vector();
+      for (int64_t n = 0; n < s.N; n++) {
+        if (t[n] != -1) continue;
+        for (int64_t v = 0; v < s.V; v++) ASSERT_EQ(g[n * s.V + v], 0.0f) << "row " << n;
+      }
+    }
+  }
+}
+
+TEST(CrossEntropyCuda, AllIgnoredGivesZeroLossAndZeroGradient) {
+  TG_REQUIRE_GPU();
+  Generator gen(704);
+  for (DType dtype : test::cuda_float_dtypes()) {
+    SCOPED_TRACE(dtype_name(dtype));
+    Tensor logits = test::to_device(test::rounded_randn({6, 40}, gen, dtype), dtype);
+    Tensor targets = Tensor::from_ints(std::vector<int32_t>(6, -100), {6}).to(test::gpu());
+    Tensor loss = test::poisoned({}, DType::F32), lse = test::poisoned({6}, DType::F32);
+    ops::crossentropy_forward(loss, lse, logits, targets, -100);
+    EXPECT_EQ(loss.item(), 0.0f);
+    Tensor dloss = Tensor::scalar(1.0f, DType::F32, test::gpu());
+    Tensor dlogits = Tensor::full({6, 40}, 0.25f, dtype, test::gpu());
+    ops::crossentropy_backward(dlogits, dloss, logits, targets, lse, -100);
+    for (float v : dlogits.to_vector()) ASSERT_EQ(v, 0.25f);  // untouched
+    ops::crossentropy_backward_inplace(logits, dloss, targets, lse, -100);
+    for (float v : logits.to_vector()) ASSERT_EQ(v, 0.0f);
+  }
+}
+
+TEST(CrossEntropyCuda, NanLogitPropagatesUnlessIgnored) {
+  TG_REQUIRE_GPU();
+  std::vector<float> values(3 * 50, 0.5f);
+  values[1 * 50 + 7] = std::numeric_limits<float>::quiet_NaN();
+  Tensor logits = Tensor::from_vector(values, {3, 50}).to(DType::BF16).to(test::gpu());
+  Tensor loss = Tensor::empty({}, DType::F32, test::gpu()), lse = Tensor::empty({3}, DType::F32, test::gpu());
+  ops::crossentropy_forward(loss, lse, logits, Tensor::from_ints({1, 2, 3}, {3}).to(test::gpu()), -1);
+  EXPECT_TRUE(std::isnan(loss.item()));
+  ops::crossentropy_forward(loss, lse, logits, Tensor::from_ints({1, -1, 3}, {3}).to(test::gpu()), -1);
+  EXPECT_NEAR(loss.item(), std::log(50.0f), 1e-5f);  // uniform rows: log V
+}
+
+// Rows off a 16-byte boundary (a view one element into its storage) take the element path.
+TEST(CrossEntropyCuda, MisalignedRowsTakeTheElementPath) {
+  TG_REQUIRE_GPU();
+  Generator gen(705);
+  const int64_t N = 7, V = 1000;
+  for (DType dtype : test::cuda_float_dtypes()) {
+    SCOPED_TRACE(dtype_name(dtype));
+    Tensor logits = test::rounded_randn({N, V}, gen, dtype, 2.0f);
+    Tensor targets = targets_with_ignored(N, V, gen);
+    Tensor ref_loss = Tensor::empty({}), ref_lse = Tensor::empty({N});
+    ops::crossentropy_forward(ref_loss, ref_lse, logits, targets, -1);
+    Tensor storage = test::poisoned({N * V + 1}, dtype);
+    Tensor shifted = storage.narrow(0, 1, N * V).view({N, V});
+    shifted.copy_(test::to_device(logits, dtype));
+    Tensor loss = test::poisoned({}, DType::F32), lse = test::poisoned({N}, DType::F32);
+    ops::crossentropy_forward(loss, lse, shifted, targets.to(test::gpu()), -1);
+    EXPECT_LT(test::rel_error(loss, ref_loss), kF32Tolerance);
+    EXPECT_LT(test::rel_error(lse, ref_lse), kF32Tolerance);
+  }
+}
+
+// Same inputs twice: the same loss, lse and gradient bits (fixed-order reductions, no atomics).
+TEST(CrossEntropyCuda, Deterministic) {
+  TG_REQUIRE_GPU();
+  Generator gen(706);
+  const int64_t N = 515, V = 50304;
+  for (DType dtype : {DType::F32, DType::BF16}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    Tensor logits = test::to_device(test::rounded_randn({N, V}, gen, dtype, 3.0f), dtype);
+    Tensor targets = targets_with_ignored(N, V, gen).to(test::gpu());
+    Tensor dloss = Tensor::scalar(1.0f, DType::F32, test::gpu());
+    auto run = [&] {
+      Tensor loss = Tensor::empty({}, DType::F32, test::gpu()), lse = Tensor::empty({N}, DType::F32, test::gpu());
+      ops::crossentropy_forward(loss, lse, logits, targets, -1);
+      Tensor dlogits = Tensor::zeros({N, V}, dtype, test::gpu());
+      ops::crossentropy_backward(dlogits, dloss, logits, targets, lse, -1);
+      std::vector<float> all = dlogits.to_vector(), lv = lse.to_vector();
+      all.insert(all.end(), lv.begin(), lv.end());
+      all.push_back(loss.item());
+      return all;
+    };
+    std::vector<float> first = run();
+    EXPECT_EQ(run(), first);
+  }
+}
+
+// The differentiable function on the GPU: an f32 scalar loss, the logits' gradient in their dtype.
+TEST(CrossEntropyCuda, AutogradKeepsTheDtype) {
+  TG_REQUIRE_GPU();
+  Generator gen(707);
+  Tensor logits = test::to_device(test::rounded_randn({2, 3, 11}, gen, DType::BF16), DType::BF16).requires_grad_();
+  Tensor targets = Tensor::from_ints({0, 1, -1, 3, 10, 5}, {2, 3}).to(test::gpu());
+  Tensor loss = cross_entropy(logits, targets);
+  EXPECT_EQ(loss.dtype(), DType::F32);
+  EXPECT_EQ(loss.shape(), Shape{});
+  backward(loss);
+  EXPECT_EQ(logits.grad().dtype(), DType::BF16);
+  // Each kept row's gradient sums to 0 (softmax sums to 1, minus the onehot), up to one bf16
+  // rounding of each entry: sum |g| = 2 (1 - p_target) / count <= 2 / 5, times 2^-8 = 1.6e-3.
+  std::vector<float> g = logits.grad().to_vector();
+  for (int row = 0; row < 6; row++) {
+    double sum = 0;
+    for (int v = 0; v < 11; v++) sum += g[row * 11 + v];
+    EXPECT_NEAR(sum, 0.0, 2e-3) << "row " << row;
+  }
+}
+
+TEST(CrossEntropyCuda, OutOfRangeTargetOnTheGpuNamesIt) {
+  TG_REQUIRE_GPU();
+  Tensor logits = Tensor::zeros({2, 3, 7}, DType::BF16, test::gpu());
+  EXPECT_ERROR_MENTIONS(cross_entropy(logits, Tensor::from_ints({0, 1, 2, 3, 4, 9}, {2, 3}).to(test::gpu())),
+                        "cross_entropy", "targets[1, 2]", "9", "V = 7");
+  Tensor lse = Tensor::zeros({2, 3}, DType::F32, test::gpu()), dloss = Tensor::scalar(1.0f, DType::F32, test::gpu());
+  EXPECT_ERROR_MENTIONS(ops::crossentropy_backward_inplace(logits, dloss,
+                                                           Tensor::from_ints({0, -5, 2, 3, 4, 1}, {2, 3}).to(test::gpu()),
+                                                           lse, -1),
+                        "cross_entropy", "targets[0, 1]", "-5", "ignore_index (-1)");
+}
+
+// ---- CPU-runnable ------------------------------------------------------------------------------
+
+TEST(CrossEntropyCuda, HalfPrecisionOnTheCpuIsAClearError) {
+  Tensor targets = Tensor::from_ints({0, 1}, {2});
+  EXPECT_ERROR_MENTIONS(cross_entropy(Tensor::randn({2, 5}).to(DType::BF16), targets), "cross_entropy", "logits", "bf16",
+                        "f32");
+  Tensor logits = Tensor::randn({2, 5}), loss = Tensor::empty({}), lse = Tensor::empty({2});
+  ops::crossentropy_forward(loss, lse, logits, targets, -1);
+  Tensor dlogits = Tensor::zeros({2, 5}, DType::F16);
+  EXPECT_ERROR_MENTIONS(ops::crossentropy_backward(dlogits, Tensor::scalar(1.0f), logits, targets, lse, -1),
+                        "cross_entropy", "dlogits", "f16", "f32");
+}
+
+// The in-place front on the CPU: the gradient over the logits, ignored rows 0, equal to the
+// accumulating backward into zeros; and its target check.
+TEST(CrossEntropyCuda, InPlaceBackwardOnTheCpu) {
+  Generator gen(708);
+  const int64_t N = 10, V = 23;
+  Tensor logits = Tensor::randn({N, V}, &gen);
+  Tensor targets = targets_with_ignored(N, V, gen);
+  Tensor loss = Tensor::empty({}), lse = Tensor::empty({N});
+  ops::crossentropy_forward(loss, lse, logits, targets, -1);
+  Tensor dloss = Tensor::scalar(1.5f);
+  Tensor ref = Tensor::zeros({N, V});
+  ops::crossentropy_backward(ref, dloss, logits, targets, lse, -1);
+  Tensor buffer = logits.clone();
+  ops::crossentropy_backward_inplace(buffer, dloss, targets, lse, -1);
+  EXPECT_EQ(buffer.to_vector(), ref.to_vector());
+  std::vector<float> g = buffer.to_vector();
+  for (int64_t v = 0; v < V; v++) EXPECT_EQ(g[1 * V + v], 0.0f);  // row 1 is ignored
+  EXPECT_ERROR_MENTIONS(ops::crossentropy_backward_inplace(buffer, dloss, Tensor::from_ints(std::vector<int32_t>(N, 23), {N}),
+                                                           lse, -1),
+                        "cross_entropy", "targets[0]", "23", "V = 23");
+}
