@@ -4,14 +4,123 @@
 
 #include "ops/check.h"
 #include "ops/cpu/optim.h"
+#include "ops/optim_math.h"
+#ifdef TG_CUDA
+#include "ops/cuda/optim.h"
+#endif
 
 namespace tg::ops {
 
+static bool is_half(DType dtype) { return dtype == DType::BF16 || dtype == DType::F16; }
+
+// Parameters and gradients: f32, bf16 or f16 on any device (unlike check_float_dtype, which keeps
+// the CPU f32-only: the optimizer kernels read halves on the CPU too).
+static void check_param_dtype(const char* op, const Tensor& t, const std::string& name) {
+  check_defined(op, t, name.c_str());
+  if (t.dtype() != DType::F32 && !is_half(t.dtype()))
+    throw Error(std::string(op) + ": " + name + " has dtype " + dtype_name(t.dtype()) + ", expected f32, bf16 or f16");
+  check_contiguous(op, t, name.c_str());
+}
+
 // The checks every optimizer state tensor shares: f32, contiguous, shaped like the parameter.
-static void check_like_param(const char* op, const Tensor& t, const char* name, const Tensor& param) {
-  check_shape(op, t, name, param.shape(), "the shape of param");
-  check_dtype(op, t, name, DType::F32);
-  check_contiguous(op, t, name);
+static void check_like_param(const char* op, const Tensor& t, const std::string& name, const Tensor& param) {
+  check_shape(op, t, name.c_str(), param.shape(), "the shape of param");
+  check_dtype(op, t, name.c_str(), DType::F32);
+  check_contiguous(op, t, name.c_str());
+}
+
+static void check_step(const char* op, int64_t step, const std::string& where) {
+  if (step < 1)
+    throw Error(std::string(op) + ": " + where + "step is " + std::to_string(step) +
+                ", expected >= 1 (it counts this update)");
+}
+
+// ---- AdamW ---------------------------------------------------------------------------------
+
+// Checks one entry; `prefix` names it in messages ("" for the single-tensor form).
+static void check_adamw_param(const char* op, const AdamWParam& p, const std::string& prefix) {
+  check_param_dtype(op, p.param, prefix + "param");
+  check_shape(op, p.grad, (prefix + "grad").c_str(), p.param.shape(), "the shape of param");
+  if (p.grad.dtype() != p.param.dtype())
+    throw Error(std::string(op) + ": " + prefix + "grad has dtype " + dtype_name(p.grad.dtype()) + " but " + prefix +
+                "param has " + dtype_name(p.param.dtype()) + "; they must match");
+  check_contiguous(op, p.grad, (prefix + "grad").c_str());
+  if (is_half(p.param.dtype())) check_like_param(op, p.master, prefix + "master", p.param);
+  else if (p.master.defined())
+    throw Error(std::string(op) + ": " + prefix + "master is given for an f32 param (an f32 param is its own master)");
+  check_like_param(op, p.m, prefix + "m", p.param);
+  check_like_param(op, p.v, prefix + "v", p.param);
+  check_step(op, p.step, prefix);
+  check_same_device(op, {&p.param, &p.grad, &p.master, &p.m, &p.v});
+}
+
+static void adamw_cpu(const AdamWParam& p, const AdamWSettings& s) {
+  const int64_t n = p.param.numel();
+  if (p.param.dtype() == DType::F32) {
+    cpu::adamw_update(p.param.data<float>(), p.grad.data<float>(), p.m.data<float>(), p.v.data<float>(), n, s.lr,
+                      s.beta1, s.beta2, s.eps, p.weight_decay, p.step);
+  } else {
+    cpu::adamw_update_half(p.param.dtype(), static_cast<uint16_t*>(p.param.data_raw()),
+                           static_cast<const uint16_t*>(p.grad.data_raw()), p.master.data<float>(), p.m.data<float>(),
+                           p.v.data<float>(), n, s.lr, s.beta1, s.beta2, s.eps, p.weight_decay, p.step,
+                           s.stochastic_rounding, p.rounding_key);
+  }
+}
+
+#ifdef TG_CUDA
+// One launch per parameter dtype, each over a table of every parameter of that dtype.
+static void adamw_cuda(const std::vector<AdamWParam>& params, const AdamWSettings& s, Device device) {
+  cuda::AdamWShared shared;
+  shared.beta1 = s.beta1;
+  shared.beta2 = s.beta2;
+  shared.one_minus_beta1 = static_cast<float>(1.0 - s.beta1);
+  shared.one_minus_beta2 = static_cast<float>(1.0 - s.beta2);
+  shared.eps = s.eps;
+  shared.stochastic_rounding = s.stochastic_rounding ? 1 : 0;
+  for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
+    std::vector<cuda::AdamWTensor> table;
+    for (const AdamWParam& p : params) {
+      if (p.param.dtype() != dtype) continue;
+      const optim_math::AdamWFactors f = optim_math::adamw_factors(s.lr, s.beta1, s.beta2, p.weight_decay, p.step);
+      cuda::AdamWTensor e;
+      e.param = p.param.data_raw();
+      e.grad = p.grad.data_raw();
+      e.master = dtype == DType::F32 ? nullptr : p.master.data<float>();
+      e.m = p.m.data<float>();
+      e.v = p.v.data<float>();
+      e.numel = p.param.numel();
+      e.first_chunk = 0;
+      e.decay = f.decay;
+      e.neg_step_size = f.neg_step_size;
+      e.bias_correction2_sqrt = f.bias_correction2_sqrt;
+      e.rounding_key = p.rounding_key;
+      table.push_back(e);
+    }
+    if (table.empty()) continue;
+    Tensor device_table = Tensor::empty({static_cast<int64_t>(table.size() * sizeof(cuda::AdamWTensor))}, DType::U8, device);
+    cuda::adamw_multi_update(dtype, table.data(), static_cast<int>(table.size()), device_table.data_raw(), shared);
+  }
+}
+#endif
+
+void adamw_update(const std::vector<AdamWParam>& params, const AdamWSettings& settings) {
+  const char* op = "adamw_update";
+  if (params.empty()) return;
+  for (size_t i = 0; i < params.size(); i++) check_adamw_param(op, params[i], "parameter " + std::to_string(i) + " ");
+  const Device device = params[0].param.device();
+  for (size_t i = 1; i < params.size(); i++)
+    if (params[i].param.device() != device)
+      throw Error(std::string(op) + ": parameter " + std::to_string(i) + " is on " + params[i].param.device().str() +
+                  " but parameter 0 is on " + device.str() + "; one step updates parameters on one device");
+  switch (device.type) {
+    case DeviceType::CPU:
+      for (const AdamWParam& p : params) adamw_cpu(p, settings);
+      break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: adamw_cuda(params, settings, device); break;
+#endif
+    default: throw_unsupported_device(op, device);
+  }
 }
 
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, float lr, float beta1, float beta2,
@@ -19,20 +128,23 @@ void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, float
   const char* op = "adamw_update";
   check_defined(op, param, "param");
   check_dtype(op, param, "param", DType::F32);
-  check_contiguous(op, param, "param");
-  check_like_param(op, grad, "grad", param);
-  check_like_param(op, m, "m", param);
-  check_like_param(op, v, "v", param);
-  if (step < 1) throw Error(std::string(op) + ": step is " + std::to_string(step) + ", expected >= 1 (it counts this update)");
-  Device device = check_same_device(op, {&param, &grad, &m, &v});
-  switch (device.type) {
-    case DeviceType::CPU:
-      cpu::adamw_update(param.data<float>(), grad.data<float>(), m.data<float>(), v.data<float>(), param.numel(), lr,
-                        beta1, beta2, eps, weight_decay, step);
-      break;
-    default: throw_unsupported_device(op, device);
-  }
+  AdamWParam p;
+  p.param = param;
+  p.grad = grad;
+  p.m = m;
+  p.v = v;
+  p.weight_decay = weight_decay;
+  p.step = step;
+  check_adamw_param(op, p, "");
+  AdamWSettings s;
+  s.lr = lr;
+  s.beta1 = beta1;
+  s.beta2 = beta2;
+  s.eps = eps;
+  adamw_update(std::vector<AdamWParam>{p}, s);
 }
+
+// ---- SGD -----------------------------------------------------------------------------------
 
 void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, float lr, float momentum, float dampening,
                 float weight_decay, bool nesterov, bool first_step) {
@@ -43,33 +155,152 @@ void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, float l
   check_like_param(op, grad, "grad", param);
   if (momentum != 0.0f) check_like_param(op, momentum_buf, "momentum_buf", param);
   Device device = check_same_device(op, {&param, &grad, &momentum_buf});
+  float* buf = momentum != 0.0f ? momentum_buf.data<float>() : nullptr;
   switch (device.type) {
     case DeviceType::CPU:
-      cpu::sgd_update(param.data<float>(), grad.data<float>(), momentum != 0.0f ? momentum_buf.data<float>() : nullptr,
-                      param.numel(), lr, momentum, dampening, weight_decay, nesterov, first_step);
+      cpu::sgd_update(param.data<float>(), grad.data<float>(), buf, param.numel(), lr, momentum, dampening,
+                      weight_decay, nesterov, first_step);
       break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::sgd_update(param.data<float>(), grad.data<float>(), buf, param.numel(), lr, momentum, dampening,
+                       weight_decay, nesterov, first_step);
+      break;
+#endif
+    default: throw_unsupported_device(op, device);
+  }
+}
+
+// ---- gradient passes -----------------------------------------------------------------------
+
+// The defined tensors of `tensors`, checked, and their common device (CPU when there are none).
+static std::vector<Tensor> defined_on_one_device(const char* op, const std::vector<Tensor>& tensors, Device& device) {
+  std::vector<Tensor> out;
+  for (size_t i = 0; i < tensors.size(); i++) {
+    if (!tensors[i].defined()) continue;
+    check_param_dtype(op, tensors[i], "tensor " + std::to_string(i));
+    if (!out.empty() && tensors[i].device() != out[0].device())
+      throw Error(std::string(op) + ": tensor " + std::to_string(i) + " is on " + tensors[i].device().str() +
+                  " but the first is on " + out[0].device().str() + "; the tensors must share a device");
+    out.push_back(tensors[i]);
+  }
+  device = out.empty() ? Device::cpu() : out[0].device();
+  return out;
+}
+
+#ifdef TG_CUDA
+// The tensors of one dtype as a multi-tensor table, and how many chunks they make.
+static std::vector<cuda::TensorChunks> chunk_table(const std::vector<Tensor>& tensors, DType dtype, int64_t& chunks) {
+  std::vector<cuda::TensorChunks> table;
+  chunks = 0;
+  for (const Tensor& t : tensors) {
+    if (t.dtype() != dtype) continue;
+    table.push_back({t.data_raw(), t.numel(), 0});
+    chunks += cuda::optim_chunk_count(t.numel());
+  }
+  return table;
+}
+
+static Tensor table_buffer(size_t entries, Device device) {
+  return Tensor::empty({static_cast<int64_t>(entries * sizeof(cuda::TensorChunks))}, DType::U8, device);
+}
+
+static double sum_of_squares_cuda(const std::vector<Tensor>& tensors, Device device) {
+  int64_t total = 0;
+  for (const Tensor& t : tensors) total += cuda::optim_chunk_count(t.numel());
+  if (total == 0) return 0.0;
+  // Each dtype's launch fills its own range of the partials, in dtype order, then one pass adds them all.
+  Tensor partials = Tensor::empty({total}, DType::F32, device);
+  int64_t offset = 0;
+  for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
+    int64_t chunks = 0;
+    std::vector<cuda::TensorChunks> table = chunk_table(tensors, dtype, chunks);
+    if (table.empty()) continue;
+    Tensor device_table = table_buffer(table.size(), device);
+    cuda::multi_sum_of_squares(dtype, table.data(), static_cast<int>(table.size()), device_table.data_raw(),
+                               partials.data<float>() + offset);
+    offset += chunks;
+  }
+  Tensor result = Tensor::empty({static_cast<int64_t>(sizeof(double))}, DType::U8, device);
+  return cuda::sum_partials(partials.data<float>(), total, static_cast<double*>(result.data_raw()));
+}
+
+static bool scale_cuda(const std::vector<Tensor>& tensors, float s, bool check, Device device) {
+  Tensor flag;
+  if (check) {
+    flag = Tensor::empty({1}, DType::I32, device);
+    cuda::clear_flag(flag.data<int32_t>());
+  }
+  for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
+    int64_t chunks = 0;
+    std::vector<cuda::TensorChunks> table = chunk_table(tensors, dtype, chunks);
+    if (table.empty()) continue;
+    Tensor device_table = table_buffer(table.size(), device);
+    cuda::multi_scale(dtype, table.data(), static_cast<int>(table.size()), device_table.data_raw(), s,
+                      check ? flag.data<int32_t>() : nullptr);
+  }
+  return check && cuda::read_flag(flag.data<int32_t>()) != 0;
+}
+#endif
+
+static double sum_of_squares_cpu(const Tensor& t) {
+  if (t.dtype() == DType::F32) return cpu::sum_of_squares(t.data<float>(), t.numel());
+  return cpu::sum_of_squares_half(t.dtype(), static_cast<const uint16_t*>(t.data_raw()), t.numel());
+}
+
+static bool scale_cpu(const Tensor& t, float s, bool check) {
+  if (t.dtype() == DType::F32) return cpu::scale(t.data<float>(), t.numel(), s, check);
+  return cpu::scale_half(t.dtype(), static_cast<uint16_t*>(t.data_raw()), t.numel(), s, check);
+}
+
+double sum_of_squares(const std::vector<Tensor>& tensors) {
+  const char* op = "sum_of_squares";
+  Device device;
+  std::vector<Tensor> list = defined_on_one_device(op, tensors, device);
+  switch (device.type) {
+    case DeviceType::CPU: {
+      double sum = 0.0;
+      for (const Tensor& t : list) sum += sum_of_squares_cpu(t);
+      return sum;
+    }
+#ifdef TG_CUDA
+    case DeviceType::CUDA: return sum_of_squares_cuda(list, device);
+#endif
     default: throw_unsupported_device(op, device);
   }
 }
 
 double sum_of_squares(const Tensor& t) {
-  const char* op = "sum_of_squares";
-  check_dtype(op, t, "t", DType::F32);
-  check_contiguous(op, t, "t");
-  switch (t.device().type) {
-    case DeviceType::CPU: return cpu::sum_of_squares(t.data<float>(), t.numel());
-    default: throw_unsupported_device(op, t.device());
+  check_param_dtype("sum_of_squares", t, "t");
+  return sum_of_squares(std::vector<Tensor>{t});
+}
+
+// The shared body of scale_ and scale_and_find_non_finite_.
+static bool scale_list(const char* op, const std::vector<Tensor>& tensors, float s, bool check) {
+  Device device;
+  std::vector<Tensor> list = defined_on_one_device(op, tensors, device);
+  switch (device.type) {
+    case DeviceType::CPU: {
+      bool found = false;
+      for (const Tensor& t : list) found |= scale_cpu(t, s, check);
+      return found;
+    }
+#ifdef TG_CUDA
+    case DeviceType::CUDA: return scale_cuda(list, s, check, device);
+#endif
+    default: throw_unsupported_device(op, device);
   }
 }
 
+void scale_(const std::vector<Tensor>& tensors, float s) { scale_list("scale_", tensors, s, false); }
+
 void scale_(Tensor& t, float s) {
-  const char* op = "scale_";
-  check_dtype(op, t, "t", DType::F32);
-  check_contiguous(op, t, "t");
-  switch (t.device().type) {
-    case DeviceType::CPU: cpu::scale(t.data<float>(), t.numel(), s); break;
-    default: throw_unsupported_device(op, t.device());
-  }
+  check_param_dtype("scale_", t, "t");
+  scale_list("scale_", {t}, s, false);
+}
+
+bool scale_and_find_non_finite_(const std::vector<Tensor>& tensors, float s) {
+  return scale_list("scale_and_find_non_finite_", tensors, s, true);
 }
 
 }  // namespace tg::ops

@@ -5,12 +5,22 @@
 
 #include "autograd/engine.h"
 #include "ops/optim.h"
+#include "ops/optim_math.h"
 
 namespace tg {
 
 static std::string moment_name(const char* which, size_t g, size_t i) {
   return std::string("adamw.") + which + "." + std::to_string(g) + "." + std::to_string(i);
 }
+static bool is_half(DType dtype) { return dtype == DType::BF16 || dtype == DType::F16; }
+
+// An f32 copy of `t` on its device.
+static Tensor widened(const Tensor& t) {
+  Tensor out = Tensor::empty(t.shape(), DType::F32, t.device());
+  out.copy_(t);
+  return out;
+}
+
 static std::string steps_name(size_t g) { return "adamw.steps." + std::to_string(g); }
 static const char* const kStepName = "adamw.step";
 
@@ -19,13 +29,15 @@ static void check_beta(const char* name, float beta) {
     throw Error(std::string("AdamW: ") + name + " must be in [0, 1), got " + std::to_string(beta));
 }
 
-AdamW::AdamW(std::vector<ParamGroup> groups, float lr, float beta1, float beta2, float eps)
-    : groups_(std::move(groups)), lr_(lr), beta1_(beta1), beta2_(beta2), eps_(eps) {
+AdamW::AdamW(std::vector<ParamGroup> groups, float lr, float beta1, float beta2, float eps, bool stochastic_rounding,
+             uint64_t seed)
+    : groups_(std::move(groups)), lr_(lr), beta1_(beta1), beta2_(beta2), eps_(eps),
+      stochastic_rounding_(stochastic_rounding), seed_(seed) {
   check_non_negative("AdamW", "lr", lr);
   check_non_negative("AdamW", "eps", eps);
   check_beta("beta1", beta1);
   check_beta("beta2", beta2);
-  check_param_groups("AdamW", groups_);
+  check_param_groups("AdamW", groups_, /*allow_half=*/true);
   for (const ParamGroup& group : groups_) state_.emplace_back(group.params.size());
 }
 
@@ -37,9 +49,11 @@ void AdamW::set_lr(float lr) {
 void AdamW::step() {
   NoGrad no_grad;
   step_count_++;
+  std::vector<ops::AdamWParam> updates;
+  uint64_t stream = 0;  // the parameter's position across groups: tells tensors' random bits apart
   for (size_t g = 0; g < groups_.size(); g++) {
-    for (size_t i = 0; i < groups_[g].params.size(); i++) {
-      Tensor param = groups_[g].params[i];
+    for (size_t i = 0; i < groups_[g].params.size(); i++, stream++) {
+      const Tensor& param = groups_[g].params[i];
       Tensor grad = param.grad();
       if (!grad.defined()) continue;
       ParamState& s = state_[g][i];
@@ -47,10 +61,27 @@ void AdamW::step() {
         s.m = Tensor::zeros(param.shape(), DType::F32, param.device());
         s.v = Tensor::zeros(param.shape(), DType::F32, param.device());
       }
+      if (is_half(param.dtype()) && !s.master.defined()) s.master = widened(param);
       s.step++;
-      ops::adamw_update(param, grad, s.m, s.v, lr_, beta1_, beta2_, eps_, groups_[g].weight_decay, s.step);
+      ops::AdamWParam u;
+      u.param = param;
+      u.grad = grad;
+      u.master = s.master;
+      u.m = s.m;
+      u.v = s.v;
+      u.weight_decay = groups_[g].weight_decay;
+      u.step = s.step;
+      u.rounding_key = optim_math::rounding_key(seed_, s.step, stream);
+      updates.push_back(u);
     }
   }
+  ops::AdamWSettings settings;
+  settings.lr = lr_;
+  settings.beta1 = beta1_;
+  settings.beta2 = beta2_;
+  settings.eps = eps_;
+  settings.stochastic_rounding = stochastic_rounding_;
+  ops::adamw_update(updates, settings);
 }
 
 void AdamW::zero_grad() {
@@ -79,6 +110,7 @@ std::vector<std::pair<std::string, Tensor>> AdamW::state_tensors() const {
       const Tensor& param = groups_[g].params[i];
       out.emplace_back(moment_name("m", g, i), s.m.defined() ? s.m : Tensor::zeros(param.shape(), DType::F32, param.device()));
       out.emplace_back(moment_name("v", g, i), s.v.defined() ? s.v : Tensor::zeros(param.shape(), DType::F32, param.device()));
+      if (is_half(param.dtype())) out.emplace_back(moment_name("master", g, i), s.master.defined() ? s.master : widened(param));
       steps.push_back(count_as_i32(s.step, "parameter update count"));
     }
     out.emplace_back(steps_name(g), Tensor::from_ints(steps, {static_cast<int64_t>(steps.size())}));
@@ -104,6 +136,7 @@ void AdamW::load_state_tensors(const SafetensorsData& data) {
   int64_t step_count = find(kStepName, DType::I32, {}).to_int_vector()[0];
   if (step_count < 0) throw Error(where + "\"" + kStepName + "\" is negative (" + std::to_string(step_count) + ")");
   std::vector<std::vector<ParamState>> state(groups_.size());
+  std::vector<std::pair<Tensor, const Tensor*>> into_params;  // f32 params and the masters they take
   for (size_t g = 0; g < groups_.size(); g++) {
     size_t n = groups_[g].params.size();
     std::vector<int32_t> steps = find(steps_name(g), DType::I32, {static_cast<int64_t>(n)}).to_int_vector();
@@ -118,12 +151,25 @@ void AdamW::load_state_tensors(const SafetensorsData& data) {
       s.m.copy_(find(moment_name("m", g, i), DType::F32, param.shape()));
       s.v = Tensor::empty(param.shape(), DType::F32, param.device());
       s.v.copy_(find(moment_name("v", g, i), DType::F32, param.shape()));
+      // Masters: see the header for why each case does what it does.
+      const std::string master = moment_name("master", g, i);
+      if (data.contains(master)) {
+        const Tensor& saved = find(master, DType::F32, param.shape());
+        if (is_half(param.dtype())) {
+          s.master = Tensor::empty(param.shape(), DType::F32, param.device());
+          s.master.copy_(saved);
+        } else {
+          into_params.emplace_back(param, &saved);
+        }
+      }
     }
   }
   for (const auto& entry : data.tensors)
     if (entry.first.compare(0, 6, "adamw.") == 0 && !used.count(entry.first))
       throw Error(where + "\"" + entry.first + "\" names no state of this optimizer (" + std::to_string(groups_.size()) +
                   " groups; a checkpoint of another model?)");
+  NoGrad no_grad;
+  for (auto& [param, master] : into_params) param.copy_(*master);
   state_ = std::move(state);
   step_count_ = step_count;
 }

@@ -1,6 +1,14 @@
 // AdamW (Adam with decoupled weight decay), with torch.optim.AdamW's semantics; the update
 // formula is in ops/optim.h. Weight decay is per parameter group, so biases, norm gains and
 // embeddings can go in a group without it.
+//
+// Mixed precision: parameters may be f32, bf16 or f16. A bf16/f16 parameter gets an f32 master
+// copy (made from its values at its first update); the update reads the half gradient as f32,
+// updates the master and the f32 moments in f32, and writes the parameter as the master rounded to
+// nearest, or stochastically (unbiased: small updates survive on average) when constructed with
+// stochastic_rounding. The random bits come from a counter-based hash of (seed, the parameter's
+// update count, its position in the optimizer, the element index), so runs and resumed runs are
+// reproducible and the CPU and CUDA kernels draw the same bits.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -15,12 +23,15 @@ namespace tg {
 class AdamW {
  public:
   // Throws tg::Error for a negative lr or eps, betas outside [0, 1), and bad groups (see
-  // check_param_groups).
-  AdamW(std::vector<ParamGroup> groups, float lr, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f);
+  // check_param_groups; i32 and u8 parameters are refused). `stochastic_rounding` and `seed` only
+  // matter for bf16/f16 parameters.
+  AdamW(std::vector<ParamGroup> groups, float lr, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f,
+        bool stochastic_rounding = false, uint64_t seed = 0);
 
-  // Updates every parameter whose .grad is defined, under NoGrad. As in PyTorch, each parameter
-  // counts its own updates for the bias correction, and its moments start as zeros on its first
-  // update; a parameter without a gradient is left alone, moments and count included.
+  // Updates every parameter whose .grad is defined, under NoGrad, in one multi-tensor update (on
+  // CUDA one launch per parameter dtype). As in PyTorch, each parameter counts its own updates for
+  // the bias correction, and its moments start as zeros on its first update; a parameter without a
+  // gradient is left alone, moments and count included. A gradient has its parameter's dtype.
   void step();
   // Zeroes the existing .grad tensors in place (their buffers are kept for the next backward).
   void zero_grad();
@@ -32,25 +43,41 @@ class AdamW {
   // The state for checkpoints, all f32 except the counts:
   //   "adamw.m.<group>.<index>", "adamw.v.<group>.<index>"  first and second moments (zeros for a
   //                                                          parameter not yet updated)
+  //   "adamw.master.<group>.<index>"  the f32 master weights of a bf16/f16 parameter (its values
+  //                                   widened to f32 when not yet updated); none for f32 ones
   //   "adamw.steps.<group>"  i32 (params in group): each parameter's update count
   //   "adamw.step"           i32 scalar: step_count()
-  // The moments are the live tensors: save them before the next step().
+  // The moments and masters are the live tensors: save them before the next step().
   std::vector<std::pair<std::string, Tensor>> state_tensors() const;
   // Restores exactly what state_tensors() returned, so that training continues bit for bit as if
   // it had not stopped. Other tensors in `data` (the model's) are ignored. Throws tg::Error,
   // changing nothing, when a tensor is missing, has the wrong shape or dtype, or names a parameter
   // this optimizer does not have.
+  //
+  // Masters across precisions (a checkpoint may be resumed with another --dtype), decided so that
+  // the most precise copy of each weight wins:
+  //   - a bf16/f16 parameter whose master is in `data` gets that master; the parameter itself is
+  //     left as the model load set it (with stochastic rounding it is not round(master), and
+  //     resuming must not change it);
+  //   - a bf16/f16 parameter without one (a state from an f32 run) gets its master made from its
+  //     current values at its next update, as on a first update;
+  //   - an f32 parameter with a master in `data` (a state from a half run) has the master copied
+  //     INTO it: the master holds the weight's full precision, the model tensor only its rounding.
+  // So load the model first, then this state (as the trainer does).
   void load_state_tensors(const SafetensorsData& data);
 
  private:
   struct ParamState {
     Tensor m, v;       // undefined until the first update
+    Tensor master;     // f32 copy of a half parameter; undefined until its first update and for f32 ones
     int64_t step = 0;  // updates so far
   };
 
   std::vector<ParamGroup> groups_;
   std::vector<std::vector<ParamState>> state_;  // [group][index]
   float lr_, beta1_, beta2_, eps_;
+  bool stochastic_rounding_;
+  uint64_t seed_;
   int64_t step_count_ = 0;
 };
 

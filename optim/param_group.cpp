@@ -18,7 +18,7 @@ void check_non_negative(const char* optimizer, const char* what, float value) {
     throw Error(std::string(optimizer) + ": " + what + " must be finite and >= 0, got " + std::to_string(value));
 }
 
-void check_param_groups(const char* optimizer, const std::vector<ParamGroup>& groups) {
+void check_param_groups(const char* optimizer, const std::vector<ParamGroup>& groups, bool allow_half) {
   std::map<const TensorImpl*, std::string> seen;  // parameter -> "group g, index i"
   for (size_t g = 0; g < groups.size(); g++) {
     std::string group = "group " + std::to_string(g);
@@ -27,9 +27,12 @@ void check_param_groups(const char* optimizer, const std::vector<ParamGroup>& gr
       const Tensor& p = groups[g].params[i];
       std::string where = group + ", parameter " + std::to_string(i);
       if (!p.defined()) throw Error(std::string(optimizer) + ": " + where + " is an undefined tensor");
-      if (p.dtype() != DType::F32)
+      const bool half = p.dtype() == DType::BF16 || p.dtype() == DType::F16;
+      if (p.dtype() != DType::F32 && !(half && allow_half))
         throw Error(std::string(optimizer) + ": " + where + (p.name().empty() ? "" : " (" + p.name() + ")") + " has dtype " +
-                    dtype_name(p.dtype()) + ", expected f32 (optimizers update f32 master weights)");
+                    dtype_name(p.dtype()) +
+                    (allow_half ? ", expected f32, bf16 or f16 (a half parameter gets f32 master weights)"
+                                : ", expected f32 (this optimizer keeps no f32 master weights; AdamW does)"));
       auto [it, inserted] = seen.emplace(p.impl_ptr(), where);
       if (!inserted)
         throw Error(std::string(optimizer) + ": " + where + " is the same tensor as " + it->second +

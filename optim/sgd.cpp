@@ -17,7 +17,7 @@ SGD::SGD(std::vector<ParamGroup> groups, float lr, float momentum, float dampeni
   if (nesterov && (momentum <= 0.0f || dampening != 0.0f))
     throw Error("SGD: Nesterov momentum requires momentum > 0 and dampening 0, got momentum " + std::to_string(momentum) +
                 " and dampening " + std::to_string(dampening));
-  check_param_groups("SGD", groups_);
+  check_param_groups("SGD", groups_, /*allow_half=*/false);
   for (const ParamGroup& group : groups_) momentum_.emplace_back(group.params.size());
 }
 

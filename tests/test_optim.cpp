@@ -16,6 +16,7 @@
 #include <set>
 
 #include "ops/optim.h"
+#include "ops/optim_math.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "optim/schedule.h"
@@ -455,7 +456,13 @@ TEST(Optim, RejectsBadConfiguration) {
   Tensor a = leaf(Tensor::zeros({3})), b = leaf(Tensor::zeros({2}));
   expect_error([&] { AdamW({{{a, b}, 0.0f}, {{a}, 0.1f}}, 1e-3f); },
                "AdamW: group 1, parameter 0 is the same tensor as group 0, parameter 0");
-  expect_error([&] { AdamW({{{Tensor::zeros({2}, DType::BF16)}, 0.0f}}, 1e-3f); }, "has dtype bf16, expected f32");
+  // bf16/f16 parameters are accepted (they get f32 masters: see the HalfAdamW tests); integers never.
+  expect_error([&] { AdamW({{{Tensor::zeros({2}, DType::I32)}, 0.0f}}, 1e-3f); },
+               "AdamW: group 0, parameter 0 has dtype i32, expected f32, bf16 or f16");
+  expect_error([&] { AdamW({{{a}, 0.0f}, {{Tensor::zeros({2}, DType::U8)}, 0.0f}}, 1e-3f); },
+               "AdamW: group 1, parameter 0 has dtype u8, expected f32, bf16 or f16");
+  expect_error([&] { SGD({{{Tensor::zeros({2}, DType::BF16)}, 0.0f}}, 0.1f); },
+               "SGD: group 0, parameter 0 has dtype bf16, expected f32 (this optimizer keeps no f32 master weights");
   expect_error([&] { AdamW({{{Tensor()}, 0.0f}}, 1e-3f); }, "group 0, parameter 0 is an undefined tensor");
   expect_error([&] { AdamW({{{a}, 0.0f}}, -1e-3f); }, "AdamW: lr must be finite and >= 0");
   expect_error([&] { AdamW({{{a}, 0.0f}}, 1e-3f, 1.0f); }, "AdamW: beta1 must be in [0, 1), got 1.0");
@@ -482,7 +489,289 @@ TEST(Optim, KernelFrontsNameTheBadArgument) {
   expect_error([&] { ops::sgd_update(p, g, none, 0.1f, 0.9f, 0.0f, 0.0f, false, true); },
                "sgd_update: momentum_buf is an undefined tensor");
   ops::sgd_update(p, g, none, 0.1f, 0.0f, 0.0f, 0.0f, false, true);  // no buffer needed without momentum
-  Tensor half = Tensor::zeros({4}, DType::F16);
-  expect_error([&] { ops::sum_of_squares(half); }, "sum_of_squares: t has dtype f16, expected f32");
+  // Halves are read as f32 (clipping a half model's gradients); integers are refused.
+  EXPECT_EQ(ops::sum_of_squares(Tensor::full({4}, 1.5f, DType::F16)), 9.0);
+  expect_error([&] { ops::sum_of_squares(Tensor::zeros({4}, DType::I32)); },
+               "sum_of_squares: t has dtype i32, expected f32, bf16 or f16");
+  Tensor bf16_param = Tensor::zeros({4, 3}, DType::BF16);
+  expect_error([&] { ops::adamw_update(bf16_param, g, m, v, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1); },
+               "adamw_update: param has dtype bf16, expected f32");
+  ops::AdamWParam no_master;
+  no_master.param = bf16_param;
+  no_master.grad = Tensor::zeros({4, 3}, DType::BF16);
+  no_master.m = m;
+  no_master.v = v;
+  expect_error([&] { ops::adamw_update({no_master}, ops::AdamWSettings()); },
+               "adamw_update: parameter 0 master is an undefined tensor");
+  no_master.master = Tensor::zeros({4, 3});
+  no_master.grad = g;
+  expect_error([&] { ops::adamw_update({no_master}, ops::AdamWSettings()); },
+               "adamw_update: parameter 0 grad has dtype f32 but parameter 0 param has bf16");
   expect_error([&] { ops::scale_(transposed, 2.0f); }, "scale_: t of shape (4, 3) must be contiguous");
+}
+
+// ---- mixed precision: bf16 / f16 parameters with f32 masters -------------------------------
+
+namespace {
+
+// The named state tensor of an optimizer (fails the test when it is missing).
+Tensor state_named(const AdamW& opt, const std::string& name) {
+  for (const auto& [n, t] : opt.state_tensors())
+    if (n == name) return t;
+  ADD_FAILURE() << name << " not in the state";
+  return Tensor();
+}
+
+// Shapes that cover one element, a ragged vector, and several 8192-element kernel blocks plus a tail.
+const std::vector<Shape> kHalfShapes = {{1}, {7}, {33, 17}, {2, 8193}};
+
+}  // namespace
+
+// A half parameter's master goes through the f32 kernel's very arithmetic, so with gradients that
+// are exactly representable in the half type (fed to the f32 run as the same values) the masters
+// equal an f32 run's weights bit for bit, step after step, and the parameter is always the master
+// rounded to nearest. Both groups (with and without decay) and a parameter skipping a step are in.
+TEST(Optim, HalfAdamWMastersTrackTheF32RunExactly) {
+  for (DType dtype : {DType::BF16, DType::F16}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    Generator gen(31);
+    std::vector<Tensor> half, full;
+    for (const Shape& shape : kHalfShapes) {
+      // Initial values representable in the half type: a master starts as the half parameter's value.
+      Tensor init = Tensor::randn(shape, &gen).to(dtype);
+      half.push_back(leaf(init));
+      full.push_back(leaf(init.to(DType::F32)));
+    }
+    auto groups = [](const std::vector<Tensor>& p) {
+      return std::vector<ParamGroup>{{{p[0], p[3]}, 0.1f}, {{p[1], p[2]}, 0.0f}};
+    };
+    AdamW half_opt(groups(half), 1e-2f, 0.9f, 0.95f), full_opt(groups(full), 1e-2f, 0.9f, 0.95f);
+    for (int step = 0; step < 4; step++) {
+      for (size_t i = 0; i < half.size(); i++) {
+        Tensor g = Tensor::randn(half[i].shape(), &gen).to(dtype);
+        bool skip = i == 2 && step == 1;
+        half[i].set_grad(skip ? Tensor() : g);
+        full[i].set_grad(skip ? Tensor() : g.to(DType::F32));
+      }
+      half_opt.step();
+      full_opt.step();
+      // Group 0 holds params 0 and 3, group 1 params 1 and 2.
+      const std::vector<std::pair<size_t, std::string>> where = {{0, "0.0"}, {3, "0.1"}, {1, "1.0"}, {2, "1.1"}};
+      for (const auto& [i, suffix] : where) {
+        Tensor master = state_named(half_opt, "adamw.master." + suffix);
+        ASSERT_TRUE(same_bits(master, full[i])) << "step " << step << ", param " << i;
+        EXPECT_TRUE(same_bits(half[i], master.to(dtype))) << "step " << step << ", param " << i;
+        for (const char* moment : {"adamw.m.", "adamw.v."})
+          EXPECT_TRUE(same_bits(state_named(half_opt, moment + suffix), state_named(full_opt, moment + suffix)))
+              << moment << suffix;
+      }
+    }
+  }
+}
+
+// The rounding itself, against the rule: x goes to its lower or upper neighbour (toward or away
+// from zero), away with probability p = (|x| - |lower|) / (|upper| - |lower|). Over N draws the
+// fraction rounded away is Binomial(N, p) / N, with standard deviation s = sqrt(p(1-p)/N); a
+// correct rounding lands farther than 5 s from p with probability below 6e-7 (and the bits are
+// fixed, so this test does not flake: it either passes for good or points at a bias). N = 200000
+// makes 5 s <= 0.0056 for every p, while a truncating or nearest rounding is off by 0.25 or more.
+TEST(Optim, StochasticRoundingIsUnbiased) {
+  struct Case {
+    const char* what;
+    DType dtype;
+    float x, lower, upper;  // |lower| < |x| < |upper|, neighbours in dtype
+  };
+  const float e = std::ldexp(1.0f, -7), h = std::ldexp(1.0f, -10), tiny = std::ldexp(1.0f, -24);
+  const std::vector<Case> cases = {
+      {"bf16 p=0.3", DType::BF16, 1.0f + 0.3f * e, 1.0f, 1.0f + e},
+      {"bf16 negative p=0.75", DType::BF16, -(2.0f + 0.75f * 2 * e), -2.0f, -(2.0f + 2 * e)},
+      {"bf16 subnormal p=0.5", DType::BF16, std::ldexp(1.5f, -133), std::ldexp(1.0f, -133), std::ldexp(2.0f, -133)},
+      {"f16 p=0.7", DType::F16, 1.0f + 0.7f * h, 1.0f, 1.0f + h},
+      {"f16 negative p=0.1", DType::F16, -(1024.0f + 0.1f), -1024.0f, -(1024.0f + 1.0f)},
+      {"f16 subnormal p=0.25", DType::F16, 3.25f * tiny, 3 * tiny, 4 * tiny},
+      {"f16 below the smallest subnormal p=0.25", DType::F16, 0.25f * tiny, 0.0f, tiny},
+      {"f16 top subnormal into the first normal p=0.5", DType::F16, 1023.5f * tiny, 1023 * tiny, 1024 * tiny},
+  };
+  const int n = 200000;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    const double p = (std::fabs(static_cast<double>(c.x)) - std::fabs(c.lower)) / (std::fabs(c.upper) - std::fabs(c.lower));
+    const uint64_t key = optim_math::rounding_key(7, 3, 11);
+    int away = 0;
+    for (int i = 0; i < n; i++) {
+      const uint64_t bits = optim_math::rounding_bits(key, i);
+      const float y = c.dtype == DType::BF16 ? bf16_to_f32(optim_math::stochastic_round_bf16(c.x, bits))
+                                             : f16_to_f32(optim_math::stochastic_round_f16(c.x, bits));
+      if (y == c.upper) away++;
+      else ASSERT_EQ(y, c.lower) << "draw " << i << " is neither neighbour";
+    }
+    const double fraction = static_cast<double>(away) / n, s = std::sqrt(p * (1 - p) / n);
+    EXPECT_NEAR(fraction, p, 5 * s);
+  }
+  // Representable values, infinities and NaN come through unchanged for any bits.
+  for (uint64_t bits : {uint64_t{0}, ~uint64_t{0}, uint64_t{0x8000000000000000ull}}) {
+    for (float x : {1.0f, -0.5f, 0.0f, 65504.0f, std::ldexp(1.0f, -24), INFINITY, -INFINITY})
+      EXPECT_EQ(f16_to_f32(optim_math::stochastic_round_f16(x, bits)), x) << x;
+    for (float x : {1.0f, -0.5f, 0.0f, 65280.0f, std::ldexp(1.0f, -133), std::ldexp(1.0f, 127), INFINITY, -INFINITY})
+      EXPECT_EQ(bf16_to_f32(optim_math::stochastic_round_bf16(x, bits)), x) << x;
+    EXPECT_TRUE(std::isnan(f16_to_f32(optim_math::stochastic_round_f16(NAN, bits))));
+    EXPECT_TRUE(std::isnan(bf16_to_f32(optim_math::stochastic_round_bf16(NAN, bits))));
+  }
+}
+
+// Through the optimizer: a bf16 tensor of 1.0s whose updates are a quarter of a bf16 spacing.
+// Rounded to nearest the first update is lost in the parameters (only the master keeps it);
+// rounded stochastically their mean follows the masters (within 5 standard deviations of the Bernoulli rounding, see above), and the same seed
+// gives the same bits while another seed does not.
+TEST(Optim, StochasticRoundingInAdamWFollowsTheMasterAndIsReproducible) {
+  const int64_t n = 100000;
+  const float lr = std::ldexp(1.0f, -10);  // below 1.0 the bf16 spacing is 2^-8
+  auto run = [&](bool stochastic, uint64_t seed, int steps) {
+    Tensor p = leaf(Tensor::ones({n}, DType::BF16));
+    AdamW opt({{{p}, 0.0f}}, lr, 0.9f, 0.999f, 1e-8f, stochastic, seed);
+    for (int s = 0; s < steps; s++) {
+      p.set_grad(Tensor::ones({n}, DType::BF16));  // the normalized step is then ~1: w -= lr each step
+      opt.step();
+    }
+    return std::make_pair(p, state_named(opt, "adamw.master.0.0"));
+  };
+  auto [nearest, nearest_master] = run(false, 0, 1);
+  EXPECT_EQ(ops::sum_of_squares(nearest), static_cast<double>(n)) << "to nearest, the 1.0s must stay";
+  EXPECT_EQ(nearest_master.to_vector()[0], 1.0f - std::ldexp(1.0f, -10)) << "while the master moves";
+  for (int steps : {1, 3}) {
+    auto [param, master] = run(true, 5, steps);
+    const float w = master.to_vector()[0];
+    const double lower = 1.0 - std::ldexp(1.0, -8), spacing = std::ldexp(1.0, -8);
+    const double p = (w - lower) / spacing;  // probability of rounding up to 1.0
+    ASSERT_GT(p, 0.0);
+    ASSERT_LT(p, 1.0);
+    double mean = 0.0;
+    for (float x : param.to_vector()) {
+      ASSERT_TRUE(x == 1.0f || x == static_cast<float>(lower)) << x;
+      mean += x;
+    }
+    mean /= n;
+    EXPECT_NEAR(mean, w, 5 * spacing * std::sqrt(p * (1 - p) / n)) << steps << " steps";
+  }
+  EXPECT_TRUE(same_bits(run(true, 5, 3).first, run(true, 5, 3).first)) << "same seed, same bits";
+  EXPECT_FALSE(same_bits(run(true, 5, 3).first, run(true, 6, 3).first)) << "another seed, other bits";
+}
+
+// A bf16 model with stochastic rounding stopped and resumed from a checkpoint continues bit for bit
+// (masters, moments, parameters), so the masters and the rounding stream travel with the state.
+TEST(Optim, HalfAdamWResumeFromCheckpointIsBitExact) {
+  auto make = [](uint64_t seed) {
+    TinyModel model(seed);
+    for (Tensor& p : model.params) p = leaf(p.to(DType::BF16));
+    return model;
+  };
+  auto grads = [](TinyModel& model, int step) {
+    model.set_grads(step);
+    for (Tensor& p : model.params)
+      if (p.grad().defined()) p.set_grad(p.grad().to(DType::BF16));
+  };
+  const int total = 6, stop_at = 2;
+  TinyModel straight = make(1);
+  AdamW straight_opt(straight.groups(), 3e-3f, 0.9f, 0.95f, 1e-8f, true, 42);
+  for (int s = 0; s < total; s++) {
+    grads(straight, s);
+    straight_opt.step();
+  }
+  TinyModel first = make(1);
+  AdamW first_opt(first.groups(), 3e-3f, 0.9f, 0.95f, 1e-8f, true, 42);
+  for (int s = 0; s < stop_at; s++) {
+    grads(first, s);
+    first_opt.step();
+  }
+  std::string file = temp_path("half_adamw.safetensors");
+  auto tensors = named(first);
+  for (auto& entry : first_opt.state_tensors()) tensors.push_back(entry);
+  save_safetensors(file, tensors);
+  SafetensorsData checkpoint = load_safetensors(file);
+  std::filesystem::remove(file);
+  EXPECT_TRUE(checkpoint.contains("adamw.master.0.1"));
+
+  TinyModel resumed = make(2);
+  for (size_t i = 0; i < resumed.params.size(); i++) resumed.params[i].copy_(checkpoint.at("model." + std::to_string(i)));
+  AdamW opt(resumed.groups(), 3e-3f, 0.9f, 0.95f, 1e-8f, true, 42);
+  opt.load_state_tensors(checkpoint);
+  for (int s = stop_at; s < total; s++) {
+    grads(resumed, s);
+    opt.step();
+  }
+  for (size_t i = 0; i < straight.params.size(); i++) EXPECT_TRUE(same_bits(resumed.params[i], straight.params[i])) << i;
+  auto a = straight_opt.state_tensors(), b = opt.state_tensors();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); i++) {
+    EXPECT_EQ(a[i].first, b[i].first);
+    EXPECT_TRUE(same_bits(a[i].second, b[i].second)) << a[i].first;
+  }
+}
+
+// Switching precision across a resume: an f32 run's state has no masters, so a bf16 optimizer makes
+// them from its parameters; a bf16 run's masters go into an f32 optimizer's parameters, whose
+// model tensors held only the rounding.
+TEST(Optim, MastersAcrossPrecisions) {
+  TinyModel f32_model(1);
+  AdamW f32_opt(f32_model.groups(), 1e-2f);
+  f32_model.set_grads(0);
+  f32_opt.step();
+  SafetensorsData f32_state;
+  f32_state.path = "f32.safetensors";
+  f32_state.tensors = f32_opt.state_tensors();
+
+  TinyModel half_model(1);
+  for (size_t i = 0; i < half_model.params.size(); i++) half_model.params[i] = leaf(f32_model.params[i].to(DType::BF16));
+  AdamW half_opt(half_model.groups(), 1e-2f);
+  half_opt.load_state_tensors(f32_state);
+  EXPECT_EQ(half_opt.step_count(), 1);
+  EXPECT_TRUE(same_bits(state_named(half_opt, "adamw.master.0.1"), half_model.params[2].to(DType::F32)))
+      << "without saved masters, the masters are the parameters' values";
+  EXPECT_TRUE(same_bits(state_named(half_opt, "adamw.m.0.1"), state_named(f32_opt, "adamw.m.0.1")));
+  // One bf16 step: its masters now hold more than the bf16 parameters do.
+  half_model.set_grads(1);
+  for (Tensor& p : half_model.params)
+    if (p.grad().defined()) p.set_grad(p.grad().to(DType::BF16));
+  half_opt.step();
+  SafetensorsData half_state;
+  half_state.path = "bf16.safetensors";
+  half_state.tensors = half_opt.state_tensors();
+
+  TinyModel back(3);
+  for (size_t i = 0; i < back.params.size(); i++) back.params[i].copy_(half_model.params[i]);  // the "model load"
+  AdamW back_opt(back.groups(), 1e-2f);
+  back_opt.load_state_tensors(half_state);
+  const std::vector<std::pair<size_t, std::string>> where = {{0, "0.0"}, {2, "0.1"}, {1, "1.0"}};
+  for (const auto& [i, suffix] : where)
+    EXPECT_TRUE(same_bits(back.params[i], state_named(half_opt, "adamw.master." + suffix))) << i;
+  for (const auto& [name, t] : back_opt.state_tensors()) EXPECT_EQ(name.rfind("adamw.master.", 0), std::string::npos) << name;
+
+  // A master of the wrong shape is refused like any other state tensor, changing nothing.
+  SafetensorsData bad = half_state;
+  for (auto& [name, t] : bad.tensors)
+    if (name == "adamw.master.1.0") t = Tensor::zeros({8});
+  TinyModel untouched(3);
+  Tensor before = untouched.params[0].clone();
+  AdamW untouched_opt(untouched.groups(), 1e-2f);
+  expect_error([&] { untouched_opt.load_state_tensors(bad); }, "\"adamw.master.1.0\" is f32 (8), expected f32 (9)");
+  EXPECT_TRUE(same_bits(untouched.params[0], before)) << "a failed load must not touch the parameters";
+}
+
+// Clipping a bf16 model: the norm of bf16 gradients is the norm of their f32 values, and the
+// clipped gradients are the f32 products rounded to bf16 once.
+TEST(Optim, ClipGradNormReadsHalfGradients) {
+  Generator gen(19);
+  Tensor p = leaf(Tensor::zeros({3, 1001}, DType::BF16));
+  Tensor g = Tensor::randn({3, 1001}, &gen).to(DType::BF16);
+  p.set_grad(g.clone());
+  std::vector<float> values = g.to_vector();
+  double sum = 0.0;
+  for (float x : values) sum += static_cast<double>(x) * x;
+  Tensor widened = g.to(DType::F32);
+  EXPECT_EQ(ops::sum_of_squares(g), ops::sum_of_squares(widened)) << "the same values in the same order";
+  const float norm = clip_grad_norm({p}, 1.0f);
+  EXPECT_NEAR(norm, std::sqrt(sum), std::sqrt(sum) * 1e-7);
+  const float coef = static_cast<float>(1.0 / (std::sqrt(sum) + 1e-6));
+  std::vector<float> clipped = p.grad().to_vector();
+  for (size_t i = 0; i < values.size(); i++) ASSERT_EQ(clipped[i], bf16_to_f32(f32_to_bf16(values[i] * coef))) << i;
 }

@@ -7,6 +7,8 @@
 #include <immintrin.h>
 #endif
 
+#include "ops/optim_math.h"
+
 namespace tg::cpu {
 
 // 8192 floats = 32 KB per array: the four arrays AdamW streams stay within one core's L2, and a
@@ -81,24 +83,59 @@ static void adamw_block(float* param, const float* grad, float* m, float* v, int
 #endif
 }
 
-// param, grad, m, v (n)
-void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1,
-                  float beta2, float eps, float weight_decay, int64_t step) {
-  const double t = static_cast<double>(step);
+static AdamWConstants adamw_constants(float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step) {
+  const optim_math::AdamWFactors f = optim_math::adamw_factors(lr, beta1, beta2, weight_decay, step);
   AdamWConstants c;
-  c.decay = static_cast<float>(1.0 - static_cast<double>(lr) * weight_decay);
+  c.decay = f.decay;
   c.beta1 = beta1;
   c.beta2 = beta2;
   c.one_minus_beta1 = static_cast<float>(1.0 - beta1);
   c.one_minus_beta2 = static_cast<float>(1.0 - beta2);
-  c.neg_step_size = static_cast<float>(-(lr / (1.0 - std::pow(static_cast<double>(beta1), t))));
-  c.bias_correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(beta2), t)));
+  c.neg_step_size = f.neg_step_size;
+  c.bias_correction2_sqrt = f.bias_correction2_sqrt;
   c.eps = eps;
+  return c;
+}
+
+// param, grad, m, v (n)
+void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, int64_t step) {
+  const AdamWConstants c = adamw_constants(lr, beta1, beta2, eps, weight_decay, step);
   const int64_t blocks = block_count(n);
 #pragma omp parallel for schedule(static) if (blocks > 1)
   for (int64_t b = 0; b < blocks; b++) {
     const int64_t begin = b * kBlock;
     adamw_block(param + begin, grad + begin, m + begin, v + begin, std::min(n - begin, kBlock), c);
+  }
+}
+
+static float half_to_f32(DType dtype, uint16_t bits) {
+  return dtype == DType::BF16 ? bf16_to_f32(bits) : f16_to_f32(bits);
+}
+static uint16_t f32_to_half(DType dtype, float x) { return dtype == DType::BF16 ? f32_to_bf16(x) : f32_to_f16(x); }
+
+// param, grad (n) half bits; master, m, v (n) f32. Each block widens its gradients into an f32
+// buffer and runs the very adamw_block of the f32 path on the master, so a half model's masters
+// follow an f32 model's weights bit for bit when the gradients are equal.
+void adamw_update_half(DType dtype, uint16_t* param, const uint16_t* grad, float* master, float* m, float* v,
+                       int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step,
+                       bool stochastic, uint64_t rounding_key) {
+  const AdamWConstants c = adamw_constants(lr, beta1, beta2, eps, weight_decay, step);
+  const int64_t blocks = block_count(n);
+#pragma omp parallel for schedule(static) if (blocks > 1)
+  for (int64_t b = 0; b < blocks; b++) {
+    const int64_t begin = b * kBlock, count = std::min(n - begin, kBlock);
+    alignas(64) float grad32[kBlock];
+    for (int64_t i = 0; i < count; i++) grad32[i] = half_to_f32(dtype, grad[begin + i]);
+    adamw_block(master + begin, grad32, m + begin, v + begin, count, c);
+    for (int64_t i = begin; i < begin + count; i++) {
+      if (!stochastic) param[i] = f32_to_half(dtype, master[i]);
+      else {
+        const uint64_t random = optim_math::rounding_bits(rounding_key, i);
+        param[i] = dtype == DType::BF16 ? optim_math::stochastic_round_bf16(master[i], random)
+                                        : optim_math::stochastic_round_f16(master[i], random);
+      }
+    }
   }
 }
 
@@ -131,8 +168,9 @@ void sgd_update(float* param, const float* grad, float* momentum_buf, int64_t n,
 }
 
 // x (n) -> sum x^2. Block partials land in a fixed slot and are added in block order, so the
-// result does not depend on how many threads ran.
-double sum_of_squares(const float* x, int64_t n) {
+// result does not depend on how many threads ran. `load` reads element i as f32.
+template <class Load>
+static double sum_of_squares_blocks(int64_t n, Load load) {
   const int64_t blocks = block_count(n);
   std::vector<double> partial(static_cast<size_t>(blocks), 0.0);
 #pragma omp parallel for schedule(static) if (blocks > 1)
@@ -140,7 +178,10 @@ double sum_of_squares(const float* x, int64_t n) {
     const int64_t end = std::min(n, (b + 1) * kBlock);
     double acc = 0.0;
 #pragma omp simd reduction(+ : acc)
-    for (int64_t i = b * kBlock; i < end; i++) acc += static_cast<double>(x[i]) * x[i];
+    for (int64_t i = b * kBlock; i < end; i++) {
+      const double x = load(i);
+      acc += x * x;
+    }
     partial[static_cast<size_t>(b)] = acc;
   }
   double total = 0.0;
@@ -148,15 +189,44 @@ double sum_of_squares(const float* x, int64_t n) {
   return total;
 }
 
-// x (n) *= s
-void scale(float* x, int64_t n, float s) {
+double sum_of_squares(const float* x, int64_t n) {
+  return sum_of_squares_blocks(n, [x](int64_t i) { return x[i]; });
+}
+
+double sum_of_squares_half(DType dtype, const uint16_t* x, int64_t n) {
+  return sum_of_squares_blocks(n, [x, dtype](int64_t i) { return half_to_f32(dtype, x[i]); });
+}
+
+// x (n) *= s, element i through `update(i)`, which returns the stored value as f32 for the check.
+template <class Update>
+static bool scale_blocks(int64_t n, bool check, Update update) {
   const int64_t blocks = block_count(n);
-#pragma omp parallel for schedule(static) if (blocks > 1)
+  int non_finite = 0;
+#pragma omp parallel for schedule(static) reduction(| : non_finite) if (blocks > 1)
   for (int64_t b = 0; b < blocks; b++) {
     const int64_t end = std::min(n, (b + 1) * kBlock);
-#pragma omp simd
-    for (int64_t i = b * kBlock; i < end; i++) x[i] *= s;
+    int found = 0;
+#pragma omp simd reduction(| : found)
+    for (int64_t i = b * kBlock; i < end; i++) {
+      const float y = update(i);
+      // x - x is 0 for finite x and NaN for inf and NaN: a test the vectorizer keeps branch-free.
+      found |= check && (y - y != 0.0f);
+    }
+    non_finite |= found;
   }
+  return non_finite != 0;
+}
+
+// x (n) *= s
+bool scale(float* x, int64_t n, float s, bool check) {
+  return scale_blocks(n, check, [x, s](int64_t i) { return x[i] *= s; });
+}
+
+bool scale_half(DType dtype, uint16_t* x, int64_t n, float s, bool check) {
+  return scale_blocks(n, check, [x, s, dtype](int64_t i) {
+    x[i] = f32_to_half(dtype, half_to_f32(dtype, x[i]) * s);
+    return half_to_f32(dtype, x[i]);
+  });
 }
 
 }  // namespace tg::cpu

@@ -1,5 +1,7 @@
 // Optimizer kernels: elementwise updates over one parameter tensor, and the reductions that
-// gradient clipping needs. All f32, in place.
+// gradient clipping and loss scaling need. In place. Unlike the other CPU kernels these also take
+// bf16 / f16 parameters and gradients (as uint16_t bits, read as f32), because a half-precision
+// model's optimizer keeps f32 master weights and runs on any device.
 //
 // Work is split into fixed blocks of kBlock elements, each done by one thread with a SIMD inner
 // loop. Because the blocks do not depend on the thread count, every element takes the same
@@ -8,12 +10,22 @@
 #pragma once
 #include <cstdint>
 
+#include "tensor/dtype.h"
+
 namespace tg::cpu {
 
 // param, grad, m, v (n). PyTorch AdamW: decoupled weight decay, bias-corrected moments;
 // `step` is this parameter's update count including this one (>= 1).
 void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, int64_t step);
+
+// param, grad (n) of `dtype` (bf16 or f16, as bits); master, m, v (n) f32. The master goes
+// through exactly adamw_update's f32 arithmetic on the gradient read as f32, then param gets the
+// master rounded to nearest, or stochastically with optim_math::rounding_bits(rounding_key, i) for
+// element i when `stochastic`.
+void adamw_update_half(DType dtype, uint16_t* param, const uint16_t* grad, float* master, float* m, float* v,
+                       int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step,
+                       bool stochastic, uint64_t rounding_key);
 
 // param, grad, momentum_buf (n; null when momentum == 0). PyTorch SGD: weight decay added to the
 // gradient, the buffer set to that gradient on the first step.
@@ -22,8 +34,13 @@ void sgd_update(float* param, const float* grad, float* momentum_buf, int64_t n,
 
 // x (n) -> sum of x^2, accumulated in double in a fixed order (deterministic).
 double sum_of_squares(const float* x, int64_t n);
+// x (n) bf16 or f16 bits, read as f32 -> the same sum.
+double sum_of_squares_half(DType dtype, const uint16_t* x, int64_t n);
 
-// x (n) *= s
-void scale(float* x, int64_t n, float s);
+// x (n) *= s. With `check`, returns true when some result is inf or NaN (the loss scaler's
+// overflow test, on the values as stored); without, returns false.
+bool scale(float* x, int64_t n, float s, bool check = false);
+// x (n) bf16 or f16 bits *= s, in f32 and rounded to nearest once.
+bool scale_half(DType dtype, uint16_t* x, int64_t n, float s, bool check = false);
 
 }  // namespace tg::cpu
