@@ -5,7 +5,8 @@
 
 namespace tg::ops {
 
-// dst (f32, shape S, any strides without self-overlap) += src (f32, shape S, any strides)
+// dst (shape S, any strides without self-overlap) += src (shape S, any strides), one dtype: f32 on the
+// CPU; f32, bf16 or f16 on CUDA
 void accumulate(Tensor& dst, const Tensor& src);
 
 }  // namespace tg::ops

@@ -2,43 +2,105 @@
 
 #include "ops/check.h"
 #include "ops/cpu/activation.h"
+#ifdef TG_CUDA
+#include "ops/cuda/activation.h"
+#endif
 
 namespace tg::ops {
 
 namespace {
-using ForwardKernel = void (*)(float*, const float*, int64_t);
-using BackwardKernel = void (*)(float*, const float*, const float*, int64_t);
-
-void unary_forward(const char* op, ForwardKernel cpu_kernel, Tensor& out, const Tensor& inp) {
-  Device device = check_elementwise(op, {{&inp, "inp"}, {&out, "out"}});
-  switch (device.type) {
-    case DeviceType::CPU: cpu_kernel(out.data<float>(), inp.data<float>(), inp.numel()); break;
-    default: throw_unsupported_device(op, device);
-  }
+Device check_forward(const char* op, const Tensor& out, const Tensor& inp) {
+  return check_elementwise(op, {{&inp, "inp"}, {&out, "out"}});
 }
-
 // `saved` is the input or the output of the forward, whichever the derivative is written in.
-void unary_backward(const char* op, BackwardKernel cpu_kernel, Tensor& dinp, const Tensor& saved,
-                    const char* saved_name, const Tensor& dout) {
-  Device device = check_elementwise(op, {{&dout, "dout"}, {&saved, saved_name}, {&dinp, "dinp"}});
-  switch (device.type) {
-    case DeviceType::CPU: cpu_kernel(dinp.data<float>(), saved.data<float>(), dout.data<float>(), dout.numel()); break;
-    default: throw_unsupported_device(op, device);
-  }
+Device check_backward(const char* op, const Tensor& dinp, const Tensor& saved, const char* saved_name,
+                      const Tensor& dout) {
+  return check_elementwise(op, {{&dout, "dout"}, {&saved, saved_name}, {&dinp, "dinp"}});
 }
 }  // namespace
 
-void gelu_forward(Tensor& out, const Tensor& inp) { unary_forward("gelu", cpu::gelu_forward, out, inp); }
+void gelu_forward(Tensor& out, const Tensor& inp) {
+  const char* op = "gelu";
+  Device device = check_forward(op, out, inp);
+  switch (device.type) {
+    case DeviceType::CPU: cpu::gelu_forward(out.data<float>(), inp.data<float>(), inp.numel()); break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: cuda::gelu_forward(out.dtype(), out.data_raw(), inp.data_raw(), inp.numel()); break;
+#endif
+    default: throw_unsupported_device(op, device);
+  }
+}
+
 void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
-  unary_backward("gelu_backward", cpu::gelu_backward, dinp, inp, "inp", dout);
+  const char* op = "gelu_backward";
+  Device device = check_backward(op, dinp, inp, "inp", dout);
+  switch (device.type) {
+    case DeviceType::CPU:
+      cpu::gelu_backward(dinp.data<float>(), inp.data<float>(), dout.data<float>(), dout.numel());
+      break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::gelu_backward(dout.dtype(), dinp.data_raw(), inp.data_raw(), dout.data_raw(), dout.numel());
+      break;
+#endif
+    default: throw_unsupported_device(op, device);
+  }
 }
-void relu_forward(Tensor& out, const Tensor& inp) { unary_forward("relu", cpu::relu_forward, out, inp); }
+
+void relu_forward(Tensor& out, const Tensor& inp) {
+  const char* op = "relu";
+  Device device = check_forward(op, out, inp);
+  switch (device.type) {
+    case DeviceType::CPU: cpu::relu_forward(out.data<float>(), inp.data<float>(), inp.numel()); break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: cuda::relu_forward(out.dtype(), out.data_raw(), inp.data_raw(), inp.numel()); break;
+#endif
+    default: throw_unsupported_device(op, device);
+  }
+}
+
 void relu_backward(Tensor& dinp, const Tensor& out, const Tensor& dout) {
-  unary_backward("relu_backward", cpu::relu_backward, dinp, out, "out", dout);
+  const char* op = "relu_backward";
+  Device device = check_backward(op, dinp, out, "out", dout);
+  switch (device.type) {
+    case DeviceType::CPU:
+      cpu::relu_backward(dinp.data<float>(), out.data<float>(), dout.data<float>(), dout.numel());
+      break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::relu_backward(dout.dtype(), dinp.data_raw(), out.data_raw(), dout.data_raw(), dout.numel());
+      break;
+#endif
+    default: throw_unsupported_device(op, device);
+  }
 }
-void tanh_forward(Tensor& out, const Tensor& inp) { unary_forward("tanh", cpu::tanh_forward, out, inp); }
+
+void tanh_forward(Tensor& out, const Tensor& inp) {
+  const char* op = "tanh";
+  Device device = check_forward(op, out, inp);
+  switch (device.type) {
+    case DeviceType::CPU: cpu::tanh_forward(out.data<float>(), inp.data<float>(), inp.numel()); break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: cuda::tanh_forward(out.dtype(), out.data_raw(), inp.data_raw(), inp.numel()); break;
+#endif
+    default: throw_unsupported_device(op, device);
+  }
+}
+
 void tanh_backward(Tensor& dinp, const Tensor& out, const Tensor& dout) {
-  unary_backward("tanh_backward", cpu::tanh_backward, dinp, out, "out", dout);
+  const char* op = "tanh_backward";
+  Device device = check_backward(op, dinp, out, "out", dout);
+  switch (device.type) {
+    case DeviceType::CPU:
+      cpu::tanh_backward(dinp.data<float>(), out.data<float>(), dout.data<float>(), dout.numel());
+      break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::tanh_backward(dout.dtype(), dinp.data_raw(), out.data_raw(), dout.data_raw(), dout.numel());
+      break;
+#endif
+    default: throw_unsupported_device(op, device);
+  }
 }
 
 }  // namespace tg::ops

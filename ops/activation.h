@@ -1,5 +1,6 @@
-// Fronts for the activation kernels (GELU tanh approximation, ReLU, tanh): f32, contiguous, any
-// shape (treated as N elements). Backward fronts ADD into dinp.
+// Fronts for the activation kernels (GELU tanh approximation, ReLU, tanh): contiguous, any shape
+// (treated as N elements), all tensors one dtype (f32 on the CPU; f32, bf16 or f16 on CUDA).
+// Backward fronts ADD into dinp.
 #pragma once
 #include "tensor/tensor.h"
 

@@ -5,6 +5,9 @@
 
 #include "ops/check.h"
 #include "ops/cpu/dropout.h"
+#ifdef TG_CUDA
+#include "ops/cuda/dropout.h"
+#endif
 
 namespace tg::ops {
 
@@ -20,6 +23,9 @@ void dropout_forward(Tensor& out, const Tensor& inp, float p, uint64_t key) {
   Device device = check_elementwise(op, {{&out, "out"}, {&inp, "inp"}});
   switch (device.type) {
     case DeviceType::CPU: cpu::dropout_forward(out.data<float>(), inp.data<float>(), inp.numel(), p, key); break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: cuda::dropout_forward(out.dtype(), out.data_raw(), inp.data_raw(), inp.numel(), p, key); break;
+#endif
     default: throw_unsupported_device(op, device);
   }
 }
@@ -30,6 +36,11 @@ void dropout_backward(Tensor& dinp, const Tensor& dout, float p, uint64_t key) {
   Device device = check_elementwise(op, {{&dinp, "dinp"}, {&dout, "dout"}});
   switch (device.type) {
     case DeviceType::CPU: cpu::dropout_backward(dinp.data<float>(), dout.data<float>(), dout.numel(), p, key); break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::dropout_backward(dout.dtype(), dinp.data_raw(), dout.data_raw(), dout.numel(), p, key);
+      break;
+#endif
     default: throw_unsupported_device(op, device);
   }
 }

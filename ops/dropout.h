@@ -8,7 +8,8 @@
 
 namespace tg::ops {
 
-// out = inp * mask / (1 - p), 0 < p < 1; f32, contiguous
+// out = inp * mask / (1 - p), 0 <= p < 1; contiguous, one dtype (f32 on the CPU; f32, bf16 or f16
+// on CUDA, with the same mask for the same key)
 void dropout_forward(Tensor& out, const Tensor& inp, float p, uint64_t key);
 // dinp += dout * mask / (1 - p), the forward's mask for the same key and p
 void dropout_backward(Tensor& dinp, const Tensor& dout, float p, uint64_t key);

@@ -6,6 +6,9 @@
 #include "ops/check.h"
 #include "ops/cpu/elementwise.h"
 #include "ops/reduce.h"
+#ifdef TG_CUDA
+#include "ops/cuda/elementwise.h"
+#endif
 
 namespace tg::ops {
 
@@ -39,15 +42,15 @@ namespace {
 enum class BinaryOp { Add, Sub, Mul, Div };
 
 void binary_forward(const char* op, BinaryOp kind, Tensor& out, const Tensor& a, const Tensor& b) {
-  check_dtype(op, a, "a", DType::F32);
-  check_dtype(op, b, "b", DType::F32);
-  check_dtype(op, out, "out", DType::F32);
+  check_float_dtype(op, a, "a");
+  check_same_dtype(op, a, "a", b, "b");
+  check_same_dtype(op, a, "a", out, "out");
   check_shape(op, out, "out", broadcast_shape(op, a.shape(), b.shape()), "the broadcast shape of a and b");
   check_contiguous(op, out, "out");
   Device device = check_same_device(op, {&out, &a, &b});
+  Shape a_strides = broadcast_strides(a, out.shape()), b_strides = broadcast_strides(b, out.shape());
   switch (device.type) {
     case DeviceType::CPU: {
-      Shape a_strides = broadcast_strides(a, out.shape()), b_strides = broadcast_strides(b, out.shape());
       const float* pa = a.data<float>();
       const float* pb = b.data<float>();
       float* po = out.data<float>();
@@ -59,32 +62,65 @@ void binary_forward(const char* op, BinaryOp kind, Tensor& out, const Tensor& a,
       }
       break;
     }
+#ifdef TG_CUDA
+    case DeviceType::CUDA: {
+      DType dtype = out.dtype();
+      const void* pa = a.data_raw();
+      const void* pb = b.data_raw();
+      void* po = out.data_raw();
+      switch (kind) {
+        case BinaryOp::Add: cuda::add_forward(dtype, po, pa, a_strides, pb, b_strides, out.shape()); break;
+        case BinaryOp::Sub: cuda::sub_forward(dtype, po, pa, a_strides, pb, b_strides, out.shape()); break;
+        case BinaryOp::Mul: cuda::mul_forward(dtype, po, pa, a_strides, pb, b_strides, out.shape()); break;
+        case BinaryOp::Div: cuda::div_forward(dtype, po, pa, a_strides, pb, b_strides, out.shape()); break;
+      }
+      break;
+    }
+#endif
     default: throw_unsupported_device(op, device);
   }
 }
 
 // How a backward can treat its operands: both dense with dout's shape, or the second one a single
-// row (C) broadcast against a dense (rows, C) first one, or neither (the general path).
+// row broadcast against a dense first one, or neither (the general path).
 enum class Layout { Same, Rows, General };
 
+// Rows: after dropping its leading size-1 dimensions, the row operand is dout's trailing dimensions,
+// so dout reads as (rows, C) with C = row.numel(): a bias (C) against (B, T, C), and on CUDA also a
+// position table (T, C) against (B, T, C). The CPU kernel splits its work by blocks of 64 rows, so
+// there a (T, C) table against a handful of rows would run on one thread: on the CPU only a
+// one-dimensional row qualifies, and the rest takes the general path (parallel sums). A single
+// element (C = 1) always takes the general path.
 Layout classify(const Tensor& dout, const Tensor& full, const Tensor& row) {
   if (!full.is_contiguous() || !row.is_contiguous() || full.shape() != dout.shape()) return Layout::General;
   if (row.shape() == dout.shape()) return Layout::Same;
-  if (dout.dim() == 0) return Layout::General;
-  // The row operand must be (C) after dropping leading size-1 dimensions.
-  int64_t C = dout.shape().back();
   const Shape& s = row.shape();
-  if (s.empty() || s.back() != C || C == 1) return Layout::General;
-  for (size_t k = 0; k + 1 < s.size(); k++)
-    if (s[k] != 1) return Layout::General;
+  size_t lead = 0;
+  while (lead < s.size() && s[lead] == 1) lead++;
+  size_t kept = s.size() - lead, most = row.device().is_cuda() ? dout.shape().size() - 1 : 1;
+  if (kept == 0 || kept > most || kept >= dout.shape().size() || row.numel() == 1) return Layout::General;
+  if (!std::equal(s.begin() + lead, s.end(), dout.shape().end() - kept)) return Layout::General;
   return Layout::Rows;
 }
 
-float* data_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+float* f32_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
 
-void check_grad(const char* op, const Tensor& grad, const char* name) {
+#ifdef TG_CUDA
+void* raw_or_null(const Tensor& t) { return t.defined() ? t.data_raw() : nullptr; }
+
+// The f32 scratch of the CUDA rows backward's two-pass column sum for db; undefined when db is not
+// wanted or one pass does it. The kernels run on the one stream, so the buffer may go back to the
+// caching allocator as soon as they are launched.
+Tensor rows_scratch(const Tensor& db, int64_t rows, int64_t C, Device device) {
+  int64_t count = db.defined() ? cuda::rows_backward_scratch_floats(rows, C) : 0;
+  return count > 0 ? Tensor::empty({count}, DType::F32, device) : Tensor();
+}
+float* scratch_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+#endif
+
+void check_grad(const char* op, const Tensor& grad, const char* name, const Tensor& dout) {
   if (!grad.defined()) return;
-  check_dtype(op, grad, name, DType::F32);
+  check_same_dtype(op, dout, "dout", grad, name);
   check_contiguous(op, grad, name);
 }
 
@@ -95,31 +131,110 @@ void accumulate_reduced(Tensor& grad, const Tensor& term, float sign) {
 }
 
 void check_backward(const char* op, const Tensor& da, const Tensor& db, const Tensor& dout) {
-  check_dtype(op, dout, "dout", DType::F32);
-  check_contiguous(op, dout, "dout");
-  check_grad(op, da, "da");
-  check_grad(op, db, "db");
+  check_float_contiguous(op, dout, "dout");
+  check_grad(op, da, "da", dout);
+  check_grad(op, db, "db", dout);
   if (da.defined()) broadcast_shape(op, da.shape(), dout.shape());
   if (db.defined()) broadcast_shape(op, db.shape(), dout.shape());
+}
+
+// The saved operands of mul and div: one dtype with dout, on its device.
+void check_operands(const char* op, const Tensor& dout, const Tensor& a, const Tensor& b) {
+  check_same_dtype(op, dout, "dout", a, "a");
+  check_same_dtype(op, dout, "dout", b, "b");
 }
 
 void add_sub_backward(const char* op, Tensor& da, Tensor& db, const Tensor& dout, float sign) {
   check_backward(op, da, db, dout);
   Device device = check_same_device(op, {&da, &db, &dout});
-  if (device.type != DeviceType::CPU) throw_unsupported_device(op, device);
   bool da_same = !da.defined() || da.shape() == dout.shape();
   bool db_same = !db.defined() || db.shape() == dout.shape();
   if (da_same && db_same) {
-    cpu::add_backward(data_or_null(da), data_or_null(db), dout.data<float>(), dout.numel(), sign);
-    return;
+    switch (device.type) {
+      case DeviceType::CPU:
+        cpu::add_backward(f32_or_null(da), f32_or_null(db), dout.data<float>(), dout.numel(), sign);
+        return;
+#ifdef TG_CUDA
+      case DeviceType::CUDA:
+        cuda::add_backward(dout.dtype(), raw_or_null(da), raw_or_null(db), dout.data_raw(), dout.numel(), sign);
+        return;
+#endif
+      default: throw_unsupported_device(op, device);
+    }
   }
   if (da_same && classify(dout, dout, db) == Layout::Rows) {
-    int64_t C = dout.shape().back();
-    cpu::add_rows_backward(data_or_null(da), db.data<float>(), dout.data<float>(), dout.numel() / C, C, sign);
-    return;
+    int64_t C = db.numel(), rows = dout.numel() / C;
+    switch (device.type) {
+      case DeviceType::CPU:
+        cpu::add_rows_backward(f32_or_null(da), db.data<float>(), dout.data<float>(), rows, C, sign);
+        return;
+#ifdef TG_CUDA
+      case DeviceType::CUDA: {
+        Tensor scratch = rows_scratch(db, rows, C, device);
+        cuda::add_rows_backward(dout.dtype(), raw_or_null(da), db.data_raw(), dout.data_raw(), rows, C, sign,
+                                scratch_or_null(scratch));
+        return;
+      }
+#endif
+      default: throw_unsupported_device(op, device);
+    }
   }
   if (da.defined()) accumulate_reduced(da, dout, 1.0f);
   if (db.defined()) accumulate_reduced(db, dout, sign);
+}
+
+enum class Product { Mul, Div };
+
+// The fused same-shape pass: da, db, dout, a, b all of dout's shape.
+void product_same(const char* op, Product kind, Device device, Tensor& da, Tensor& db, const Tensor& dout,
+                  const Tensor& a, const Tensor& b) {
+  int64_t n = dout.numel();
+  switch (device.type) {
+    case DeviceType::CPU:
+      if (kind == Product::Mul)
+        cpu::mul_backward(f32_or_null(da), f32_or_null(db), dout.data<float>(), a.data<float>(), b.data<float>(), n);
+      else
+        cpu::div_backward(f32_or_null(da), f32_or_null(db), dout.data<float>(), a.data<float>(), b.data<float>(), n);
+      return;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      if (kind == Product::Mul)
+        cuda::mul_backward(dout.dtype(), raw_or_null(da), raw_or_null(db), dout.data_raw(), a.data_raw(), b.data_raw(), n);
+      else
+        cuda::div_backward(dout.dtype(), raw_or_null(da), raw_or_null(db), dout.data_raw(), a.data_raw(), b.data_raw(), n);
+      return;
+#endif
+    default: throw_unsupported_device(op, device);
+  }
+}
+
+// The fused rows pass: a (and da) dense (rows, C) like dout, b (and db) one row (C).
+void product_rows(const char* op, Product kind, Device device, Tensor& da, Tensor& db, const Tensor& dout,
+                  const Tensor& a, const Tensor& b) {
+  int64_t C = b.numel(), rows = dout.numel() / C;
+  switch (device.type) {
+    case DeviceType::CPU:
+      if (kind == Product::Mul)
+        cpu::mul_rows_backward(f32_or_null(da), f32_or_null(db), dout.data<float>(), a.data<float>(), b.data<float>(),
+                               rows, C);
+      else
+        cpu::div_rows_backward(f32_or_null(da), f32_or_null(db), dout.data<float>(), a.data<float>(), b.data<float>(),
+                               rows, C);
+      return;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: {
+      Tensor scratch = rows_scratch(db, rows, C, device);
+      if (kind == Product::Mul)
+        cuda::mul_rows_backward(dout.dtype(), raw_or_null(da), raw_or_null(db), dout.data_raw(), a.data_raw(),
+                                b.data_raw(), rows, C, scratch_or_null(scratch));
+      else
+        cuda::div_rows_backward(dout.dtype(), raw_or_null(da), raw_or_null(db), dout.data_raw(), a.data_raw(),
+                                b.data_raw(), rows, C, scratch_or_null(scratch));
+      return;
+    }
+#endif
+    default: throw_unsupported_device(op, device);
+  }
 }
 }  // namespace
 
@@ -134,35 +249,25 @@ void sub_backward(Tensor& da, Tensor& db, const Tensor& dout) { add_sub_backward
 void mul_backward(Tensor& da, Tensor& db, const Tensor& dout, const Tensor& a, const Tensor& b) {
   const char* op = "mul_backward";
   check_backward(op, da, db, dout);
+  check_operands(op, dout, a, b);
   Device device = check_same_device(op, {&da, &db, &dout, &a, &b});
-  if (device.type != DeviceType::CPU) throw_unsupported_device(op, device);
   // Multiplication commutes, so a row operand on either side takes the fused pass.
   switch (classify(dout, a, b)) {
-    case Layout::Same:
-      cpu::mul_backward(data_or_null(da), data_or_null(db), dout.data<float>(), a.data<float>(), b.data<float>(),
-                        dout.numel());
-      return;
-    case Layout::Rows: {
-      int64_t C = dout.shape().back();
-      cpu::mul_rows_backward(data_or_null(da), data_or_null(db), dout.data<float>(), a.data<float>(), b.data<float>(),
-                             dout.numel() / C, C);
-      return;
-    }
+    case Layout::Same: product_same(op, Product::Mul, device, da, db, dout, a, b); return;
+    case Layout::Rows: product_rows(op, Product::Mul, device, da, db, dout, a, b); return;
     case Layout::General: break;
   }
   if (classify(dout, b, a) == Layout::Rows) {
-    int64_t C = dout.shape().back();
-    cpu::mul_rows_backward(data_or_null(db), data_or_null(da), dout.data<float>(), b.data<float>(), a.data<float>(),
-                           dout.numel() / C, C);
+    product_rows(op, Product::Mul, device, db, da, dout, b, a);
     return;
   }
   if (da.defined()) {
-    Tensor term = Tensor::empty(dout.shape(), DType::F32, device);
+    Tensor term = Tensor::empty(dout.shape(), dout.dtype(), device);
     mul_forward(term, dout, b);
     accumulate_reduced(da, term, 1.0f);
   }
   if (db.defined()) {
-    Tensor term = Tensor::empty(dout.shape(), DType::F32, device);
+    Tensor term = Tensor::empty(dout.shape(), dout.dtype(), device);
     mul_forward(term, dout, a);
     accumulate_reduced(db, term, 1.0f);
   }
@@ -171,28 +276,20 @@ void mul_backward(Tensor& da, Tensor& db, const Tensor& dout, const Tensor& a, c
 void div_backward(Tensor& da, Tensor& db, const Tensor& dout, const Tensor& a, const Tensor& b) {
   const char* op = "div_backward";
   check_backward(op, da, db, dout);
+  check_operands(op, dout, a, b);
   Device device = check_same_device(op, {&da, &db, &dout, &a, &b});
-  if (device.type != DeviceType::CPU) throw_unsupported_device(op, device);
   switch (classify(dout, a, b)) {
-    case Layout::Same:
-      cpu::div_backward(data_or_null(da), data_or_null(db), dout.data<float>(), a.data<float>(), b.data<float>(),
-                        dout.numel());
-      return;
-    case Layout::Rows: {
-      int64_t C = dout.shape().back();
-      cpu::div_rows_backward(data_or_null(da), data_or_null(db), dout.data<float>(), a.data<float>(), b.data<float>(),
-                             dout.numel() / C, C);
-      return;
-    }
+    case Layout::Same: product_same(op, Product::Div, device, da, db, dout, a, b); return;
+    case Layout::Rows: product_rows(op, Product::Div, device, da, db, dout, a, b); return;
     case Layout::General: break;
   }
   if (da.defined()) {  // da += dout / b
-    Tensor term = Tensor::empty(dout.shape(), DType::F32, device);
+    Tensor term = Tensor::empty(dout.shape(), dout.dtype(), device);
     div_forward(term, dout, b);
     accumulate_reduced(da, term, 1.0f);
   }
   if (db.defined()) {  // db -= dout * a / b^2
-    Tensor term = Tensor::empty(dout.shape(), DType::F32, device);
+    Tensor term = Tensor::empty(dout.shape(), dout.dtype(), device);
     mul_forward(term, dout, a);
     div_forward(term, term, b);
     div_forward(term, term, b);
@@ -205,6 +302,9 @@ void scale_forward(Tensor& out, const Tensor& inp, float s) {
   Device device = check_elementwise(op, {{&out, "out"}, {&inp, "inp"}});
   switch (device.type) {
     case DeviceType::CPU: cpu::scale_forward(out.data<float>(), inp.data<float>(), s, inp.numel()); break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: cuda::scale_forward(out.dtype(), out.data_raw(), inp.data_raw(), s, inp.numel()); break;
+#endif
     default: throw_unsupported_device(op, device);
   }
 }
@@ -214,6 +314,9 @@ void scale_backward(Tensor& dinp, const Tensor& dout, float s) {
   Device device = check_elementwise(op, {{&dinp, "dinp"}, {&dout, "dout"}});
   switch (device.type) {
     case DeviceType::CPU: cpu::scale_backward(dinp.data<float>(), dout.data<float>(), s, dout.numel()); break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: cuda::scale_backward(dout.dtype(), dinp.data_raw(), dout.data_raw(), s, dout.numel()); break;
+#endif
     default: throw_unsupported_device(op, device);
   }
 }
@@ -223,6 +326,9 @@ void add_scalar_forward(Tensor& out, const Tensor& inp, float s) {
   Device device = check_elementwise(op, {{&out, "out"}, {&inp, "inp"}});
   switch (device.type) {
     case DeviceType::CPU: cpu::add_scalar_forward(out.data<float>(), inp.data<float>(), s, inp.numel()); break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: cuda::add_scalar_forward(out.dtype(), out.data_raw(), inp.data_raw(), s, inp.numel()); break;
+#endif
     default: throw_unsupported_device(op, device);
   }
 }

@@ -9,7 +9,8 @@ namespace tg::ops {
 // The shape `a op b` broadcasts to; throws naming `op` and both shapes when they do not broadcast.
 Shape broadcast_shape(const char* op, const Shape& a, const Shape& b);
 
-// out (the broadcast shape, contiguous) = a op b; a and b f32 with any strides.
+// out (the broadcast shape, contiguous) = a op b; a and b with any strides. One dtype for all three:
+// f32 on the CPU; f32, bf16 or f16 on CUDA (f32 arithmetic, one rounding). So for every front here.
 void add_forward(Tensor& out, const Tensor& a, const Tensor& b);
 void sub_forward(Tensor& out, const Tensor& a, const Tensor& b);
 void mul_forward(Tensor& out, const Tensor& a, const Tensor& b);
@@ -17,7 +18,8 @@ void div_forward(Tensor& out, const Tensor& a, const Tensor& b);
 
 // Gradients of out = a op b, given dout (out's shape): da (a's shape, contiguous) and db (b's shape,
 // contiguous) ADD the gradient summed over the dimensions their operand was broadcast along. Either
-// may be undefined to skip it. Same-shape and bias-like (.., C) op (C) operands take one fused pass.
+// may be undefined to skip it. Same-shape operands and a bias-like row ((.., C) op (C); on CUDA any
+// trailing dimensions, such as (B, T, C) op (T, C)) take one fused pass.
 void add_backward(Tensor& da, Tensor& db, const Tensor& dout);
 void sub_backward(Tensor& da, Tensor& db, const Tensor& dout);
 void mul_backward(Tensor& da, Tensor& db, const Tensor& dout, const Tensor& a, const Tensor& b);

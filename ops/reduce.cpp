@@ -4,6 +4,9 @@
 
 #include "ops/check.h"
 #include "ops/cpu/reduce.h"
+#ifdef TG_CUDA
+#include "ops/cuda/reduce.h"
+#endif
 
 namespace tg::ops {
 
@@ -38,63 +41,93 @@ void check_reduced(const char* op, const Tensor& out, const char* out_name, cons
                 inp_name + "'s shape " + shape_str(inp.shape()) + " without dimension " + std::to_string(dim) +
                 " (or with it kept as 1)");
 }
+
+// Both tensors of one floating dtype and contiguous.
+void check_pair(const char* op, const Tensor& out, const char* out_name, const Tensor& inp, const char* inp_name) {
+  check_float_contiguous(op, inp, inp_name);
+  check_contiguous(op, out, out_name);
+  check_same_dtype(op, inp, inp_name, out, out_name);
+}
+
+#ifdef TG_CUDA
+// The CUDA sum with the f32 scratch its first pass may need (freed at once: one stream, see
+// ops/cuda/reduce.h).
+void cuda_sum(Tensor& out, const Tensor& inp, const Span& s, float scale) {
+  int64_t count = cuda::sum_scratch_floats(s.outer, s.size, s.inner);
+  Tensor scratch = count > 0 ? Tensor::empty({count}, DType::F32, inp.device()) : Tensor();
+  cuda::sum_forward(inp.dtype(), out.data_raw(), inp.data_raw(), s.outer, s.size, s.inner, scale,
+                    scratch.defined() ? scratch.data<float>() : nullptr);
+}
+#endif
 }  // namespace
 
 void sum_forward(Tensor& out, const Tensor& inp, float scale) {
   const char* op = "sum";
-  check_f32_contiguous(op, inp, "inp");
-  check_f32_contiguous(op, out, "out");
+  check_pair(op, out, "out", inp, "inp");
   TG_CHECK(out.numel() == 1, std::string(op) + ": out has shape " + shape_str(out.shape()) + ", expected one element");
   Device device = check_same_device(op, {&out, &inp});
   switch (device.type) {
     case DeviceType::CPU: cpu::sum_forward(out.data<float>(), inp.data<float>(), 1, inp.numel(), 1, scale); break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: cuda_sum(out, inp, Span{1, inp.numel(), 1}, scale); break;
+#endif
     default: throw_unsupported_device(op, device);
   }
 }
 
 void sum_backward(Tensor& dinp, const Tensor& dout, float scale) {
   const char* op = "sum_backward";
-  check_f32_contiguous(op, dinp, "dinp");
-  check_f32_contiguous(op, dout, "dout");
+  check_pair(op, dinp, "dinp", dout, "dout");
   TG_CHECK(dout.numel() == 1, std::string(op) + ": dout has shape " + shape_str(dout.shape()) + ", expected one element");
   Device device = check_same_device(op, {&dinp, &dout});
   switch (device.type) {
     case DeviceType::CPU: cpu::sum_backward(dinp.data<float>(), dout.data<float>(), 1, dinp.numel(), 1, scale); break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::sum_backward(dout.dtype(), dinp.data_raw(), dout.data_raw(), 1, dinp.numel(), 1, scale);
+      break;
+#endif
     default: throw_unsupported_device(op, device);
   }
 }
 
 void sum_dim_forward(Tensor& out, const Tensor& inp, int64_t dim, float scale) {
   const char* op = "sum";
-  check_f32_contiguous(op, inp, "inp");
-  check_f32_contiguous(op, out, "out");
+  check_pair(op, out, "out", inp, "inp");
   dim = wrap_dim(dim, inp.dim(), op);
   check_reduced(op, out, "out", inp, "inp", dim);
   Device device = check_same_device(op, {&out, &inp});
   Span s = span_of(inp.shape(), dim);
   switch (device.type) {
     case DeviceType::CPU: cpu::sum_forward(out.data<float>(), inp.data<float>(), s.outer, s.size, s.inner, scale); break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: cuda_sum(out, inp, s, scale); break;
+#endif
     default: throw_unsupported_device(op, device);
   }
 }
 
 void sum_dim_backward(Tensor& dinp, const Tensor& dout, int64_t dim, float scale) {
   const char* op = "sum_backward";
-  check_f32_contiguous(op, dinp, "dinp");
-  check_f32_contiguous(op, dout, "dout");
+  check_pair(op, dinp, "dinp", dout, "dout");
   dim = wrap_dim(dim, dinp.dim(), op);
   check_reduced(op, dout, "dout", dinp, "dinp", dim);
   Device device = check_same_device(op, {&dinp, &dout});
   Span s = span_of(dinp.shape(), dim);
   switch (device.type) {
     case DeviceType::CPU: cpu::sum_backward(dinp.data<float>(), dout.data<float>(), s.outer, s.size, s.inner, scale); break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::sum_backward(dout.dtype(), dinp.data_raw(), dout.data_raw(), s.outer, s.size, s.inner, scale);
+      break;
+#endif
     default: throw_unsupported_device(op, device);
   }
 }
 
 Tensor sum_to(const Tensor& x, const Shape& shape) {
   const char* op = "sum_to";
-  check_dtype(op, x, "x", DType::F32);
+  check_float_dtype(op, x, "x");
   const Shape& from = x.shape();
   size_t lead = from.size() >= shape.size() ? from.size() - shape.size() : 0;
   bool fits = from.size() >= shape.size();
@@ -121,7 +154,7 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
     Tensor input = current.view(merged);
     Shape result_shape = merged;
     result_shape[k] = 1;
-    Tensor result = Tensor::empty(result_shape, DType::F32, x.device());
+    Tensor result = Tensor::empty(result_shape, x.dtype(), x.device());
     sum_dim_forward(result, input, static_cast<int64_t>(k), 1.0f);
     // Back to one entry per original dimension, the reduced ones now 1.
     for (size_t j = k; j < end; j++) cur[j] = 1;

@@ -1,4 +1,6 @@
-// Fronts for the sum reductions (sum and mean are one kernel with a scale of 1 or 1/size).
+// Fronts for the sum reductions (sum and mean are one kernel with a scale of 1 or 1/size). Input and
+// output share one dtype: f32 on the CPU; f32, bf16 or f16 on CUDA, where the sums run in f32 and
+// round once, deterministically.
 #pragma once
 #include "tensor/tensor.h"
 

@@ -4,48 +4,94 @@
 
 #include "ops/check.h"
 #include "ops/cpu/softmax.h"
+#ifdef TG_CUDA
+#include "ops/cuda/softmax.h"
+#endif
 
 namespace tg::ops {
 
 namespace {
-using ForwardKernel = void (*)(float*, const float*, int64_t, int64_t);
-using BackwardKernel = void (*)(float*, const float*, const float*, int64_t, int64_t);
+// The (rows, C) view of the tensors, after the checks every softmax front shares.
+struct Rows {
+  Device device;
+  int64_t rows = 0, C = 0;
+};
 
 void check_has_rows(const char* op, const Tensor& t, const char* name) {
   if (t.dim() == 0)
     throw Error(std::string(op) + ": " + name + " is a scalar (shape ()); it needs a last dimension to normalise over");
 }
 
-void rows_forward(const char* op, ForwardKernel cpu_kernel, Tensor& out, const Tensor& inp) {
-  check_has_rows(op, inp, "inp");
-  Device device = check_elementwise(op, {{&inp, "inp"}, {&out, "out"}});
-  int64_t C = inp.size(-1), rows = C == 0 ? 0 : inp.numel() / C;
-  switch (device.type) {
-    case DeviceType::CPU: cpu_kernel(out.data<float>(), inp.data<float>(), rows, C); break;
-    default: throw_unsupported_device(op, device);
-  }
+Rows rows_of(const Tensor& t, Device device) {
+  int64_t C = t.size(-1);
+  return {device, C == 0 ? 0 : t.numel() / C, C};
 }
 
-void rows_backward(const char* op, BackwardKernel cpu_kernel, Tensor& dinp, const Tensor& out, const Tensor& dout) {
+Rows check_forward(const char* op, const Tensor& out, const Tensor& inp) {
+  check_has_rows(op, inp, "inp");
+  return rows_of(inp, check_elementwise(op, {{&inp, "inp"}, {&out, "out"}}));
+}
+
+Rows check_backward(const char* op, const Tensor& dinp, const Tensor& out, const Tensor& dout) {
   check_has_rows(op, out, "out");
-  Device device = check_elementwise(op, {{&dout, "dout"}, {&out, "out"}, {&dinp, "dinp"}});
-  int64_t C = out.size(-1), rows = C == 0 ? 0 : out.numel() / C;
-  switch (device.type) {
-    case DeviceType::CPU: cpu_kernel(dinp.data<float>(), out.data<float>(), dout.data<float>(), rows, C); break;
-    default: throw_unsupported_device(op, device);
-  }
+  return rows_of(out, check_elementwise(op, {{&dout, "dout"}, {&out, "out"}, {&dinp, "dinp"}}));
 }
 }  // namespace
 
-void softmax_forward(Tensor& out, const Tensor& inp) { rows_forward("softmax", cpu::softmax_forward, out, inp); }
+void softmax_forward(Tensor& out, const Tensor& inp) {
+  const char* op = "softmax";
+  Rows r = check_forward(op, out, inp);
+  switch (r.device.type) {
+    case DeviceType::CPU: cpu::softmax_forward(out.data<float>(), inp.data<float>(), r.rows, r.C); break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: cuda::softmax_forward(out.dtype(), out.data_raw(), inp.data_raw(), r.rows, r.C); break;
+#endif
+    default: throw_unsupported_device(op, r.device);
+  }
+}
+
 void softmax_backward(Tensor& dinp, const Tensor& out, const Tensor& dout) {
-  rows_backward("softmax_backward", cpu::softmax_backward, dinp, out, dout);
+  const char* op = "softmax_backward";
+  Rows r = check_backward(op, dinp, out, dout);
+  switch (r.device.type) {
+    case DeviceType::CPU:
+      cpu::softmax_backward(dinp.data<float>(), out.data<float>(), dout.data<float>(), r.rows, r.C);
+      break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::softmax_backward(dout.dtype(), dinp.data_raw(), out.data_raw(), dout.data_raw(), r.rows, r.C);
+      break;
+#endif
+    default: throw_unsupported_device(op, r.device);
+  }
 }
+
 void log_softmax_forward(Tensor& out, const Tensor& inp) {
-  rows_forward("log_softmax", cpu::log_softmax_forward, out, inp);
+  const char* op = "log_softmax";
+  Rows r = check_forward(op, out, inp);
+  switch (r.device.type) {
+    case DeviceType::CPU: cpu::log_softmax_forward(out.data<float>(), inp.data<float>(), r.rows, r.C); break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: cuda::log_softmax_forward(out.dtype(), out.data_raw(), inp.data_raw(), r.rows, r.C); break;
+#endif
+    default: throw_unsupported_device(op, r.device);
+  }
 }
+
 void log_softmax_backward(Tensor& dinp, const Tensor& out, const Tensor& dout) {
-  rows_backward("log_softmax_backward", cpu::log_softmax_backward, dinp, out, dout);
+  const char* op = "log_softmax_backward";
+  Rows r = check_backward(op, dinp, out, dout);
+  switch (r.device.type) {
+    case DeviceType::CPU:
+      cpu::log_softmax_backward(dinp.data<float>(), out.data<float>(), dout.data<float>(), r.rows, r.C);
+      break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::log_softmax_backward(dout.dtype(), dinp.data_raw(), out.data_raw(), dout.data_raw(), r.rows, r.C);
+      break;
+#endif
+    default: throw_unsupported_device(op, r.device);
+  }
 }
 
 }  // namespace tg::ops

@@ -1,5 +1,6 @@
-// Fronts for softmax and log-softmax over the last dimension: f32, contiguous, at least 1-D; every
-// leading dimension is a row. Backward fronts ADD into dinp and take the forward's output.
+// Fronts for softmax and log-softmax over the last dimension: contiguous, at least 1-D, one dtype
+// (f32 on the CPU; f32, bf16 or f16 on CUDA, computed in f32); every leading dimension is a row.
+// Backward fronts ADD into dinp and take the forward's output.
 #pragma once
 #include "tensor/tensor.h"
 

@@ -7,7 +7,7 @@ namespace tg {
 
 Tensor gelu(const Tensor& x) {
   Tensor xc = x.contiguous();
-  Tensor y = Tensor::empty(x.shape(), DType::F32, x.device());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   ops::gelu_forward(y, xc);
   // Save the input, not the output: gelu' is written in x, and recomputing exp is cheaper than
   // storing it.
@@ -19,7 +19,7 @@ Tensor gelu(const Tensor& x) {
 // relu and tanh save their output: both derivatives are simple in it (out > 0; 1 - out^2), and the
 // output is usually kept alive by the next layer anyway.
 Tensor relu(const Tensor& x) {
-  Tensor y = Tensor::empty(x.shape(), DType::F32, x.device());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   ops::relu_forward(y, x.contiguous());
   return record("relu", {x}, y, [y](const Tensor& dy, std::vector<Tensor>& g) {
     if (g[0].defined()) ops::relu_backward(g[0], y, dy);
@@ -27,7 +27,7 @@ Tensor relu(const Tensor& x) {
 }
 
 Tensor tanh(const Tensor& x) {
-  Tensor y = Tensor::empty(x.shape(), DType::F32, x.device());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   ops::tanh_forward(y, x.contiguous());
   return record("tanh", {x}, y, [y](const Tensor& dy, std::vector<Tensor>& g) {
     if (g[0].defined()) ops::tanh_backward(g[0], y, dy);

@@ -11,7 +11,7 @@ Tensor dropout(const Tensor& x, float p, bool training, Generator* gen) {
   // The key is the only state the mask needs, so the backward recomputes the mask from it instead
   // of saving a byte per element.
   uint64_t key = (gen ? *gen : default_generator()).next_u64();
-  Tensor y = Tensor::empty(x.shape(), DType::F32, x.device());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   ops::dropout_forward(y, x.contiguous(), p, key);
   return record("dropout", {x}, y, [p, key](const Tensor& dy, std::vector<Tensor>& g) {
     if (g[0].defined()) ops::dropout_backward(g[0], dy, p, key);

@@ -7,7 +7,7 @@ namespace tg {
 
 // sum and mean share everything but the scale (1, or 1 / the number of elements summed).
 static Tensor sum_all_scaled(const char* name, const Tensor& x, float scale) {
-  Tensor y = Tensor::empty({}, DType::F32, x.device());
+  Tensor y = Tensor::empty({}, x.dtype(), x.device());
   ops::sum_forward(y, x.contiguous(), scale);
   return record(name, {x}, y, [scale](const Tensor& dy, std::vector<Tensor>& g) {
     if (g[0].defined()) ops::sum_backward(g[0], dy, scale);
@@ -21,7 +21,7 @@ static Tensor sum_dim_scaled(const char* name, const Tensor& x, int64_t dim, boo
   float scale = is_mean ? 1.0f / static_cast<float>(size) : 1.0f;
   if (keepdim) shape[dim] = 1;
   else shape.erase(shape.begin() + dim);
-  Tensor y = Tensor::empty(shape, DType::F32, x.device());
+  Tensor y = Tensor::empty(shape, x.dtype(), x.device());
   ops::sum_dim_forward(y, x.contiguous(), dim, scale);
   return record(name, {x}, y, [dim, scale](const Tensor& dy, std::vector<Tensor>& g) {
     if (g[0].defined()) ops::sum_dim_backward(g[0], dy, dim, scale);

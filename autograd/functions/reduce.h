@@ -1,5 +1,6 @@
 // Differentiable sums and means. The full reductions return a scalar tensor of shape (); the
-// per-dimension ones drop the dimension, or keep it as size 1 with keepdim.
+// per-dimension ones drop the dimension, or keep it as size 1 with keepdim. The result has x's dtype
+// (in bf16/f16 the sum runs in f32 and rounds once).
 #pragma once
 #include <cstdint>
 

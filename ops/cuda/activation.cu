@@ -1,0 +1,152 @@
+// CUDA activations: GELU (tanh approximation), ReLU, tanh, forward and backward. Each is one
+// vectorized pass (ops/cuda/elementwise.cuh) whose arithmetic follows ops/cpu/activation.cpp, so the
+// two devices differ only by the last bits of exp/tanh.
+#include "ops/cuda/activation.h"
+
+#include "ops/cuda/common.cuh"
+#include "ops/cuda/elementwise.cuh"
+
+namespace tg::cuda {
+
+namespace {
+
+constexpr float kSqrt2OverPi = 0.7978845608028654f;
+constexpr float kGeluCubic = 0.044715f;
+
+// GELU in its sigmoid form, as on the CPU: 0.5 (1 + tanh(u)) = 1 / (1 + exp(-2u)). The tanh form
+// cancels for negative inputs (1 + tanh(u) near 0); this one keeps full relative precision there.
+// Past |2u| = 80 the answer is settled in f32 (gelu = x or 0, gelu' = 1 or 0) and is returned
+// outright, so a huge |x| (where x^3 overflows) cannot turn into inf * 0.
+__device__ __forceinline__ float gelu_arg(float x) { return -2.0f * kSqrt2OverPi * (x + kGeluCubic * x * x * x); }
+__device__ __forceinline__ float clamp80(float arg) { return arg > 80.0f ? 80.0f : (arg < -80.0f ? -80.0f : arg); }
+
+struct Gelu {
+  __device__ static float forward(float x) {
+    const float arg = gelu_arg(x);
+    const float y = x / (1.0f + expf(clamp80(arg)));
+    return arg > 80.0f ? 0.0f : y;
+  }
+  // With s = sigmoid(2u) = 1 / (1 + e), e = exp(-2u): gelu' = s + x 2 s (1 - s) u', and 1 - s = e s
+  // avoids the subtraction that cancels when s is near 1.
+  __device__ static float derivative(float x) {
+    const float arg = gelu_arg(x);
+    const float e = expf(clamp80(arg));
+    const float s = 1.0f / (1.0f + e);
+    const float du = kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x * x);
+    const float grad = s * (1.0f + 2.0f * x * du * (e * s));
+    return arg > 80.0f ? 0.0f : (arg < -80.0f ? 1.0f : grad);
+  }
+};
+
+struct Relu {
+  __device__ static float forward(float x) { return x > 0.0f ? x : 0.0f; }
+};
+
+struct Tanh {
+  __device__ static float forward(float x) { return tanhf(x); }
+  __device__ static float derivative_from_output(float y) { return 1.0f - y * y; }
+};
+
+// out (n) = Act::forward(inp)
+template <class Act, class T>
+struct ForwardBody {
+  T* out;
+  const T* inp;
+  template <int W>
+  __device__ void run(int64_t i) const {
+    float x[W];
+    load_f32<W>(inp + i, x);
+#pragma unroll
+    for (int k = 0; k < W; k++) x[k] = Act::forward(x[k]);
+    store_f32<W>(out + i, x);
+  }
+};
+
+// dinp (n) += dout * gelu'(inp)
+template <class T>
+struct GeluBackwardBody {
+  T* dinp;
+  const T* inp;
+  const T* dout;
+  template <int W>
+  __device__ void run(int64_t i) const {
+    float x[W], g[W];
+    load_f32<W>(inp + i, x);
+    load_f32<W>(dout + i, g);
+#pragma unroll
+    for (int k = 0; k < W; k++) g[k] *= Gelu::derivative(x[k]);
+    add_f32<W>(dinp + i, g);
+  }
+};
+
+// dinp (n) += out > 0 ? dout : 0. Written in the output (out > 0 exactly when inp > 0); a select,
+// not dout * (out > 0), so a NaN dout stays 0 where the unit is off, as on the CPU.
+template <class T>
+struct ReluBackwardBody {
+  T* dinp;
+  const T* out;
+  const T* dout;
+  template <int W>
+  __device__ void run(int64_t i) const {
+    float y[W], g[W];
+    load_f32<W>(out + i, y);
+    load_f32<W>(dout + i, g);
+#pragma unroll
+    for (int k = 0; k < W; k++) g[k] = y[k] > 0.0f ? g[k] : 0.0f;
+    add_f32<W>(dinp + i, g);
+  }
+};
+
+// dinp (n) += dout * (1 - out^2)
+template <class T>
+struct TanhBackwardBody {
+  T* dinp;
+  const T* out;
+  const T* dout;
+  template <int W>
+  __device__ void run(int64_t i) const {
+    float y[W], g[W];
+    load_f32<W>(out + i, y);
+    load_f32<W>(dout + i, g);
+#pragma unroll
+    for (int k = 0; k < W; k++) g[k] *= Tanh::derivative_from_output(y[k]);
+    add_f32<W>(dinp + i, g);
+  }
+};
+
+template <class Act>
+void unary_forward(const char* op, DType dtype, void* out, const void* inp, int64_t n) {
+  TG_DISPATCH_FLOAT(dtype, op, T, {
+    launch_pack_loop<T>(op, n, all_aligned16({out, inp}),
+                        ForwardBody<Act, T>{static_cast<T*>(out), static_cast<const T*>(inp)});
+  });
+}
+
+}  // namespace
+
+void gelu_forward(DType dtype, void* out, const void* inp, int64_t n) { unary_forward<Gelu>("gelu", dtype, out, inp, n); }
+void relu_forward(DType dtype, void* out, const void* inp, int64_t n) { unary_forward<Relu>("relu", dtype, out, inp, n); }
+void tanh_forward(DType dtype, void* out, const void* inp, int64_t n) { unary_forward<Tanh>("tanh", dtype, out, inp, n); }
+
+void gelu_backward(DType dtype, void* dinp, const void* inp, const void* dout, int64_t n) {
+  TG_DISPATCH_FLOAT(dtype, "gelu_backward", T, {
+    launch_pack_loop<T>("gelu_backward", n, all_aligned16({dinp, inp, dout}),
+                        GeluBackwardBody<T>{static_cast<T*>(dinp), static_cast<const T*>(inp), static_cast<const T*>(dout)});
+  });
+}
+
+void relu_backward(DType dtype, void* dinp, const void* out, const void* dout, int64_t n) {
+  TG_DISPATCH_FLOAT(dtype, "relu_backward", T, {
+    launch_pack_loop<T>("relu_backward", n, all_aligned16({dinp, out, dout}),
+                        ReluBackwardBody<T>{static_cast<T*>(dinp), static_cast<const T*>(out), static_cast<const T*>(dout)});
+  });
+}
+
+void tanh_backward(DType dtype, void* dinp, const void* out, const void* dout, int64_t n) {
+  TG_DISPATCH_FLOAT(dtype, "tanh_backward", T, {
+    launch_pack_loop<T>("tanh_backward", n, all_aligned16({dinp, out, dout}),
+                        TanhBackwardBody<T>{static_cast<T*>(dinp), static_cast<const T*>(out), static_cast<const T*>(dout)});
+  });
+}
+
+}  // namespace tg::cuda

@@ -1,0 +1,201 @@
+// CUDA activations (GELU, ReLU, tanh; forward and backward) and dropout against the CPU kernels on
+// the same rounded inputs, in f32, bf16 and f16, with poisoned outputs; dropout's mask identical to
+// the CPU's for the same key. Plus the CPU-side contract: half precision on the CPU is a clear error.
+//
+// Tolerances are norm-wise relative errors (test::rel_error); one rounding into a format with p
+// significand bits moves a value by at most u = 2^-p of itself (f32 24, bf16 8, f16 11).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autograd/functions/activation.h"
+#include "autograd/functions/dropout.h"
+#include "ops/activation.h"
+#include "ops/cpu/dropout.h"
+#include "ops/dropout.h"
+#include "tensor/tensor.h"
+#include "tests/cuda_test_util.h"
+#include "tests/test_util.h"
+
+using namespace tg;
+
+namespace {
+
+double roundoff(DType dtype) {
+  switch (dtype) {
+    case DType::BF16: return std::ldexp(1.0, -8);
+    case DType::F16: return std::ldexp(1.0, -11);
+    default: return std::ldexp(1.0, -24);
+  }
+}
+
+const std::vector<int64_t>& sizes() {
+  static const std::vector<int64_t> n = {1, 7, 1000, 100003};
+  return n;
+}
+
+struct ActivationCase {
+  const char* name;
+  void (*forward)(Tensor&, const Tensor&);
+  void (*backward)(Tensor&, const Tensor&, const Tensor&);
+  bool backward_takes_output;  // relu and tanh are differentiated from their output, gelu from its input
+  // The f32 difference between the devices, relative: GELU and tanh use CUDA's expf/tanhf (<= 2 ulp)
+  // on the GPU and the CPU's vectorized exp/tanh (~2 ulp), through a few more f32 operations: within
+  // 8 ulp (5e-7) forward; gelu' chains about ten operations after the exp: 32 ulp (2e-6). ReLU is
+  // exact both ways. tanh' = 1 - out^2: whether a compiler fuses it into an FMA moves each element
+  // by up to an ulp of |dout| (out^2's rounding), which in norm is an ulp of the result, plus the
+  // rounding of the add: 8 ulp (5e-7) leaves room for both.
+  double f32_forward, f32_backward;
+};
+
+const std::vector<ActivationCase>& activations() {
+  static const std::vector<ActivationCase> cases = {
+      {"gelu", ops::gelu_forward, ops::gelu_backward, false, 5e-7, 2e-6},
+      {"relu", ops::relu_forward, ops::relu_backward, true, 0.0, 0.0},
+      {"tanh", ops::tanh_forward, ops::tanh_backward, true, 5e-7, 5e-7},
+  };
+  return cases;
+}
+
+}  // namespace
+
+// ---- CPU-runnable: the dtype contract -------------------------------------------------------
+
+TEST(CudaActivation, HalfPrecisionOnTheCpuIsAClearError) {
+  Tensor x = Tensor::ones({4}, DType::BF16), h = Tensor::ones({4}, DType::F16);
+  EXPECT_ERROR_MENTIONS(gelu(x), "gelu", "bf16", "f32");
+  EXPECT_ERROR_MENTIONS(relu(h), "relu", "f16", "f32");
+  EXPECT_ERROR_MENTIONS(tg::tanh(x), "tanh", "bf16");
+  EXPECT_ERROR_MENTIONS(dropout(x, 0.5f, true), "dropout", "bf16");
+  Tensor dinp = Tensor::zeros({4}, DType::BF16);
+  EXPECT_ERROR_MENTIONS(ops::gelu_backward(dinp, x, x), "gelu_backward", "bf16");
+  EXPECT_ERROR_MENTIONS(ops::dropout_backward(dinp, x, 0.5f, 1), "dropout_backward", "bf16");
+  // Mixed dtypes are refused by name too (the f32 output next to a bf16 input).
+  Tensor out = Tensor::empty({4});
+  EXPECT_ERROR_MENTIONS(ops::relu_forward(out, x), "relu", "bf16");
+}
+
+// ---- GPU against CPU ------------------------------------------------------------------------
+
+// Inputs of standard deviation 3 reach GELU's saturated ends and tanh's flat tails. Forward: the
+// f32 difference above, plus one rounding. Backward into a random start (checks +=): f32
+// difference plus one rounding.
+TEST(CudaActivation, ForwardAndBackwardMatchCpu) {
+  TG_REQUIRE_GPU();
+  Generator gen(1);
+  for (DType dtype : test::cuda_float_dtypes())
+    for (const ActivationCase& act : activations())
+      for (int64_t n : sizes()) {
+        std::string what = std::string(act.name) + " " + dtype_name(dtype) + " n=" + std::to_string(n);
+        Tensor x = test::rounded_randn({n}, gen, dtype, 3.0f);
+        Tensor ref = Tensor::empty({n}), out = test::poisoned({n}, dtype);
+        act.forward(ref, x);
+        act.forward(out, test::to_device(x, dtype));
+        EXPECT_LT(test::rel_error(out, ref), roundoff(dtype) + act.f32_forward) << what;
+
+        // The backward reads the forward's output for relu/tanh: give both sides the same rounded one.
+        Tensor saved = act.backward_takes_output ? ref.to(dtype).to(DType::F32) : x;
+        Tensor dout = test::rounded_randn({n}, gen, dtype), dinp0 = test::rounded_randn({n}, gen, dtype);
+        Tensor dinp_ref = dinp0.clone(), dinp = test::to_device(dinp0, dtype);
+        act.backward(dinp_ref, saved, dout);
+        act.backward(dinp, test::to_device(saved, dtype), test::to_device(dout, dtype));
+        EXPECT_LT(test::rel_error(dinp, dinp_ref), roundoff(dtype) + act.f32_backward) << what << " backward";
+      }
+}
+
+// One element past an aligned start sends every pointer down the element path: same answers.
+TEST(CudaActivation, MisalignedViewsMatchCpu) {
+  TG_REQUIRE_GPU();
+  Generator gen(2);
+  for (DType dtype : test::cuda_float_dtypes())
+    for (const ActivationCase& act : activations()) {
+      Tensor x = test::rounded_randn({1001}, gen, dtype, 3.0f);
+      Tensor ref = Tensor::empty({1000});
+      act.forward(ref, x.slice(0, 1, 1001));
+      Tensor out_base = test::poisoned({1001}, dtype);
+      Tensor out = out_base.slice(0, 1, 1001);
+      act.forward(out, test::to_device(x, dtype).slice(0, 1, 1001));
+      EXPECT_LT(test::rel_error(out, ref), roundoff(dtype) + act.f32_forward) << act.name << " " << dtype_name(dtype);
+      EXPECT_TRUE(std::isnan(out_base.to_vector()[0])) << act.name << " wrote outside the output view";
+    }
+}
+
+// The mask: for each key, p and size, the GPU drops exactly the elements the CPU kernel drops
+// (inputs of ones, so a zero means dropped), including through a misaligned view (the element
+// path); in f32 the kept values are bit for bit the CPU's, in half precision the rounded scale.
+TEST(CudaActivation, DropoutMaskIsTheCpuMask) {
+  TG_REQUIRE_GPU();
+  for (DType dtype : test::cuda_float_dtypes())
+    for (float p : {0.1f, 0.5f, 0.9f})
+      for (int64_t n : sizes())
+        for (uint64_t key : {uint64_t{1}, uint64_t{0x9e3779b97f4a7c15ull}}) {
+          std::string what = std::string(dtype_name(dtype)) + " p=" + std::to_string(p) + " n=" + std::to_string(n);
+          std::vector<float> ones(static_cast<size_t>(n), 1.0f), ref(static_cast<size_t>(n));
+          cpu::dropout_forward(ref.data(), ones.data(), n, p, key);
+          Tensor out = test::poisoned({n}, dtype);
+          ops::dropout_forward(out, Tensor::ones({n}, dtype, test::gpu()), p, key);
+          std::vector<float> got = out.to_vector();
+          float kept = Tensor::full({1}, 1.0f / (1.0f - p), dtype).to_vector()[0];  // the scale, rounded
+          int64_t mismatches = 0;
+          for (int64_t i = 0; i < n; i++) {
+            bool cpu_kept = ref[i] != 0.0f, gpu_kept = got[i] != 0.0f;
+            if (cpu_kept != gpu_kept || (gpu_kept && got[i] != (dtype == DType::F32 ? ref[i] : kept))) mismatches++;
+          }
+          EXPECT_EQ(mismatches, 0) << what;
+
+          // The same mask through a view starting one element in: element i of the view is element
+          // i of the mask (the index is the view's own).
+          Tensor base = test::poisoned({n + 1}, dtype);
+          Tensor view = base.slice(0, 1, n + 1);
+          ops::dropout_forward(view, Tensor::ones({n + 1}, dtype, test::gpu()).slice(0, 1, n + 1), p, key);
+          EXPECT_EQ(std::memcmp(view.to_vector().data(), got.data(), got.size() * sizeof(float)), 0) << what << " view";
+        }
+}
+
+// Forward values on random inputs (a multiply of identical inputs by the identical factor: f32
+// exact, one rounding in half precision) and the backward's += with the forward's mask.
+TEST(CudaActivation, DropoutForwardAndBackwardMatchCpu) {
+  TG_REQUIRE_GPU();
+  Generator gen(3);
+  const uint64_t key = 0xdeadbeefcafef00dull;
+  for (DType dtype : test::cuda_float_dtypes())
+    for (int64_t n : sizes()) {
+      std::string what = std::string(dtype_name(dtype)) + " n=" + std::to_string(n);
+      Tensor x = test::rounded_randn({n}, gen, dtype);
+      Tensor ref = Tensor::empty({n}), out = test::poisoned({n}, dtype);
+      ops::dropout_forward(ref, x, 0.3f, key);
+      ops::dropout_forward(out, test::to_device(x, dtype), 0.3f, key);
+      EXPECT_LT(test::rel_error(out, ref), roundoff(dtype)) << what;
+      if (dtype == DType::F32) {
+        std::vector<float> a = out.to_vector(), b = ref.to_vector();
+        EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << what << " not bit for bit";
+      }
+
+      Tensor dout = test::rounded_randn({n}, gen, dtype), dinp0 = test::rounded_randn({n}, gen, dtype);
+      Tensor dinp_ref = dinp0.clone(), dinp = test::to_device(dinp0, dtype);
+      ops::dropout_backward(dinp_ref, dout, 0.3f, key);
+      ops::dropout_backward(dinp, test::to_device(dout, dtype), 0.3f, key);
+      // One rounding, plus 2 f32 ulps for a multiply-add the GPU may fuse.
+      EXPECT_LT(test::rel_error(dinp, dinp_ref), roundoff(dtype) + 2e-7) << what << " backward";
+    }
+}
+
+// Through the differentiable call: the same seed gives the same key, hence the same mask, on both
+// devices, and the output keeps the input's dtype.
+TEST(CudaActivation, DropoutSameSeedSameMaskOnBothDevices) {
+  TG_REQUIRE_GPU();
+  for (DType dtype : test::cuda_float_dtypes()) {
+    Generator cpu_gen(42), gpu_gen(42);
+    std::vector<float> ref = dropout(Tensor::ones({4099}), 0.25f, true, &cpu_gen).to_vector();
+    Tensor y = dropout(Tensor::ones({4099}, dtype, test::gpu()), 0.25f, true, &gpu_gen);
+    EXPECT_EQ(y.dtype(), dtype);
+    std::vector<float> got = y.to_vector();
+    int64_t mismatches = 0;
+    for (size_t i = 0; i < got.size(); i++) mismatches += (ref[i] == 0.0f) != (got[i] == 0.0f);
+    EXPECT_EQ(mismatches, 0) << dtype_name(dtype);
+  }
+}
