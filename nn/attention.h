@@ -11,6 +11,8 @@
 #include <string>
 
 #include "autograd/functions/attention.h"
+#include "autograd/functions/elementwise.h"
+#include "autograd/functions/matmul.h"
 #include "nn/dropout.h"
 #include "nn/linear.h"
 #include "nn/module.h"
@@ -34,6 +36,12 @@ class CausalSelfAttention : public Module {
   Tensor forward(const Tensor& x) const {
     Tensor qkv = c_attn->forward(x);  // (B, T, 3C)
     return resid_dropout->forward(c_proj->forward(causal_self_attention(qkv, n_head)));
+  }
+  // residual + forward(x), with the add fused into c_proj when dropout is inactive (as MLP's).
+  Tensor forward_residual(const Tensor& x, const Tensor& residual) const {
+    if (!resid_dropout->is_identity()) return add(residual, forward(x));
+    Tensor y = causal_self_attention(c_attn->forward(x), n_head);
+    return linear_residual(y, c_proj->weight, c_proj->bias, residual);
   }
 
   int64_t n_head;

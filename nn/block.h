@@ -22,8 +22,8 @@ class TransformerBlock : public Module {
 
   // x (B, T, C) -> (B, T, C)
   Tensor forward(const Tensor& x) const {
-    Tensor h = add(x, attn->forward(ln_1->forward(x)));
-    return add(h, mlp->forward(ln_2->forward(h)));
+    Tensor h = attn->forward_residual(ln_1->forward(x), x);
+    return mlp->forward_residual(ln_2->forward(h), h);
   }
 
   std::shared_ptr<LayerNorm> ln_1;

@@ -17,10 +17,13 @@ class Dropout : public Module {
   }
 
   Tensor forward(const Tensor& x) const {
-    if (!is_training() || p == 0.0f) return x;  // no pass over the data, no random draws
+    if (is_identity()) return x;  // no pass over the data, no random draws
     return dropout(x, p, true, gen_);
   }
 
+  // True when forward() is the identity (evaluation, or p == 0): callers may then fuse what
+  // follows the dropout into the op before it.
+  bool is_identity() const { return !is_training() || p == 0.0f; }
   float p;
 
  private:

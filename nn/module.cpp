@@ -162,4 +162,20 @@ void Module::to(Device device) {
   }
 }
 
+void Module::to(DType dtype) {
+  TG_CHECK(is_floating(dtype), std::string("Module::to: ") + dtype_name(dtype) + " is not a floating-point dtype");
+  NamedTensors owned = named_parameters();
+  for (auto& entry : named_buffers()) owned.push_back(entry);
+  for (auto& [name, tensor] : owned) {
+    if (!is_floating(tensor.dtype()) || tensor.dtype() == dtype) continue;
+    Tensor converted = tensor.to(dtype);
+    TensorImpl* impl = tensor.impl_ptr();
+    impl->storage = converted.storage();
+    impl->strides = converted.strides();
+    impl->offset = converted.offset();
+    impl->dtype = dtype;
+    impl->grad.reset();
+  }
+}
+
 }  // namespace tg

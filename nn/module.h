@@ -74,6 +74,10 @@ class Module {
   // Moves every parameter and buffer to `device` in place: handles held elsewhere (optimizers,
   // layer members) follow. Gradients are dropped; move before building the optimizer.
   void to(Device device);
+  // Converts every floating-point parameter and buffer to `dtype` in place (mixed precision: the
+  // model computes in bf16 or f16 while the optimizer keeps f32 master weights, optim/adamw.h).
+  // Integer buffers keep their dtype. Gradients are dropped; convert before building the optimizer.
+  void to(DType dtype);
 
  protected:
   // Registers a trainable tensor (sets requires_grad) and returns the same handle.

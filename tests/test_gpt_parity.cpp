@@ -21,8 +21,13 @@
 #include "nn/gpt.h"
 #include "optim/adamw.h"
 #include "tensor/safetensors.h"
+#include "tests/gpt_fixture.h"
 
 using namespace tg;
+using tg::test::Fixture;
+using tg::test::meta_float;
+using tg::test::meta_int;
+using tg::test::rel_error;
 
 namespace {
 
@@ -31,61 +36,18 @@ constexpr double kLossTolerance = 5e-6;
 constexpr double kGradientTolerance = 2e-5;
 constexpr double kAdamWLossTolerance = 2e-5;
 
-std::string fixture_path() {
-  // Tests are built from the repository root, so __FILE__ is "tests/test_gpt_parity.cpp".
-  std::string here = __FILE__;
-  return here.substr(0, here.find_last_of('/') + 1) + "reference/gpt_tiny.safetensors";
-}
-
-double relative_error(const Tensor& ours, const Tensor& ref) {
-  std::vector<float> a = ours.to_vector(), b = ref.to_vector();
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < a.size(); i++) {
-    diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    norm += double(b[i]) * b[i];
-  }
-  return std::sqrt(diff / norm);
-}
-
-int64_t meta_int(const SafetensorsData& data, const std::string& key) { return std::stoll(data.metadata.at(key)); }
-float meta_float(const SafetensorsData& data, const std::string& key) { return std::stof(data.metadata.at(key)); }
-
-struct Fixture {
-  SafetensorsData data = load_safetensors(fixture_path());
-  GPTConfig config;
-  std::shared_ptr<GPT> model;
-
-  Fixture() {
-    config.vocab_size = meta_int(data, "vocab_size");
-    config.block_size = meta_int(data, "block_size");
-    config.n_layer = meta_int(data, "n_layer");
-    config.n_head = meta_int(data, "n_head");
-    config.n_embd = meta_int(data, "n_embd");
-    config.dropout = meta_float(data, "dropout");
-    config.bias = data.metadata.at("bias") == "True";
-    model = std::make_shared<GPT>(config, 0);
-    // Everything that is not an input, an output or a gradient is a weight; loading them strictly
-    // checks that the fixture's parameter names and shapes are exactly the model's.
-    const std::set<std::string> not_weights = {"idx", "targets", "logits", "loss", "adamw_losses"};
-    NamedTensors weights;
-    for (const auto& [name, tensor] : data.tensors)
-      if (!not_weights.count(name) && name.rfind("grad.", 0) != 0) weights.emplace_back(name, tensor);
-    model->load_state_dict(weights, true);
-  }
-};
-
 }  // namespace
 
 TEST(GPTParity, LogitsLossAndEveryGradient) {
   Fixture f;
   Tensor logits = f.model->forward(f.data.at("idx"));
   ASSERT_EQ(logits.shape(), f.data.at("logits").shape());
-  const double logits_error = relative_error(logits, f.data.at("logits"));
+  const double logits_error = rel_error(logits, f.data.at("logits"));
   EXPECT_LT(logits_error, kLogitsTolerance);
 
   Tensor loss = f.model->loss(logits, f.data.at("targets"));
   ASSERT_EQ(loss.numel(), 1);
-  const double loss_error = relative_error(loss, f.data.at("loss"));
+  const double loss_error = rel_error(loss, f.data.at("loss"));
   EXPECT_LT(loss_error, kLossTolerance) << "ours " << loss.item() << ", PyTorch " << f.data.at("loss").item();
 
   backward(loss);
@@ -94,7 +56,7 @@ TEST(GPTParity, LogitsLossAndEveryGradient) {
   std::string worst_name;
   for (const auto& [name, p] : f.model->named_parameters()) {
     ASSERT_TRUE(p.grad().defined()) << name << " got no gradient";
-    const double error = relative_error(p.grad(), f.data.at("grad." + name));
+    const double error = rel_error(p.grad(), f.data.at("grad." + name));
     EXPECT_LT(error, kGradientTolerance) << name;
     if (error >= worst) worst = error, worst_name = name;
     compared++;
