@@ -46,7 +46,7 @@ int generate(int argc, char** argv) {
   flags.add_float("temperature", &o.temperature, "softmax temperature (0: always the most likely token)", 0.0, 100.0);
   flags.add_int("top-k", &o.top_k, "sample among the k most likely tokens (0: all)", 0, 1 << 24);
   flags.add_int("seed", &o.seed, "sampling seed", 0, INT64_MAX);
-  flags.add_string("device", &o.device, "cpu, cuda, or auto", {"cpu", "cuda", "auto"});
+  flags.add_string("device", &o.device, "cpu, cuda, cuda:N, or auto (cuda when a GPU is visible)");
   flags.add_int("threads", &o.threads, "OpenMP threads", 1, 4096, "all cores");
   std::vector<std::string> positional = flags.parse(argc, argv);
   if (flags.help_requested()) {
@@ -56,8 +56,8 @@ int generate(int argc, char** argv) {
   if (!positional.empty()) throw Error("unexpected argument '" + positional[0] + "'; see ./generate --help");
   if (o.ckpt.empty()) throw Error("--ckpt is required (a ./train run folder such as runs/kjv, or a .safetensors file)");
   if (o.device == "auto") o.device = cuda_available() ? "cuda" : "cpu";
-  if (o.device == "cuda" && !cuda_available())
-    throw Error("--device cuda: no CUDA GPU is available (" + no_cuda_message() + ", or no GPU is visible); use --device cpu");
+  Device device = device_from_flag(o.device);
+  set_device(device);
   if (o.threads > 0) omp_set_num_threads(static_cast<int>(o.threads));
 
   std::string path = checkpoint_file(o.ckpt);
@@ -74,7 +74,7 @@ int generate(int argc, char** argv) {
   g.dropout = 0.0f;
   GPT model(g, 0);
   model.load_state_dict(ckpt.model);
-  if (o.device == "cuda") model.to(Device::cuda());
+  model.to(device);  // f32 on either device: sampling is not worth a half-precision path
 
   std::vector<int32_t> ids;
   try {

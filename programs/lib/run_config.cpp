@@ -20,6 +20,22 @@ ModelShape model_preset(const std::string& name) {
   throw Error("--model '" + name + "' is not one of tiny|small|medium|gpt2");
 }
 
+Device device_from_flag(const std::string& value) {
+  Device device;
+  try {
+    device = parse_device(value);
+  } catch (const Error& e) {
+    throw Error(std::string("--device: ") + e.what());
+  }
+  if (device.is_cuda()) {
+    if (!cuda_available()) throw Error("--device " + value + ": no CUDA GPU is available (" + cuda_status() + "); use --device cpu");
+    if (device.index >= cuda_device_count())
+      throw Error("--device " + value + ": this machine has " + std::to_string(cuda_device_count()) +
+                  " GPU(s), numbered from 0");
+  }
+  return device;
+}
+
 void add_train_flags(FlagSet& flags, RunConfig& c) {
   flags.add_section("model");
   flags.add_string("model", &c.model,
@@ -65,14 +81,24 @@ void add_train_flags(FlagSet& flags, RunConfig& c) {
   flags.add_switch("resume", &c.resume, "continue the run in --out from its last checkpoint");
 
   flags.add_section("machine");
-  flags.add_string("device", &c.device, "cpu, cuda, or auto (cuda when a GPU is visible)", {"cpu", "cuda", "auto"});
-  flags.add_string("dtype", &c.dtype, "compute precision; the CPU kernels are fp32 only", {"fp32", "bf16", "fp16"});
+  flags.add_string("device", &c.device, "cpu, cuda, cuda:N, or auto (cuda when a GPU is visible)");
+  flags.add_string("dtype", &c.dtype,
+                   "compute precision; bf16 and fp16 (with loss scaling) keep f32 master weights, CUDA only; auto is "
+                   "bf16 on CUDA, fp32 on the CPU", {"auto", "fp32", "bf16", "fp16"});
   flags.add_int("threads", &c.threads, "OpenMP threads", 1, 4096, "all cores");
+  flags.add_switch("mem-stats", &c.mem_stats, "GPU memory on every status line: peak allocated and reserved");
 }
 
 void resolve_defaults(RunConfig& c, const FlagSet& flags) {
   if (c.device == "auto") c.device = cuda_available() ? "cuda" : "cpu";
-  bool gpu = c.device == "cuda";
+  Device device;
+  try {
+    device = parse_device(c.device);
+  } catch (const Error& e) {
+    throw Error(std::string("--device: ") + e.what());
+  }
+  bool gpu = device.is_cuda();
+  if (c.dtype == "auto") c.dtype = gpu ? "bf16" : "fp32";
   if (c.model.empty()) c.model = gpu ? "small" : "tiny";
   ModelShape preset = model_preset(c.model);
   if (c.layers == 0) c.layers = preset.layers;
@@ -128,6 +154,7 @@ std::string config_to_json(const RunConfig& c) {
   j["device"] = c.device;
   j["dtype"] = c.dtype;
   j["threads"] = c.threads;
+  j["mem-stats"] = c.mem_stats;
   return j.dump(2);
 }
 
@@ -166,6 +193,7 @@ RunConfig config_from_json(const std::string& text, const std::string& source) {
     c.device = j.at("device").get<std::string>();
     c.dtype = j.at("dtype").get<std::string>();
     c.threads = j.at("threads").get<int64_t>();
+    c.mem_stats = j.value("mem-stats", false);  // absent from configs written before it existed
   } catch (const nlohmann::json::exception& e) {
     throw Error("run configuration in '" + source + "' is incomplete or mistyped: " + e.what());
   }

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "programs/lib/flags.h"
+#include "tensor/device.h"
 
 namespace tg {
 
@@ -37,9 +38,15 @@ struct RunConfig {
   int64_t log_every = 10, eval_every = 0, eval_batches = 20, sample_every = 0, sample_tokens = 200, save_every = 0;
 
   // Machine.
-  std::string device = "auto", dtype = "fp32";
+  std::string device = "auto", dtype = "auto";  // dtype auto: bf16 on CUDA, fp32 on the CPU
   int64_t threads = 0;  // 0: every core OpenMP sees
+  bool mem_stats = false;
 };
+
+// The device a --device value names ("cpu", "cuda", "cuda:N"; "auto" must be resolved first),
+// checked against this machine. Throws naming --device when the value is malformed, the build has
+// no CUDA, no GPU is visible or the index is past the last GPU.
+Device device_from_flag(const std::string& value);
 
 // Registers every ./train flag on `flags`, bound to `config`'s fields.
 void add_train_flags(FlagSet& flags, RunConfig& config);

@@ -96,15 +96,17 @@ static void overlay_checkpoint_config(RunConfig& c, const FlagSet& flags, const 
   merged = config_from_json(result.dump(), ckpt.path);
   merged.out = c.out;
   merged.resume = true;
+  // Moving a run to another device re-picks that device's precision unless --dtype says otherwise
+  // (a bf16 GPU run resumed with --device cpu continues in fp32 from the same weights).
+  if (flags.given("device") && !flags.given("dtype")) merged.dtype = "auto";
   c = merged;
 }
 
 static void check_machine(const RunConfig& c) {
-  if (c.device == "cuda" && !cuda_available())
-    throw Error("--device cuda: no CUDA GPU is available (" + no_cuda_message() + ", or no GPU is visible); use --device cpu");
-  if (c.dtype != "fp32")
-    throw Error("--dtype " + c.dtype + " is not available on " + c.device +
-                " yet: the kernels run fp32 only for now; use --dtype fp32");
+  Device device = device_from_flag(c.device);
+  if (device.is_cpu() && c.dtype != "fp32")
+    throw Error("--dtype " + c.dtype + " runs on CUDA only (the CPU kernels compute in fp32); use --dtype fp32, "
+                "or --device cuda on a machine with a GPU");
 }
 
 // Creates the run folder and proves it writable before anything else is written into it.

@@ -11,9 +11,12 @@
 #include "nn/gpt.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
+#include "optim/grad_scaler.h"
 #include "optim/param_group.h"
 #include "optim/schedule.h"
+#include "tensor/cuda_allocator.h"
 #include "tensor/error.h"
+#include "programs/lib/gpu_peak.h"
 #include "programs/lib/machine_peak.h"
 #include "programs/lib/metrics.h"
 #include "programs/lib/progress.h"
@@ -73,10 +76,21 @@ void print_sample(GPT& model, const RunSetup& run, int64_t step) {
   std::fflush(stdout);
 }
 
-// Moves the model first: the optimizer must hold the moved parameters (nn/module.h).
-std::vector<ParamGroup> groups_on_device(GPT& model, Device device, float weight_decay) {
+// Moves and converts the model first: the optimizer must hold the final parameters (nn/module.h).
+// With bf16 or f16 the parameters themselves become half precision; AdamW keeps f32 masters.
+std::vector<ParamGroup> groups_on_device(GPT& model, Device device, DType dtype, float weight_decay) {
   if (device != Device::cpu()) model.to(device);
+  if (dtype != DType::F32) model.to(dtype);
   return weight_decay_groups(model.parameters(), weight_decay);
+}
+
+DType compute_dtype(const RunConfig& c) { return c.dtype == "fp32" ? DType::F32 : parse_dtype(c.dtype); }
+
+// Loss scaling for fp16 only: bf16 has f32's exponent range, so its gradients do not underflow.
+GradScalerOptions scaler_options(DType dtype) {
+  GradScalerOptions options;
+  options.enabled = dtype == DType::F16;
+  return options;
 }
 
 class Trainer {
@@ -84,17 +98,20 @@ class Trainer {
   explicit Trainer(RunSetup& run)
       : run_(run), c_(run.config), model_(gpt_config(c_, run.tokenizer->vocab_size()), static_cast<uint64_t>(c_.seed)),
         device_(parse_device(c_.device)),
-        optimizer_(groups_on_device(model_, device_, static_cast<float>(c_.weight_decay)), static_cast<float>(c_.lr), 0.9f, 0.95f,
-                   1e-8f),
+        dtype_(compute_dtype(c_)),
+        optimizer_(groups_on_device(model_, device_, dtype_, static_cast<float>(c_.weight_decay)),
+                   static_cast<float>(c_.lr), 0.9f, 0.95f, 1e-8f),
+        scaler_(scaler_options(dtype_)),
         loader_(run.data.train, c_.batch, c_.block, static_cast<uint64_t>(c_.seed)),
         metrics_(c_.out + "/metrics.csv", run.resume_from.has_value(), run.resume_from ? run.resume_from->state.step : 0) {
     state_.best_val_loss = std::numeric_limits<double>::infinity();
+    set_device(device_);  // kernels launch on the current device
     state_.total_steps = c_.steps;
     manual_seed(static_cast<uint64_t>(c_.seed));  // dropout draws from the default generator
     if (run.resume_from) restore(*run.resume_from);
     tokens_per_step_ = static_cast<double>(c_.batch * c_.block * c_.grad_accum);
-    // MFU against the CPU's measured FMA peak; a GPU's peak is not measured yet, so no MFU there.
-    peak_flops_ = device_.is_cpu() ? cpu_peak_gflops(omp_get_max_threads()) * 1e9 : 0.0;
+    // MFU against the CPU's measured FMA peak, or the GPU's dense datasheet peak for the dtype.
+    peak_flops_ = device_.is_cpu() ? cpu_peak_gflops(omp_get_max_threads()) * 1e9 : gpu_peak(device_, dtype_).flops;
   }
 
   int run() {
@@ -139,16 +156,20 @@ class Trainer {
       float value = micro_loss.item();
       if (!std::isfinite(value)) return stop_on_non_finite("loss", value);
       loss_sum += value;
-      // The mean over micro-batches, by scaling each backward's seed gradient.
-      backward(micro_loss, Tensor::full(micro_loss.shape(), 1.0f / static_cast<float>(c_.grad_accum)));
+      // The mean over micro-batches, by scaling each backward's seed gradient (and, for fp16, by
+      // the loss scale: the scaler divides it out of the gradients before they are used).
+      scaler_.backward(micro_loss, 1.0f / static_cast<float>(c_.grad_accum));
     }
-    if (c_.clip > 0) {
-      float norm = clip_grad_norm(model_.parameters(), static_cast<float>(c_.clip));
-      if (!std::isfinite(norm)) return stop_on_non_finite("gradient norm", norm);
-    }
-    optimizer_.step();
-    state_.step++;
     loss = loss_sum / static_cast<double>(c_.grad_accum);
+    // fp16: an overflowed gradient skips this update and halves the scale; training goes on.
+    bool finite = scaler_.unscale_(model_.parameters());
+    if (finite && c_.clip > 0) {
+      float norm = clip_grad_norm(model_.parameters(), static_cast<float>(c_.clip));
+      if (!std::isfinite(norm) && !scaler_.enabled()) return stop_on_non_finite("gradient norm", norm);
+    }
+    scaler_.step(optimizer_);
+    scaler_.update();
+    state_.step++;
     return true;
   }
 
@@ -199,6 +220,12 @@ class Trainer {
       report.eta_seconds = eta();
       bar_.clear();
       std::printf("%s\n", status_line(report).c_str());
+      if (scaler_.enabled() && scaler_.skipped_steps() > reported_skips_) {
+        std::printf("  fp16: %lld steps skipped so far (gradient overflow), loss scale now %g\n",
+                    static_cast<long long>(scaler_.skipped_steps()), static_cast<double>(scaler_.scale()));
+        reported_skips_ = scaler_.skipped_steps();
+      }
+      if (c_.mem_stats && device_.is_cuda()) std::printf("  memory: %s\n", cuda_memory_summary(device_).c_str());
       std::fflush(stdout);
       row.tokens_per_second = report.tokens_per_second;
       interval_seconds_ = 0;
@@ -236,6 +263,7 @@ class Trainer {
   void restore(const Checkpoint& ckpt) {
     model_.load_state_dict(ckpt.model);
     optimizer_.load_state_tensors(ckpt.optimizer);
+    scaler_.load_state_tensors(ckpt.optimizer);
     state_ = ckpt.state;
     saved_step_ = state_.step;
     // --steps given again on resume lengthens (or shortens) the schedule from here on.
@@ -248,9 +276,10 @@ class Trainer {
     state_.loader = loader_.position();
     state_.dropout_rng = default_generator().state();
     std::string config = config_to_json(c_), tokenizer = run_.tokenizer->to_json();
-    save_checkpoint(run_.last_path, model_.state_dict(), optimizer_.state_tensors(), state_, config, tokenizer);
-    if (improved)
-      save_checkpoint(run_.best_path, model_.state_dict(), optimizer_.state_tensors(), state_, config, tokenizer);
+    auto training_state = optimizer_.state_tensors();
+    for (auto& entry : scaler_.state_tensors()) training_state.push_back(entry);
+    save_checkpoint(run_.last_path, model_.state_dict(), training_state, state_, config, tokenizer);
+    if (improved) save_checkpoint(run_.best_path, model_.state_dict(), training_state, state_, config, tokenizer);
     saved_step_ = state_.step;
   }
 
@@ -286,7 +315,7 @@ class Trainer {
                 format_count(static_cast<double>(model_.num_parameters())).c_str(), static_cast<long long>(c_.batch),
                 static_cast<long long>(c_.block),
                 c_.grad_accum > 1 ? (" x " + std::to_string(c_.grad_accum) + " accumulated").c_str() : "",
-                c_.device.c_str(), omp_get_max_threads());
+                (c_.device + " in " + c_.dtype).c_str(), omp_get_max_threads());
     if (run_.resume_from)
       std::printf("resuming %s at step %lld/%lld\n", run_.resume_from->path.c_str(),
                   static_cast<long long>(state_.step), static_cast<long long>(state_.total_steps));
@@ -299,6 +328,10 @@ class Trainer {
                 format_duration(state_.elapsed_seconds).c_str());
     if (state_.best_step >= 0)
       std::printf(", best val loss %.4f at step %lld", state_.best_val_loss, static_cast<long long>(state_.best_step));
+    if (scaler_.enabled())
+      std::printf("; %lld steps skipped for fp16 overflow, loss scale %g", static_cast<long long>(scaler_.skipped_steps()),
+                  static_cast<double>(scaler_.scale()));
+    if (device_.is_cuda()) std::printf("\nGPU memory: %s", cuda_memory_summary(device_).c_str());
     std::printf("\ncheckpoints: %s (last), %s (best); metrics: %s/metrics.csv\nsample with: ./generate --ckpt %s\n",
                 run_.last_path.c_str(), run_.best_path.c_str(), c_.out.c_str(), c_.out.c_str());
     std::fflush(stdout);
@@ -308,12 +341,14 @@ class Trainer {
   const RunConfig& c_;
   GPT model_;
   Device device_;
+  DType dtype_;
   AdamW optimizer_;
+  GradScaler scaler_;
   BatchLoader loader_;
   MetricsLog metrics_;
   TrainState state_;
   double tokens_per_step_ = 0, peak_flops_ = 0;
-  int64_t saved_step_ = -1;
+  int64_t saved_step_ = -1, reported_skips_ = 0;
   bool plot_warned_ = false;
   Clock::time_point last_plot_ = Clock::now();
   ProgressBar bar_;

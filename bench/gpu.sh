@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# The whole GPU check in one command, on a machine with an NVIDIA GPU: build, GPU tests, kernel
+# benchmarks against cuBLAS and PyTorch, end-to-end training throughput against PyTorch, and
+# ./train in fp32/bf16/fp16 on the default corpus. Every step's full output goes to a log file
+# under $OUT (default gpu-logs/), and a summary to $OUT/summary.txt.
+#
+#   bench/gpu.sh            everything (build, test, kernels, train-speed, train-loss)
+#   bench/gpu.sh test       one phase; phases: build test kernels train-speed train-loss
+#   bench/gpu.sh test kernels   several phases in order
+#
+# The PyTorch peers are ../shared/anchors/*.py; when that folder is not beside the repository
+# (a copy of the tree on another machine), put them in .anchors/ (ignored by git):
+#   mkdir -p .anchors && cp ../shared/anchors/*.py .anchors/
+# The default corpus is data/corpus/kjv.txt (`make data` writes it; copy it along when the GPU
+# machine cannot install Debian's bible-kjv). Each phase fits in a few minutes on an H100.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${OUT:-gpu-logs}
+mkdir -p "$OUT"
+SUMMARY="$OUT/summary.txt"
+PYTHON=${PYTHON:-python3}
+JOBS=$(nproc)
+PHASES=("$@")
+[ ${#PHASES[@]} -eq 0 ] && PHASES=(build test kernels train-speed train-loss)
+
+say() { echo "$*" | tee -a "$SUMMARY"; }
+# Runs a command with its output in $OUT/<name>.log; says how it ended.
+logged() {
+  local name=$1; shift
+  local start=$SECONDS
+  "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  say "  $name: exit $rc in $((SECONDS - start)) s (log $OUT/$name.log)"
+  return $rc
+}
+
+if ! nvidia-smi -L >/dev/null 2>&1; then
+  say "bench/gpu.sh: no NVIDIA GPU visible (nvidia-smi -L failed); nothing to do"
+  exit 0
+fi
+say "== $(date -u '+%Y-%m-%d %H:%M UTC') $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)"
+say "   commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
+
+ANCHORS=""
+for dir in ../shared/anchors shared/anchors .anchors; do
+  [ -f "$dir/torch_gpt.py" ] && ANCHORS=$dir && break
+done
+
+phase_build() {
+  say "-- build (CUDA=1, $JOBS jobs)"
+  logged build make -j"$JOBS" CUDA=1 all bench build/tilegrad_tests
+}
+
+phase_test() {
+  say "-- tests (the whole suite; the GPU ones must run, not skip)"
+  logged tests ./build/tilegrad_tests
+  local rc=$?
+  say "  $(tail -n 1 "$OUT/tests.log")"
+  grep -E '^\[  SKIPPED \]' "$OUT/tests.log" | sed 's/^/  /' | tee -a "$SUMMARY"
+  grep -E '^\[  FAILED  \]' "$OUT/tests.log" | sed 's/^/  /' | sort -u | tee -a "$SUMMARY"
+  return $rc
+}
+
+phase_kernels() {
+  say "-- kernels: ours vs cuBLAS (GEMM) and vs PyTorch SDPA (attention)"
+  logged bench_gpu_gemm ./build/bench/bench_gpu_gemm
+  sed 's/^/  /' "$OUT/bench_gpu_gemm.log" >>"$SUMMARY"
+  logged bench_gpu_attention ./build/bench/bench_gpu_attention
+  sed 's/^/  /' "$OUT/bench_gpu_attention.log" >>"$SUMMARY"
+  if [ -n "$ANCHORS" ]; then
+    logged torch_kernels "$PYTHON" "$ANCHORS/torch_kernels.py"
+    grep -E 'cublas|sdpa|copy' "$OUT/torch_kernels.log" | sed 's/^/  peer: /' | tee -a "$SUMMARY"
+  else
+    say "  peer kernels skipped: no anchors folder (see the top of this script)"
+  fi
+}
+
+# One configuration: ours and the peer with the same arguments (torch_gpt.py's).
+train_pair() {
+  local name=$1; shift
+  logged "ours_$name" ./build/bench/bench_gpu_train cuda "$@"
+  sed 's/^/  ours: /' "$OUT/ours_$name.log" | tee -a "$SUMMARY"
+}
+peer() {
+  local name=$1; shift
+  [ -z "$ANCHORS" ] && return 0
+  logged "torch_$name" "$PYTHON" "$ANCHORS/torch_gpt.py" cuda "$@"
+  grep '^torch' "$OUT/torch_$name.log" | sed 's/^/  peer: /' | tee -a "$SUMMARY"
+}
+
+phase_train_speed() {
+  say "-- training throughput, ours vs PyTorch 2.x (torch_gpt.py), same model and batch"
+  # The char model: 6 layers, 6 heads, 384 wide, block 256, batch 64, vocab 65.
+  train_pair char_bf16 6 6 384 256 64 50 bf16 - 65
+  train_pair char_fp16 6 6 384 256 64 50 fp16 - 65
+  train_pair char_fp32 6 6 384 256 64 20 fp32 - 65
+  peer char_bf16_eager 6 6 384 256 64 50 bf16 eager 65
+  peer char_bf16_compiled 6 6 384 256 64 50 bf16 compile 65
+  # GPT-2 124M: 12/12/768, block 1024, batch 16, vocab 50304.
+  train_pair gpt2_bf16 12 12 768 1024 16 20 bf16 - 50304
+  peer gpt2_bf16_compiled 12 12 768 1024 16 20 bf16 compile 50304
+  peer gpt2_bf16_eager 12 12 768 1024 16 20 bf16 eager 50304
+}
+
+phase_train_loss() {
+  say "-- ./train on the default corpus: fp32 vs bf16 vs fp16 validation loss (small preset)"
+  local corpus=data/corpus/kjv.txt
+  if [ ! -f "$corpus" ]; then make data >"$OUT/make_data.log" 2>&1 || { say "  skipped: no $corpus (make data failed)"; return 1; }; fi
+  local rc=0
+  for dtype in fp32 bf16 fp16; do
+    rm -rf "$OUT/run_$dtype"
+    logged "train_$dtype" ./train "$corpus" --device cuda --dtype "$dtype" --model small --steps 600 \
+      --eval-every 200 --sample-every 600 --out "$OUT/run_$dtype" --mem-stats || rc=1
+    grep -E 'val loss|done:|peak|skipped' "$OUT/train_$dtype.log" | tail -n 4 | sed "s/^/  $dtype: /" | tee -a "$SUMMARY"
+  done
+  return $rc
+}
+
+status=0
+for phase in "${PHASES[@]}"; do
+  case "$phase" in
+    build) phase_build || status=1 ;;
+    test) phase_test || status=1 ;;
+    kernels) phase_kernels || status=1 ;;
+    train-speed) phase_train_speed || status=1 ;;
+    train-loss) phase_train_loss || status=1 ;;
+    *) echo "bench/gpu.sh: unknown phase '$phase' (build test kernels train-speed train-loss)" >&2; exit 2 ;;
+  esac
+done
+say "== done, exit $status; logs in $OUT/"
+exit $status
