@@ -13,6 +13,7 @@
 // Tensors, dtypes, devices, random numbers, checkpoints.
 #include "tensor/tensor.h"
 #include "tensor/safetensors.h"
+#include "tensor/cuda_allocator.h"
 
 // Autograd: the engine (backward, NoGrad, hooks), gradient checking, differentiable functions.
 #include "autograd/engine.h"
@@ -48,3 +49,4 @@
 #include "optim/sgd.h"
 #include "optim/schedule.h"
 #include "optim/clip.h"
+#include "optim/grad_scaler.h"

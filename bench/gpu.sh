@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole GPU check in one command, on a machine with an NVIDIA GPU: build, GPU tests, kernel
 # benchmarks against cuBLAS and PyTorch, end-to-end training throughput against PyTorch, and
-# ./train in fp32/bf16/fp16 on the default corpus. Every step's full output goes to a log file
-# under $OUT (default gpu-logs/), and a summary to $OUT/summary.txt.
+# ./train in fp32/bf16/fp16 on the default corpus. Every step's full output goes to a log file;
+# at the end $OUT (default gpu-logs/) holds three files: summary.txt, tests.log and logs.tar.gz
+# with every log (few files, so that a remote runner that returns only a handful brings them all).
 #
 #   bench/gpu.sh            everything (build, test, kernels, train-speed, train-loss)
 #   bench/gpu.sh test       one phase; phases: build test kernels train-speed train-loss
@@ -18,20 +19,28 @@ cd "$(dirname "$0")/.."
 
 OUT=${OUT:-gpu-logs}
 mkdir -p "$OUT"
-SUMMARY="$OUT/summary.txt"
+OUT=$(cd "$OUT" && pwd)
+LOGS=$(mktemp -d /tmp/tilegrad-gpu-XXXXXX)  # every log and run folder; packed into $OUT at exit
+SUMMARY="$LOGS/summary.txt"
+pack_logs() {
+  cp "$SUMMARY" "$OUT/summary.txt" 2>/dev/null
+  [ -f "$LOGS/tests.log" ] && cp "$LOGS/tests.log" "$LOGS/tests.log"
+  tar czf "$OUT/logs.tar.gz" -C "$LOGS" --exclude='run_*' . 2>/dev/null
+}
+trap pack_logs EXIT
 PYTHON=${PYTHON:-python3}
 JOBS=$(nproc)
 PHASES=("$@")
 [ ${#PHASES[@]} -eq 0 ] && PHASES=(build test kernels train-speed train-loss)
 
 say() { echo "$*" | tee -a "$SUMMARY"; }
-# Runs a command with its output in $OUT/<name>.log; says how it ended.
+# Runs a command with its output in <logs>/<name>.log; says how it ended.
 logged() {
   local name=$1; shift
   local start=$SECONDS
-  "$@" >"$OUT/$name.log" 2>&1
+  "$@" >"$LOGS/$name.log" 2>&1
   local rc=$?
-  say "  $name: exit $rc in $((SECONDS - start)) s (log $OUT/$name.log)"
+  say "  $name: exit $rc in $((SECONDS - start)) s ($name.log)"
   return $rc
 }
 
@@ -56,21 +65,21 @@ phase_test() {
   say "-- tests (the whole suite; the GPU ones must run, not skip)"
   logged tests ./build/tilegrad_tests
   local rc=$?
-  say "  $(tail -n 1 "$OUT/tests.log")"
-  grep -E '^\[  SKIPPED \]' "$OUT/tests.log" | sed 's/^/  /' | tee -a "$SUMMARY"
-  grep -E '^\[  FAILED  \]' "$OUT/tests.log" | sed 's/^/  /' | sort -u | tee -a "$SUMMARY"
+  say "  $(tail -n 1 "$LOGS/tests.log")"
+  grep -E '^\[  SKIPPED \]' "$LOGS/tests.log" | sed 's/^/  /' | tee -a "$SUMMARY"
+  grep -E '^\[  FAILED  \]' "$LOGS/tests.log" | sed 's/^/  /' | sort -u | tee -a "$SUMMARY"
   return $rc
 }
 
 phase_kernels() {
   say "-- kernels: ours vs cuBLAS (GEMM) and vs PyTorch SDPA (attention)"
   logged bench_gpu_gemm ./build/bench/bench_gpu_gemm
-  sed 's/^/  /' "$OUT/bench_gpu_gemm.log" >>"$SUMMARY"
+  sed 's/^/  /' "$LOGS/bench_gpu_gemm.log" >>"$SUMMARY"
   logged bench_gpu_attention ./build/bench/bench_gpu_attention
-  sed 's/^/  /' "$OUT/bench_gpu_attention.log" >>"$SUMMARY"
+  sed 's/^/  /' "$LOGS/bench_gpu_attention.log" >>"$SUMMARY"
   if [ -n "$ANCHORS" ]; then
     logged torch_kernels "$PYTHON" "$ANCHORS/torch_kernels.py"
-    grep -E 'cublas|sdpa|copy' "$OUT/torch_kernels.log" | sed 's/^/  peer: /' | tee -a "$SUMMARY"
+    grep -E 'cublas|sdpa|copy' "$LOGS/torch_kernels.log" | sed 's/^/  peer: /' | tee -a "$SUMMARY"
   else
     say "  peer kernels skipped: no anchors folder (see the top of this script)"
   fi
@@ -80,13 +89,13 @@ phase_kernels() {
 train_pair() {
   local name=$1; shift
   logged "ours_$name" ./build/bench/bench_gpu_train cuda "$@"
-  sed 's/^/  ours: /' "$OUT/ours_$name.log" | tee -a "$SUMMARY"
+  sed 's/^/  ours: /' "$LOGS/ours_$name.log" | tee -a "$SUMMARY"
 }
 peer() {
   local name=$1; shift
   [ -z "$ANCHORS" ] && return 0
   logged "torch_$name" "$PYTHON" "$ANCHORS/torch_gpt.py" cuda "$@"
-  grep '^torch' "$OUT/torch_$name.log" | sed 's/^/  peer: /' | tee -a "$SUMMARY"
+  grep '^torch' "$LOGS/torch_$name.log" | sed 's/^/  peer: /' | tee -a "$SUMMARY"
 }
 
 phase_train_speed() {
@@ -106,13 +115,13 @@ phase_train_speed() {
 phase_train_loss() {
   say "-- ./train on the default corpus: fp32 vs bf16 vs fp16 validation loss (small preset)"
   local corpus=data/corpus/kjv.txt
-  if [ ! -f "$corpus" ]; then make data >"$OUT/make_data.log" 2>&1 || { say "  skipped: no $corpus (make data failed)"; return 1; }; fi
+  if [ ! -f "$corpus" ]; then make data >"$LOGS/make_data.log" 2>&1 || { say "  skipped: no $corpus (make data failed)"; return 1; }; fi
   local rc=0
   for dtype in fp32 bf16 fp16; do
-    rm -rf "$OUT/run_$dtype"
+    rm -rf "$LOGS/run_$dtype"
     logged "train_$dtype" ./train "$corpus" --device cuda --dtype "$dtype" --model small --steps 600 \
-      --eval-every 200 --sample-every 600 --out "$OUT/run_$dtype" --mem-stats || rc=1
-    grep -E 'val loss|done:|peak|skipped' "$OUT/train_$dtype.log" | tail -n 4 | sed "s/^/  $dtype: /" | tee -a "$SUMMARY"
+      --eval-every 200 --sample-every 600 --out "$LOGS/run_$dtype" --mem-stats || rc=1
+    grep -E 'val loss|done:|peak|skipped' "$LOGS/train_$dtype.log" | tail -n 4 | sed "s/^/  $dtype: /" | tee -a "$SUMMARY"
   done
   return $rc
 }
@@ -128,5 +137,5 @@ for phase in "${PHASES[@]}"; do
     *) echo "bench/gpu.sh: unknown phase '$phase' (build test kernels train-speed train-loss)" >&2; exit 2 ;;
   esac
 done
-say "== done, exit $status; logs in $OUT/"
+say "== done, exit $status; logs in $OUT/ (summary.txt, tests.log, logs.tar.gz)"
 exit $status

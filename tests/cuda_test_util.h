@@ -28,6 +28,17 @@ inline Device gpu() { return Device::cuda(0); }
 // The floating dtypes a CUDA kernel must serve.
 inline std::vector<DType> cuda_float_dtypes() { return {DType::F32, DType::BF16, DType::F16}; }
 
+// The unit roundoff of a dtype: one round-to-nearest changes a value by at most this fraction of
+// it (p significant bits including the implicit one give 2^-p): bf16 2^-8, f16 2^-11, f32 2^-24.
+// Tolerances are stated as multiples of it.
+inline double unit_roundoff(DType dtype) {
+  switch (dtype) {
+    case DType::BF16: return std::ldexp(1.0, -8);
+    case DType::F16: return std::ldexp(1.0, -11);
+    default: return std::ldexp(1.0, -24);
+  }
+}
+
 // Standard normal values times `scale`, rounded to `dtype`, returned as an f32 CPU tensor: the
 // reference input. to_device(x, dtype) gives the GPU the identical values.
 inline Tensor rounded_randn(const Shape& shape, Generator& gen, DType dtype, float scale = 1.0f) {

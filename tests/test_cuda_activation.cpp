@@ -25,13 +25,7 @@ using namespace tg;
 
 namespace {
 
-double roundoff(DType dtype) {
-  switch (dtype) {
-    case DType::BF16: return std::ldexp(1.0, -8);
-    case DType::F16: return std::ldexp(1.0, -11);
-    default: return std::ldexp(1.0, -24);
-  }
-}
+double roundoff(DType dtype) { return test::unit_roundoff(dtype); }
 
 const std::vector<int64_t>& sizes() {
   static const std::vector<int64_t> n = {1, 7, 1000, 100003};

@@ -34,11 +34,7 @@ constexpr double kF32Tolerance = 1e-5;
 constexpr float kScale = 64.0f;  // dloss / count in the backward tests
 
 double rounded_tolerance(DType dtype) {
-  switch (dtype) {
-    case DType::BF16: return std::ldexp(1.0, -8) + kF32Tolerance;
-    case DType::F16: return std::ldexp(1.0, -11) + kF32Tolerance;
-    default: return kF32Tolerance;
-  }
+  return (dtype == DType::F32 ? 0.0 : test::unit_roundoff(dtype)) + kF32Tolerance;
 }
 
 // Targets in [0, V), every third one (from the second) ignore_index.

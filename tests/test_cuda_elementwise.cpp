@@ -26,13 +26,7 @@ using namespace tg;
 
 namespace {
 
-double roundoff(DType dtype) {
-  switch (dtype) {
-    case DType::BF16: return std::ldexp(1.0, -8);
-    case DType::F16: return std::ldexp(1.0, -11);
-    default: return std::ldexp(1.0, -24);
-  }
-}
+double roundoff(DType dtype) { return test::unit_roundoff(dtype); }
 
 // Same-shape and broadcast elementwise results: the GPU does the CPU's f32 operation on the same
 // inputs and rounds once (u). The f32 slack of 1e-6 (16 f32 ulps) covers FMA contraction, which may

@@ -30,11 +30,7 @@ namespace {
 constexpr double kF32Tolerance = 1e-5;
 
 double rounded_tolerance(DType dtype) {
-  switch (dtype) {
-    case DType::BF16: return std::ldexp(1.0, -8) + kF32Tolerance;
-    case DType::F16: return std::ldexp(1.0, -11) + kF32Tolerance;
-    default: return kF32Tolerance;
-  }
+  return (dtype == DType::F32 ? 0.0 : test::unit_roundoff(dtype)) + kF32Tolerance;
 }
 
 Tensor random_ids(int64_t N, int64_t V, Generator& gen) {

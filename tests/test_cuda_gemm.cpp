@@ -339,6 +339,20 @@ TEST(CudaGemm, Batched) {
       }
 }
 
+// More items than gridDim.z allows (65535: blocks loop over items), and more than one band of
+// 8 tile rows in the grouped tile order (M = 1100: 9 tile rows, the second band partial).
+TEST(CudaGemm, GridLimits) {
+  TG_REQUIRE_GPU();
+  for (DType dtype : test::cuda_float_dtypes()) {
+    GemmCase c;
+    c.M = 2, c.N = 3, c.K = 5, c.batch = 65537;
+    check_gemm(dtype, c);
+    c = GemmCase();
+    c.M = 1100, c.N = 130, c.K = 24, c.bias = true;
+    check_gemm(dtype, c);
+  }
+}
+
 // Each epilogue alone and together, on the Linear layout (B = weight (N, K), transposed).
 TEST(CudaGemm, Epilogues) {
   TG_REQUIRE_GPU();
@@ -384,6 +398,13 @@ TEST(CudaGemm, EmptyKAndZeroAlphaNeverReadOperands) {
     launch_gemm(dtype, true, true, 5, 7, 9, 0.0f, nullptr, 5, nullptr, 9, 0.5f, d.data_raw(), 7, 1, 0, 0, 0,
                 nullptr, false, nullptr, nullptr);
     for (float v : d.to_vector()) EXPECT_EQ(v, 1.0f) << dtype_name(dtype);
+    // Through the front: a contiguous x (5, 0) has row stride 0, which is not a leading dimension
+    // below K = 0 (nothing is read): out = the bias rows, as on the CPU.
+    Tensor x = Tensor::empty({5, 0}, dtype, test::gpu()), w = Tensor::empty({7, 0}, dtype, test::gpu());
+    Tensor y = test::poisoned({5, 7}, dtype);
+    ops::linear(y, x, w, bias);
+    got = y.to_vector();
+    for (int64_t i = 0; i < 35; i++) EXPECT_EQ(got[i], b[i % 7]) << dtype_name(dtype) << " linear element " << i;
   }
 }
 

@@ -29,11 +29,7 @@ constexpr double kF32Tolerance = 1e-5;
 
 // One rounding of the result to `dtype`, plus the f32 term.
 double rounded_tolerance(DType dtype) {
-  switch (dtype) {
-    case DType::BF16: return std::ldexp(1.0, -8) + kF32Tolerance;
-    case DType::F16: return std::ldexp(1.0, -11) + kF32Tolerance;
-    default: return kF32Tolerance;
-  }
+  return (dtype == DType::F32 ? 0.0 : test::unit_roundoff(dtype)) + kF32Tolerance;
 }
 
 Shape rows_of(int64_t N) { return {N}; }

@@ -23,13 +23,7 @@ using namespace tg;
 
 namespace {
 
-double roundoff(DType dtype) {
-  switch (dtype) {
-    case DType::BF16: return std::ldexp(1.0, -8);
-    case DType::F16: return std::ldexp(1.0, -11);
-    default: return std::ldexp(1.0, -24);
-  }
-}
+double roundoff(DType dtype) { return test::unit_roundoff(dtype); }
 
 // Sums of positive terms (no cancellation, so worst-case bounds apply): the GPU's f32 result is
 // within 136 f32 roundings of the exact sum (ops/cuda/reduce.cu{,h}: rows 32 + 8 + 1 + 8, columns

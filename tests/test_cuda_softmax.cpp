@@ -23,13 +23,7 @@ using namespace tg;
 
 namespace {
 
-double roundoff(DType dtype) {
-  switch (dtype) {
-    case DType::BF16: return std::ldexp(1.0, -8);
-    case DType::F16: return std::ldexp(1.0, -11);
-    default: return std::ldexp(1.0, -24);
-  }
-}
+double roundoff(DType dtype) { return test::unit_roundoff(dtype); }
 
 // f16 has a narrow exponent range: probabilities below 2^-14 land on subnormals, whose spacing is
 // 2^-24, so each output may be off by 2^-25 absolutely on top of the relative u. Over the n outputs
