@@ -60,7 +60,9 @@ void gemm_batched(DType dtype, bool trans_a, bool trans_b, int64_t M, int64_t N,
   if (p.K > 0 && (!A || !B)) throw Error("gemm: A or B is null with K = " + std::to_string(K) + " > 0");
   if (!C) throw Error("gemm: C is null");
   const int64_t lda_min = trans_a ? M : K, ldb_min = trans_b ? K : N;
-  if (lda < std::max<int64_t>(lda_min, 1) || ldb < std::max<int64_t>(ldb_min, 1) || ldc < N)
+  // A and B are only checked when they are read: a contiguous (M, 0) operand has row stride 0,
+  // which the fronts pass on as its ld (the CPU kernel accepts it).
+  if ((p.K > 0 && (lda < std::max<int64_t>(lda_min, 1) || ldb < std::max<int64_t>(ldb_min, 1))) || ldc < N)
     throw Error("gemm: leading dimensions lda=" + std::to_string(lda) + " ldb=" + std::to_string(ldb) +
                 " ldc=" + std::to_string(ldc) + " are below the row lengths " + std::to_string(lda_min) + ", " +
                 std::to_string(ldb_min) + ", " + std::to_string(N));
