@@ -284,7 +284,8 @@ TEST(TrainProgram, HelpListsEveryFlag) {
   for (const char* flag : {"--model", "--layers", "--heads", "--embd", "--block", "--batch", "--grad-accum", "--steps",
                            "--minutes", "--lr", "--warmup", "--min-lr", "--weight-decay", "--clip", "--dropout",
                            "--eval-every", "--eval-batches", "--sample-every", "--seed", "--out", "--save-every",
-                           "--resume", "--device", "--dtype", "--threads", "--tokenizer", "--vocab-size"})
+                           "--resume", "--device", "--dtype", "--threads", "--tokenizer", "--vocab-size",
+                           "--mem-stats", "--stochastic-rounding"})
     EXPECT_NE(r.out.find(std::string(flag) + " "), std::string::npos) << flag;
 }
 

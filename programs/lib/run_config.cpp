@@ -86,6 +86,9 @@ void add_train_flags(FlagSet& flags, RunConfig& c) {
                    "compute precision; bf16 and fp16 (with loss scaling) keep f32 master weights, CUDA only; auto is "
                    "bf16 on CUDA, fp32 on the CPU", {"auto", "fp32", "bf16", "fp16"});
   flags.add_int("threads", &c.threads, "OpenMP threads", 1, 4096, "all cores");
+  flags.add_switch("stochastic-rounding", &c.stochastic_rounding,
+                   "bf16/fp16: write the f32 master weights into the model's weights with unbiased stochastic "
+                   "rounding instead of to nearest");
   flags.add_switch("mem-stats", &c.mem_stats, "GPU memory on every status line: peak allocated and reserved");
 }
 
@@ -155,6 +158,7 @@ std::string config_to_json(const RunConfig& c) {
   j["dtype"] = c.dtype;
   j["threads"] = c.threads;
   j["mem-stats"] = c.mem_stats;
+  j["stochastic-rounding"] = c.stochastic_rounding;
   return j.dump(2);
 }
 
@@ -193,7 +197,8 @@ RunConfig config_from_json(const std::string& text, const std::string& source) {
     c.device = j.at("device").get<std::string>();
     c.dtype = j.at("dtype").get<std::string>();
     c.threads = j.at("threads").get<int64_t>();
-    c.mem_stats = j.value("mem-stats", false);  // absent from configs written before it existed
+    c.mem_stats = j.value("mem-stats", false);  // absent from configs written before they existed
+    c.stochastic_rounding = j.value("stochastic-rounding", false);
   } catch (const nlohmann::json::exception& e) {
     throw Error("run configuration in '" + source + "' is incomplete or mistyped: " + e.what());
   }

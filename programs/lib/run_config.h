@@ -41,6 +41,7 @@ struct RunConfig {
   std::string device = "auto", dtype = "auto";  // dtype auto: bf16 on CUDA, fp32 on the CPU
   int64_t threads = 0;  // 0: every core OpenMP sees
   bool mem_stats = false;
+  bool stochastic_rounding = false;  // bf16/fp16: round the f32 masters into the weights stochastically
 };
 
 // The device a --device value names ("cpu", "cuda", "cuda:N"; "auto" must be resolved first),

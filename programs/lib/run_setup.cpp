@@ -31,7 +31,7 @@ static const char* kDescription =
     "step with a checkpoint; run the same command with --resume to continue exactly.\n"
     "Defaults fit the machine: on a CPU the tiny model (0.8M parameters, batch 12) learns the KJV\n"
     "at character level to a validation loss near 1.46 nats in 5000 steps, about 25 ms a step on\n"
-    "2 idle cores (a few minutes); on a GPU the small model (10.7M, batch 64).\n"
+    "2 idle cores (a few minutes); on a GPU the small model (10.7M, batch 64) in bf16.\n"
     "\n"
     "examples:\n"
     "  ./train                                   # the default corpus, defaults for this machine\n"

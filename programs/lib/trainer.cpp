@@ -100,7 +100,8 @@ class Trainer {
         device_(parse_device(c_.device)),
         dtype_(compute_dtype(c_)),
         optimizer_(groups_on_device(model_, device_, dtype_, static_cast<float>(c_.weight_decay)),
-                   static_cast<float>(c_.lr), 0.9f, 0.95f, 1e-8f),
+                   static_cast<float>(c_.lr), 0.9f, 0.95f, 1e-8f, c_.stochastic_rounding,
+                   static_cast<uint64_t>(c_.seed)),
         scaler_(scaler_options(dtype_)),
         loader_(run.data.train, c_.batch, c_.block, static_cast<uint64_t>(c_.seed)),
         metrics_(c_.out + "/metrics.csv", run.resume_from.has_value(), run.resume_from ? run.resume_from->state.step : 0) {
