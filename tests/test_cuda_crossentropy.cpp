@@ -68,7 +68,7 @@ const std::vector<Sizes> kSizes = {{1, 37}, {67, 37}, {257, 1000}, {13, 50304}, 
 
 }  // namespace
 
-TEST(CrossEntropyCuda, ForwardMatchesCpu) {
+TEST(CudaCrossEntropy, ForwardMatchesCpu) {
   TG_REQUIRE_GPU();
   Generator gen(701);
   for (DType dtype : test::cuda_float_dtypes()) {
@@ -87,7 +87,7 @@ TEST(CrossEntropyCuda, ForwardMatchesCpu) {
 }
 
 // dlogits += ... into buffers pre-filled with values of the gradient's own size, on both sides.
-TEST(CrossEntropyCuda, BackwardAccumulatesAndMatchesCpu) {
+TEST(CudaCrossEntropy, BackwardAccumulatesAndMatchesCpu) {
   TG_REQUIRE_GPU();
   Generator gen(702);
   for (DType dtype : test::cuda_float_dtypes()) {
@@ -113,7 +113,7 @@ TEST(CrossEntropyCuda, BackwardAccumulatesAndMatchesCpu) {
 
 // The gradient written over the logits: equal to the CPU's gradient accumulated into zeros, with
 // the ignored rows (which held logits) zeroed.
-TEST(CrossEntropyCuda, InPlaceBackwardMatchesCpu) {
+TEST(CudaCrossEntropy, InPlaceBackwardMatchesCpu) {
   TG_REQUIRE_GPU();
   Generator gen(703);
   for (DType dtype : test::cuda_float_dtypes()) {
@@ -141,7 +141,7 @@ TEST(CrossEntropyCuda, InPlaceBackwardMatchesCpu) {
   }
 }
 
-TEST(CrossEntropyCuda, AllIgnoredGivesZeroLossAndZeroGradient) {
+TEST(CudaCrossEntropy, AllIgnoredGivesZeroLossAndZeroGradient) {
   TG_REQUIRE_GPU();
   Generator gen(704);
   for (DType dtype : test::cuda_float_dtypes()) {
@@ -160,7 +160,7 @@ TEST(CrossEntropyCuda, AllIgnoredGivesZeroLossAndZeroGradient) {
   }
 }
 
-TEST(CrossEntropyCuda, NanLogitPropagatesUnlessIgnored) {
+TEST(CudaCrossEntropy, NanLogitPropagatesUnlessIgnored) {
   TG_REQUIRE_GPU();
   std::vector<float> values(3 * 50, 0.5f);
   values[1 * 50 + 7] = std::numeric_limits<float>::quiet_NaN();
@@ -173,7 +173,7 @@ TEST(CrossEntropyCuda, NanLogitPropagatesUnlessIgnored) {
 }
 
 // Rows off a 16-byte boundary (a view one element into its storage) take the element path.
-TEST(CrossEntropyCuda, MisalignedRowsTakeTheElementPath) {
+TEST(CudaCrossEntropy, MisalignedRowsTakeTheElementPath) {
   TG_REQUIRE_GPU();
   Generator gen(705);
   const int64_t N = 7, V = 1000;
@@ -194,7 +194,7 @@ TEST(CrossEntropyCuda, MisalignedRowsTakeTheElementPath) {
 }
 
 // Same inputs twice: the same loss, lse and gradient bits (fixed-order reductions, no atomics).
-TEST(CrossEntropyCuda, Deterministic) {
+TEST(CudaCrossEntropy, Deterministic) {
   TG_REQUIRE_GPU();
   Generator gen(706);
   const int64_t N = 515, V = 50304;
@@ -219,7 +219,7 @@ TEST(CrossEntropyCuda, Deterministic) {
 }
 
 // The differentiable function on the GPU: an f32 scalar loss, the logits' gradient in their dtype.
-TEST(CrossEntropyCuda, AutogradKeepsTheDtype) {
+TEST(CudaCrossEntropy, AutogradKeepsTheDtype) {
   TG_REQUIRE_GPU();
   Generator gen(707);
   Tensor logits = test::to_device(test::rounded_randn({2, 3, 11}, gen, DType::BF16), DType::BF16).requires_grad_();
@@ -239,7 +239,7 @@ TEST(CrossEntropyCuda, AutogradKeepsTheDtype) {
   }
 }
 
-TEST(CrossEntropyCuda, OutOfRangeTargetOnTheGpuNamesIt) {
+TEST(CudaCrossEntropy, OutOfRangeTargetOnTheGpuNamesIt) {
   TG_REQUIRE_GPU();
   Tensor logits = Tensor::zeros({2, 3, 7}, DType::BF16, test::gpu());
   EXPECT_ERROR_MENTIONS(cross_entropy(logits, Tensor::from_ints({0, 1, 2, 3, 4, 9}, {2, 3}).to(test::gpu())),
@@ -253,7 +253,7 @@ TEST(CrossEntropyCuda, OutOfRangeTargetOnTheGpuNamesIt) {
 
 // ---- CPU-runnable ------------------------------------------------------------------------------
 
-TEST(CrossEntropyCuda, HalfPrecisionOnTheCpuIsAClearError) {
+TEST(CudaCrossEntropy, HalfPrecisionOnTheCpuIsAClearError) {
   Tensor targets = Tensor::from_ints({0, 1}, {2});
   EXPECT_ERROR_MENTIONS(cross_entropy(Tensor::randn({2, 5}).to(DType::BF16), targets), "cross_entropy", "logits", "bf16",
                         "f32");
@@ -266,7 +266,7 @@ TEST(CrossEntropyCuda, HalfPrecisionOnTheCpuIsAClearError) {
 
 // The in-place front on the CPU: the gradient over the logits, ignored rows 0, equal to the
 // accumulating backward into zeros; and its target check.
-TEST(CrossEntropyCuda, InPlaceBackwardOnTheCpu) {
+TEST(CudaCrossEntropy, InPlaceBackwardOnTheCpu) {
   Generator gen(708);
   const int64_t N = 10, V = 23;
   Tensor logits = Tensor::randn({N, V}, &gen);

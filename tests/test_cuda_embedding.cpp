@@ -67,7 +67,7 @@ std::vector<Case> backward_cases(Generator& gen) {
 
 }  // namespace
 
-TEST(EmbeddingCuda, ForwardCopiesTheRowsExactly) {
+TEST(CudaEmbedding, ForwardCopiesTheRowsExactly) {
   TG_REQUIRE_GPU();
   Generator gen(601);
   for (DType dtype : test::cuda_float_dtypes()) {
@@ -86,7 +86,7 @@ TEST(EmbeddingCuda, ForwardCopiesTheRowsExactly) {
   }
 }
 
-TEST(EmbeddingCuda, BackwardAccumulatesAndMatchesCpu) {
+TEST(CudaEmbedding, BackwardAccumulatesAndMatchesCpu) {
   TG_REQUIRE_GPU();
   Generator gen(602);
   for (DType dtype : test::cuda_float_dtypes()) {
@@ -106,7 +106,7 @@ TEST(EmbeddingCuda, BackwardAccumulatesAndMatchesCpu) {
 
 // The GPT-2 sizes: N = 16384 tokens (B = 16, T = 1024), V = 50304, C = 768, in bf16, for token ids
 // and for the positions pattern.
-TEST(EmbeddingCuda, BackwardAtGpt2Size) {
+TEST(CudaEmbedding, BackwardAtGpt2Size) {
   TG_REQUIRE_GPU();
   Generator gen(603);
   const DType dtype = DType::BF16;
@@ -123,7 +123,7 @@ TEST(EmbeddingCuda, BackwardAtGpt2Size) {
   }
 }
 
-TEST(EmbeddingCuda, BackwardIsDeterministic) {
+TEST(CudaEmbedding, BackwardIsDeterministic) {
   TG_REQUIRE_GPU();
   Generator gen(604);
   for (DType dtype : {DType::F32, DType::BF16}) {
@@ -142,7 +142,7 @@ TEST(EmbeddingCuda, BackwardIsDeterministic) {
 }
 
 // The differentiable function on the GPU: the output has weight's dtype, and so does its gradient.
-TEST(EmbeddingCuda, AutogradKeepsTheDtype) {
+TEST(CudaEmbedding, AutogradKeepsTheDtype) {
   TG_REQUIRE_GPU();
   Generator gen(605);
   Tensor weight = test::to_device(test::rounded_randn({10, 16}, gen, DType::BF16), DType::BF16).requires_grad_();
@@ -158,7 +158,7 @@ TEST(EmbeddingCuda, AutogradKeepsTheDtype) {
 }
 
 // Out-of-range ids in a CUDA tensor: the same message as on the CPU, naming the position.
-TEST(EmbeddingCuda, OutOfRangeIdOnTheGpuNamesIt) {
+TEST(CudaEmbedding, OutOfRangeIdOnTheGpuNamesIt) {
   TG_REQUIRE_GPU();
   Tensor weight = Tensor::zeros({5, 3}, DType::BF16, test::gpu());
   Tensor ids = Tensor::from_ints({0, 1, 2, 3, 4, 7}, {2, 3}).to(test::gpu());
@@ -171,7 +171,7 @@ TEST(EmbeddingCuda, OutOfRangeIdOnTheGpuNamesIt) {
 
 // ---- CPU-runnable ------------------------------------------------------------------------------
 
-TEST(EmbeddingCuda, HalfPrecisionOnTheCpuIsAClearError) {
+TEST(CudaEmbedding, HalfPrecisionOnTheCpuIsAClearError) {
   Tensor ids = Tensor::from_ints({0, 1}, {2});
   EXPECT_ERROR_MENTIONS(embedding(ids, Tensor::randn({5, 3}).to(DType::F16)), "embedding", "weight", "f16", "f32");
   Tensor dweight = Tensor::zeros({5, 3});

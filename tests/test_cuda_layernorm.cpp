@@ -39,11 +39,12 @@ struct Sizes {
 };
 // C: 1 (variance 0), 7 and 33 (element path for every dtype, warp per row), 384 (vector path),
 // 769 (element path, warp per row, many slots), 1500 (block per row; vector path in f32 only).
-const std::vector<Sizes> kSizes = {{37, 1}, {5, 7}, {257, 33}, {129, 384}, {33, 769}, {19, 1500}, {1, 384}};
+// C = 1536: above the one-warp limit and a multiple of 8, so bf16/f16 take the vector block path.
+const std::vector<Sizes> kSizes = {{37, 1}, {5, 7}, {257, 33}, {129, 384}, {33, 769}, {19, 1500}, {1, 384}, {23, 1536}};
 
 }  // namespace
 
-TEST(LayerNormCuda, ForwardMatchesCpu) {
+TEST(CudaLayerNorm, ForwardMatchesCpu) {
   TG_REQUIRE_GPU();
   Generator gen(501);
   for (DType dtype : test::cuda_float_dtypes()) {
@@ -70,7 +71,7 @@ TEST(LayerNormCuda, ForwardMatchesCpu) {
 }
 
 // No weight / no bias: the kernels' null-pointer paths (scale 1, shift 0).
-TEST(LayerNormCuda, ForwardWithoutAffine) {
+TEST(CudaLayerNorm, ForwardWithoutAffine) {
   TG_REQUIRE_GPU();
   Generator gen(502);
   for (DType dtype : test::cuda_float_dtypes()) {
@@ -93,7 +94,7 @@ TEST(LayerNormCuda, ForwardWithoutAffine) {
 
 // Rows that start off a 16-byte boundary (a view one element into its storage) must take the
 // element path and still be right.
-TEST(LayerNormCuda, MisalignedRowsTakeTheElementPath) {
+TEST(CudaLayerNorm, MisalignedRowsTakeTheElementPath) {
   TG_REQUIRE_GPU();
   Generator gen(503);
   const int64_t N = 9, C = 384;
@@ -113,7 +114,7 @@ TEST(LayerNormCuda, MisalignedRowsTakeTheElementPath) {
 
 // residual = a + b is what the composition's add kernel stores (the f32 sum rounded once to the
 // dtype): bit for bit. out = layernorm of that rounded residual, with the forward's tolerance.
-TEST(LayerNormCuda, AddLayerNormMatchesCpuComposition) {
+TEST(CudaLayerNorm, AddLayerNormMatchesCpuComposition) {
   TG_REQUIRE_GPU();
   Generator gen(504);
   for (DType dtype : test::cuda_float_dtypes()) {
@@ -142,11 +143,12 @@ TEST(LayerNormCuda, AddLayerNormMatchesCpuComposition) {
 // Backward with every gradient buffer pre-filled with random values on both sides (the kernels
 // must add, not write). mean and rstd come from the CPU forward and go to both. Each gradient is
 // rounded once, at the end, on the GPU: the forward's rounded tolerance.
-TEST(LayerNormCuda, BackwardAccumulatesAndMatchesCpu) {
+TEST(CudaLayerNorm, BackwardAccumulatesAndMatchesCpu) {
   TG_REQUIRE_GPU();
   Generator gen(505);
   std::vector<Sizes> sizes = kSizes;
   sizes.push_back({65, 6001});   // partial rows past the shared-memory limit: accumulated in scratch
+  sizes.push_back({65, 6144});   // the same with vector loads (C a multiple of 8)
   sizes.push_back({3001, 768});  // many rows per block (N > the backward's 1024 row blocks)
   for (DType dtype : test::cuda_float_dtypes()) {
     for (Sizes s : sizes) {
@@ -169,7 +171,7 @@ TEST(LayerNormCuda, BackwardAccumulatesAndMatchesCpu) {
 }
 
 // Only some gradients wanted, and no weight: the null-pointer paths of the backward.
-TEST(LayerNormCuda, BackwardPartialGradients) {
+TEST(CudaLayerNorm, BackwardPartialGradients) {
   TG_REQUIRE_GPU();
   Generator gen(506);
   const int64_t N = 70, C = 33;
@@ -196,7 +198,7 @@ TEST(LayerNormCuda, BackwardPartialGradients) {
 }
 
 // Same inputs twice: bit-identical gradients (no atomics; fixed-order sums).
-TEST(LayerNormCuda, BackwardIsDeterministic) {
+TEST(CudaLayerNorm, BackwardIsDeterministic) {
   TG_REQUIRE_GPU();
   Generator gen(507);
   for (DType dtype : {DType::F32, DType::BF16}) {
@@ -224,7 +226,7 @@ TEST(LayerNormCuda, BackwardIsDeterministic) {
 }
 
 // The differentiable function on the GPU: output and gradients in x's dtype.
-TEST(LayerNormCuda, AutogradKeepsTheDtype) {
+TEST(CudaLayerNorm, AutogradKeepsTheDtype) {
   TG_REQUIRE_GPU();
   Generator gen(508);
   Tensor x = test::to_device(test::rounded_randn({3, 40}, gen, DType::BF16), DType::BF16).requires_grad_();
@@ -242,7 +244,7 @@ TEST(LayerNormCuda, AutogradKeepsTheDtype) {
 
 // ---- CPU-runnable ------------------------------------------------------------------------------
 
-TEST(LayerNormCuda, HalfPrecisionOnTheCpuIsAClearError) {
+TEST(CudaLayerNorm, HalfPrecisionOnTheCpuIsAClearError) {
   Tensor x = Tensor::randn({2, 4}).to(DType::BF16);
   EXPECT_ERROR_MENTIONS(layernorm(x, Tensor(), Tensor()), "layernorm", "x", "bf16", "f32");
   Tensor xf = Tensor::randn({2, 4});
@@ -250,7 +252,7 @@ TEST(LayerNormCuda, HalfPrecisionOnTheCpuIsAClearError) {
 }
 
 // On the CPU add_layernorm is the composition itself; its arguments are checked like the forward's.
-TEST(LayerNormCuda, AddLayerNormOnTheCpu) {
+TEST(CudaLayerNorm, AddLayerNormOnTheCpu) {
   Generator gen(509);
   Tensor a = Tensor::randn({5, 7}, &gen), b = Tensor::randn({5, 7}, &gen), w = Tensor::randn({7}, &gen);
   Tensor residual = Tensor::empty({5, 7}), out = Tensor::empty({5, 7}), mean = Tensor::empty({5}), rstd = Tensor::empty({5});

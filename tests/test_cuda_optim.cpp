@@ -83,7 +83,7 @@ void expect_same_state(const std::vector<std::pair<std::string, Tensor>>& a,
 
 // Three steps of the whole optimizer on both devices: parameters, masters, moments and counts equal
 // bit for bit, for each parameter dtype and rounding mode.
-TEST(OptimCuda, FusedAdamWMatchesTheCpuBitForBit) {
+TEST(CudaOptim, FusedAdamWMatchesTheCpuBitForBit) {
   TG_REQUIRE_GPU();
   for (DType dtype : test::cuda_float_dtypes()) {
     for (bool stochastic : {false, true}) {
@@ -105,7 +105,7 @@ TEST(OptimCuda, FusedAdamWMatchesTheCpuBitForBit) {
   }
 }
 
-TEST(OptimCuda, FusedAdamWIsDeterministic) {
+TEST(CudaOptim, FusedAdamWIsDeterministic) {
   TG_REQUIRE_GPU();
   auto run = [] {
     Twin twin(DType::BF16, 21);
@@ -122,7 +122,7 @@ TEST(OptimCuda, FusedAdamWIsDeterministic) {
 }
 
 // A checkpoint written on one device continues on the other, masters included.
-TEST(OptimCuda, AdamWStateMovesBetweenDevices) {
+TEST(CudaOptim, AdamWStateMovesBetweenDevices) {
   TG_REQUIRE_GPU();
   Twin twin(DType::BF16, 31);
   AdamW cpu_opt(Twin::groups(twin.cpu), 1e-2f, 0.9f, 0.95f, 1e-8f, true, 9);
@@ -144,7 +144,7 @@ TEST(OptimCuda, AdamWStateMovesBetweenDevices) {
   expect_same_state(gpu_opt.state_tensors(), cpu_opt.state_tensors());
 }
 
-TEST(OptimCuda, SgdMatchesTheCpuBitForBit) {
+TEST(CudaOptim, SgdMatchesTheCpuBitForBit) {
   TG_REQUIRE_GPU();
   struct Config {
     const char* name;
@@ -193,7 +193,7 @@ struct MixedGrads {
 // relative with no cancellation, so the chunk partial is within 40u of exact; the partials are
 // added in double (exact to ~1e-16) and the CPU's double sum is exact to ~1e-13. So the sums agree
 // within 40 * 2^-24 = 2.4e-6 relative, and the norms (square roots) within half that.
-TEST(OptimCuda, GlobalNormMatchesTheCpuAndIsDeterministic) {
+TEST(CudaOptim, GlobalNormMatchesTheCpuAndIsDeterministic) {
   TG_REQUIRE_GPU();
   MixedGrads grads(51);
   const double cpu_sum = ops::sum_of_squares(grads.cpu), gpu_sum = ops::sum_of_squares(grads.gpu);
@@ -211,7 +211,7 @@ TEST(OptimCuda, GlobalNormMatchesTheCpuAndIsDeterministic) {
 // the CPU scale kernel's result for the coefficient the GPU's norm gives (one multiply, rounded
 // once). That norm is recomputed here before clipping: the same pass over the same list gives the
 // same bits (previous test).
-TEST(OptimCuda, ClipGradNormScalesLikeTheCpu) {
+TEST(CudaOptim, ClipGradNormScalesLikeTheCpu) {
   TG_REQUIRE_GPU();
   MixedGrads grads(52);
   std::vector<Tensor> params;
@@ -233,7 +233,7 @@ TEST(OptimCuda, ClipGradNormScalesLikeTheCpu) {
 // The loss scaler's pass: x *= s rounded once, the same bits as the CPU, and the flag raised by an
 // inf, by a NaN, and by a value that overflows only once scaled (f16 30000 * 4), in any tensor of
 // the list; never raised for finite results.
-TEST(OptimCuda, UnscaleAndNonFiniteFlagMatchTheCpu) {
+TEST(CudaOptim, UnscaleAndNonFiniteFlagMatchTheCpu) {
   TG_REQUIRE_GPU();
   for (float s : {std::ldexp(1.0f, -16), 0.3f}) {
     MixedGrads grads(61, 1000.0f);
@@ -269,7 +269,7 @@ TEST(OptimCuda, UnscaleAndNonFiniteFlagMatchTheCpu) {
 
 // The scaler driving a GPU optimizer: an inf skips the step (parameters and state unchanged) and
 // halves the scale; a clean step then goes ahead.
-TEST(OptimCuda, GradScalerSkipsAnOverflowingStep) {
+TEST(CudaOptim, GradScalerSkipsAnOverflowingStep) {
   TG_REQUIRE_GPU();
   Twin twin(DType::F16, 71);
   AdamW opt(Twin::groups(twin.gpu), 1e-2f);
