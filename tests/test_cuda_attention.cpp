@@ -76,6 +76,8 @@ std::vector<Case> cases() {
   std::vector<Case> all;
   for (int64_t hs : {12, 33, 48, 80, 32, 64, 128})  // 33: the SIMT dot products' non-float4 loop
     for (int64_t T : {1, 17, 100, 257, 1100}) all.push_back(T > 1000 ? Case{1, T, 2, hs} : Case{2, T, 3, hs});
+  // The largest head size the SIMT path takes (shared memory past 48 KB, opted in at launch).
+  for (int64_t T : {1, 100, 257}) all.push_back(Case{1, T, 2, 256});
   return all;
 }
 
