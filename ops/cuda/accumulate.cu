@@ -21,7 +21,7 @@ struct AccumulateBody {
   template <int W>
   __device__ void run(int64_t i) const {
     float x[W];
-    load_f32<W>(src + i, x);
+    load_f32(x, src + i);
     add_f32<W>(dst + i, x);
   }
 };

@@ -55,10 +55,10 @@ struct ForwardBody {
   template <int W>
   __device__ void run(int64_t i) const {
     float x[W];
-    load_f32<W>(inp + i, x);
+    load_f32(x, inp + i);
 #pragma unroll
     for (int k = 0; k < W; k++) x[k] = Act::forward(x[k]);
-    store_f32<W>(out + i, x);
+    store_f32(out + i, x);
   }
 };
 
@@ -71,8 +71,8 @@ struct GeluBackwardBody {
   template <int W>
   __device__ void run(int64_t i) const {
     float x[W], g[W];
-    load_f32<W>(inp + i, x);
-    load_f32<W>(dout + i, g);
+    load_f32(x, inp + i);
+    load_f32(g, dout + i);
 #pragma unroll
     for (int k = 0; k < W; k++) g[k] *= Gelu::derivative(x[k]);
     add_f32<W>(dinp + i, g);
@@ -89,8 +89,8 @@ struct ReluBackwardBody {
   template <int W>
   __device__ void run(int64_t i) const {
     float y[W], g[W];
-    load_f32<W>(out + i, y);
-    load_f32<W>(dout + i, g);
+    load_f32(y, out + i);
+    load_f32(g, dout + i);
 #pragma unroll
     for (int k = 0; k < W; k++) g[k] = y[k] > 0.0f ? g[k] : 0.0f;
     add_f32<W>(dinp + i, g);
@@ -106,8 +106,8 @@ struct TanhBackwardBody {
   template <int W>
   __device__ void run(int64_t i) const {
     float y[W], g[W];
-    load_f32<W>(out + i, y);
-    load_f32<W>(dout + i, g);
+    load_f32(y, out + i);
+    load_f32(g, dout + i);
 #pragma unroll
     for (int k = 0; k < W; k++) g[k] *= Tanh::derivative_from_output(y[k]);
     add_f32<W>(dinp + i, g);

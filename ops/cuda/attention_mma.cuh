@@ -199,8 +199,6 @@ inline unsigned tile_grid(int64_t tiles, int64_t heads, const char* op) {
   return static_cast<unsigned>(blocks);
 }
 
-inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 // The tensor-core path's preconditions: a 16-bit dtype, a head size it is instantiated for, and
 // 16-byte aligned rows (cp.async moves 16-byte chunks; HS, C and 3C are then multiples of 8
 // elements, so only the base pointers remain to check).

@@ -44,6 +44,10 @@ template <> __device__ __forceinline__ f16 from_f32<f16>(float x) { return __flo
     }                                                                                          \
   } while (0)
 
+// True when p sits on a 16-byte boundary, the condition of every 16-byte vector access; true for
+// nullptr too (an absent operand is never accessed, so it does not stop a vector path).
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
 // Blocks for a grid-stride loop over n elements: enough to fill the GPU, never more than needed.
 inline unsigned grid_for(int64_t n, int threads, int max_blocks = 65535 * 8) {
   int64_t blocks = (n + threads - 1) / threads;

@@ -39,11 +39,11 @@ struct DropoutBody {
   template <int W>
   __device__ void run(int64_t i) const {
     float x[W];
-    load_f32<W>(inp + i, x);
+    load_f32(x, inp + i);
 #pragma unroll
     for (int k = 0; k < W; k++) x[k] *= mask_factor(key, i + k, threshold, scale);
     if constexpr (kAccumulate) add_f32<W>(out + i, x);
-    else store_f32<W>(out + i, x);
+    else store_f32(out + i, x);
   }
 };
 

@@ -30,13 +30,13 @@ constexpr int kThreads = 256;
 template <int W, class T>
 __device__ __forceinline__ void load_operand(const T* p, int64_t cols, int64_t i, float (&x)[W]) {
   if (cols == 0) {
-    load_f32<W>(p + i, x);
+    load_f32(x, p + i);
   } else if (cols == 1) {
     const float v = to_f32(*p);
 #pragma unroll
     for (int k = 0; k < W; k++) x[k] = v;
   } else {
-    load_f32<W>(p + i % cols, x);
+    load_f32(x, p + i % cols);
   }
 }
 
@@ -54,7 +54,7 @@ struct BinaryBody {
     load_operand<W>(b, b_cols, i, y);
 #pragma unroll
     for (int k = 0; k < W; k++) z[k] = Op::apply(x[k], y[k]);
-    store_f32<W>(out + i, z);
+    store_f32(out + i, z);
   }
 };
 
@@ -98,7 +98,7 @@ bool fast_operand(const StridedLayout& layout, int which, int64_t& cols) {
 // vector path is chosen.
 bool operand_vectorizable(const void* p, int64_t cols, int pack) {
   if (cols == 1) return true;  // read as one element, broadcast
-  return is_aligned16(p) && cols % pack == 0;
+  return aligned16(p) && cols % pack == 0;
 }
 
 template <class Op>
@@ -115,8 +115,8 @@ void binary_forward(const char* op, DType dtype, void* out, const void* a, const
   const bool fast = fast_operand(layout, 0, a_cols) && fast_operand(layout, 1, b_cols);
   TG_DISPATCH_FLOAT(dtype, op, T, {
     if (fast) {
-      constexpr int kPack = Pack<T>::kSize;
-      const bool vectorized = is_aligned16(out) && operand_vectorizable(a, a_cols, kPack) &&
+      constexpr int kPack = kVec16<T>;
+      const bool vectorized = aligned16(out) && operand_vectorizable(a, a_cols, kPack) &&
                               operand_vectorizable(b, b_cols, kPack);
       launch_pack_loop<T>("binary_forward", n, vectorized,
                           BinaryBody<Op, T>{static_cast<T*>(out), static_cast<const T*>(a),
@@ -141,7 +141,7 @@ struct AddBackwardBody {
   template <int W>
   __device__ void run(int64_t i) const {
     float g[W];
-    load_f32<W>(dout + i, g);
+    load_f32(g, dout + i);
     if (da) add_f32<W>(da + i, g);
     if (db) {
 #pragma unroll
@@ -162,15 +162,15 @@ struct MulBackwardBody {
   template <int W>
   __device__ void run(int64_t i) const {
     float g[W], other[W], term[W];
-    load_f32<W>(dout + i, g);
+    load_f32(g, dout + i);
     if (da) {
-      load_f32<W>(b + i, other);
+      load_f32(other, b + i);
 #pragma unroll
       for (int k = 0; k < W; k++) term[k] = g[k] * other[k];
       add_f32<W>(da + i, term);
     }
     if (db) {
-      load_f32<W>(a + i, other);
+      load_f32(other, a + i);
 #pragma unroll
       for (int k = 0; k < W; k++) term[k] = g[k] * other[k];
       add_f32<W>(db + i, term);
@@ -189,8 +189,8 @@ struct DivBackwardBody {
   template <int W>
   __device__ void run(int64_t i) const {
     float g[W], inv[W], term[W];
-    load_f32<W>(dout + i, g);
-    load_f32<W>(b + i, inv);
+    load_f32(g, dout + i);
+    load_f32(inv, b + i);
 #pragma unroll
     for (int k = 0; k < W; k++) inv[k] = 1.0f / inv[k];
     if (da) {
@@ -200,7 +200,7 @@ struct DivBackwardBody {
     }
     if (db) {
       float x[W];
-      load_f32<W>(a + i, x);
+      load_f32(x, a + i);
 #pragma unroll
       for (int k = 0; k < W; k++) term[k] = -(g[k] * x[k] * inv[k] * inv[k]);
       add_f32<W>(db + i, term);
@@ -265,7 +265,7 @@ struct RowsDaBody {
   template <int W>
   __device__ void run(int64_t i) const {
     float g[W], bv[W], term[W];
-    load_f32<W>(dout + i, g);
+    load_f32(g, dout + i);
     if (Kind::kReadsOperands) load_operand<W>(b, C, i, bv);
 #pragma unroll
     for (int k = 0; k < W; k++) term[k] = Kind::da_term(g[k], Kind::kReadsOperands ? bv[k] : 0.0f);
@@ -285,7 +285,7 @@ void rows_backward(const char* op, DType dtype, void* da, void* db, const void* 
                                                  static_cast<const T*>(dout), static_cast<const T*>(a),
                                                  static_cast<const T*>(b), C, db_sign});
     } else if (da) {
-      const bool vectorized = all_aligned16({da, dout, b}) && C % Pack<T>::kSize == 0;
+      const bool vectorized = all_aligned16({da, dout, b}) && C % kVec16<T> == 0;
       launch_pack_loop<T>("rows_backward_da", rows * C, vectorized,
                           RowsDaBody<Kind, T>{static_cast<T*>(da), static_cast<const T*>(dout),
                                               static_cast<const T*>(b), C});
@@ -304,10 +304,10 @@ struct AffineBody {
   template <int W>
   __device__ void run(int64_t i) const {
     float x[W];
-    load_f32<W>(inp + i, x);
+    load_f32(x, inp + i);
 #pragma unroll
     for (int k = 0; k < W; k++) x[k] = x[k] * scale + shift;
-    store_f32<W>(out + i, x);
+    store_f32(out + i, x);
   }
 };
 
@@ -320,7 +320,7 @@ struct ScaleBackwardBody {
   template <int W>
   __device__ void run(int64_t i) const {
     float g[W];
-    load_f32<W>(dout + i, g);
+    load_f32(g, dout + i);
 #pragma unroll
     for (int k = 0; k < W; k++) g[k] *= s;
     add_f32<W>(dinp + i, g);

@@ -1,10 +1,10 @@
 // The vectorized grid-stride loop that the memory-bound kernels of the elementwise, activation,
-// dropout, accumulate and reduce families share, and the 16-byte loads and stores it is built on.
+// dropout, accumulate and reduce families share (its 16-byte loads and stores are vec16.cuh's).
 // Device code; include from .cu files only.
 //
 // A "body" is a small struct of pointers and scalars, passed to the kernel by value, with
 //   template <int W> __device__ void run(int64_t i) const;
-// that handles elements [i, i + W). W is 1 (plain loads) or Pack<T>::kSize (one 16-byte access per
+// that handles elements [i, i + W). W is 1 (plain loads) or kVec16<T> (one 16-byte access per
 // operand: 4 f32 or 8 bf16/f16), so one body serves the vector loop and its scalar tail.
 #pragma once
 #include <algorithm>
@@ -13,51 +13,18 @@
 #include <vector>
 
 #include "ops/cuda/common.cuh"
+#include "ops/cuda/vec16.cuh"
 
 namespace tg::cuda {
-
-// 16 bytes of T: what one LDG.128 / STG.128 moves. The alignment makes the compiler emit exactly that.
-template <class T>
-struct alignas(16) Pack {
-  static constexpr int kSize = static_cast<int>(16 / sizeof(T));
-  T v[kSize];
-};
-
-// x[0, W) = p[0, W) converted to f32. For W > 1, p must be 16-byte aligned.
-template <int W, class T>
-__device__ __forceinline__ void load_f32(const T* p, float (&x)[W]) {
-  if constexpr (W == 1) {
-    x[0] = to_f32(*p);
-  } else {
-    static_assert(W == Pack<T>::kSize, "a vector access is exactly one 16-byte pack");
-    Pack<T> pack = *reinterpret_cast<const Pack<T>*>(p);
-#pragma unroll
-    for (int k = 0; k < W; k++) x[k] = to_f32(pack.v[k]);
-  }
-}
-
-// p[0, W) = x[0, W) rounded once to T. For W > 1, p must be 16-byte aligned.
-template <int W, class T>
-__device__ __forceinline__ void store_f32(T* p, const float (&x)[W]) {
-  if constexpr (W == 1) {
-    *p = from_f32<T>(x[0]);
-  } else {
-    static_assert(W == Pack<T>::kSize, "a vector access is exactly one 16-byte pack");
-    Pack<T> pack;
-#pragma unroll
-    for (int k = 0; k < W; k++) pack.v[k] = from_f32<T>(x[k]);
-    *reinterpret_cast<Pack<T>*>(p) = pack;
-  }
-}
 
 // p[0, W) += x[0, W): read, add in f32, round once. The gradient convention of every backward kernel.
 template <int W, class T>
 __device__ __forceinline__ void add_f32(T* p, const float (&x)[W]) {
   float current[W];
-  load_f32<W>(p, current);
+  load_f32(current, p);
 #pragma unroll
   for (int k = 0; k < W; k++) current[k] += x[k];
-  store_f32<W>(p, current);
+  store_f32(p, current);
 }
 
 // Grid-stride loop over n elements. With `vectorized`, each thread takes whole packs (pack p covers
@@ -65,7 +32,7 @@ __device__ __forceinline__ void add_f32(T* p, const float (&x)[W]) {
 // every element alone. Threads of a warp take consecutive packs, so each access is coalesced.
 template <class T, class Body>
 __global__ void pack_loop_kernel(int64_t n, bool vectorized, Body body) {
-  constexpr int kSize = Pack<T>::kSize;
+  constexpr int kSize = kVec16<T>;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t scalar_start = 0;
@@ -77,11 +44,10 @@ __global__ void pack_loop_kernel(int64_t n, bool vectorized, Body body) {
   for (int64_t i = scalar_start + first; i < n; i += stride) body.template run<1>(i);
 }
 
-// True when p (nullptr included: an absent operand is never accessed) sits on a 16-byte boundary.
-inline bool is_aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+// aligned16 (common.cuh) of every pointer.
 inline bool all_aligned16(std::initializer_list<const void*> pointers) {
   for (const void* p : pointers)
-    if (!is_aligned16(p)) return false;
+    if (!aligned16(p)) return false;
   return true;
 }
 
@@ -92,7 +58,7 @@ template <class T, class Body>
 void launch_pack_loop(const char* kernel_name, int64_t n, bool vectorized, const Body& body) {
   if (n <= 0) return;
   constexpr int kThreads = 256;
-  const int64_t work = vectorized ? std::max<int64_t>(n / Pack<T>::kSize, 1) : n;
+  const int64_t work = vectorized ? std::max<int64_t>(n / kVec16<T>, 1) : n;
   pack_loop_kernel<T, Body><<<grid_for(work, kThreads), kThreads, 0, stream()>>>(n, vectorized, body);
   TG_CUDA_CHECK_LAUNCH(kernel_name);
 }

@@ -13,8 +13,6 @@ namespace {
 
 constexpr uintptr_t kVectorBytes = 16;
 
-bool aligned16(const void* p) { return p == nullptr || reinterpret_cast<uintptr_t>(p) % kVectorBytes == 0; }
-
 void check_sizes(const char* op, int64_t M, int64_t N, int64_t K, int64_t batch) {
   if (M < 0 || N < 0 || K < 0 || batch < 0)
     throw Error(std::string(op) + ": sizes must be >= 0, got M=" + std::to_string(M) + " N=" + std::to_string(N) +

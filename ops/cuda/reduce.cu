@@ -51,7 +51,7 @@ RowPlan plan_rows(int64_t outer, int64_t size) {
 template <class T>
 __global__ void row_sum_kernel(const T* inp, int64_t size, int64_t chunks, float scale, bool vectorized, T* out,
                                float* partials) {
-  constexpr int kSize = Pack<T>::kSize;
+  constexpr int kSize = kVec16<T>;
   __shared__ float scratch[32];
   const int64_t o = blockIdx.x / chunks, chunk = blockIdx.x % chunks;
   const T* row = inp + o * size;
@@ -61,7 +61,7 @@ __global__ void row_sum_kernel(const T* inp, int64_t size, int64_t chunks, float
   for (int64_t p = begin + static_cast<int64_t>(threadIdx.x) * kSize; p < end; p += static_cast<int64_t>(blockDim.x) * kSize) {
     float x[kSize];
     if (vectorized) {
-      load_f32<kSize>(row + p, x);
+      load_f32(x, row + p);
     } else {
 #pragma unroll
       for (int k = 0; k < kSize; k++) x[k] = p + k < end ? to_f32(row[p + k]) : 0.0f;
@@ -152,7 +152,7 @@ void sum_forward(DType dtype, void* out, const void* inp, int64_t outer, int64_t
     throw Error(std::string(op) + ": the row sums need " + std::to_string(plan.scratch_floats()) +
                 " floats of scratch, got none");
   TG_DISPATCH_FLOAT(dtype, op, T, {
-    const bool vectorized = is_aligned16(inp) && size % Pack<T>::kSize == 0;
+    const bool vectorized = aligned16(inp) && size % kVec16<T> == 0;
     row_sum_kernel<T><<<static_cast<unsigned>(outer * plan.chunks), plan.threads, 0, stream()>>>(
         static_cast<const T*>(inp), size, plan.chunks, scale, vectorized, static_cast<T*>(out), scratch);
     TG_CUDA_CHECK_LAUNCH("row_sum_kernel");
@@ -168,7 +168,7 @@ void sum_backward(DType dtype, void* dinp, const void* dout, int64_t outer, int6
   const int64_t n = outer * size * inner;
   TG_DISPATCH_FLOAT(dtype, "sum_backward", T, {
     // A pack reads dout element by element, so only dinp's alignment matters.
-    launch_pack_loop<T>("sum_backward", n, is_aligned16(dinp),
+    launch_pack_loop<T>("sum_backward", n, aligned16(dinp),
                         SumBackwardBody<T>{static_cast<T*>(dinp), static_cast<const T*>(dout), size, inner, scale});
   });
 }

@@ -68,7 +68,4 @@ __device__ __forceinline__ void store_f32(T* p, const float (&src)[kVec]) {
 // src rounded to T and back: the value a store followed by a load would give.
 template <class T> __device__ __forceinline__ float round_to(float x) { return to_f32(from_f32<T>(x)); }
 
-// True for a null pointer too (an absent operand does not stop the vector path).
-inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 }  // namespace tg::cuda
