@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -69,6 +70,20 @@ inline double rel_error(const Tensor& out, const Tensor& ref) {
     den += static_cast<double>(b[i]) * b[i];
   }
   return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
+}
+
+// Same shape, dtype and bytes, wherever each tensor lives: the check of "bit for bit" claims.
+inline bool same_bits(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
+  Tensor ca = a.to(Device::cpu()).contiguous(), cb = b.to(Device::cpu()).contiguous();
+  return std::memcmp(ca.data_raw(), cb.data_raw(), ca.nbytes()) == 0;
+}
+
+// A fresh leaf that requires grad, holding a copy of t's values.
+inline Tensor leaf(const Tensor& t) {
+  Tensor p = t.clone();
+  p.requires_grad_();
+  return p;
 }
 
 }  // namespace tg::test

@@ -32,11 +32,7 @@ namespace {
 // twelve 8192-element chunks plus a tail of 2699.
 const std::vector<int64_t> kSizes = {1, 7, 1000, 100003};
 
-bool same_bits(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
-  Tensor ca = a.to(Device::cpu()).contiguous(), cb = b.to(Device::cpu()).contiguous();
-  return std::memcmp(ca.data_raw(), cb.data_raw(), ca.nbytes()) == 0;
-}
+using test::same_bits;
 
 Tensor leaf_on(const Tensor& t, Device device) {
   Tensor p = t.to(device);

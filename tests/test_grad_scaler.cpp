@@ -16,23 +16,15 @@
 #include "optim/clip.h"
 #include "optim/grad_scaler.h"
 #include "optim/sgd.h"
+#include "tests/cuda_test_util.h"
 #include "tests/test_util.h"
 
 using namespace tg;
 
 namespace {
 
-Tensor leaf(const Tensor& t) {
-  Tensor p = t.clone();
-  p.requires_grad_();
-  return p;
-}
-
-bool same_bits(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
-  Tensor ca = a.contiguous(), cb = b.contiguous();
-  return std::memcmp(ca.data_raw(), cb.data_raw(), ca.nbytes()) == 0;
-}
+using test::leaf;
+using test::same_bits;
 
 GradScalerOptions interval(int64_t growth_interval) {
   GradScalerOptions o;

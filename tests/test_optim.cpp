@@ -22,6 +22,7 @@
 #include "optim/schedule.h"
 #include "optim/sgd.h"
 #include "tensor/safetensors.h"
+#include "tests/cuda_test_util.h"
 #include "tests/test_util.h"
 
 using namespace tg;
@@ -30,17 +31,8 @@ namespace {
 
 const char* const kFixture = "tests/reference/optim_fixture.safetensors";
 
-Tensor leaf(const Tensor& t) {
-  Tensor p = t.clone();
-  p.requires_grad_();
-  return p;
-}
-
-bool same_bits(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
-  Tensor ca = a.contiguous(), cb = b.contiguous();
-  return std::memcmp(ca.data_raw(), cb.data_raw(), ca.nbytes()) == 0;
-}
+using test::leaf;
+using test::same_bits;
 
 
 // Runs `fn` with the OpenMP thread count set to `threads`, then restores it.
