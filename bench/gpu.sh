@@ -24,7 +24,7 @@ LOGS=$(mktemp -d /tmp/tilegrad-gpu-XXXXXX)  # every log and run folder; packed i
 SUMMARY="$LOGS/summary.txt"
 pack_logs() {
   cp "$SUMMARY" "$OUT/summary.txt" 2>/dev/null
-  [ -f "$LOGS/tests.log" ] && cp "$LOGS/tests.log" "$LOGS/tests.log"
+  [ -f "$LOGS/tests.log" ] && cp "$LOGS/tests.log" "$OUT/tests.log"
   tar czf "$OUT/logs.tar.gz" -C "$LOGS" --exclude='run_*' . 2>/dev/null
 }
 trap pack_logs EXIT
@@ -44,11 +44,11 @@ logged() {
   return $rc
 }
 
-if ! nvidia-smi -L >/dev/null 2>&1; then
-  say "bench/gpu.sh: no NVIDIA GPU visible (nvidia-smi -L failed); nothing to do"
+if ! nvidia-smi -L >/dev/null 2>&1 && [ ! -e /dev/nvidia0 ]; then
+  say "bench/gpu.sh: no NVIDIA GPU visible (nvidia-smi -L failed, no /dev/nvidia0); nothing to do"
   exit 0
 fi
-say "== $(date -u '+%Y-%m-%d %H:%M UTC') $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)"
+say "== $(date -u '+%Y-%m-%d %H:%M UTC') $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null)"
 say "   commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
 
 ANCHORS=""
@@ -57,6 +57,15 @@ for dir in ../shared/anchors shared/anchors .anchors; do
 done
 
 phase_build() {
+  if ! command -v nvcc >/dev/null 2>&1 && [ ! -x /usr/local/cuda/bin/nvcc ]; then
+    # No toolkit here: use a build made elsewhere and carried along (build/, ./train, ./generate).
+    if [ -x build/tilegrad_tests ] && [ -x build/bench/bench_gpu_train ] && [ -x train ]; then
+      say "-- build: no nvcc on this machine; using the carried build/"
+      return 0
+    fi
+    say "-- build: no nvcc on this machine and no carried build/; cannot go on"
+    return 1
+  fi
   say "-- build (CUDA=1, $JOBS jobs)"
   logged build make -j"$JOBS" CUDA=1 all bench build/tilegrad_tests
 }
@@ -74,9 +83,9 @@ phase_test() {
 phase_kernels() {
   say "-- kernels: ours vs cuBLAS (GEMM) and vs PyTorch SDPA (attention)"
   logged bench_gpu_gemm ./build/bench/bench_gpu_gemm
-  sed 's/^/  /' "$LOGS/bench_gpu_gemm.log" >>"$SUMMARY"
+  sed 's/^/  /' "$LOGS/bench_gpu_gemm.log" | tee -a "$SUMMARY"
   logged bench_gpu_attention ./build/bench/bench_gpu_attention
-  sed 's/^/  /' "$LOGS/bench_gpu_attention.log" >>"$SUMMARY"
+  sed 's/^/  /' "$LOGS/bench_gpu_attention.log" | tee -a "$SUMMARY"
   if [ -n "$ANCHORS" ]; then
     logged torch_kernels "$PYTHON" "$ANCHORS/torch_kernels.py"
     grep -E 'cublas|sdpa|copy' "$LOGS/torch_kernels.log" | sed 's/^/  peer: /' | tee -a "$SUMMARY"

@@ -84,8 +84,6 @@ std::vector<ParamGroup> groups_on_device(GPT& model, Device device, DType dtype,
   return weight_decay_groups(model.parameters(), weight_decay);
 }
 
-DType compute_dtype(const RunConfig& c) { return c.dtype == "fp32" ? DType::F32 : parse_dtype(c.dtype); }
-
 // Loss scaling for fp16 only: bf16 has f32's exponent range, so its gradients do not underflow.
 GradScalerOptions scaler_options(DType dtype) {
   GradScalerOptions options;
@@ -98,7 +96,7 @@ class Trainer {
   explicit Trainer(RunSetup& run)
       : run_(run), c_(run.config), model_(gpt_config(c_, run.tokenizer->vocab_size()), static_cast<uint64_t>(c_.seed)),
         device_(parse_device(c_.device)),
-        dtype_(compute_dtype(c_)),
+        dtype_(parse_dtype(c_.dtype)),  // fp32, bf16 or fp16 by now (resolve_defaults)
         optimizer_(groups_on_device(model_, device_, dtype_, static_cast<float>(c_.weight_decay)),
                    static_cast<float>(c_.lr), 0.9f, 0.95f, 1e-8f, c_.stochastic_rounding,
                    static_cast<uint64_t>(c_.seed)),
