@@ -72,6 +72,8 @@ phase_build() {
 
 phase_test() {
   say "-- tests (the whole suite; the GPU ones must run, not skip)"
+  # TrainProgramGpu trains on the default corpus when it is there (its own text otherwise).
+  [ -f data/corpus/kjv.txt ] || make data >"$LOGS/make_data.log" 2>&1 || say "  (no data/corpus/kjv.txt: the GPU training tests use the repository's text)"
   logged tests ./build/tilegrad_tests
   local rc=$?
   say "  $(tail -n 1 "$LOGS/tests.log")"

@@ -531,8 +531,11 @@ std::string repository_text() {
 TEST(TrainProgramGpu, HalfPrecisionFollowsTheF32LossCurve) {
   REQUIRE_GPU_PROGRAM();
   TempDir dir;
-  std::string corpus = dir.write("repo.txt", repository_text());
-  std::string common = corpus + " --device cuda --model small --batch 32 --steps 200 --eval-every 50 --eval-batches 10 "
+  // The default corpus when `make data` has written it (4.3 MB: no overfitting in 200 steps),
+  // otherwise this repository's text.
+  std::string corpus = exists("data/corpus/kjv.txt") ? std::string("data/corpus/kjv.txt")
+                                                     : dir.write("repo.txt", repository_text());
+  std::string common = corpus + " --device cuda --model small --steps 200 --eval-every 50 --eval-batches 10 "
                                 "--sample-every 100000 --log-every 10";
   std::map<std::string, Curves> curves;
   for (const char* dtype : {"fp32", "bf16", "fp16"}) {
@@ -541,8 +544,11 @@ TEST(TrainProgramGpu, HalfPrecisionFollowsTheF32LossCurve) {
     curves[dtype] = read_curves(dir.file(dtype));
     ASSERT_EQ(curves[dtype].val.size(), 4u) << dtype;
   }
+  // Learning is judged on the training loss (step 1 against step 200), which falls even if a small
+  // corpus makes the validation loss turn.
+  const std::vector<double>& f32_train = curves["fp32"].train;
+  EXPECT_LT(f32_train.back(), f32_train.front() - 1.0) << "the fp32 run did not learn";
   const std::vector<double>& f32 = curves["fp32"].val;
-  EXPECT_LT(f32.back(), f32.front() - 0.3) << "the fp32 run did not learn";
   for (const char* dtype : {"bf16", "fp16"})
     for (size_t i = 0; i < f32.size(); i++)
       EXPECT_LT(std::fabs(curves[dtype].val[i] - f32[i]) / f32[i], 0.03)
