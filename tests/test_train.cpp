@@ -18,6 +18,9 @@
 #include <string>
 #include <vector>
 
+#include "nn/gpt.h"
+#include "optim/adamw.h"
+#include "optim/param_group.h"
 #include "programs/lib/checkpoint.h"
 #include "programs/lib/flags.h"
 #include "programs/lib/sampling.h"
@@ -262,6 +265,48 @@ TEST(Checkpoint, RoundTripsTheTrainingState) {
   EXPECT_EQ(back.model.at("w").to_vector(), (std::vector<float>{1, 2, 3}));
   EXPECT_TRUE(back.optimizer.contains("adamw.step"));
   EXPECT_FALSE(back.model.contains("adamw.step"));
+}
+
+// A half-precision run's checkpoint holds bf16 weights and AdamW's f32 masters; sampling loads the
+// masters, bit for bit, not the bf16 rounding of them.
+TEST(Checkpoint, FullPrecisionWeightsComeFromTheMasters) {
+  TempDir dir;
+  GPTConfig config;
+  config.vocab_size = 11;
+  config.block_size = 8;
+  config.n_layer = 1;
+  config.n_head = 2;
+  config.n_embd = 16;
+  GPT half(config, 3);
+  half.to(DType::BF16);
+  const float weight_decay = 0.1f;
+  AdamW optimizer(weight_decay_groups(half.parameters(), weight_decay), 0.1f);
+  // One update with zero gradients: only the weight decay moves the masters (by 1%), which leaves
+  // them between bf16 values.
+  for (Tensor& p : half.parameters()) p.set_grad(Tensor::zeros(p.shape(), DType::BF16));
+  optimizer.step();
+  NamedTensors training_state = optimizer.state_tensors();
+  save_checkpoint(dir.file("c.safetensors"), half.state_dict(), training_state, TrainState{}, "{}", "{}");
+  Checkpoint ckpt = load_checkpoint(dir.file("c.safetensors"));
+
+  GPT full(config, 4), rounded(config, 4);
+  load_full_precision_weights(full, ckpt, weight_decay);
+  rounded.load_state_dict(ckpt.model);
+  std::map<std::string, Tensor> masters(training_state.begin(), training_state.end());
+  // Each parameter equals its master exactly, as the optimizer groups and numbers them.
+  std::vector<ParamGroup> groups = weight_decay_groups(full.parameters(), weight_decay);
+  for (size_t g = 0; g < groups.size(); g++)
+    for (size_t i = 0; i < groups[g].params.size(); i++) {
+      std::string name = "adamw.master." + std::to_string(g) + "." + std::to_string(i);
+      ASSERT_TRUE(masters.count(name)) << name;
+      EXPECT_EQ(groups[g].params[i].to_vector(), masters.at(name).to_vector()) << name;
+    }
+  // And the masters are not the bf16 weights (or this would prove nothing): the decayed ones moved
+  // off the bf16 grid.
+  NamedTensors params = full.named_parameters(), bf16_params = rounded.named_parameters();
+  int differing = 0;
+  for (size_t i = 0; i < params.size(); i++) differing += params[i].second.to_vector() != bf16_params[i].second.to_vector();
+  EXPECT_GT(differing, 0);
 }
 
 TEST(Checkpoint, ForeignAndTruncatedFilesAreNamed) {

@@ -6,6 +6,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "optim/adamw.h"
+#include "optim/param_group.h"
 #include "tensor/error.h"
 
 namespace tg {
@@ -83,6 +85,17 @@ Checkpoint load_checkpoint(const std::string& path) {
   ckpt.optimizer = with_prefix(data, "optim.");
   if (ckpt.model.tensors.empty()) throw Error("checkpoint '" + path + "' holds no model tensors");
   return ckpt;
+}
+
+void load_full_precision_weights(Module& model, const Checkpoint& ckpt, float weight_decay) {
+  model.load_state_dict(ckpt.model);
+  bool has_masters = false;
+  for (const auto& entry : ckpt.optimizer.tensors) has_masters |= entry.first.rfind("adamw.master.", 0) == 0;
+  if (!has_masters) return;
+  // AdamW's own loader knows which master belongs to which parameter, and copies a master into an
+  // f32 parameter (optim/adamw.h); the optimizer itself is thrown away.
+  AdamW optimizer(weight_decay_groups(model.parameters(), weight_decay), 0.0f);
+  optimizer.load_state_tensors(ckpt.optimizer);
 }
 
 }  // namespace tg

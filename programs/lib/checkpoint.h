@@ -40,4 +40,10 @@ struct Checkpoint {
 // file that is not a tilegrad training checkpoint.
 Checkpoint load_checkpoint(const std::string& path);
 
+// Loads a checkpoint's weights into an f32 `model` at their full precision: a bf16/fp16 run stores
+// the model in half precision and the exact weights as AdamW's f32 masters, which win where
+// present (sampling and export should not see the half-precision rounding). `weight_decay` is the
+// run's (--weight-decay), which the trainer grouped the parameters by.
+void load_full_precision_weights(Module& model, const Checkpoint& ckpt, float weight_decay);
+
 }  // namespace tg

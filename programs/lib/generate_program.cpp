@@ -73,7 +73,7 @@ int generate(int argc, char** argv) {
   g.n_embd = config.embd;
   g.dropout = 0.0f;
   GPT model(g, 0);
-  model.load_state_dict(ckpt.model);
+  load_full_precision_weights(model, ckpt, static_cast<float>(config.weight_decay));
   model.to(device);  // f32 on either device: sampling is not worth a half-precision path
 
   std::vector<int32_t> ids;
