@@ -62,54 +62,33 @@ struct ForwardBody {
   }
 };
 
-// dinp (n) += dout * gelu'(inp)
-template <class T>
-struct GeluBackwardBody {
-  T* dinp;
-  const T* inp;
-  const T* dout;
-  template <int W>
-  __device__ void run(int64_t i) const {
-    float x[W], g[W];
-    load_f32(x, inp + i);
-    load_f32(g, dout + i);
-#pragma unroll
-    for (int k = 0; k < W; k++) g[k] *= Gelu::derivative(x[k]);
-    add_f32<W>(dinp + i, g);
-  }
+// The backward rules, each in terms of the tensor the autograd function saved (GELU: its input;
+// ReLU and tanh: their output) and the incoming gradient g.
+struct GeluGrad {  // dout * gelu'(inp)
+  __device__ static float apply(float x, float g) { return g * Gelu::derivative(x); }
+};
+// out > 0 ? dout : 0. Written in the output (out > 0 exactly when inp > 0); a select, not
+// dout * (out > 0), so a NaN dout stays 0 where the unit is off, as on the CPU.
+struct ReluGrad {
+  __device__ static float apply(float y, float g) { return y > 0.0f ? g : 0.0f; }
+};
+struct TanhGrad {  // dout * (1 - out^2)
+  __device__ static float apply(float y, float g) { return g * Tanh::derivative_from_output(y); }
 };
 
-// dinp (n) += out > 0 ? dout : 0. Written in the output (out > 0 exactly when inp > 0); a select,
-// not dout * (out > 0), so a NaN dout stays 0 where the unit is off, as on the CPU.
-template <class T>
-struct ReluBackwardBody {
+// dinp (n) += Grad::apply(saved, dout)
+template <class Grad, class T>
+struct BackwardBody {
   T* dinp;
-  const T* out;
+  const T* saved;
   const T* dout;
   template <int W>
   __device__ void run(int64_t i) const {
-    float y[W], g[W];
-    load_f32(y, out + i);
+    float v[W], g[W];
+    load_f32(v, saved + i);
     load_f32(g, dout + i);
 #pragma unroll
-    for (int k = 0; k < W; k++) g[k] = y[k] > 0.0f ? g[k] : 0.0f;
-    add_f32<W>(dinp + i, g);
-  }
-};
-
-// dinp (n) += dout * (1 - out^2)
-template <class T>
-struct TanhBackwardBody {
-  T* dinp;
-  const T* out;
-  const T* dout;
-  template <int W>
-  __device__ void run(int64_t i) const {
-    float y[W], g[W];
-    load_f32(y, out + i);
-    load_f32(g, dout + i);
-#pragma unroll
-    for (int k = 0; k < W; k++) g[k] *= Tanh::derivative_from_output(y[k]);
+    for (int k = 0; k < W; k++) g[k] = Grad::apply(v[k], g[k]);
     add_f32<W>(dinp + i, g);
   }
 };
@@ -122,6 +101,15 @@ void unary_forward(const char* op, DType dtype, void* out, const void* inp, int6
   });
 }
 
+template <class Grad>
+void unary_backward(const char* op, DType dtype, void* dinp, const void* saved, const void* dout, int64_t n) {
+  TG_DISPATCH_FLOAT(dtype, op, T, {
+    launch_pack_loop<T>(op, n, all_aligned16({dinp, saved, dout}),
+                        BackwardBody<Grad, T>{static_cast<T*>(dinp), static_cast<const T*>(saved),
+                                              static_cast<const T*>(dout)});
+  });
+}
+
 }  // namespace
 
 void gelu_forward(DType dtype, void* out, const void* inp, int64_t n) { unary_forward<Gelu>("gelu", dtype, out, inp, n); }
@@ -129,24 +117,13 @@ void relu_forward(DType dtype, void* out, const void* inp, int64_t n) { unary_fo
 void tanh_forward(DType dtype, void* out, const void* inp, int64_t n) { unary_forward<Tanh>("tanh", dtype, out, inp, n); }
 
 void gelu_backward(DType dtype, void* dinp, const void* inp, const void* dout, int64_t n) {
-  TG_DISPATCH_FLOAT(dtype, "gelu_backward", T, {
-    launch_pack_loop<T>("gelu_backward", n, all_aligned16({dinp, inp, dout}),
-                        GeluBackwardBody<T>{static_cast<T*>(dinp), static_cast<const T*>(inp), static_cast<const T*>(dout)});
-  });
+  unary_backward<GeluGrad>("gelu_backward", dtype, dinp, inp, dout, n);
 }
-
 void relu_backward(DType dtype, void* dinp, const void* out, const void* dout, int64_t n) {
-  TG_DISPATCH_FLOAT(dtype, "relu_backward", T, {
-    launch_pack_loop<T>("relu_backward", n, all_aligned16({dinp, out, dout}),
-                        ReluBackwardBody<T>{static_cast<T*>(dinp), static_cast<const T*>(out), static_cast<const T*>(dout)});
-  });
+  unary_backward<ReluGrad>("relu_backward", dtype, dinp, out, dout, n);
 }
-
 void tanh_backward(DType dtype, void* dinp, const void* out, const void* dout, int64_t n) {
-  TG_DISPATCH_FLOAT(dtype, "tanh_backward", T, {
-    launch_pack_loop<T>("tanh_backward", n, all_aligned16({dinp, out, dout}),
-                        TanhBackwardBody<T>{static_cast<T*>(dinp), static_cast<const T*>(out), static_cast<const T*>(dout)});
-  });
+  unary_backward<TanhGrad>("tanh_backward", dtype, dinp, out, dout, n);
 }
 
 }  // namespace tg::cuda
