@@ -182,17 +182,26 @@ void linear(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bi
   }
 }
 
+// The bias helpers' contract: `row` (N) and `rows` (..., N), both contiguous, of one float dtype
+// and one device. Returns N.
+static int64_t check_row_against_rows(const char* op, const Tensor& row, const char* row_name, const Tensor& rows,
+                                      const char* rows_name) {
+  check_dim(op, row, row_name, 1);
+  check_float_contiguous(op, row, row_name);
+  check_same_dtype(op, row, row_name, rows, rows_name);
+  check_contiguous(op, rows, rows_name);
+  const int64_t N = row.size(0);
+  if (rows.dim() < 1 || rows.size(-1) != N)
+    throw Error(std::string(op) + ": " + rows_name + " has shape " + shape_str(rows.shape()) +
+                ", expected a last dimension of " + std::to_string(N) + " (the length of " + row_name + ")");
+  check_same_device(op, {&row, &rows});
+  return N;
+}
+
 void broadcast_rows(Tensor& out, const Tensor& bias) {
   const char* op = "broadcast_rows";
-  check_dim(op, bias, "bias", 1);
-  check_float_contiguous(op, out, "out");
-  check_same_dtype(op, out, "out", bias, "bias");
-  check_contiguous(op, bias, "bias");
-  const int64_t N = bias.size(0);
-  if (out.dim() < 1 || out.size(-1) != N)
-    throw Error(std::string(op) + ": out has shape " + shape_str(out.shape()) + ", expected a last dimension of " +
-                std::to_string(N) + " (the length of bias)");
-  Device device = check_same_device(op, {&out, &bias});
+  const int64_t N = check_row_against_rows(op, bias, "bias", out, "out");
+  Device device = out.device();
   switch (device.type) {
     case DeviceType::CPU: cpu::broadcast_rows(out.data<float>(), bias.data<float>(), N ? out.numel() / N : 0, N); break;
 #ifdef TG_CUDA
@@ -206,15 +215,8 @@ void broadcast_rows(Tensor& out, const Tensor& bias) {
 
 void column_sums_accumulate(Tensor& dbias, const Tensor& dout) {
   const char* op = "column_sums_accumulate";
-  check_dim(op, dbias, "dbias", 1);
-  check_float_contiguous(op, dbias, "dbias");
-  check_same_dtype(op, dbias, "dbias", dout, "dout");
-  check_contiguous(op, dout, "dout");
-  const int64_t N = dbias.size(0);
-  if (dout.dim() < 1 || dout.size(-1) != N)
-    throw Error(std::string(op) + ": dout has shape " + shape_str(dout.shape()) + ", expected a last dimension of " +
-                std::to_string(N) + " (the length of dbias)");
-  Device device = check_same_device(op, {&dbias, &dout});
+  const int64_t N = check_row_against_rows(op, dbias, "dbias", dout, "dout");
+  Device device = dout.device();
   switch (device.type) {
     case DeviceType::CPU:
       cpu::column_sums_accumulate(dbias.data<float>(), dout.data<float>(), N ? dout.numel() / N : 0, N);
