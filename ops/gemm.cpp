@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "ops/check.h"
+#include "ops/flops.h"
 #include "ops/cpu/activation.h"
 #include "ops/cpu/elementwise.h"
 #include "ops/cpu/gemm.h"
@@ -87,6 +88,8 @@ void matmul(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool tr
   // way round: flip the flag instead of copying.
   const bool ta = trans_a != la.transposed, tb = trans_b != lb.transposed;
   const int64_t stride_a = a.dim() == 3 ? a.strides()[0] : 0, stride_b = b.dim() == 3 ? b.strides()[0] : 0;
+  count_flops(2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) *
+              static_cast<double>(batch ? batch : 1));
   switch (device.type) {
     case DeviceType::CPU: {
       if (!batch) {
@@ -148,6 +151,7 @@ void linear(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bi
   Device device = check_same_device(op, {&out, &x, &weight, &bias, &epilogue.pre_gelu, &epilogue.residual});
   // weight (OUT, IN) is read transposed; a transposed view flips the flag, as in matmul.
   const bool tx = lx.transposed, tw = !lw.transposed;
+  count_flops(2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K));
   switch (device.type) {
     case DeviceType::CPU: {
       // The passes below overwrite out before the residual is added: keep a residual that is out
