@@ -1,8 +1,8 @@
 // Winograd convolution for 3x3, stride-1, ungrouped, undilated layers on the CPU, f32, NHWC.
 // F(m x m, 3 x 3) computes each m x m block of outputs from the (m+2) x (m+2) inputs under it with
 // (m+2)^2 multiplications per channel pair instead of 9 m^2: 2.25x fewer for F(2x2,3x3), 4x fewer
-// for F(4x4,3x3). The price is rounding error grown by the transforms (about 3x direct convolution's
-// for F(4x4), which is why F(6x6), at about 8x, is not offered). The convolution front chooses
+// for F(4x4,3x3). The price is rounding error grown by the transforms, the more the larger the tile
+// (F(6x6), at about 8x direct convolution's, is not offered). The convolution front chooses
 // between these kernels and im2col by timing both on the layer's shape.
 #pragma once
 #include <cstdint>
