@@ -247,24 +247,57 @@ TEST(Checkpoint, RoundTripsTheTrainingState) {
   state.best_val_loss = 1.2345678901234567;  // and infinity below
   state.best_step = 40;
   state.elapsed_seconds = 3.5;
-  state.loader.rng = {1, 2, 0xFFFFFFFFFFFFFFFFull, 4};
-  state.loader.batches = 84;
   state.dropout_rng = {5, 6, 7, 0x8000000000000000ull};
   NamedTensors model = {{"w", Tensor::from_vector({1, 2, 3}, {3})}};
   NamedTensors optim = {{"adamw.step", Tensor::from_ints({42}, {})}};
-  save_checkpoint(dir.file("c.safetensors"), model, optim, state, "{\"a\": 1}", "{\"type\": \"char\"}");
+  TaskCheckpoint task;
+  task.kind = "image";
+  task.architecture = "{\"model\": \"cnn\"}";
+  task.metadata["tokenizer"] = "{\"type\": \"char\"}";
+  task.tensors = {{"mean", Tensor::from_vector({0.5f, 0.25f}, {2})}};
+  save_checkpoint(dir.file("c.safetensors"), model, optim, state, "{\"a\": 1}", task);
   Checkpoint back = load_checkpoint(dir.file("c.safetensors"));
   EXPECT_EQ(back.state.step, 42);
   EXPECT_EQ(back.state.total_steps, 100);
   EXPECT_EQ(back.state.best_val_loss, state.best_val_loss);  // exact: JSON keeps 17 digits
-  EXPECT_EQ(back.state.loader.rng, state.loader.rng);
-  EXPECT_EQ(back.state.loader.batches, 84);
+  EXPECT_EQ(back.state.best_step, 40);
+  EXPECT_EQ(back.state.elapsed_seconds, 3.5);
   EXPECT_EQ(back.state.dropout_rng, state.dropout_rng);
   EXPECT_EQ(back.config_json, "{\"a\": 1}");
+  EXPECT_EQ(back.task.kind, "image");
+  EXPECT_EQ(back.task.architecture, task.architecture);
+  EXPECT_EQ(back.task.metadata.at("tokenizer"), "{\"type\": \"char\"}");
+  ASSERT_EQ(back.task.tensors.size(), 1u);
+  EXPECT_EQ(back.task.tensors[0].first, "mean");
+  EXPECT_EQ(back.task.tensors[0].second.to_vector(), (std::vector<float>{0.5f, 0.25f}));
   ASSERT_TRUE(back.model.contains("w"));
   EXPECT_EQ(back.model.at("w").to_vector(), (std::vector<float>{1, 2, 3}));
   EXPECT_TRUE(back.optimizer.contains("adamw.step"));
   EXPECT_FALSE(back.model.contains("adamw.step"));
+  EXPECT_FALSE(back.model.contains("task.mean"));
+
+  // A task's metadata may not shadow the checkpoint's own entries.
+  task.metadata["config"] = "{}";
+  EXPECT_THROW_WITH(save_checkpoint(dir.file("d.safetensors"), model, optim, state, "{}", task),
+                    "the image task's metadata key 'config' is one the checkpoint writes itself");
+}
+
+// Checkpoints written before tasks existed (no "task" entry, the loader's position in the state)
+// read as text checkpoints without a recorded architecture.
+TEST(Checkpoint, CheckpointsWithoutATaskReadAsText) {
+  TempDir dir;
+  std::string state = "{\"step\":3,\"total_steps\":9,\"best_val_loss\":null,\"best_step\":-1,"
+                      "\"elapsed_seconds\":0.5,\"loader_rng\":[1,2,3,4],\"loader_batches\":3,"
+                      "\"dropout_rng\":[5,6,7,8]}";
+  save_safetensors(dir.file("old.safetensors"), {{"model.w", Tensor::zeros({2})}},
+                   {{"format", "tilegrad-gpt-checkpoint"}, {"version", "1"}, {"config", "{}"}, {"tokenizer", "{}"},
+                    {"state", state}, {"step", "3"}});
+  Checkpoint old = load_checkpoint(dir.file("old.safetensors"));
+  EXPECT_EQ(old.task.kind, "text");
+  EXPECT_EQ(old.task.architecture, "");
+  EXPECT_EQ(old.task.metadata.at("tokenizer"), "{}");
+  EXPECT_EQ(old.state.step, 3);
+  EXPECT_EQ(old.state.dropout_rng, (Generator::State{5, 6, 7, 8}));
 }
 
 // A half-precision run's checkpoint holds bf16 weights and AdamW's f32 masters; sampling loads the
@@ -286,7 +319,7 @@ TEST(Checkpoint, FullPrecisionWeightsComeFromTheMasters) {
   for (Tensor& p : half.parameters()) p.set_grad(Tensor::zeros(p.shape(), DType::BF16));
   optimizer.step();
   NamedTensors training_state = optimizer.state_tensors();
-  save_checkpoint(dir.file("c.safetensors"), half.state_dict(), training_state, TrainState{}, "{}", "{}");
+  save_checkpoint(dir.file("c.safetensors"), half.state_dict(), training_state, TrainState{}, "{}", TaskCheckpoint{});
   Checkpoint ckpt = load_checkpoint(dir.file("c.safetensors"));
 
   GPT full(config, 4), rounded(config, 4);
