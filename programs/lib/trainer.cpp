@@ -358,12 +358,16 @@ class Trainer {
 
 }  // namespace
 
+int run_training(RunSetup& run) {
+  Trainer trainer(run);
+  return trainer.run();
+}
+
 int train_main(int argc, char** argv) {
   try {
     std::optional<RunSetup> run = setup_run(argc, argv);
     if (!run) return 0;
-    Trainer trainer(*run);
-    return trainer.run();
+    return run_training(*run);
   } catch (const Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "train: %s\n", e.what());
