@@ -26,6 +26,7 @@
 #include "optim/param_group.h"
 #include "programs/lib/checkpoint.h"
 #include "programs/lib/flags.h"
+#include "programs/lib/metrics.h"
 #include "programs/lib/sampling.h"
 #include "tensor/device.h"
 #include "tensor/safetensors.h"
@@ -238,6 +239,37 @@ TEST(Sampling, FrequenciesFollowTheSoftmax) {
   }
   // Binomial standard deviation sqrt(0.75 * 0.25 / 20000) = 0.0031; 5 sigma keeps this seed-proof.
   EXPECT_NEAR(ones / double(draws), 0.75, 0.016);
+}
+
+// ---- metrics.csv ----------------------------------------------------------------------------
+
+// A task's throughput column and extra columns; empty cells where a row did not measure; a resume
+// keeps the rows up to its checkpoint's step; a value for a column the file lacks is refused.
+TEST(Metrics, TaskColumnsEmptyCellsAndResume) {
+  TempDir dir;
+  std::string path = dir.file("metrics.csv");
+  {
+    MetricsLog log(path, "images_per_s", {"val_accuracy", "test_accuracy"}, false, 0);
+    MetricsRow row;
+    row.step = 1;
+    row.train_loss = 2.5;
+    row.lr = 0.1;
+    row.examples_per_second = 1234.56;
+    log.append(row);
+    row.step = 2;
+    row.val_loss = 1.25;
+    row.extra["val_accuracy"] = 0.5;
+    log.append(row);
+    row.extra["top5"] = 1;
+    EXPECT_THROW_WITH(log.append(row), "metrics.csv has no column 'top5'");
+  }
+  EXPECT_EQ(read_file(path),
+            "step,time_s,train_loss,val_loss,lr,images_per_s,val_accuracy,test_accuracy\n"
+            "1,0.000,2.5,,0.1,1234.6,,\n"
+            "2,0.000,2.5,1.25,0.1,1234.6,0.5,\n");
+  MetricsLog resumed(path, "images_per_s", {"val_accuracy", "test_accuracy"}, true, 1);
+  EXPECT_EQ(read_file(path), "step,time_s,train_loss,val_loss,lr,images_per_s,val_accuracy,test_accuracy\n"
+                             "1,0.000,2.5,,0.1,1234.6,,\n");
 }
 
 // ---- checkpoints ----------------------------------------------------------------------------
