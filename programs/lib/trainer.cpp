@@ -107,6 +107,7 @@ class Trainer {
                            static_cast<float>(c_.min_lr));
       double loss = 0;
       if (!train_step(lr, loss)) return 3;
+      last_lr_ = lr;
       double step_seconds = seconds_since(step_start);
       state_.elapsed_seconds = session_start_elapsed_ + seconds_since(session_start_);
       interval_seconds_ += step_seconds;
@@ -316,7 +317,7 @@ class Trainer {
     MetricsRow row;
     row.step = state_.step;
     row.time_seconds = state_.elapsed_seconds;
-    row.lr = 0;
+    row.lr = last_lr_;
     for (const auto& [name, value] : metrics) row.extra[name] = value;
     metrics_.append(row);
   }
@@ -346,6 +347,7 @@ class Trainer {
   MetricsLog metrics_;
   TrainState state_;
   double examples_per_step_ = 0, peak_flops_ = 0;
+  float last_lr_ = 0;  // the last step's, for the final evaluation's metrics row
   int64_t saved_step_ = -1, reported_skips_ = 0;
   bool plot_warned_ = false;
   Clock::time_point last_plot_ = Clock::now();
