@@ -15,12 +15,13 @@
 #include <utility>
 #include <vector>
 
+#include "optim/optimizer.h"
 #include "optim/param_group.h"
 #include "tensor/safetensors.h"
 
 namespace tg {
 
-class AdamW {
+class AdamW : public Optimizer {
  public:
   // Throws tg::Error for a negative lr or eps, betas outside [0, 1), and bad groups (see
   // check_param_groups; i32 and u8 parameters are refused). `stochastic_rounding` and `seed` only
@@ -32,13 +33,14 @@ class AdamW {
   // CUDA one launch per parameter dtype). As in PyTorch, each parameter counts its own updates for
   // the bias correction, and its moments start as zeros on its first update; a parameter without a
   // gradient is left alone, moments and count included. A gradient has its parameter's dtype.
-  void step();
+  const char* name() const override { return "AdamW"; }
+  void step() override;
   // Zeroes the existing .grad tensors in place (their buffers are kept for the next backward).
-  void zero_grad();
-  void set_lr(float lr);
-  float lr() const { return lr_; }
+  void zero_grad() override;
+  void set_lr(float lr) override;
+  float lr() const override { return lr_; }
   int64_t step_count() const { return step_count_; }  // calls to step()
-  const std::vector<ParamGroup>& groups() const { return groups_; }
+  const std::vector<ParamGroup>& groups() const override { return groups_; }
 
   // The state for checkpoints, all f32 except the counts:
   //   "adamw.m.<group>.<index>", "adamw.v.<group>.<index>"  first and second moments (zeros for a
@@ -48,7 +50,7 @@ class AdamW {
   //   "adamw.steps.<group>"  i32 (params in group): each parameter's update count
   //   "adamw.step"           i32 scalar: step_count()
   // The moments and masters are the live tensors: save them before the next step().
-  std::vector<std::pair<std::string, Tensor>> state_tensors() const;
+  std::vector<std::pair<std::string, Tensor>> state_tensors() const override;
   // Restores exactly what state_tensors() returned, so that training continues bit for bit as if
   // it had not stopped. Other tensors in `data` (the model's) are ignored. Throws tg::Error,
   // changing nothing, when a tensor is missing, has the wrong shape or dtype, or names a parameter
@@ -64,7 +66,7 @@ class AdamW {
   //   - an f32 parameter with a master in `data` (a state from a half run) has the master copied
   //     INTO it: the master holds the weight's full precision, the model tensor only its rounding.
   // So load the model first, then this state (as the trainer does).
-  void load_state_tensors(const SafetensorsData& data);
+  void load_state_tensors(const SafetensorsData& data) override;
 
  private:
   struct ParamState {

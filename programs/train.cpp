@@ -1,4 +1,5 @@
-// ./train: a GPT on any text file. Everything lives in programs/lib (see trainer.h); ./train --help
+// ./train: a GPT on any text file (programs/lib/text_task.h) through the one training loop
+// (programs/lib/trainer.h); everything lives in programs/lib. ./train --help
 // lists the flags.
 #include "programs/lib/trainer.h"
 

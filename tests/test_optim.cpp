@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -19,6 +20,8 @@
 #include "ops/optim_math.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
+#include "optim/grad_scaler.h"
+#include "optim/optimizer.h"
 #include "optim/schedule.h"
 #include "optim/sgd.h"
 #include "tensor/safetensors.h"
@@ -305,6 +308,63 @@ TEST(Optim, SgdResumeFromCheckpointIsBitExact) {
     resumed_opt.step();
   }
   for (size_t i = 0; i < straight.params.size(); i++) EXPECT_TRUE(same_bits(resumed.params[i], straight.params[i])) << i;
+}
+
+// The training loop drives either optimizer through optim/optimizer.h, with the loss scaler in
+// between. Through the interface, with gradients scaled by 2^16 and unscaled by the scaler, each
+// takes exactly the steps it takes when called directly on unscaled gradients (a power-of-two
+// scale is exact), an inf gradient skips the step leaving parameters and state as they were, and
+// its checkpoint state round-trips through the interface.
+TEST(Optim, ScalerDrivesEitherOptimizerThroughTheInterface) {
+  using Make = std::function<std::unique_ptr<Optimizer>(const TinyModel&)>;
+  std::vector<std::pair<const char*, Make>> kinds = {
+      {"AdamW", [](const TinyModel& m) { return std::make_unique<AdamW>(m.groups(), 3e-3f, 0.9f, 0.95f); }},
+      {"SGD", [](const TinyModel& m) { return std::make_unique<SGD>(m.groups(), 0.05f, 0.9f, 0.0f, true); }}};
+  for (const auto& [name, make] : kinds) {
+    SCOPED_TRACE(name);
+    TinyModel direct(1), driven(1);
+    std::unique_ptr<Optimizer> direct_opt = make(direct), opt = make(driven);
+    EXPECT_STREQ(opt->name(), name);
+    GradScaler scaler;  // enabled, scale 2^16
+    for (int s = 0; s < 3; s++) {
+      direct.set_grads(s);
+      direct_opt->step();
+      driven.set_grads(s);
+      for (Tensor& p : driven.params) {
+        Tensor g = p.grad();
+        if (g.defined()) ops::scale_(g, scaler.scale());
+      }
+      EXPECT_TRUE(scaler.step(*opt));
+      scaler.update();
+    }
+    for (size_t i = 0; i < direct.params.size(); i++) EXPECT_TRUE(same_bits(driven.params[i], direct.params[i])) << i;
+
+    std::vector<Tensor> before;
+    for (const Tensor& p : driven.params) before.push_back(p.clone());
+    auto state_before = opt->state_tensors();
+    std::vector<Tensor> state_copy;
+    for (const auto& entry : state_before) state_copy.push_back(entry.second.clone());
+    driven.set_grads(3);
+    driven.params[0].grad().data<float>()[5] = std::numeric_limits<float>::infinity();
+    EXPECT_FALSE(scaler.step(*opt));
+    scaler.update();
+    for (size_t i = 0; i < before.size(); i++) EXPECT_TRUE(same_bits(driven.params[i], before[i])) << i;
+    auto state_after = opt->state_tensors();
+    ASSERT_EQ(state_after.size(), state_copy.size());
+    for (size_t i = 0; i < state_copy.size(); i++) EXPECT_TRUE(same_bits(state_after[i].second, state_copy[i])) << i;
+
+    // The state through the interface: a fresh optimizer of the same kind takes it all back.
+    std::string file = temp_path(std::string(name) + "_interface.safetensors");
+    save_safetensors(file, opt->state_tensors());
+    SafetensorsData saved = load_safetensors(file);
+    std::filesystem::remove(file);
+    TinyModel other(1);
+    std::unique_ptr<Optimizer> restored = make(other);
+    restored->load_state_tensors(saved);
+    auto back = restored->state_tensors();
+    ASSERT_EQ(back.size(), state_copy.size());
+    for (size_t i = 0; i < back.size(); i++) EXPECT_TRUE(same_bits(back[i].second, state_copy[i])) << back[i].first;
+  }
 }
 
 TEST(Optim, LoadStateRejectsMismatchesAndChangesNothing) {

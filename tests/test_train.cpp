@@ -13,16 +13,20 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "nn/gpt.h"
 #include "optim/adamw.h"
 #include "optim/param_group.h"
 #include "programs/lib/checkpoint.h"
 #include "programs/lib/flags.h"
+#include "programs/lib/metrics.h"
 #include "programs/lib/sampling.h"
 #include "tensor/device.h"
 #include "tensor/safetensors.h"
@@ -237,6 +241,37 @@ TEST(Sampling, FrequenciesFollowTheSoftmax) {
   EXPECT_NEAR(ones / double(draws), 0.75, 0.016);
 }
 
+// ---- metrics.csv ----------------------------------------------------------------------------
+
+// A task's throughput column and extra columns; empty cells where a row did not measure; a resume
+// keeps the rows up to its checkpoint's step; a value for a column the file lacks is refused.
+TEST(Metrics, TaskColumnsEmptyCellsAndResume) {
+  TempDir dir;
+  std::string path = dir.file("metrics.csv");
+  {
+    MetricsLog log(path, "images_per_s", {"val_accuracy", "test_accuracy"}, false, 0);
+    MetricsRow row;
+    row.step = 1;
+    row.train_loss = 2.5;
+    row.lr = 0.1;
+    row.examples_per_second = 1234.56;
+    log.append(row);
+    row.step = 2;
+    row.val_loss = 1.25;
+    row.extra["val_accuracy"] = 0.5;
+    log.append(row);
+    row.extra["top5"] = 1;
+    EXPECT_THROW_WITH(log.append(row), "metrics.csv has no column 'top5'");
+  }
+  EXPECT_EQ(read_file(path),
+            "step,time_s,train_loss,val_loss,lr,images_per_s,val_accuracy,test_accuracy\n"
+            "1,0.000,2.5,,0.1,1234.6,,\n"
+            "2,0.000,2.5,1.25,0.1,1234.6,0.5,\n");
+  MetricsLog resumed(path, "images_per_s", {"val_accuracy", "test_accuracy"}, true, 1);
+  EXPECT_EQ(read_file(path), "step,time_s,train_loss,val_loss,lr,images_per_s,val_accuracy,test_accuracy\n"
+                             "1,0.000,2.5,,0.1,1234.6,,\n");
+}
+
 // ---- checkpoints ----------------------------------------------------------------------------
 
 TEST(Checkpoint, RoundTripsTheTrainingState) {
@@ -247,24 +282,57 @@ TEST(Checkpoint, RoundTripsTheTrainingState) {
   state.best_val_loss = 1.2345678901234567;  // and infinity below
   state.best_step = 40;
   state.elapsed_seconds = 3.5;
-  state.loader.rng = {1, 2, 0xFFFFFFFFFFFFFFFFull, 4};
-  state.loader.batches = 84;
   state.dropout_rng = {5, 6, 7, 0x8000000000000000ull};
   NamedTensors model = {{"w", Tensor::from_vector({1, 2, 3}, {3})}};
   NamedTensors optim = {{"adamw.step", Tensor::from_ints({42}, {})}};
-  save_checkpoint(dir.file("c.safetensors"), model, optim, state, "{\"a\": 1}", "{\"type\": \"char\"}");
+  TaskCheckpoint task;
+  task.kind = "image";
+  task.architecture = "{\"model\": \"cnn\"}";
+  task.metadata["tokenizer"] = "{\"type\": \"char\"}";
+  task.tensors = {{"mean", Tensor::from_vector({0.5f, 0.25f}, {2})}};
+  save_checkpoint(dir.file("c.safetensors"), model, optim, state, "{\"a\": 1}", task);
   Checkpoint back = load_checkpoint(dir.file("c.safetensors"));
   EXPECT_EQ(back.state.step, 42);
   EXPECT_EQ(back.state.total_steps, 100);
   EXPECT_EQ(back.state.best_val_loss, state.best_val_loss);  // exact: JSON keeps 17 digits
-  EXPECT_EQ(back.state.loader.rng, state.loader.rng);
-  EXPECT_EQ(back.state.loader.batches, 84);
+  EXPECT_EQ(back.state.best_step, 40);
+  EXPECT_EQ(back.state.elapsed_seconds, 3.5);
   EXPECT_EQ(back.state.dropout_rng, state.dropout_rng);
   EXPECT_EQ(back.config_json, "{\"a\": 1}");
+  EXPECT_EQ(back.task.kind, "image");
+  EXPECT_EQ(back.task.architecture, task.architecture);
+  EXPECT_EQ(back.task.metadata.at("tokenizer"), "{\"type\": \"char\"}");
+  ASSERT_EQ(back.task.tensors.size(), 1u);
+  EXPECT_EQ(back.task.tensors[0].first, "mean");
+  EXPECT_EQ(back.task.tensors[0].second.to_vector(), (std::vector<float>{0.5f, 0.25f}));
   ASSERT_TRUE(back.model.contains("w"));
   EXPECT_EQ(back.model.at("w").to_vector(), (std::vector<float>{1, 2, 3}));
   EXPECT_TRUE(back.optimizer.contains("adamw.step"));
   EXPECT_FALSE(back.model.contains("adamw.step"));
+  EXPECT_FALSE(back.model.contains("task.mean"));
+
+  // A task's metadata may not shadow the checkpoint's own entries.
+  task.metadata["config"] = "{}";
+  EXPECT_THROW_WITH(save_checkpoint(dir.file("d.safetensors"), model, optim, state, "{}", task),
+                    "the image task's metadata key 'config' is one the checkpoint writes itself");
+}
+
+// Checkpoints written before tasks existed (no "task" entry, the loader's position in the state)
+// read as text checkpoints without a recorded architecture.
+TEST(Checkpoint, CheckpointsWithoutATaskReadAsText) {
+  TempDir dir;
+  std::string state = "{\"step\":3,\"total_steps\":9,\"best_val_loss\":null,\"best_step\":-1,"
+                      "\"elapsed_seconds\":0.5,\"loader_rng\":[1,2,3,4],\"loader_batches\":3,"
+                      "\"dropout_rng\":[5,6,7,8]}";
+  save_safetensors(dir.file("old.safetensors"), {{"model.w", Tensor::zeros({2})}},
+                   {{"format", "tilegrad-gpt-checkpoint"}, {"version", "1"}, {"config", "{}"}, {"tokenizer", "{}"},
+                    {"state", state}, {"step", "3"}});
+  Checkpoint old = load_checkpoint(dir.file("old.safetensors"));
+  EXPECT_EQ(old.task.kind, "text");
+  EXPECT_EQ(old.task.architecture, "");
+  EXPECT_EQ(old.task.metadata.at("tokenizer"), "{}");
+  EXPECT_EQ(old.state.step, 3);
+  EXPECT_EQ(old.state.dropout_rng, (Generator::State{5, 6, 7, 8}));
 }
 
 // A half-precision run's checkpoint holds bf16 weights and AdamW's f32 masters; sampling loads the
@@ -286,7 +354,7 @@ TEST(Checkpoint, FullPrecisionWeightsComeFromTheMasters) {
   for (Tensor& p : half.parameters()) p.set_grad(Tensor::zeros(p.shape(), DType::BF16));
   optimizer.step();
   NamedTensors training_state = optimizer.state_tensors();
-  save_checkpoint(dir.file("c.safetensors"), half.state_dict(), training_state, TrainState{}, "{}", "{}");
+  save_checkpoint(dir.file("c.safetensors"), half.state_dict(), training_state, TrainState{}, "{}", TaskCheckpoint{});
   Checkpoint ckpt = load_checkpoint(dir.file("c.safetensors"));
 
   GPT full(config, 4), rounded(config, 4);
@@ -330,8 +398,15 @@ TEST(TrainProgram, HelpListsEveryFlag) {
                            "--minutes", "--lr", "--warmup", "--min-lr", "--weight-decay", "--clip", "--dropout",
                            "--eval-every", "--eval-batches", "--sample-every", "--seed", "--out", "--save-every",
                            "--resume", "--device", "--dtype", "--threads", "--tokenizer", "--vocab-size",
-                           "--mem-stats", "--stochastic-rounding"})
+                           "--mem-stats", "--stochastic-rounding", "--optimizer", "--momentum", "--val-fraction",
+                           "--sample-tokens"})
     EXPECT_NE(r.out.find(std::string(flag) + " "), std::string::npos) << flag;
+  // Grouped by what they apply to: the loop's flags first, then the text task's.
+  size_t all_tasks = r.out.find("\nall tasks: optimization:\n"), text = r.out.find("\ntext (FILE is a text file): model:\n");
+  ASSERT_NE(all_tasks, std::string::npos) << r.out;
+  ASSERT_NE(text, std::string::npos) << r.out;
+  EXPECT_LT(r.out.find("  --optimizer X"), text);
+  EXPECT_GT(r.out.find("  --tokenizer X"), text);
 }
 
 TEST(TrainProgram, TrainsWritesTheRunFolderAndGenerates) {
@@ -457,7 +532,15 @@ TEST(TrainProgram, BadInputGetsOneLineNamingIt) {
   std::string corpus = dir.write("fox.txt", english(20));
   std::string out = " --out " + dir.file("run");
   EXPECT_ONE_LINE_ERROR(run("train", dir.file("missing.txt") + out + kTiny), "missing.txt' cannot be opened: No such file");
-  EXPECT_ONE_LINE_ERROR(run("train", dir.path + out + kTiny), "is a directory");
+  // A directory is image data, which this build does not train yet.
+  EXPECT_ONE_LINE_ERROR(run("train", dir.path + out + " --device cpu"), "is a directory: image data is not supported yet");
+  EXPECT_ONE_LINE_ERROR(run("train", dir.path + out + " --tokenizer bpe"),
+                        "--tokenizer applies to text data (a FILE) only, and this run's data is image data");
+  EXPECT_ONE_LINE_ERROR(run("train", corpus + out + kTiny + " --momentum 0.5"),
+                        "--momentum applies to --optimizer sgd only");
+  EXPECT_ONE_LINE_ERROR(run("train", corpus + out + kTiny + " --optimizer sgd --dtype bf16"),
+                        "--dtype bf16 needs f32 master weights, which --optimizer sgd does not keep");
+  EXPECT_ONE_LINE_ERROR(run("train", corpus + out + kTiny + " --optimizer lion"), "--optimizer 'lion' is not one of adamw|sgd");
   EXPECT_ONE_LINE_ERROR(run("train", dir.write("empty.txt", "") + out + kTiny), "empty.txt' is empty");
   // 40 characters: 36 train + 4 validation tokens, and block 8 needs 9 in each.
   EXPECT_ONE_LINE_ERROR(run("train", dir.write("short.txt", english(1).substr(0, 40)) + out + kTiny),
@@ -511,6 +594,8 @@ TEST(TrainProgram, BadResumeLosesNothing) {
                         "--tokenizer bpe differs from the checkpoint's char");
   EXPECT_ONE_LINE_ERROR(run("train", dir.write("other.txt", english(30)) + " --out " + run_dir + " --resume"),
                         "differs from the checkpoint's");
+  EXPECT_ONE_LINE_ERROR(run("train", args + " --resume --optimizer sgd"),
+                        "--optimizer sgd differs from the checkpoint's adamw in " + last);
   EXPECT_EQ(read_file(last), saved);
   EXPECT_EQ(read_file(run_dir + "/metrics.csv"), metrics);
 
@@ -520,8 +605,6 @@ TEST(TrainProgram, BadResumeLosesNothing) {
   std::ofstream(last, std::ios::binary) << saved.substr(0, saved.size() / 2);
   EXPECT_ONE_LINE_ERROR(run("train", args + " --resume"), last);
 }
-
-// ---- ./train on the GPU (skipped without one) ----------------------------------------------------
 
 namespace {
 
@@ -546,6 +629,103 @@ Curves read_curves(const std::string& run_dir) {
   }
   return c;
 }
+
+// Rewrites a checkpoint's metadata entries through `edit` (tensors unchanged).
+void edit_checkpoint(const std::string& path, const std::function<void(std::map<std::string, std::string>&)>& edit) {
+  SafetensorsData data = load_safetensors(path);
+  edit(data.metadata);
+  save_safetensors(path, data.tensors, data.metadata);
+}
+
+}  // namespace
+
+// SGD (Nesterov momentum) through the same loop: it learns, and a run stopped by SIGINT and
+// resumed gives every loss of an uninterrupted run, bit for bit, as AdamW's does (the momentum
+// buffers travel in the checkpoint).
+TEST(TrainProgram, SgdTrainsAndResumesBitIdentically) {
+  TempDir dir;
+  std::string corpus = dir.write("fox.txt", english(100));
+  std::string args = corpus + kTiny + " --optimizer sgd --lr 0.5 --steps 800 --log-every 1 --eval-every 200 " +
+                     "--sample-every 100000 --dropout 0.1";
+  Result straight = run("train", args + " --out " + dir.file("straight"));
+  ASSERT_EQ(straight.status, 0) << straight.err;
+  EXPECT_NE(straight.out.find("with SGD"), std::string::npos) << straight.out.substr(0, 400);
+  Curves curves = read_curves(dir.file("straight"));
+  ASSERT_EQ(curves.val.size(), 4u);
+  EXPECT_LT(curves.val.back(), curves.val.front() - 0.5) << "SGD did not learn";
+  Checkpoint ckpt = load_checkpoint(dir.file("straight/last.safetensors"));
+  EXPECT_TRUE(ckpt.optimizer.contains("sgd.momentum.0.0"));
+  EXPECT_FALSE(ckpt.optimizer.contains("adamw.step"));
+
+  Result stopped = run_and_signal(split_args(args + " --out " + dir.file("split")), SIGINT, 3);
+  ASSERT_EQ(stopped.status, 0) << stopped.err;
+  ASSERT_NE(stopped.out.find("SIGINT: stopped at step "), std::string::npos) << "the run ended before the signal";
+  Result resumed = run("train", args + " --out " + dir.file("split") + " --resume");
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  std::vector<std::string> a = loss_columns(read_file(dir.file("straight/metrics.csv")));
+  std::vector<std::string> b = loss_columns(read_file(dir.file("split/metrics.csv")));
+  ASSERT_EQ(a.size(), 801u);
+  EXPECT_EQ(a, b);
+}
+
+// A checkpoint written before tasks existed (no task, architecture or optimizer entries; the
+// loader's position in the loop's state) resumes as a text run, exactly.
+TEST(TrainProgram, CheckpointFromBeforeTasksResumesExactly) {
+  TempDir dir;
+  std::string corpus = dir.write("fox.txt", english(100));
+  std::string args = corpus + kTiny + " --steps 800 --log-every 1 --eval-every 200 --sample-every 100000 --dropout 0.1";
+  ASSERT_EQ(run("train", args + " --out " + dir.file("straight")).status, 0);
+  Result stopped = run_and_signal(split_args(args + " --out " + dir.file("split")), SIGINT, 3);
+  ASSERT_EQ(stopped.status, 0) << stopped.err;
+  ASSERT_NE(stopped.out.find("SIGINT: stopped at step "), std::string::npos) << "the run ended before the signal";
+  edit_checkpoint(dir.file("split/last.safetensors"), [](std::map<std::string, std::string>& meta) {
+    nlohmann::json loader = nlohmann::json::parse(meta.at("loader")), state = nlohmann::json::parse(meta.at("state"));
+    state["loader_rng"] = loader["rng"];
+    state["loader_batches"] = loader["batches"];
+    meta["state"] = state.dump();
+    nlohmann::json config = nlohmann::json::parse(meta.at("config"));
+    for (const char* key : {"task", "optimizer", "momentum"}) config.erase(key);
+    meta["config"] = config.dump();
+    for (const char* key : {"task", "architecture", "loader"}) meta.erase(key);
+  });
+  Result resumed = run("train", args + " --out " + dir.file("split") + " --resume");
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_EQ(loss_columns(read_file(dir.file("straight/metrics.csv"))),
+            loss_columns(read_file(dir.file("split/metrics.csv"))));
+}
+
+// A checkpoint records its task and model: --resume on other data or with another model, and
+// ./generate on a non-text checkpoint, each say so in one line.
+TEST(TrainProgram, CheckpointsOfAnotherTaskOrModelAreRefused) {
+  TempDir dir;
+  std::string corpus = dir.write("fox.txt", english(30));
+  std::string run_dir = dir.file("run"), last = run_dir + "/last.safetensors";
+  std::string args = corpus + " --out " + run_dir + kTiny + " --steps 2 --eval-every 2";
+  ASSERT_EQ(run("train", args).status, 0);
+  Checkpoint ckpt = load_checkpoint(last);
+  EXPECT_EQ(ckpt.task.kind, "text");
+  EXPECT_NE(ckpt.task.architecture.find("\"n_embd\":16"), std::string::npos) << ckpt.task.architecture;
+
+  // Another architecture than the flags build (a vocabulary of another size, say).
+  std::string saved = read_file(last);
+  edit_checkpoint(last, [](std::map<std::string, std::string>& meta) {
+    meta["architecture"] = "{\"model\":\"gpt\",\"vocab_size\":99}";
+  });
+  EXPECT_ONE_LINE_ERROR(run("train", args + " --resume --steps 4"), last + " holds another model than this run builds");
+
+  // An image classifier's checkpoint.
+  edit_checkpoint(last, [](std::map<std::string, std::string>& meta) { meta["task"] = "image"; });
+  EXPECT_ONE_LINE_ERROR(run("train", args + " --resume --steps 4"),
+                        last + " is an image-classifier checkpoint, but '" + corpus + "' is text data");
+  EXPECT_ONE_LINE_ERROR(run("generate", "--ckpt " + last),
+                        last + " is an image-classifier checkpoint; ./generate samples text models — use ./classify");
+  std::ofstream(last, std::ios::binary) << saved;
+  EXPECT_EQ(run("generate", "--ckpt " + last + " --tokens 4").status, 0);
+}
+
+// ---- ./train on the GPU (skipped without one) ----------------------------------------------------
+
+namespace {
 
 // A corpus of real text that every checkout has: this repository's README and some of its
 // sources (about 100 KB of English and C++), so the GPU runs learn something less trivial than a repeated line.

@@ -12,14 +12,19 @@
 
 namespace tg {
 
+// The format's name predates the image task; it stays so that every checkpoint written so far loads.
 static const char* kFormat = "tilegrad-gpt-checkpoint";
 static const char* kVersion = "1";
 
+// The entries the checkpoint writes itself; a task's metadata must not shadow them.
+static const char* const kReservedKeys[] = {"format", "version", "config", "state", "step", "task", "architecture"};
+
 void save_checkpoint(const std::string& path, const NamedTensors& model_state, const NamedTensors& optimizer_state,
-                     const TrainState& state, const std::string& config_json, const std::string& tokenizer_json) {
+                     const TrainState& state, const std::string& config_json, const TaskCheckpoint& task) {
   NamedTensors tensors;
   for (const auto& [name, tensor] : model_state) tensors.emplace_back("model." + name, tensor);
   for (const auto& [name, tensor] : optimizer_state) tensors.emplace_back("optim." + name, tensor);
+  for (const auto& [name, tensor] : task.tensors) tensors.emplace_back("task." + name, tensor);
   // JSON numbers keep 64-bit integers and doubles exactly (nlohmann prints 17 significant digits).
   nlohmann::json s = {
       {"step", state.step},
@@ -28,13 +33,18 @@ void save_checkpoint(const std::string& path, const NamedTensors& model_state, c
       {"best_val_loss", std::isfinite(state.best_val_loss) ? nlohmann::json(state.best_val_loss) : nlohmann::json()},
       {"best_step", state.best_step},
       {"elapsed_seconds", state.elapsed_seconds},
-      {"loader_rng", state.loader.rng},
-      {"loader_batches", state.loader.batches},
       {"dropout_rng", state.dropout_rng},
   };
   std::map<std::string, std::string> metadata = {
-      {"format", kFormat}, {"version", kVersion}, {"config", config_json},
-      {"tokenizer", tokenizer_json}, {"state", s.dump()}, {"step", std::to_string(state.step)}};
+      {"format", kFormat}, {"version", kVersion}, {"config", config_json}, {"state", s.dump()},
+      {"step", std::to_string(state.step)}, {"task", task.kind}, {"architecture", task.architecture}};
+  for (const auto& [key, value] : task.metadata) {
+    for (const char* reserved : kReservedKeys)
+      if (key == reserved)
+        throw Error("save_checkpoint: the " + task.kind + " task's metadata key '" + key +
+                    "' is one the checkpoint writes itself");
+    metadata[key] = value;
+  }
   save_safetensors(path, tensors, metadata);
 }
 
@@ -64,7 +74,6 @@ Checkpoint load_checkpoint(const std::string& path) {
   Checkpoint ckpt;
   ckpt.path = path;
   ckpt.config_json = meta("config");
-  ckpt.tokenizer_json = meta("tokenizer");
   nlohmann::json s = nlohmann::json::parse(meta("state"), nullptr, false);
   try {
     if (s.is_discarded()) throw Error("not JSON");
@@ -75,16 +84,27 @@ Checkpoint load_checkpoint(const std::string& path) {
                                                        : s.at("best_val_loss").get<double>();
     st.best_step = s.at("best_step").get<int64_t>();
     st.elapsed_seconds = s.at("elapsed_seconds").get<double>();
-    st.loader.rng = s.at("loader_rng").get<Generator::State>();
-    st.loader.batches = s.at("loader_batches").get<int64_t>();
     st.dropout_rng = s.at("dropout_rng").get<Generator::State>();
   } catch (const std::exception& e) {
     throw Error("checkpoint '" + path + "' has a malformed training state: " + e.what());
   }
   ckpt.model = with_prefix(data, "model.");
   ckpt.optimizer = with_prefix(data, "optim.");
+  ckpt.task.tensors = with_prefix(data, "task.").tensors;
+  // Checkpoints from before tasks existed are all GPT checkpoints, without an architecture entry.
+  auto task = data.metadata.find("task");
+  ckpt.task.kind = task == data.metadata.end() ? "text" : task->second;
+  auto architecture = data.metadata.find("architecture");
+  if (architecture != data.metadata.end()) ckpt.task.architecture = architecture->second;
+  ckpt.task.metadata = data.metadata;
   if (ckpt.model.tensors.empty()) throw Error("checkpoint '" + path + "' holds no model tensors");
   return ckpt;
+}
+
+std::string describe_checkpoint_kind(const std::string& kind) {
+  if (kind == "text") return "a text-model (GPT) checkpoint";
+  if (kind == "image") return "an image-classifier checkpoint";
+  return "a '" + kind + "' checkpoint";
 }
 
 void load_full_precision_weights(Module& model, const Checkpoint& ckpt, float weight_decay) {

@@ -14,6 +14,7 @@
 #include "programs/lib/run_config.h"
 #include "programs/lib/run_setup.h"
 #include "programs/lib/sampling.h"
+#include "programs/lib/text_task.h"
 
 namespace fs = std::filesystem;
 
@@ -62,15 +63,16 @@ int generate(int argc, char** argv) {
 
   std::string path = checkpoint_file(o.ckpt);
   Checkpoint ckpt = load_checkpoint(path);
+  if (ckpt.task.kind != "text")
+    throw Error(path + " is " + describe_checkpoint_kind(ckpt.task.kind) + "; ./generate samples text models" +
+                (ckpt.task.kind == "image" ? " — use ./classify" : ""));
   RunConfig config = config_from_json(ckpt.config_json, path);
-  std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(ckpt.tokenizer_json, path);
+  auto tokenizer_json = ckpt.task.metadata.find("tokenizer");
+  if (tokenizer_json == ckpt.task.metadata.end())
+    throw Error("checkpoint '" + path + "' holds no tokenizer (its metadata has no 'tokenizer')");
+  std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(tokenizer_json->second, path);
 
-  GPTConfig g;
-  g.vocab_size = tokenizer->vocab_size();
-  g.block_size = config.block;
-  g.n_layer = config.layers;
-  g.n_head = config.heads;
-  g.n_embd = config.embd;
+  GPTConfig g = gpt_config(config.text, tokenizer->vocab_size());
   g.dropout = 0.0f;
   GPT model(g, 0);
   load_full_precision_weights(model, ckpt, static_cast<float>(config.weight_decay));

@@ -1,5 +1,6 @@
 #include "programs/lib/metrics.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -11,31 +12,49 @@
 
 namespace tg {
 
-static const char* kHeader = "step,time_s,train_loss,val_loss,lr,tokens_per_s";
+// %.9g round-trips a float: a resumed run's losses compare exactly with an uninterrupted one's.
+static std::string cell(double value) {
+  if (std::isnan(value)) return "";
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.9g", value);
+  return buffer;
+}
 
-MetricsLog::MetricsLog(const std::string& path, bool resume, int64_t resume_step) : path_(path) {
+MetricsLog::MetricsLog(const std::string& path, const std::string& throughput_column,
+                       std::vector<std::string> extra_columns, bool resume, int64_t resume_step)
+    : path_(path), header_("step,time_s,train_loss,val_loss,lr," + throughput_column),
+      extra_columns_(std::move(extra_columns)) {
+  for (const auto& column : extra_columns_) header_ += "," + column;
   std::vector<std::string> kept;
   if (resume) {
     std::ifstream in(path);
     std::string line;
     while (std::getline(in, line)) {
-      if (line.empty() || line == kHeader) continue;
+      if (line.empty() || line == header_) continue;
       if (std::strtoll(line.c_str(), nullptr, 10) <= resume_step) kept.push_back(line);
     }
   }
   std::ofstream out(path, std::ios::trunc);
   if (!out) throw Error("cannot write '" + path + "'");
-  out << kHeader << "\n";
+  out << header_ << "\n";
   for (const auto& line : kept) out << line << "\n";
 }
 
 void MetricsLog::append(const MetricsRow& row) {
+  for (const auto& entry : row.extra)
+    if (std::find(extra_columns_.begin(), extra_columns_.end(), entry.first) == extra_columns_.end())
+      throw Error("metrics.csv has no column '" + entry.first + "' (its columns: " + header_ + ")");
+  char fixed[160];
+  std::snprintf(fixed, sizeof(fixed), "%lld,%.3f,%s,%s,%.6g,%.1f", static_cast<long long>(row.step), row.time_seconds,
+                cell(row.train_loss).c_str(), cell(row.val_loss).c_str(), row.lr, row.examples_per_second);
+  std::string line = fixed;
+  for (const auto& column : extra_columns_) {
+    auto it = row.extra.find(column);
+    line += "," + (it == row.extra.end() ? std::string() : cell(it->second));
+  }
   FILE* file = std::fopen(path_.c_str(), "a");
   if (!file) throw Error("cannot append to '" + path_ + "'");
-  // %.9g round-trips a float: a resumed run's losses compare exactly with an uninterrupted one's.
-  auto loss = [](double v) { char b[32]; if (std::isnan(v)) return std::string(); std::snprintf(b, sizeof(b), "%.9g", v); return std::string(b); };
-  std::fprintf(file, "%lld,%.3f,%s,%s,%.6g,%.1f\n", static_cast<long long>(row.step), row.time_seconds,
-               loss(row.train_loss).c_str(), loss(row.val_loss).c_str(), row.lr, row.tokens_per_second);
+  std::fprintf(file, "%s\n", line.c_str());
   std::fclose(file);
 }
 

@@ -34,9 +34,9 @@ std::string format_count(double value) {
 std::string status_line(const StepReport& r) {
   char buffer[256];
   int width = static_cast<int>(std::to_string(r.total_steps).size());
-  int n = std::snprintf(buffer, sizeof(buffer), "step %*lld/%lld | loss %.4f | lr %.2e | %.1f ms/step | %s tok/s", width,
+  int n = std::snprintf(buffer, sizeof(buffer), "step %*lld/%lld | loss %.4f | lr %.2e | %.1f ms/step | %s %s/s", width,
                         static_cast<long long>(r.step), static_cast<long long>(r.total_steps), r.loss, r.lr,
-                        r.ms_per_step, format_count(r.tokens_per_second).c_str());
+                        r.ms_per_step, format_count(r.examples_per_second).c_str(), r.example_unit.c_str());
   std::string line(buffer, n);
   if (r.peak_fraction >= 0) {
     std::snprintf(buffer, sizeof(buffer), " | MFU %.1f%%", 100.0 * r.peak_fraction);

@@ -12,12 +12,14 @@ std::string format_count(double value);       // "12,345"
 struct StepReport {
   int64_t step = 0, total_steps = 0;
   double loss = 0, lr = 0;
-  double ms_per_step = 0, tokens_per_second = 0;
+  double ms_per_step = 0, examples_per_second = 0;
+  std::string example_unit = "tok";  // what the task counts: "tok", "img"
   double peak_fraction = -1;  // model FLOP/s over the machine's peak; < 0 when unknown
   double eta_seconds = 0;
 };
 
 // "step   120/2000 | loss 2.3456 | lr 1.00e-03 | 85.3 ms/step | 9,012 tok/s | MFU 12.3% | ETA 2m41s"
+// (img/s for an image task)
 std::string status_line(const StepReport& report);
 
 class ProgressBar {

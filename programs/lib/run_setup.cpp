@@ -11,9 +11,7 @@
 #include <sstream>
 #include <nlohmann/json.hpp>
 
-#include "data/bpe_tokenizer.h"
-#include "data/char_tokenizer.h"
-#include "data/text_file.h"
+#include "programs/lib/make_task.h"
 #include "tensor/device.h"
 #include "tensor/error.h"
 
@@ -49,42 +47,19 @@ static std::string shell_quote(const std::string& arg) {
   return quoted + "'";
 }
 
-static std::string canonical_or_same(const std::string& path) {
-  std::error_code error;
-  fs::path resolved = fs::weakly_canonical(path, error);
-  return error ? path : resolved.string();
-}
-
 // On --resume the checkpoint's configuration is the base; flags given again override the
-// training settings, and must agree with it on what defines the model and its tokens.
+// training settings, and must agree with it on what defines the model and its data.
 static void overlay_checkpoint_config(RunConfig& c, const FlagSet& flags, const Checkpoint& ckpt) {
   RunConfig saved = config_from_json(ckpt.config_json, ckpt.path);
-  if (flags.given("model")) {
-    ModelShape preset = model_preset(c.model);
-    if (!flags.given("layers")) c.layers = preset.layers;
-    if (!flags.given("heads")) c.heads = preset.heads;
-    if (!flags.given("embd")) c.embd = preset.embd;
-    if (!flags.given("block")) c.block = preset.block;
-  }
-  bool shape_given = flags.given("model");
-  auto locked = [&](const char* name, auto given_value, auto saved_value, bool given) {
-    if (given && given_value != saved_value) {
-      std::ostringstream text;
-      text << "--" << name << " " << given_value << " differs from the checkpoint's " << saved_value << " in "
-           << ckpt.path << ": a resumed run keeps its model and tokenizer (drop the flag, or start a new run with "
-           << "another --out)";
-      throw Error(text.str());
-    }
-  };
-  locked("layers", c.layers, saved.layers, shape_given || flags.given("layers"));
-  locked("heads", c.heads, saved.heads, shape_given || flags.given("heads"));
-  locked("embd", c.embd, saved.embd, shape_given || flags.given("embd"));
-  locked("block", c.block, saved.block, shape_given || flags.given("block"));
-  locked("tokenizer", c.tokenizer, saved.tokenizer, flags.given("tokenizer"));
-  locked("vocab-size", c.vocab_size, saved.vocab_size, flags.given("vocab-size"));
+  if (c.task == "text") check_text_resume(c.text, saved.text, flags, ckpt.path);
+  if (flags.given("optimizer") && c.optimizer != saved.optimizer)
+    throw Error("--optimizer " + c.optimizer + " differs from the checkpoint's " + saved.optimizer + " in " +
+                ckpt.path + ": a resumed run keeps its optimizer state (drop the flag, or start a new run with "
+                "another --out)");
   if (!c.data.empty() && canonical_or_same(c.data) != canonical_or_same(saved.data))
-    throw Error("corpus '" + c.data + "' differs from the checkpoint's '" + saved.data + "' in " + ckpt.path +
-                ": a resumed run keeps its corpus");
+    throw Error(std::string(c.task == "text" ? "corpus" : "data") + " '" + c.data + "' differs from the checkpoint's '" +
+                saved.data + "' in " + ckpt.path + ": a resumed run keeps its " +
+                (c.task == "text" ? "corpus" : "data"));
 
   RunConfig merged = saved;
   merged.out = c.out;
@@ -100,6 +75,18 @@ static void overlay_checkpoint_config(RunConfig& c, const FlagSet& flags, const 
   // (a bf16 GPU run resumed with --device cpu continues in fp32 from the same weights).
   if (flags.given("device") && !flags.given("dtype")) merged.dtype = "auto";
   c = merged;
+}
+
+// The checkpoint's task must be the one the data asks for: text weights cannot resume on images.
+static void check_resumed_task(RunConfig& c, const Checkpoint& ckpt) {
+  if (!c.data.empty()) {
+    std::string kind = task_kind_for(c.data);
+    if (kind != ckpt.task.kind)
+      throw Error(ckpt.path + " is " + describe_checkpoint_kind(ckpt.task.kind) + ", but '" + c.data + "' is " +
+                  kind + " data: a resumed run keeps its task (pass its own data, or start a new run with another "
+                  "--out)");
+  }
+  c.task = ckpt.task.kind;
 }
 
 static void check_machine(const RunConfig& c) {
@@ -122,7 +109,7 @@ static void prepare_out_dir(const std::string& dir) {
   std::remove(probe.c_str());
 }
 
-static void write_text(const std::string& path, const std::string& text) {
+static void write_text(const std::string& path, const std::string& text) {  // atomically
   std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -150,7 +137,9 @@ std::optional<RunSetup> setup_run(int argc, char** argv) {
   // The run folder defaults to runs/<corpus name>, so the same command finds it again on --resume.
   std::string corpus_for_name = c.data.empty() ? default_corpus_path() : c.data;
   if (c.out.empty()) {
-    std::string stem = fs::path(corpus_for_name).stem().string();
+    fs::path data_path(corpus_for_name);
+    if (data_path.filename().empty()) data_path = data_path.parent_path();  // "images/" names the run "images"
+    std::string stem = data_path.stem().string();
     c.out = "runs/" + (stem.empty() ? std::string("run") : stem);
   }
   run.last_path = last_checkpoint_path(c.out);
@@ -161,6 +150,7 @@ std::optional<RunSetup> setup_run(int argc, char** argv) {
       throw Error("--resume: no checkpoint in '" + c.out + "' (expected " + run.last_path +
                   "); run without --resume to start, or pass the run's --out");
     run.resume_from = load_checkpoint(run.last_path);
+    check_resumed_task(c, *run.resume_from);
     overlay_checkpoint_config(c, flags, *run.resume_from);
   } else if (fs::exists(run.last_path)) {
     throw Error("'" + c.out + "' already holds a run (" + run.last_path +
@@ -171,32 +161,18 @@ std::optional<RunSetup> setup_run(int argc, char** argv) {
     if (!fs::exists(c.data))
       throw Error("no FILE given and the default corpus " + c.data + " is missing: run `make data` or pass a text file");
   }
+  if (!run.resume_from) c.task = task_kind_for(c.data);
 
   resolve_defaults(c, flags);
   check_machine(c);
   if (c.threads > 0) omp_set_num_threads(static_cast<int>(c.threads));
 
-  std::string text = read_text_file(c.data, "corpus");
-  int64_t invalid = first_invalid_utf8(text);
-  if (run.resume_from) {
-    run.tokenizer = load_tokenizer(run.resume_from->tokenizer_json, run.resume_from->path);
-  } else if (c.tokenizer == "bpe") {
-    run.tokenizer = std::make_unique<BpeTokenizer>(BpeTokenizer::train(text, c.vocab_size));
-  } else {
-    if (invalid >= 0)
-      std::fprintf(stderr,
-                   "train: warning: corpus '%s' is not UTF-8 text (first invalid byte at offset %lld); the char "
-                   "tokenizer treats each such byte as a character of its own; --tokenizer bpe is byte-level\n",
-                   c.data.c_str(), static_cast<long long>(invalid));
-    run.tokenizer = std::make_unique<CharTokenizer>(CharTokenizer::train(text));
-  }
-  std::vector<int32_t> tokens = run.tokenizer->encode(text);
-  run.data = split_tokens(std::move(tokens), c.val_fraction, c.block, c.data);
+  run.task = make_task(c, run.resume_from ? &*run.resume_from : nullptr);
   c.data = canonical_or_same(c.data);
 
   prepare_out_dir(c.out);
   write_text(c.out + "/config.json", config_to_json(c));
-  write_text(c.out + "/tokenizer.json", run.tokenizer->to_json());
+  run.task->write_run_files(c.out);
 
   // The same command with --resume continues the run (its folder is derived from the corpus).
   run.resume_command = "./train";

@@ -1,23 +1,22 @@
 // Everything ./train does before its first step, in the order that loses nothing on bad input:
-// flags, the checkpoint to resume (its configuration under the flags given again), device and
-// precision, the corpus, the tokenizer, the train/validation split, and last the run folder, so
-// that no file is written until every check has passed.
+// flags, the task the data asks for, the checkpoint to resume (its task, and its configuration
+// under the flags given again), device and precision, the task's data (for text: the corpus, the
+// tokenizer, the train/validation split), and last the run folder, so that no file is written
+// until every check has passed.
 #pragma once
 #include <memory>
 #include <optional>
 #include <string>
 
-#include "data/text_dataset.h"
-#include "data/tokenizer.h"
 #include "programs/lib/checkpoint.h"
 #include "programs/lib/run_config.h"
+#include "programs/lib/task.h"
 
 namespace tg {
 
 struct RunSetup {
   RunConfig config;
-  std::unique_ptr<Tokenizer> tokenizer;
-  TextDataset data;
+  std::unique_ptr<Task> task;  // its data read; its model not built yet
   std::optional<Checkpoint> resume_from;
   std::string resume_command;  // what to type to continue this run
   std::string last_path, best_path;

@@ -8,12 +8,12 @@
 #include <limits>
 
 #include "autograd/engine.h"
-#include "nn/gpt.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "optim/grad_scaler.h"
 #include "optim/param_group.h"
 #include "optim/schedule.h"
+#include "optim/sgd.h"
 #include "tensor/cuda_allocator.h"
 #include "tensor/error.h"
 #include "programs/lib/gpu_peak.h"
@@ -21,8 +21,8 @@
 #include "programs/lib/metrics.h"
 #include "programs/lib/progress.h"
 #include "programs/lib/run_setup.h"
-#include "programs/lib/sampling.h"
 #include "programs/lib/stop_signal.h"
+#include "programs/lib/task.h"
 
 namespace tg {
 
@@ -32,56 +32,39 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
-GPTConfig gpt_config(const RunConfig& c, int64_t vocab_size) {
-  GPTConfig g;
-  g.vocab_size = vocab_size;
-  g.block_size = c.block;
-  g.n_layer = c.layers;
-  g.n_head = c.heads;
-  g.n_embd = c.embd;
-  g.dropout = static_cast<float>(c.dropout);
-  g.bias = true;
-  return g;
-}
-
-// Mean loss over eval_batches batches of the validation split. The batches come from a generator
-// seeded the same way at every evaluation, so successive validation losses measure the model,
-// not the draw, and the training stream's randomness is untouched.
-double validation_loss(GPT& model, const RunSetup& run) {
-  const RunConfig& c = run.config;
-  Generator gen(static_cast<uint64_t>(c.seed) ^ 0x76616c6964ull);
-  NoGrad no_grad;
-  model.eval();
-  double total = 0;
-  for (int64_t i = 0; i < c.eval_batches; i++) {
-    Batch batch = sample_batch(*run.data.val, c.batch, c.block, gen);
-    Device device = parse_device(c.device);
-    total += model.loss(model.forward(batch.inputs.to(device)), batch.targets.to(device)).item();
-  }
-  model.train();
-  return total / static_cast<double>(c.eval_batches);
-}
-
-void print_sample(GPT& model, const RunSetup& run, int64_t step) {
-  const RunConfig& c = run.config;
-  // Start from a newline when the vocabulary has one: text after a line break is typical text.
-  std::vector<int32_t> ids;
-  try { ids = run.tokenizer->encode("\n"); } catch (const Error&) { ids = {0}; }
-  Generator gen(static_cast<uint64_t>(c.seed) + static_cast<uint64_t>(step));
-  SamplingOptions options;
-  options.tokens = c.sample_tokens;
-  std::printf("---- sample at step %lld ----\n", static_cast<long long>(step));
-  generate(model, ids, options, gen, [&](int32_t id) { std::fputs(run.tokenizer->token_bytes(id).c_str(), stdout); std::fflush(stdout); });
-  std::printf("\n----\n");
-  std::fflush(stdout);
-}
-
-// Moves and converts the model first: the optimizer must hold the final parameters (nn/module.h).
-// With bf16 or f16 the parameters themselves become half precision; AdamW keeps f32 masters.
-std::vector<ParamGroup> groups_on_device(GPT& model, Device device, DType dtype, float weight_decay) {
+// The task's model, built and then moved and converted: the optimizer must hold the final
+// parameters (nn/module.h). With bf16 or f16 the parameters themselves become half precision;
+// AdamW keeps f32 masters.
+Module& built_model(Task& task, Device device, DType dtype) {
+  task.build_model(device);
+  Module& model = task.model();
   if (device != Device::cpu()) model.to(device);
   if (dtype != DType::F32) model.to(dtype);
-  return weight_decay_groups(model.parameters(), weight_decay);
+  return model;
+}
+
+// --optimizer: AdamW with GPT's betas (0.9, 0.95), or SGD with Nesterov momentum. Both decay the
+// weight matrices and kernels only (param_group.h).
+std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, Module& model) {
+  std::vector<ParamGroup> groups = weight_decay_groups(model.parameters(), static_cast<float>(c.weight_decay));
+  if (c.optimizer == "sgd")
+    return std::make_unique<SGD>(std::move(groups), static_cast<float>(c.lr), static_cast<float>(c.momentum), 0.0f,
+                                 /*nesterov=*/c.momentum > 0);
+  return std::make_unique<AdamW>(std::move(groups), static_cast<float>(c.lr), 0.9f, 0.95f, 1e-8f,
+                                 c.stochastic_rounding, static_cast<uint64_t>(c.seed));
+}
+
+// "val loss 1.4567, val accuracy 0.9123": metric names read as words.
+std::string describe_metrics(const Metrics& metrics) {
+  std::string text;
+  char value[32];
+  for (const auto& [name, number] : metrics) {
+    std::string words = name;
+    for (char& ch : words) if (ch == '_') ch = ' ';
+    std::snprintf(value, sizeof(value), "%.4f", number);
+    text += (text.empty() ? "" : ", ") + words + " " + value;
+  }
+  return text;
 }
 
 // Loss scaling for fp16 only: bf16 has f32's exponent range, so its gradients do not underflow.
@@ -94,21 +77,19 @@ GradScalerOptions scaler_options(DType dtype) {
 class Trainer {
  public:
   explicit Trainer(RunSetup& run)
-      : run_(run), c_(run.config), model_(gpt_config(c_, run.tokenizer->vocab_size()), static_cast<uint64_t>(c_.seed)),
-        device_(parse_device(c_.device)),
+      : run_(run), c_(run.config), task_(*run.task), device_(parse_device(c_.device)),
         dtype_(parse_dtype(c_.dtype)),  // fp32, bf16 or fp16 by now (resolve_defaults)
-        optimizer_(groups_on_device(model_, device_, dtype_, static_cast<float>(c_.weight_decay)),
-                   static_cast<float>(c_.lr), 0.9f, 0.95f, 1e-8f, c_.stochastic_rounding,
-                   static_cast<uint64_t>(c_.seed)),
+        model_(built_model(task_, device_, dtype_)),
+        optimizer_(make_optimizer(c_, model_)),
         scaler_(scaler_options(dtype_)),
-        loader_(run.data.train, c_.batch, c_.block, static_cast<uint64_t>(c_.seed)),
-        metrics_(c_.out + "/metrics.csv", run.resume_from.has_value(), run.resume_from ? run.resume_from->state.step : 0) {
+        metrics_(c_.out + "/metrics.csv", task_.example_unit().column, task_.metric_columns(),
+                 run.resume_from.has_value(), run.resume_from ? run.resume_from->state.step : 0) {
     state_.best_val_loss = std::numeric_limits<double>::infinity();
     set_device(device_);  // kernels launch on the current device
     state_.total_steps = c_.steps;
     manual_seed(static_cast<uint64_t>(c_.seed));  // dropout draws from the default generator
     if (run.resume_from) restore(*run.resume_from);
-    tokens_per_step_ = static_cast<double>(c_.batch * c_.block * c_.grad_accum);
+    examples_per_step_ = task_.examples_per_micro_batch() * static_cast<double>(c_.grad_accum);
     // MFU against the CPU's measured FMA peak, or the GPU's dense datasheet peak for the dtype.
     peak_flops_ = device_.is_cpu() ? cpu_peak_gflops(omp_get_max_threads()) * 1e9 : gpu_peak(device_, dtype_).flops;
   }
@@ -126,6 +107,7 @@ class Trainer {
                            static_cast<float>(c_.min_lr));
       double loss = 0;
       if (!train_step(lr, loss)) return 3;
+      last_lr_ = lr;
       double step_seconds = seconds_since(step_start);
       state_.elapsed_seconds = session_start_elapsed_ + seconds_since(session_start_);
       interval_seconds_ += step_seconds;
@@ -138,6 +120,7 @@ class Trainer {
       bar_.update(state_.step, state_.total_steps, eta());
     }
     bar_.clear();
+    final_evaluation();
     print_summary();
     return 0;
   }
@@ -146,12 +129,11 @@ class Trainer {
   // One optimizer step over grad_accum micro-batches; `loss` gets their mean. Returns false after
   // reporting a NaN or inf loss or gradient norm, with the optimizer step not taken.
   bool train_step(float lr, double& loss) {
-    optimizer_.set_lr(lr);
-    optimizer_.zero_grad();
+    optimizer_->set_lr(lr);
+    optimizer_->zero_grad();
     double loss_sum = 0;
     for (int64_t micro = 0; micro < c_.grad_accum; micro++) {
-      Batch batch = loader_.next();
-      Tensor micro_loss = model_.loss(model_.forward(batch.inputs.to(device_)), batch.targets.to(device_));
+      Tensor micro_loss = task_.micro_batch_loss();
       float value = micro_loss.item();
       if (!std::isfinite(value)) return stop_on_non_finite("loss", value);
       loss_sum += value;
@@ -166,7 +148,7 @@ class Trainer {
       float norm = clip_grad_norm(model_.parameters(), static_cast<float>(c_.clip));
       if (!std::isfinite(norm) && !scaler_.enabled()) return stop_on_non_finite("gradient norm", norm);
     }
-    scaler_.step(optimizer_);
+    scaler_.step(*optimizer_);
     scaler_.update();
     state_.step++;
     return true;
@@ -214,8 +196,10 @@ class Trainer {
       report.loss = loss;
       report.lr = lr;
       report.ms_per_step = 1000.0 * interval_seconds_ / static_cast<double>(interval_steps_);
-      report.tokens_per_second = tokens_per_step_ * static_cast<double>(interval_steps_) / interval_seconds_;
-      report.peak_fraction = peak_flops_ > 0 ? model_.flops_per_token() * report.tokens_per_second / peak_flops_ : -1;
+      report.examples_per_second = examples_per_step_ * static_cast<double>(interval_steps_) / interval_seconds_;
+      report.example_unit = task_.example_unit().short_name;
+      report.peak_fraction =
+          peak_flops_ > 0 ? task_.flops_per_example() * report.examples_per_second / peak_flops_ : -1;
       report.eta_seconds = eta();
       bar_.clear();
       std::printf("%s\n", status_line(report).c_str());
@@ -226,26 +210,30 @@ class Trainer {
       }
       if (c_.mem_stats && device_.is_cuda()) std::printf("  memory: %s\n", cuda_memory_summary(device_).c_str());
       std::fflush(stdout);
-      row.tokens_per_second = report.tokens_per_second;
+      row.examples_per_second = report.examples_per_second;
       interval_seconds_ = 0;
       interval_steps_ = 0;
     }
     bool improved = false;
     if (eval) {
-      row.val_loss = validation_loss(model_, run_);
+      Metrics metrics = task_.evaluate();
+      for (const auto& [name, value] : metrics)
+        if (name == "val_loss") row.val_loss = value;
+        else row.extra[name] = value;
       improved = row.val_loss < state_.best_val_loss;
       if (improved) {
         state_.best_val_loss = row.val_loss;
         state_.best_step = s;
       }
       bar_.clear();
-      std::printf("step %lld: val loss %.4f%s\n", static_cast<long long>(s), row.val_loss, improved ? " (best so far)" : "");
+      std::printf("step %lld: %s%s\n", static_cast<long long>(s), describe_metrics(metrics).c_str(),
+                  improved ? " (best so far)" : "");
       std::fflush(stdout);
     }
     if (log || eval) metrics_.append(row);
     if (s % c_.sample_every == 0 || last) {
       bar_.clear();
-      print_sample(model_, run_, s);
+      task_.print_sample(s);
     }
     if (eval || last || s % c_.save_every == 0 || stop_requested()) save(improved);
     // gnuplot takes a few hundred milliseconds: redraw at most every half minute, and at the end.
@@ -260,25 +248,30 @@ class Trainer {
   }
 
   void restore(const Checkpoint& ckpt) {
+    // The flags were checked against the checkpoint's configuration; this catches what they do not
+    // name (a vocabulary, a model edited since).
+    if (!ckpt.task.architecture.empty() && ckpt.task.architecture != task_.architecture())
+      throw Error(ckpt.path + " holds another model than this run builds: " + ckpt.task.architecture + " vs " +
+                  task_.architecture() + " (start a new run with another --out)");
     model_.load_state_dict(ckpt.model);
-    optimizer_.load_state_tensors(ckpt.optimizer);
+    optimizer_->load_state_tensors(ckpt.optimizer);
     scaler_.load_state_tensors(ckpt.optimizer);
     state_ = ckpt.state;
     saved_step_ = state_.step;
     // --steps given again on resume lengthens (or shortens) the schedule from here on.
     if (!c_.minutes && state_.total_steps != c_.steps) state_.total_steps = std::max(c_.steps, state_.step);
-    loader_.restore(state_.loader);
+    task_.restore(ckpt);
     default_generator().set_state(state_.dropout_rng);
   }
 
   void save(bool improved) {
-    state_.loader = loader_.position();
     state_.dropout_rng = default_generator().state();
-    std::string config = config_to_json(c_), tokenizer = run_.tokenizer->to_json();
-    auto training_state = optimizer_.state_tensors();
+    std::string config = config_to_json(c_);
+    TaskCheckpoint extras = task_.checkpoint_extras();
+    auto training_state = optimizer_->state_tensors();
     for (auto& entry : scaler_.state_tensors()) training_state.push_back(entry);
-    save_checkpoint(run_.last_path, model_.state_dict(), training_state, state_, config, tokenizer);
-    if (improved) save_checkpoint(run_.best_path, model_.state_dict(), training_state, state_, config, tokenizer);
+    save_checkpoint(run_.last_path, model_.state_dict(), training_state, state_, config, extras);
+    if (improved) save_checkpoint(run_.best_path, model_.state_dict(), training_state, state_, config, extras);
     saved_step_ = state_.step;
   }
 
@@ -303,23 +296,30 @@ class Trainer {
   }
 
   void print_header() {
-    std::printf("corpus %s: %s train + %s validation tokens, %s tokenizer with %lld ids\n", c_.data.c_str(),
-                format_count(static_cast<double>(run_.data.train->size())).c_str(),
-                format_count(static_cast<double>(run_.data.val->size())).c_str(), run_.tokenizer->type().c_str(),
-                static_cast<long long>(run_.tokenizer->vocab_size()));
-    std::printf("model: %lld layers, %lld heads, %lld wide, block %lld, %s parameters; batch %lld x %lld%s on %s, "
-                "%d threads\n",
-                static_cast<long long>(c_.layers), static_cast<long long>(c_.heads),
-                static_cast<long long>(c_.embd), static_cast<long long>(c_.block),
-                format_count(static_cast<double>(model_.num_parameters())).c_str(), static_cast<long long>(c_.batch),
-                static_cast<long long>(c_.block),
+    std::printf("%s\n", task_.describe_data().c_str());
+    std::printf("model: %s, %s parameters; batch %s%s on %s with %s, %d threads\n", task_.describe_model().c_str(),
+                format_count(static_cast<double>(model_.num_parameters())).c_str(), task_.describe_batch().c_str(),
                 c_.grad_accum > 1 ? (" x " + std::to_string(c_.grad_accum) + " accumulated").c_str() : "",
-                (c_.device + " in " + c_.dtype).c_str(), omp_get_max_threads());
+                (c_.device + " in " + c_.dtype).c_str(), optimizer_->name(), omp_get_max_threads());
     if (run_.resume_from)
       std::printf("resuming %s at step %lld/%lld\n", run_.resume_from->path.c_str(),
                   static_cast<long long>(state_.step), static_cast<long long>(state_.total_steps));
     std::printf("run folder %s\n", c_.out.c_str());
     std::fflush(stdout);
+  }
+
+  // The task's last evaluation, if it has one (a test split): printed and kept in metrics.csv.
+  void final_evaluation() {
+    Metrics metrics = task_.final_evaluation();
+    if (metrics.empty()) return;
+    std::printf("step %lld: %s\n", static_cast<long long>(state_.step), describe_metrics(metrics).c_str());
+    std::fflush(stdout);
+    MetricsRow row;
+    row.step = state_.step;
+    row.time_seconds = state_.elapsed_seconds;
+    row.lr = last_lr_;
+    for (const auto& [name, value] : metrics) row.extra[name] = value;
+    metrics_.append(row);
   }
 
   void print_summary() {
@@ -331,22 +331,23 @@ class Trainer {
       std::printf("; %lld steps skipped for fp16 overflow, loss scale %g", static_cast<long long>(scaler_.skipped_steps()),
                   static_cast<double>(scaler_.scale()));
     if (device_.is_cuda()) std::printf("\nGPU memory: %s", cuda_memory_summary(device_).c_str());
-    std::printf("\ncheckpoints: %s (last), %s (best); metrics: %s/metrics.csv\nsample with: ./generate --ckpt %s\n",
-                run_.last_path.c_str(), run_.best_path.c_str(), c_.out.c_str(), c_.out.c_str());
+    std::printf("\ncheckpoints: %s (last), %s (best); metrics: %s/metrics.csv\n%s\n", run_.last_path.c_str(),
+                run_.best_path.c_str(), c_.out.c_str(), task_.next_step_hint(c_.out).c_str());
     std::fflush(stdout);
   }
 
   RunSetup& run_;
   const RunConfig& c_;
-  GPT model_;
+  Task& task_;
   Device device_;
   DType dtype_;
-  AdamW optimizer_;
+  Module& model_;
+  std::unique_ptr<Optimizer> optimizer_;
   GradScaler scaler_;
-  BatchLoader loader_;
   MetricsLog metrics_;
   TrainState state_;
-  double tokens_per_step_ = 0, peak_flops_ = 0;
+  double examples_per_step_ = 0, peak_flops_ = 0;
+  float last_lr_ = 0;  // the last step's, for the final evaluation's metrics row
   int64_t saved_step_ = -1, reported_skips_ = 0;
   bool plot_warned_ = false;
   Clock::time_point last_plot_ = Clock::now();
@@ -359,12 +360,16 @@ class Trainer {
 
 }  // namespace
 
+int run_training(RunSetup& run) {
+  Trainer trainer(run);
+  return trainer.run();
+}
+
 int train_main(int argc, char** argv) {
   try {
     std::optional<RunSetup> run = setup_run(argc, argv);
     if (!run) return 0;
-    Trainer trainer(*run);
-    return trainer.run();
+    return run_training(*run);
   } catch (const Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "train: %s\n", e.what());

@@ -1,0 +1,115 @@
+#include "programs/lib/text_options.h"
+
+#include <sstream>
+
+#include "tensor/error.h"
+
+namespace tg {
+
+ModelShape model_preset(const std::string& name) {
+  // tiny learns the KJV visibly in minutes on 2 cores; small is nanoGPT's shakespeare_char model;
+  // gpt2 is GPT-2 small's shape (124M parameters with GPT-2's 50257-token vocabulary).
+  if (name == "tiny") return {4, 4, 128, 64};
+  if (name == "small") return {6, 6, 384, 256};
+  if (name == "medium") return {8, 8, 512, 512};
+  if (name == "gpt2") return {12, 12, 768, 1024};
+  throw Error("--model '" + name + "' is not one of tiny|small|medium|gpt2");
+}
+
+void add_text_flags(FlagSet& flags, TextOptions& o) {
+  flags.add_section("text (FILE is a text file): model");
+  flags.add_string("model", &o.model,
+                   "preset as layers/heads/width/block: tiny 4/4/128/64, small 6/6/384/256, "
+                   "medium 8/8/512/512, gpt2 12/12/768/1024",
+                   {"tiny", "small", "medium", "gpt2"}, "tiny on CPU, small on GPU");
+  flags.add_int("layers", &o.layers, "transformer blocks", 1, 256, "from --model");
+  flags.add_int("heads", &o.heads, "attention heads (must divide --embd)", 1, 256, "from --model");
+  flags.add_int("embd", &o.embd, "embedding width", 1, 16384, "from --model");
+  flags.add_int("block", &o.block, "context length in tokens", 1, 65536, "from --model");
+  flags.add_float("dropout", &o.dropout, "dropout probability", 0.0, 0.95);
+
+  flags.add_section("text: data and samples");
+  flags.add_string("tokenizer", &o.tokenizer, "char (one id per character) or bpe (byte-level BPE trained on the file)",
+                   {"char", "bpe"});
+  flags.add_int("vocab-size", &o.vocab_size, "BPE vocabulary size, 256 bytes + merges (bpe only)", 257, 65536, "512");
+  flags.add_float("val-fraction", &o.val_fraction, "fraction of the corpus held out for validation (its tail)", 0.0,
+                  0.5, /*min_exclusive=*/true);
+  flags.add_int("sample-tokens", &o.sample_tokens, "tokens per printed sample", 1, 1 << 20);
+}
+
+const std::vector<std::string>& text_flag_names() {
+  static const std::vector<std::string> names = {"model",     "layers",     "heads",        "embd",         "block",
+                                                 "dropout",   "tokenizer",  "vocab-size",   "val-fraction", "sample-tokens"};
+  return names;
+}
+
+void resolve_text_options(TextOptions& o, const FlagSet& flags, bool gpu) {
+  if (o.model.empty()) o.model = gpu ? "small" : "tiny";
+  ModelShape preset = model_preset(o.model);
+  if (o.layers == 0) o.layers = preset.layers;
+  if (o.heads == 0) o.heads = preset.heads;
+  if (o.embd == 0) o.embd = preset.embd;
+  if (o.block == 0) o.block = preset.block;
+  if (o.embd % o.heads != 0)
+    throw Error("--embd " + std::to_string(o.embd) + " is not divisible by --heads " + std::to_string(o.heads));
+  if (o.tokenizer == "char" && flags.given("vocab-size"))
+    throw Error("--vocab-size applies to --tokenizer bpe only (the char vocabulary is the file's characters)");
+  if (o.tokenizer == "bpe" && o.vocab_size == 0) o.vocab_size = 512;
+}
+
+void check_text_resume(TextOptions given, const TextOptions& saved, const FlagSet& flags,
+                       const std::string& checkpoint_path) {
+  bool preset_given = flags.given("model");
+  if (preset_given) {
+    ModelShape preset = model_preset(given.model);
+    if (!flags.given("layers")) given.layers = preset.layers;
+    if (!flags.given("heads")) given.heads = preset.heads;
+    if (!flags.given("embd")) given.embd = preset.embd;
+    if (!flags.given("block")) given.block = preset.block;
+  }
+  auto locked = [&](const char* name, auto given_value, auto saved_value, bool is_given) {
+    if (is_given && given_value != saved_value) {
+      std::ostringstream text;
+      text << "--" << name << " " << given_value << " differs from the checkpoint's " << saved_value << " in "
+           << checkpoint_path << ": a resumed run keeps its model and tokenizer (drop the flag, or start a new run "
+           << "with another --out)";
+      throw Error(text.str());
+    }
+  };
+  locked("layers", given.layers, saved.layers, preset_given || flags.given("layers"));
+  locked("heads", given.heads, saved.heads, preset_given || flags.given("heads"));
+  locked("embd", given.embd, saved.embd, preset_given || flags.given("embd"));
+  locked("block", given.block, saved.block, preset_given || flags.given("block"));
+  locked("tokenizer", given.tokenizer, saved.tokenizer, flags.given("tokenizer"));
+  locked("vocab-size", given.vocab_size, saved.vocab_size, flags.given("vocab-size"));
+}
+
+void text_options_to_json(const TextOptions& o, nlohmann::ordered_json& j) {
+  j["model"] = o.model;
+  j["layers"] = o.layers;
+  j["heads"] = o.heads;
+  j["embd"] = o.embd;
+  j["block"] = o.block;
+  j["dropout"] = o.dropout;
+  j["tokenizer"] = o.tokenizer;
+  j["vocab-size"] = o.vocab_size;
+  j["val-fraction"] = o.val_fraction;
+  j["sample-tokens"] = o.sample_tokens;
+}
+
+TextOptions text_options_from_json(const nlohmann::json& j) {
+  TextOptions o;
+  o.model = j.at("model").get<std::string>();
+  o.layers = j.at("layers").get<int64_t>();
+  o.heads = j.at("heads").get<int64_t>();
+  o.embd = j.at("embd").get<int64_t>();
+  o.block = j.at("block").get<int64_t>();
+  o.dropout = j.at("dropout").get<double>();
+  o.tokenizer = j.at("tokenizer").get<std::string>();
+  o.vocab_size = j.at("vocab-size").get<int64_t>();
+  o.val_fraction = j.at("val-fraction").get<double>();
+  o.sample_tokens = j.at("sample-tokens").get<int64_t>();
+  return o;
+}
+
+}  // namespace tg

@@ -1,0 +1,53 @@
+// The text task's settings: the GPT's shape and its presets, the tokenizer, the validation split
+// and the printed samples. Their flags appear under "text" in ./train --help; their config.json
+// keys are the flag names, in the same flat object as the loop's.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "programs/lib/flags.h"
+
+namespace tg {
+
+struct TextOptions {
+  // Model. 0 (or "" for model) means "from the preset / the machine".
+  std::string model;
+  int64_t layers = 0, heads = 0, embd = 0, block = 0;
+  double dropout = 0.0;
+
+  // Data.
+  std::string tokenizer = "char";
+  int64_t vocab_size = 0;  // bpe only; 0 means 512
+  double val_fraction = 0.1;
+
+  int64_t sample_tokens = 200;  // tokens per printed sample
+};
+
+// The preset's (layers, heads, embd, block); throws for an unknown name.
+struct ModelShape { int64_t layers, heads, embd, block; };
+ModelShape model_preset(const std::string& name);
+
+// Registers the text flags, bound to `options`, each under a section of its own.
+void add_text_flags(FlagSet& flags, TextOptions& options);
+// Their names, so that another task can refuse them by name.
+const std::vector<std::string>& text_flag_names();
+
+// Fills what the flags left open (the preset: tiny on a CPU, small on a GPU) and checks what
+// depends on several flags (--embd divisible by --heads, --vocab-size only with bpe).
+void resolve_text_options(TextOptions& options, const FlagSet& flags, bool gpu);
+
+// On --resume: throws naming the flag and the checkpoint when a flag given again changes what
+// defines the model or its tokens (a resumed run keeps both). `given` holds the flags as parsed
+// (a --model given again sets the shape flags it implies), `saved` the checkpoint's.
+void check_text_resume(TextOptions given, const TextOptions& saved, const FlagSet& flags,
+                       const std::string& checkpoint_path);
+
+// The config.json keys (the flag names) into, and out of, the run's flat JSON object. Reading
+// throws nlohmann's exception for a missing or mistyped key (the caller names the file).
+void text_options_to_json(const TextOptions& options, nlohmann::ordered_json& json);
+TextOptions text_options_from_json(const nlohmann::json& json);
+
+}  // namespace tg
