@@ -117,21 +117,22 @@ void load_folders(const std::string& path, const ImageDataOptions& options, Imag
   const std::string train_folder = path + "/train";
   const bool split = is_directory(train_folder);
   std::vector<ImageFolderListing> listings = {list_image_folder(split ? train_folder : path)};
-  const ImageFolderListing& training = listings.front();
-  TG_CHECK(training.class_names.size() >= 2, "image folder '" + training.folder + "' holds one class ('" +
-                                                  training.class_names.front() +
-                                                  "'); a classifier needs at least two class subfolders");
+  // Copies, not references: `listings` grows below.
+  const std::vector<std::string> class_names = listings.front().class_names;
+  const std::string training_folder_name = listings.front().folder;
+  TG_CHECK(class_names.size() >= 2, "image folder '" + training_folder_name + "' holds one class ('" +
+                                        class_names.front() + "'); a classifier needs at least two class subfolders");
   const bool has_test = split && is_directory(path + "/test");
   has_val_folder = split && is_directory(path + "/val");
   for (const char* name : {"test", "val"}) {
     if (!(name == std::string("test") ? has_test : has_val_folder)) continue;
     listings.push_back(list_image_folder(path + "/" + name));
-    relabel_listing(listings.back(), training.class_names, training.folder);
+    relabel_listing(listings.back(), class_names, training_folder_name);
   }
   FolderDecodeOptions decode;
   decode.image_size = options.image_size, decode.channels = options.channels, decode.skip_bad = options.skip_bad;
   std::vector<ImageSet> sets = decode_image_folders(listings, decode, data.skipped_files);
-  data.class_names = training.class_names;
+  data.class_names = class_names;
   train = std::move(sets[0]);
   // test/ is the test set; val/ is too when it stands alone, and the validation set beside test/.
   if (has_test) data.test = std::move(sets[1]);
