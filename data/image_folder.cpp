@@ -56,8 +56,12 @@ ImageFolderListing list_image_folder(const std::string& folder) {
       listing.labels.push_back(static_cast<int32_t>(label));
     }
   }
-  TG_CHECK(!listing.files.empty(), "image folder '" + folder + "' holds no images: its " +
-                                       std::to_string(listing.class_names.size()) + " class subfolders are empty");
+  // Judged by extension here: a folder without a single image name is not image data at all,
+  // while a stray non-image among images is the decoder's (and skip_bad's) business.
+  TG_CHECK(std::any_of(listing.files.begin(), listing.files.end(), has_image_extension),
+           "image folder '" + folder + "' holds no images: none of the files in its " +
+               std::to_string(listing.class_names.size()) +
+               " subfolders is a .png, .jpg, .jpeg or .bmp (expected one subfolder per class holding images)");
   TG_CHECK(empty.empty(), "class folder '" + folder + "/" + empty.front() + "' holds no images" +
                               (empty.size() > 1 ? " (nor do " + std::to_string(empty.size() - 1) + " other classes)" : ""));
   return listing;
@@ -116,7 +120,7 @@ std::vector<ImageSet> decode_image_folders(const std::vector<ImageFolderListing>
   bool any_colour = false;
   for (int64_t i = 0; i < count; i++) {
     if (!errors[i].empty()) {
-      TG_CHECK(options.skip_bad, errors[i] + " (the skip_bad option skips such files)");
+      TG_CHECK(options.skip_bad, errors[i] + "; the skip_bad option skips such files");
       skipped++;
       continue;
     }

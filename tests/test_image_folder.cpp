@@ -262,6 +262,9 @@ TEST(ImageFolder, BadFoldersNameThePath) {
   EXPECT_FALSE(is_image_data(file));
   std::system(("mkdir -p '" + dir.file("hollow/a") + "' '" + dir.file("hollow/b") + "'").c_str());
   EXPECT_ERROR_MENTIONS(load_image_data(dir.file("hollow"), ImageDataOptions()), "'" + dir.file("hollow") + "' holds no images");
+  dir.write("hollow/a/notes.txt", "a folder of text files is not image data");
+  EXPECT_ERROR_MENTIONS(load_image_data(dir.file("hollow"), ImageDataOptions()), "'" + dir.file("hollow") + "' holds no images",
+                        "none of the files in its 2 subfolders");
   write_image(dir, "one/only/0.png", flat_image(2, 2, 1, 1));
   EXPECT_ERROR_MENTIONS(load_image_data(dir.file("one"), ImageDataOptions()), "'" + dir.file("one") + "' holds one class ('only')");
   write_image(dir, "gap/a/0.png", flat_image(2, 2, 1, 1));
