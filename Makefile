@@ -4,7 +4,7 @@
 #   make test       build and run the GoogleTest suites; ends with "N passed, M failed"
 #   make bench      build the benchmarks into build/bench/
 #   make deps       install the Debian packages the project needs (idempotent)
-#   make data       write the default corpus, data/corpus/kjv.txt
+#   make data       write the default corpus, data/corpus/kjv.txt, and link Fashion-MNIST into data/fashion-mnist/
 #   make SAN=1 ...  AddressSanitizer + UndefinedBehaviorSanitizer build (in build-san/)
 #   make CUDA=0|1   force the CUDA backend off or on (default: on when nvcc and CUDA sources exist)
 
@@ -20,7 +20,9 @@ else
   CXXFLAGS += -O3 -march=native
 endif
 LDFLAGS  += -fopenmp
-LDLIBS   := -lpthread
+# zlib reads gzip-compressed IDX files; Debian's libstb holds the stb_image, stb_image_resize and
+# stb_image_write implementations, so no source file defines STB_*_IMPLEMENTATION.
+LDLIBS   := -lpthread -lz -lstb
 
 # ---- optional dependencies, detected -------------------------------------------------------
 # CUDA: nvcc on PATH or in /usr/local/cuda, and CUDA sources in the tree.
@@ -130,12 +132,18 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "make deps: run as root: apt-get install -y $$missing"; exit 1; fi
 
-data: data/corpus/kjv.txt
+FASHION_MNIST_FILES := $(addprefix data/fashion-mnist/,train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz \
+                       t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz)
+data: data/corpus/kjv.txt $(FASHION_MNIST_FILES)
 
 data/corpus/kjv.txt:
 	@command -v bible >/dev/null 2>&1 || $(MAKE) deps
 	@mkdir -p data/corpus
 	./data/make_kjv.sh $@
+
+# Debian's dataset-fashion-mnist installs the four IDX files under /usr/share/datasets/fashion-mnist.
+$(FASHION_MNIST_FILES) &:
+	./data/make_fashion_mnist.sh data/fashion-mnist
 
 clean:
 	rm -rf build build-san $(PROGRAM_NAMES)

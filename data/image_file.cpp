@@ -1,0 +1,129 @@
+#include "data/image_file.h"
+
+#include <stb/stb_image.h>
+#include <stb/stb_image_resize.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "tensor/error.h"
+
+namespace tg {
+
+namespace {
+
+std::vector<uint8_t> read_file_bytes(const std::string& path) {
+  struct stat info;
+  TG_CHECK(stat(path.c_str(), &info) == 0, "image file '" + path + "' cannot be opened: " + std::strerror(errno));
+  TG_CHECK(S_ISREG(info.st_mode), "image file '" + path + "' is not a regular file");
+  std::ifstream in(path, std::ios::binary);
+  TG_CHECK(in.good(), "image file '" + path + "' cannot be opened: " + std::strerror(errno));
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  TG_CHECK(!in.bad(), "image file '" + path + "' cannot be read: " + std::strerror(errno));
+  TG_CHECK(!bytes.empty(), "image file '" + path + "' is empty");
+  return bytes;
+}
+
+uint32_t little_endian32(const uint8_t* p) {
+  return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24);
+}
+
+// stb_image reads past the end of a BMP as zeros instead of failing, so a cut-off BMP would decode
+// into an image with a black band. The header states the file size and, for uncompressed pixels,
+// where they start and how many rows of how many bytes follow; check both against the length.
+void check_bmp_length(const std::vector<uint8_t>& bytes, const std::string& path) {
+  if (bytes.size() < 54 || bytes[0] != 'B' || bytes[1] != 'M') return;
+  const uint64_t length = bytes.size();
+  const uint64_t stated = little_endian32(&bytes[2]);
+  TG_CHECK(stated <= length, "image file '" + path + "' is truncated: its BMP header says " + std::to_string(stated) +
+                                 " bytes, found " + std::to_string(length));
+  const uint32_t dib_size = little_endian32(&bytes[14]);
+  const uint32_t compression = little_endian32(&bytes[30]);
+  if (dib_size < 40 || (compression != 0 && compression != 3)) return;  // only plain rows have a known size
+  const uint64_t offset = little_endian32(&bytes[10]);
+  const int64_t width = static_cast<int32_t>(little_endian32(&bytes[18]));
+  const int64_t height = static_cast<int32_t>(little_endian32(&bytes[22]));
+  const uint64_t bits = uint64_t(bytes[28]) | (uint64_t(bytes[29]) << 8);
+  const uint64_t row = ((std::abs(width) * bits + 31) / 32) * 4;  // rows are padded to 4 bytes
+  const uint64_t needed = offset + row * std::abs(height);
+  TG_CHECK(needed <= length, "image file '" + path + "' is truncated: its BMP pixels need " + std::to_string(needed) +
+                                 " bytes, found " + std::to_string(length));
+}
+
+}  // namespace
+
+DecodedImage decode_image_file(const std::string& path, int64_t channels) {
+  TG_CHECK(channels == 0 || channels == 1 || channels == 3,
+           "decode_image_file: channels must be 0 (the file's own), 1 or 3, found " + std::to_string(channels));
+  std::vector<uint8_t> bytes = read_file_bytes(path);
+  TG_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX), "image file '" + path + "' is larger than 2 GB");
+  const int length = static_cast<int>(bytes.size());
+  int width = 0, height = 0, file_channels = 0;
+  if (!stbi_info_from_memory(bytes.data(), length, &width, &height, &file_channels))
+    throw Error("image file '" + path + "' is not a PNG, JPEG or BMP image (stb_image: " + stbi_failure_reason() + ")");
+  check_bmp_length(bytes, path);
+  const int wanted = channels != 0 ? static_cast<int>(channels) : (file_channels <= 2 ? 1 : 3);
+  uint8_t* pixels = stbi_load_from_memory(bytes.data(), length, &width, &height, &file_channels, wanted);
+  if (pixels == nullptr)
+    throw Error("image file '" + path + "' is damaged or truncated: stb_image cannot decode it (" +
+                stbi_failure_reason() + ")");
+  DecodedImage image;
+  image.height = height, image.width = width, image.channels = wanted;
+  image.pixels.assign(pixels, pixels + static_cast<size_t>(height) * width * wanted);
+  stbi_image_free(pixels);
+  return image;
+}
+
+DecodedImage grey_to_rgb(const DecodedImage& image) {
+  TG_CHECK(image.channels == 1, "grey_to_rgb: expected a 1-channel image, found " + std::to_string(image.channels));
+  DecodedImage rgb;
+  rgb.height = image.height, rgb.width = image.width, rgb.channels = 3;
+  rgb.pixels.resize(image.pixels.size() * 3);
+  for (size_t i = 0; i < image.pixels.size(); i++)
+    rgb.pixels[3 * i] = rgb.pixels[3 * i + 1] = rgb.pixels[3 * i + 2] = image.pixels[i];
+  return rgb;
+}
+
+void resize_image(const uint8_t* in, int64_t height, int64_t width, int64_t channels, uint8_t* out,
+                  int64_t out_height, int64_t out_width) {
+  TG_CHECK(height > 0 && width > 0 && out_height > 0 && out_width > 0 && channels > 0,
+           "resize_image: sizes must be positive, found " + std::to_string(height) + "x" + std::to_string(width) +
+               " -> " + std::to_string(out_height) + "x" + std::to_string(out_width));
+  int ok = stbir_resize_uint8(in, static_cast<int>(width), static_cast<int>(height), 0, out,
+                              static_cast<int>(out_width), static_cast<int>(out_height), 0, static_cast<int>(channels));
+  TG_CHECK(ok, "resize_image: stb_image_resize failed on " + std::to_string(height) + "x" + std::to_string(width));
+}
+
+bool has_image_extension(const std::string& path) {
+  size_t dot = path.find_last_of('.');
+  if (dot == std::string::npos || path.find('/', dot) != std::string::npos) return false;
+  std::string ext = path.substr(dot + 1);
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return ext == "png" || ext == "jpg" || ext == "jpeg" || ext == "bmp";
+}
+
+ImageSet load_image_file(const std::string& path, int64_t height, int64_t width, int64_t channels) {
+  TG_CHECK(height >= 0 && width >= 0 && (height > 0) == (width > 0),
+           "load_image_file: height and width must both be positive or both 0, found " + std::to_string(height) +
+               " and " + std::to_string(width));
+  DecodedImage image = decode_image_file(path, channels);
+  ImageSet set;
+  set.channels = image.channels;
+  set.labels = {0};
+  if (height == 0 || (image.height == height && image.width == width)) {
+    set.height = image.height, set.width = image.width;
+    set.pixels = std::move(image.pixels);
+    return set;
+  }
+  set.height = height, set.width = width;
+  set.pixels.resize(static_cast<size_t>(height * width * image.channels));
+  resize_image(image.pixels.data(), image.height, image.width, image.channels, set.pixels.data(), height, width);
+  return set;
+}
+
+}  // namespace tg
