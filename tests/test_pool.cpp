@@ -297,3 +297,20 @@ TEST(PoolOp, BadInputNamesTheOpAndArgument) {
   expect_error([&] { flatten_nhwc(Tensor::randn({2, 3})); }, {"flatten_nhwc", "(2, 3)"});
   expect_error([&] { AdaptiveAvgPool2d(1, 0); }, {"AdaptiveAvgPool2d", "(1, 0)"});
 }
+
+// NaN propagates through a max (the window's last NaN, as PyTorch), and a window of -inf points at
+// its first tap inside the input, never at the padding.
+TEST(PoolOp, MaxPropagatesNanAndHandlesMinusInfinity) {
+  const float nan = std::nanf(""), inf = INFINITY;
+  Tensor x = Tensor::from_vector({1, nan, 2, 5,
+                                  nan, 0, -inf, -inf}, {1, 2, 4, 1});
+  Tensor y = Tensor::empty({1, 1, 2, 1}), argmax = Tensor::empty({1, 1, 2, 1}, DType::I32);
+  ops::maxpool2d_forward(y, argmax, x, params(2, 2, 2, 2, 0, 0));
+  EXPECT_TRUE(std::isnan(y.to_vector()[0]));
+  EXPECT_EQ(y.to_vector()[1], 5.0f);
+  EXPECT_EQ(argmax.to_int_vector(), (std::vector<int32_t>{4, 3}));
+  Tensor minus_inf = Tensor::full({1, 2, 2, 1}, -inf);
+  Tensor yp = Tensor::empty({1, 3, 3, 1}), ap = Tensor::empty({1, 3, 3, 1}, DType::I32);
+  ops::maxpool2d_forward(yp, ap, minus_inf, params(2, 2, 1, 1, 1, 1));
+  EXPECT_EQ(ap.to_int_vector(), (std::vector<int32_t>{0, 0, 1, 0, 0, 1, 2, 2, 3}));
+}

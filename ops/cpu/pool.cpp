@@ -22,9 +22,17 @@ void maxpool2d_forward(float* out, int32_t* argmax, const float* x, int64_t N, i
       for (int64_t q = 0; q < Q; q++) {
         float* best = out + ((n * P + p) * Q + q) * C;
         int32_t* where = argmax + ((n * P + p) * Q + q) * C;
+        // As PyTorch: start from -inf at the window's first tap inside the input, so that a window of
+        // -inf points at a real tap (and one with no tap inside, only possible with dilation, at -1).
+        int32_t first_tap = -1;
+        for (int64_t i = 0; i < g.kernel_h && first_tap < 0; i++)
+          for (int64_t j = 0; j < g.kernel_w && first_tap < 0; j++) {
+            const int64_t h = p * g.stride_h - g.pad_h + i * g.dilation_h, w = q * g.stride_w - g.pad_w + j * g.dilation_w;
+            if (h >= 0 && h < H && w >= 0 && w < W) first_tap = static_cast<int32_t>(h * W + w);
+          }
         for (int64_t c = 0; c < C; c++) {
           best[c] = -std::numeric_limits<float>::infinity();
-          where[c] = -1;
+          where[c] = first_tap;
         }
         for (int64_t i = 0; i < g.kernel_h; i++) {
           const int64_t h = p * g.stride_h - g.pad_h + i * g.dilation_h;
@@ -36,11 +44,10 @@ void maxpool2d_forward(float* out, int32_t* argmax, const float* x, int64_t N, i
             const int32_t index = static_cast<int32_t>(h * W + w);
 #pragma omp simd
             for (int64_t c = 0; c < C; c++) {
-              // The first tap always wins (where = -1), so that an all -inf window points at a real tap.
-              const bool wins = tap[c] > best[c] || std::isnan(tap[c]) || where[c] < 0;
-              const bool keep_nan = std::isnan(best[c]);
-              best[c] = wins && !keep_nan ? tap[c] : best[c];
-              where[c] = wins && !keep_nan ? index : where[c];
+              // PyTorch's rule: strictly greater, or NaN (nothing is greater than a NaN, so it stays).
+              const bool wins = tap[c] > best[c] || tap[c] != tap[c];
+              best[c] = wins ? tap[c] : best[c];
+              where[c] = wins ? index : where[c];
             }
           }
         }

@@ -14,9 +14,9 @@ struct MaxPoolGeometry {
 };
 
 // x (N,H,W,C) -> out (N,P,Q,C), argmax (N,P,Q,C) i32: the flat index h*W + w of the tap each output
-// took, the first in window order (row-major) when several tie, as PyTorch. A NaN tap wins (and the
-// first NaN stays), so NaN propagates. A window whose (dilated) taps all fall outside the input gives
-// -inf and argmax -1, which the backward skips.
+// took, the first in window order (row-major) when several tie, as PyTorch. A NaN tap wins (the last
+// NaN of the window, as PyTorch), so NaN propagates. A window whose (dilated) taps all fall outside
+// the input gives -inf and argmax -1, which the backward skips.
 void maxpool2d_forward(float* out, int32_t* argmax, const float* x, int64_t N, int64_t C, const MaxPoolGeometry& g);
 
 // dx (N,H,W,C) += dout (N,P,Q,C) routed to argmax (N,P,Q,C).
