@@ -92,8 +92,8 @@ Tensor small_biases(int64_t C, Generator& gen) {
 }  // namespace
 
 // Tolerances: f32 outputs of order 3 carry a rounding error of a few 1e-7 (the statistics are summed
-// in double); 1e-5 is 10x that and far below the 1e-2 errors of a wrong variance (biased vs unbiased
-// at M = 30) or a misplaced eps.
+// in f32 over blocks of at most 32 rows, the blocks in double); 1e-5 is 10x that and far below the
+// 1e-2 errors of a wrong variance (biased vs unbiased at M = 30) or a misplaced eps.
 TEST(BatchNormOp, TrainForwardMatchesDoubleReference) {
   Generator gen(21);
   // NHWC maps with C a multiple of 16 and not, a rank-2 and a rank-3 input.
@@ -165,9 +165,11 @@ TEST(BatchNormOp, RunningStatisticsAfterThreeStepsAndEval) {
 
 // Channels of 1e4 + N(0, 1): in f32, E[x^2] ~ 1e8 has an ulp of 8, so E[x^2] - E[x]^2 would return
 // a variance off by units (or negative) and the outputs would be wrong in their first digit. The
-// variance here is exact to ~1e-12; what is left is the f32 rounding of the saved mean, at most half
-// the ulp of 1e4 (4.9e-4), times rstd (~1): outputs within 1e-3 of the exact values, and the
-// running variance within 1e-5 relative.
+// kernel sums d = x - first row (exact here, by Sterbenz) and d^2 in f32 over blocks of 32 rows:
+// at most 32 roundings (1.9e-6) of sums whose cancellation in Q/M - (S/M)^2 is at most 1 + 2 * 4 * 4
+// for a first row and a mean within 4 standard deviations, so the variance is within 1e-4 relative
+// (typically ~1e-7). The outputs are then off by the f32 rounding of the saved mean, at most half
+// the ulp of 1e4 (4.9e-4), times rstd (~1): within 1e-3 of the exact values.
 TEST(BatchNormOp, LargeOffsetKeepsPrecision) {
   Generator gen(23);
   const int64_t M = 4 * 8 * 8, C = 17;
@@ -180,7 +182,7 @@ TEST(BatchNormOp, LargeOffsetKeepsPrecision) {
   expect_close(y.to_vector(), reference_normalise(xs, s.mean, s.var, {}, {}, M, C, 1e-5, false), 1e-3, 0, "offset 1e4");
   std::vector<double> unbiased(C);
   for (int64_t c = 0; c < C; c++) unbiased[c] = s.var[c] * M / (M - 1);
-  expect_close(running_var.to_vector(), unbiased, 0, 1e-5, "running_var at offset 1e4");
+  expect_close(running_var.to_vector(), unbiased, 0, 1e-4, "running_var at offset 1e4");
 }
 
 // dx through the batch statistics, with g = dy (masked by z > 0 with relu), norm = (x - mean) rstd:
