@@ -28,10 +28,13 @@ Tensor Module::register_parameter(const std::string& name, Tensor value) {
   return value;
 }
 
-Tensor Module::register_buffer(const std::string& name, Tensor value) {
+Tensor Module::register_buffer(const std::string& name, Tensor value, bool keep_f32) {
   check_new_name(name, "buffer");
   TG_CHECK(value.defined(), "Module::register_buffer: '" + name + "' is an undefined tensor");
+  TG_CHECK(!keep_f32 || value.dtype() == DType::F32, "Module::register_buffer: '" + name + "' has dtype " +
+                                                         dtype_name(value.dtype()) + ", but keep_f32 needs an f32 tensor");
   buffers_.emplace_back(name, value);
+  buffer_keeps_f32_.push_back(keep_f32);
   return value;
 }
 
@@ -162,20 +165,26 @@ void Module::to(Device device) {
   }
 }
 
+// Rewrites the shared TensorImpl, not the handle, so every holder of the tensor follows.
+static void convert_in_place(const Tensor& tensor, DType dtype) {
+  if (!is_floating(tensor.dtype()) || tensor.dtype() == dtype) return;
+  Tensor converted = tensor.to(dtype);
+  TensorImpl* impl = tensor.impl_ptr();
+  impl->storage = converted.storage();
+  impl->strides = converted.strides();
+  impl->offset = converted.offset();
+  impl->dtype = dtype;
+  impl->grad.reset();
+}
+
 void Module::to(DType dtype) {
   TG_CHECK(is_floating(dtype), std::string("Module::to: ") + dtype_name(dtype) + " is not a floating-point dtype");
-  NamedTensors owned = named_parameters();
-  for (auto& entry : named_buffers()) owned.push_back(entry);
-  for (auto& [name, tensor] : owned) {
-    if (!is_floating(tensor.dtype()) || tensor.dtype() == dtype) continue;
-    Tensor converted = tensor.to(dtype);
-    TensorImpl* impl = tensor.impl_ptr();
-    impl->storage = converted.storage();
-    impl->strides = converted.strides();
-    impl->offset = converted.offset();
-    impl->dtype = dtype;
-    impl->grad.reset();
-  }
+  // Module by module, since keep_f32 is a property of one module's registration. A tensor shared by
+  // two modules is converted once: the second sees it already in `dtype`.
+  for (auto& entry : parameters_) convert_in_place(entry.second, dtype);
+  for (size_t i = 0; i < buffers_.size(); i++)
+    if (!buffer_keeps_f32_[i]) convert_in_place(buffers_[i].second, dtype);
+  for (auto& entry : children_) entry.second->to(dtype);
 }
 
 }  // namespace tg

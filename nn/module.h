@@ -76,13 +76,17 @@ class Module {
   void to(Device device);
   // Converts every floating-point parameter and buffer to `dtype` in place (mixed precision: the
   // model computes in bf16 or f16 while the optimizer keeps f32 master weights, optim/adamw.h).
-  // Integer buffers keep their dtype. Gradients are dropped; convert before building the optimizer.
+  // Integer buffers keep their dtype, and so do buffers registered with keep_f32 (statistics that
+  // accumulate over steps, such as BatchNorm's running mean and variance). Gradients are dropped;
+  // convert before building the optimizer.
   void to(DType dtype);
 
  protected:
   // Registers a trainable tensor (sets requires_grad) and returns the same handle.
   Tensor register_parameter(const std::string& name, Tensor value);
-  Tensor register_buffer(const std::string& name, Tensor value);
+  // Registers non-trainable state. keep_f32: to(DType) leaves it f32 (it must be f32), for state
+  // that accumulates small updates over many steps, which bf16's 8 bits of mantissa would round away.
+  Tensor register_buffer(const std::string& name, Tensor value, bool keep_f32 = false);
   template <class M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
     add_child(name, module);
@@ -96,6 +100,7 @@ class Module {
 
   NamedTensors parameters_;
   NamedTensors buffers_;
+  std::vector<bool> buffer_keeps_f32_;  // one per entry of buffers_
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
 };

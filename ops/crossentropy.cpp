@@ -42,6 +42,15 @@ static void check_f32_contiguous(const Tensor& t, const char* name, const Shape&
   check_contiguous(kOp, t, name);
 }
 
+// e must be in [0, 1] (as PyTorch); the CUDA kernels do not smooth yet.
+static void check_label_smoothing(float label_smoothing, Device device) {
+  if (!(label_smoothing >= 0.0f && label_smoothing <= 1.0f))
+    throw Error(std::string(kOp) + ": label_smoothing is " + std::to_string(label_smoothing) +
+                ", expected a value in [0, 1]");
+  if (label_smoothing > 0.0f && device.type == DeviceType::CUDA)
+    throw Error("cross-entropy with label smoothing has no CUDA kernel yet");
+}
+
 // The checks every backward shares: logits, targets, dloss, lse, one device, targets in range.
 static Device check_backward(const Tensor& dloss, const Tensor& logits, const Tensor& targets, const Tensor& lse,
                              int32_t ignore_index, std::initializer_list<const Tensor*> more) {
@@ -56,17 +65,19 @@ static Device check_backward(const Tensor& dloss, const Tensor& logits, const Te
   return device;
 }
 
-void crossentropy_forward(Tensor& loss, Tensor& lse, const Tensor& logits, const Tensor& targets, int32_t ignore_index) {
+void crossentropy_forward(Tensor& loss, Tensor& lse, const Tensor& logits, const Tensor& targets, int32_t ignore_index,
+                          float label_smoothing) {
   check_logits_and_targets(logits, targets);
   check_f32_contiguous(loss, "loss", {}, "a scalar");
   check_f32_contiguous(lse, "lse", targets.shape(), "one per row of logits");
   Device device = check_same_device(kOp, {&loss, &lse, &logits, &targets});
+  check_label_smoothing(label_smoothing, device);
   const int64_t V = logits.size(-1), N = targets.numel();
   check_targets_in_range(targets, V, ignore_index);
   switch (device.type) {
     case DeviceType::CPU:
       cpu::crossentropy_forward(loss.data<float>(), lse.data<float>(), logits.data<float>(), targets.data<int32_t>(), N,
-                                V, ignore_index);
+                                V, ignore_index, label_smoothing);
       break;
 #ifdef TG_CUDA
     case DeviceType::CUDA: {
@@ -82,17 +93,18 @@ void crossentropy_forward(Tensor& loss, Tensor& lse, const Tensor& logits, const
 }
 
 void crossentropy_backward(Tensor& dlogits, const Tensor& dloss, const Tensor& logits, const Tensor& targets,
-                           const Tensor& lse, int32_t ignore_index) {
+                           const Tensor& lse, int32_t ignore_index, float label_smoothing) {
   check_logits_and_targets(logits, targets);
   check_shape(kOp, dlogits, "dlogits", logits.shape(), "the shape of logits");
   check_same_dtype(kOp, logits, "logits", dlogits, "dlogits");
   check_contiguous(kOp, dlogits, "dlogits");
   Device device = check_backward(dloss, logits, targets, lse, ignore_index, {&dlogits});
+  check_label_smoothing(label_smoothing, device);
   const int64_t V = logits.size(-1), N = targets.numel();
   switch (device.type) {
     case DeviceType::CPU:
       cpu::crossentropy_backward(dlogits.data<float>(), dloss.data<float>(), logits.data<float>(),
-                                 targets.data<int32_t>(), lse.data<float>(), N, V, ignore_index);
+                                 targets.data<int32_t>(), lse.data<float>(), N, V, ignore_index, label_smoothing);
       break;
 #ifdef TG_CUDA
     case DeviceType::CUDA: {
@@ -108,15 +120,16 @@ void crossentropy_backward(Tensor& dlogits, const Tensor& dloss, const Tensor& l
 }
 
 void crossentropy_backward_inplace(Tensor& logits, const Tensor& dloss, const Tensor& targets, const Tensor& lse,
-                                   int32_t ignore_index) {
+                                   int32_t ignore_index, float label_smoothing) {
   Device device = check_backward(dloss, logits, targets, lse, ignore_index, {});
+  check_label_smoothing(label_smoothing, device);
   const int64_t V = logits.size(-1), N = targets.numel();
   switch (device.type) {
     case DeviceType::CPU: {
       // The CPU kernel accumulates: run it into zeros, then copy over the logits it has finished reading.
       Tensor dlogits = Tensor::zeros(logits.shape(), DType::F32, device);
       cpu::crossentropy_backward(dlogits.data<float>(), dloss.data<float>(), logits.data<float>(),
-                                 targets.data<int32_t>(), lse.data<float>(), N, V, ignore_index);
+                                 targets.data<int32_t>(), lse.data<float>(), N, V, ignore_index, label_smoothing);
       logits.copy_(dlogits);
       break;
     }

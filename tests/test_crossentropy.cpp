@@ -330,3 +330,96 @@ TEST(CrossEntropyOp, BadInputNamesTheOpAndShapes) {
                {"cross_entropy", "logits", "f16", "f32"});
   expect_error([&] { cross_entropy(Tensor(), Tensor::from_ints({0, 1}, {2})); }, {"cross_entropy", "logits", "undefined"});
 }
+
+// ---- label smoothing ------------------------------------------------------------------------
+
+namespace {
+
+// PyTorch's definition, in double, from log-probabilities: each kept row contributes
+// (1 - e) * (-log p[target]) + e * mean over v of (-log p[v]); the mean is over the kept rows. The
+// gradient of row n (dloss = 1) is (p - (1 - e) onehot - e / V) / count.
+Reference smoothed_reference(const std::vector<float>& logits, const std::vector<int32_t>& targets, int64_t V,
+                             int32_t ignore_index, double e) {
+  const int64_t N = static_cast<int64_t>(targets.size());
+  Reference r;
+  r.lse.assign(N, 0.0);
+  r.dlogits.assign(N * V, 0.0);
+  int64_t count = 0;
+  for (int32_t t : targets) count += t != ignore_index;
+  for (int64_t n = 0; n < N; n++) {
+    if (targets[n] == ignore_index) continue;
+    double m = -std::numeric_limits<double>::infinity(), sum = 0;
+    for (int64_t v = 0; v < V; v++) m = std::max(m, static_cast<double>(logits[n * V + v]));
+    for (int64_t v = 0; v < V; v++) sum += std::exp(logits[n * V + v] - m);
+    r.lse[n] = m + std::log(sum);
+    double nll = 0, smooth = 0;
+    for (int64_t v = 0; v < V; v++) {
+      const double log_p = logits[n * V + v] - r.lse[n];
+      if (v == targets[n]) nll = -log_p;
+      smooth += -log_p / V;
+      r.dlogits[n * V + v] = (std::exp(log_p) - (v == targets[n] ? 1.0 - e : 0.0) - e / V) / count;
+    }
+    r.loss += ((1.0 - e) * nll + e * smooth) / count;
+  }
+  return r;
+}
+
+}  // namespace
+
+// Same tolerances as the unsmoothed forward and backward above: the smoothing term adds the row
+// sum of the logits, taken in f32 lanes per block of 256 and in double across blocks (a relative
+// error of a few 1e-7 of sum |logit|, which is V times the mean, so still ~1e-6 of the loss).
+TEST(CrossEntropyOp, LabelSmoothingMatchesDoubleReference) {
+  Generator gen(41);
+  const std::vector<Shape> shapes = {{5, 3}, {13, 37}, {2, 3, 65}, {3, 1000}};
+  for (const Shape& shape : shapes) {
+    const int64_t V = shape.back();
+    Shape rows(shape.begin(), shape.end() - 1);
+    Tensor logits = scaled_randn(shape, 3.0f, gen).requires_grad_(true), targets = random_targets(rows, V, gen, 4);
+    for (double e : {0.1, 0.35, 1.0}) {
+      Reference r = smoothed_reference(logits.to_vector(), targets.to_int_vector(), V, -1, e);
+      logits.set_grad(Tensor());
+      Tensor loss = cross_entropy(logits, targets, -1, static_cast<float>(e));
+      std::string what = "shape " + shape_str(shape) + " smoothing " + std::to_string(e);
+      EXPECT_NEAR(loss.item(), r.loss, 1e-6 + 1e-5 * std::fabs(r.loss)) << what;
+      backward(loss);
+      expect_close(logits.grad().to_vector(), r.dlogits, 1e-7, 1e-5, what + " dlogits");
+    }
+  }
+  // Smoothing 0 is the plain loss, bit for bit.
+  Tensor logits = scaled_randn({7, 29}, 3.0f, gen), targets = random_targets({7}, 29, gen, 3);
+  EXPECT_EQ(cross_entropy(logits, targets, -1, 0.0f).item(), cross_entropy(logits, targets).item());
+}
+
+// Ignored rows are excluded from both terms and from the count, as PyTorch.
+TEST(CrossEntropyOp, LabelSmoothingExcludesIgnoredRows) {
+  Generator gen(42);
+  Tensor logits = scaled_randn({6, 9}, 2.0f, gen);
+  Tensor targets = Tensor::from_ints({3, -100, 0, 8, -100, 5}, {6});
+  Reference r = smoothed_reference(logits.to_vector(), targets.to_int_vector(), 9, -100, 0.2);
+  EXPECT_NEAR(cross_entropy(logits, targets, -100, 0.2f).item(), r.loss, 1e-6 + 1e-5 * std::fabs(r.loss));
+  // The same as the loss over the kept rows alone.
+  std::vector<float> all = logits.to_vector(), kept;
+  for (int64_t n : {0, 2, 3, 5}) kept.insert(kept.end(), all.begin() + n * 9, all.begin() + (n + 1) * 9);
+  EXPECT_NEAR(cross_entropy(Tensor::from_vector(kept, {4, 9}), Tensor::from_ints({3, 0, 8, 5}, {4}), -100, 0.2f).item(),
+              r.loss, 1e-6 + 1e-5 * std::fabs(r.loss));
+}
+
+TEST(CrossEntropyOp, LabelSmoothingGradCheck) {
+  Generator gen(43);
+  for (const Shape& shape : std::vector<Shape>{{5, 7}, {2, 3, 11}, {1, 1}}) {
+    const int64_t V = shape.back();
+    Shape rows(shape.begin(), shape.end() - 1);
+    Tensor logits = Tensor::randn(shape, &gen).requires_grad_(true), targets = random_targets(rows, V, gen, 3);
+    EXPECT_EQ(gradcheck([](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1], -1, 0.25f); },
+                        {logits, targets}),
+              "")
+        << "shape " << shape_str(shape);
+  }
+}
+
+TEST(CrossEntropyOp, LabelSmoothingOutOfRangeNamesIt) {
+  Tensor logits = Tensor::randn({2, 5}), targets = Tensor::from_ints({0, 1}, {2});
+  expect_error([&] { cross_entropy(logits, targets, -1, -0.1f); }, {"cross_entropy", "label_smoothing", "[0, 1]"});
+  expect_error([&] { cross_entropy(logits, targets, -1, 1.5f); }, {"cross_entropy", "label_smoothing", "1.5"});
+}

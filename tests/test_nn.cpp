@@ -9,6 +9,10 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include "nn/batchnorm.h"
+#include "nn/flatten.h"
+#include "nn/pool.h"
+#include "nn/relu.h"
 #include "tilegrad.h"  // the umbrella header, so that the test build compiles it
 #include "tests/test_util.h"
 
@@ -361,4 +365,58 @@ TEST(GPT, WeightDecayGroupsDecayMatricesAndEmbeddingsOnly) {
   for (const Tensor& p : groups[0].params) EXPECT_EQ(p.dim(), 2);
   for (const Tensor& p : groups[1].params) EXPECT_EQ(p.dim(), 1);
   EXPECT_EQ(groups[0].params.size() + groups[1].params.size(), model.parameters().size());
+}
+
+// ---- buffers kept f32, and the CNN layers' modules ------------------------------------------
+
+namespace {
+
+// A buffer that to(DType) converts and one it keeps f32, in a child, so that the flag is honoured
+// through the tree.
+struct Stats : Module {
+  Tensor weight, scratch, running;
+  Stats() {
+    weight = register_parameter("weight", Tensor::ones({3}));
+    scratch = register_buffer("scratch", Tensor::zeros({3}));
+    running = register_buffer("running", Tensor::ones({3}), /*keep_f32=*/true);
+  }
+  void add_buffer(const std::string& name, Tensor t, bool keep_f32) { register_buffer(name, t, keep_f32); }
+};
+struct HoldsStats : Module {
+  std::shared_ptr<Stats> stats;
+  HoldsStats() { stats = register_module("stats", std::make_shared<Stats>()); }
+};
+
+}  // namespace
+
+TEST(Module, ToDtypeKeepsBuffersRegisteredKeepF32) {
+  HoldsStats model;
+  Tensor running = model.stats->running;  // a handle held elsewhere, as an optimizer would
+  model.to(DType::BF16);
+  EXPECT_EQ(model.stats->weight.dtype(), DType::BF16);
+  EXPECT_EQ(model.stats->scratch.dtype(), DType::BF16);
+  EXPECT_EQ(model.stats->running.dtype(), DType::F32);
+  EXPECT_EQ(running.dtype(), DType::F32);
+  model.to(DType::F16);
+  EXPECT_EQ(model.stats->weight.dtype(), DType::F16);
+  EXPECT_EQ(model.stats->running.dtype(), DType::F32);
+  // Names and the state dict are unchanged by the flag.
+  EXPECT_EQ(names_of(model.named_buffers()), (std::vector<std::string>{"stats.scratch", "stats.running"}));
+  Stats other;
+  EXPECT_ERROR_MENTIONS(other.add_buffer("count", Tensor::zeros({1}, DType::I32), true), "register_buffer", "count",
+                        "i32", "keep_f32");
+}
+
+TEST(Layers, CnnModulesKeepTheirShapes) {
+  Generator gen(51);
+  Tensor x = Tensor::randn({2, 8, 6, 16}, &gen);
+  BatchNorm2d bn(16);
+  Tensor y = ReLU().forward(bn.forward(x));
+  EXPECT_EQ(y.shape(), x.shape());
+  Pool2dParams p;
+  p.kernel_h = p.kernel_w = 3, p.stride_h = p.stride_w = 2, p.pad_h = p.pad_w = 1;
+  Tensor pooled = MaxPool2d(p).forward(y);
+  EXPECT_EQ(pooled.shape(), (Shape{2, 4, 3, 16}));
+  EXPECT_EQ(Flatten().forward(AdaptiveAvgPool2d(1, 1).forward(pooled)).shape(), (Shape{2, 16}));
+  for (float v : y.to_vector()) ASSERT_GE(v, 0.0f);
 }

@@ -13,6 +13,9 @@ namespace tg {
 // training). A target outside [0, V) that is not ignore_index throws, naming it.
 // The probabilities are never stored: the backward recomputes them from the logits and one saved
 // log-sum-exp per row.
-Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore_index = -1);
+// label_smoothing e in [0, 1], PyTorch's definition: loss = (1 - e) * NLL + e * the mean over
+// classes of -log p, both averaged over the rows not ignored. e > 0 runs on the CPU only so far.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore_index = -1,
+                     float label_smoothing = 0.0f);
 
 }  // namespace tg

@@ -181,25 +181,37 @@ void vector_exp(float* out, const float* in, int64_t n) {
 }
 
 // One row of V logits: its max m and log(sum(exp(x - m))), the log-sum-exp being m + that. The max
-// shift keeps every exp <= 1, so no row overflows however large its logits.
+// shift keeps every exp <= 1, so no row overflows however large its logits. sum: the logits' own sum,
+// which label smoothing needs (taken only when asked for).
 struct RowLogSumExp {
   float max;
   double log_sum;
+  double sum;
 };
 
 // One pass over the row from memory: each block's max is found while the block streams in, then
 // its exps are summed while it is still in L1 (a max pass over the whole row first would leave the
 // exp pass waiting for memory and then memory idle). A block whose max exceeds the running one
-// rescales the running sum once, in double.
+// rescales the running sum once, in double. kSum: also sum the logits, in the max loop (f32 lanes
+// per block, the blocks in double).
+template <bool kSum>
 static RowLogSumExp row_logsumexp(const float* x, int64_t V) {
   float m = kMinusInf;
-  double total = 0.0;
+  double total = 0.0, logit_sum = 0.0;
   for (int64_t block = 0; block < V; block += kSumBlock) {
     const int64_t end = std::min(V, block + kSumBlock);
-    Vec vmax = Vec::set(kMinusInf);
+    Vec vmax = Vec::set(kMinusInf), vsum = Vec::set(0.0f);
     int64_t i = block;
-    for (; i + kWidth <= end; i += kWidth) vmax = max(vmax, Vec::load(x + i));
-    if (i < end) vmax = max(vmax, load_tail(x + i, end - i));
+    for (; i + kWidth <= end; i += kWidth) {
+      const Vec v = Vec::load(x + i);
+      vmax = max(vmax, v);
+      if (kSum) vsum = vsum + v;
+    }
+    if (i < end) {
+      vmax = max(vmax, load_tail(x + i, end - i));
+      if (kSum) vsum = vsum + Vec::load_partial(x + i, end - i, 0.0f);
+    }
+    if (kSum) logit_sum += reduce_add(vsum);
     const float block_max = reduce_max(vmax);
     if (block_max > m) {
       if (total > 0.0) total *= std::exp(static_cast<double>(m) - static_cast<double>(block_max));
@@ -212,16 +224,19 @@ static RowLogSumExp row_logsumexp(const float* x, int64_t V) {
     if (i < end) sum = sum + exp(load_tail(x + i, end - i) - shift);
     total += reduce_add(sum);
   }
-  return {m, std::log(total)};
+  return {m, std::log(total), logit_sum};
 }
 
 // logits (N,V), targets (N) -> loss (1), lse (N)
 void crossentropy_forward(float* loss, float* lse, const float* logits, const int32_t* targets, int64_t N, int64_t V,
-                          int32_t ignore_index) {
+                          int32_t ignore_index, float label_smoothing) {
   // Each row's loss is (m - logit[target]) + log_sum in double: the difference of two f32 numbers is
-  // exact there, so logits of 1e4 lose nothing to the f32 rounding of their lse (1e-3 at 1e4). Rows
-  // are summed within fixed chunks in row order, then the chunks in order: the same loss whatever
-  // the thread count.
+  // exact there, so logits of 1e4 lose nothing to the f32 rounding of their lse (1e-3 at 1e4). With
+  // smoothing e it is (1 - e) (m - logit[target]) + e (m - mean(logits)) + log_sum, since
+  // -mean(log p) = lse - mean(logits). Rows are summed within fixed chunks in row order, then the
+  // chunks in order: the same loss whatever the thread count.
+  const bool smooth = label_smoothing != 0.0f;
+  const double e = label_smoothing;
   const int64_t chunks = std::max<int64_t>(1, std::min(N, kLossChunks));
   double chunk_loss[kLossChunks] = {};
   int64_t chunk_count[kLossChunks] = {};
@@ -235,9 +250,14 @@ void crossentropy_forward(float* loss, float* lse, const float* logits, const in
         continue;
       }
       const float* x = logits + n * V;
-      RowLogSumExp row = row_logsumexp(x, V);
+      RowLogSumExp row = smooth ? row_logsumexp<true>(x, V) : row_logsumexp<false>(x, V);
       lse[n] = static_cast<float>(static_cast<double>(row.max) + row.log_sum);
-      sum += (static_cast<double>(row.max) - static_cast<double>(x[targets[n]])) + row.log_sum;
+      const double nll_shifted = static_cast<double>(row.max) - static_cast<double>(x[targets[n]]);
+      if (smooth)
+        sum += (1.0 - e) * nll_shifted + e * (static_cast<double>(row.max) - row.sum / static_cast<double>(V)) +
+               row.log_sum;
+      else
+        sum += nll_shifted + row.log_sum;
       rows++;
     }
     chunk_loss[k] = sum;
@@ -254,13 +274,17 @@ void crossentropy_forward(float* loss, float* lse, const float* logits, const in
   *loss = count ? static_cast<float>(total / static_cast<double>(count)) : 0.0f;
 }
 
-// dlogits (N,V) += (softmax - onehot) * dloss / count, from logits (N,V), targets (N), lse (N)
+// dlogits (N,V) += (softmax - (1 - e) onehot - e / V) * dloss / count, from logits (N,V), targets (N),
+// lse (N)
 void crossentropy_backward(float* dlogits, const float* dloss, const float* logits, const int32_t* targets,
-                           const float* lse, int64_t N, int64_t V, int32_t ignore_index) {
+                           const float* lse, int64_t N, int64_t V, int32_t ignore_index, float label_smoothing) {
   int64_t count = 0;
   for (int64_t n = 0; n < N; n++) count += targets[n] != ignore_index;
   if (count == 0) return;
   const float scale = *dloss / static_cast<float>(count);
+  // Subtracting 0 changes no bits, so without smoothing this is the plain softmax - onehot.
+  const float uniform_share = label_smoothing / static_cast<float>(V) * scale;
+  const float target_share = (1.0f - label_smoothing) * scale;
   // One pass per row: softmax = exp(logits - lse) is recomputed rather than read back, since
   // storing it would cost a write and a read of N x V floats.
 #pragma omp parallel for schedule(static) if (N * V >= kParallelMinElements)
@@ -269,12 +293,14 @@ void crossentropy_backward(float* dlogits, const float* dloss, const float* logi
     if (target == ignore_index) continue;
     const float* x = logits + n * V;
     float* d = dlogits + n * V;
-    const Vec vlse = Vec::set(lse[n]), vscale = Vec::set(scale);
+    const Vec vlse = Vec::set(lse[n]), vscale = Vec::set(scale), vuniform = Vec::set(uniform_share);
     int64_t i = 0;
-    for (; i + kWidth <= V; i += kWidth) (Vec::load(d + i) + exp(Vec::load(x + i) - vlse) * vscale).store(d + i);
+    for (; i + kWidth <= V; i += kWidth)
+      (Vec::load(d + i) + exp(Vec::load(x + i) - vlse) * vscale - vuniform).store(d + i);
     if (i < V)
-      (Vec::load_partial(d + i, V - i, 0.0f) + exp(load_tail(x + i, V - i) - vlse) * vscale).store_partial(d + i, V - i);
-    d[target] -= scale;
+      (Vec::load_partial(d + i, V - i, 0.0f) + exp(load_tail(x + i, V - i) - vlse) * vscale - vuniform)
+          .store_partial(d + i, V - i);
+    d[target] -= target_share;
   }
 }
 

@@ -1,0 +1,112 @@
+#include "ops/batchnorm.h"
+
+#include <cmath>
+
+#include "ops/check.h"
+#include "ops/cpu/batchnorm.h"
+
+namespace tg::ops {
+
+static const char* kOp = "batch_norm";
+
+// x must be a contiguous float tensor with at least one dimension and a non-empty last dimension C;
+// returns C.
+static int64_t check_input(const Tensor& x) {
+  check_float_contiguous(kOp, x, "x");
+  if (x.dim() < 1 || x.size(-1) == 0)
+    throw Error(std::string(kOp) + ": x has shape " + shape_str(x.shape()) +
+                ", expected at least one dimension and a non-empty last dimension of channels");
+  return x.size(-1);
+}
+
+// An optional (C) tensor: undefined, or shape (C), contiguous, and x's dtype (parameters and their
+// gradients) or f32 (statistics, which stay f32 whatever x is).
+static void check_channel_vector(const Tensor& t, const char* name, const Tensor& x, bool f32) {
+  if (!t.defined()) return;
+  std::string why = "one per channel, the last dimension of x " + shape_str(x.shape());
+  check_shape(kOp, t, name, {x.size(-1)}, why.c_str());
+  if (f32) check_dtype(kOp, t, name, DType::F32);
+  else check_same_dtype(kOp, x, "x", t, name);
+  check_contiguous(kOp, t, name);
+}
+
+static float* optional_data(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+
+void batchnorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                       Tensor& running_mean, Tensor& running_var, bool training, float momentum, float eps, bool relu) {
+  const int64_t C = check_input(x);
+  const int64_t M = x.numel() / C;
+  check_channel_vector(weight, "weight", x, false);
+  check_channel_vector(bias, "bias", x, false);
+  check_channel_vector(running_mean, "running_mean", x, true);
+  check_channel_vector(running_var, "running_var", x, true);
+  check_defined(kOp, mean, "mean");
+  check_defined(kOp, rstd, "rstd");
+  check_channel_vector(mean, "mean", x, true);
+  check_channel_vector(rstd, "rstd", x, true);
+  check_same_shape(kOp, out, "out", x, "x");
+  check_same_dtype(kOp, x, "x", out, "out");
+  check_contiguous(kOp, out, "out");
+  if (!(eps >= 0.0f) || !std::isfinite(eps))
+    throw Error(std::string(kOp) + ": eps is " + std::to_string(eps) + ", expected a finite value >= 0");
+  if (training) {
+    if (!(momentum >= 0.0f && momentum <= 1.0f))
+      throw Error(std::string(kOp) + ": momentum is " + std::to_string(momentum) + ", expected a value in [0, 1]");
+    if (running_mean.defined() != running_var.defined())
+      throw Error(std::string(kOp) + ": running_mean and running_var must both be defined or both undefined");
+    // One value per channel has no variance, and the unbiased running variance would divide by 0.
+    if (M < 2)
+      throw Error(std::string(kOp) + ": x has shape " + shape_str(x.shape()) + ", " + std::to_string(M) +
+                  " value per channel; training needs more than 1 to compute a batch variance");
+  } else if (!running_mean.defined() || !running_var.defined()) {
+    throw Error(std::string(kOp) + ": evaluation mode normalises with the running statistics, but running_mean" +
+                " or running_var is undefined");
+  }
+  Device device = check_same_device(kOp, {&out, &mean, &rstd, &x, &weight, &bias, &running_mean, &running_var});
+  switch (device.type) {
+    case DeviceType::CPU:
+      if (training)
+        cpu::batchnorm_forward_train(out.data<float>(), mean.data<float>(), rstd.data<float>(),
+                                     optional_data(running_mean), optional_data(running_var), x.data<float>(),
+                                     optional_data(weight), optional_data(bias), M, C, momentum, eps, relu);
+      else
+        cpu::batchnorm_forward_eval(out.data<float>(), mean.data<float>(), rstd.data<float>(), x.data<float>(),
+                                    optional_data(weight), optional_data(bias), running_mean.data<float>(),
+                                    running_var.data<float>(), M, C, eps, relu);
+      break;
+    case DeviceType::CUDA: throw Error(std::string(kOp) + " has no CUDA kernel yet");
+  }
+}
+
+void batchnorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor& dout, const Tensor& x,
+                        const Tensor& weight, const Tensor& bias, const Tensor& mean, const Tensor& rstd, bool training,
+                        bool relu) {
+  const int64_t C = check_input(x);
+  check_same_shape(kOp, dout, "dout", x, "x");
+  check_same_dtype(kOp, x, "x", dout, "dout");
+  check_contiguous(kOp, dout, "dout");
+  if (dx.defined()) {
+    check_same_shape(kOp, dx, "dx", x, "x");
+    check_same_dtype(kOp, x, "x", dx, "dx");
+    check_contiguous(kOp, dx, "dx");
+  }
+  check_channel_vector(weight, "weight", x, false);
+  check_channel_vector(bias, "bias", x, false);
+  check_channel_vector(dweight, "dweight", x, false);
+  check_channel_vector(dbias, "dbias", x, false);
+  check_defined(kOp, mean, "mean");
+  check_defined(kOp, rstd, "rstd");
+  check_channel_vector(mean, "mean", x, true);
+  check_channel_vector(rstd, "rstd", x, true);
+  Device device = check_same_device(kOp, {&dx, &dweight, &dbias, &dout, &x, &weight, &bias, &mean, &rstd});
+  switch (device.type) {
+    case DeviceType::CPU:
+      cpu::batchnorm_backward(optional_data(dx), optional_data(dweight), optional_data(dbias), dout.data<float>(),
+                              x.data<float>(), optional_data(weight), optional_data(bias), mean.data<float>(),
+                              rstd.data<float>(), x.numel() / C, C, training, relu);
+      break;
+    case DeviceType::CUDA: throw Error(std::string(kOp) + " has no CUDA kernel yet");
+  }
+}
+
+}  // namespace tg::ops

@@ -1,0 +1,24 @@
+// BatchNorm fronts: check the tensors, then run the kernel for their device.
+#pragma once
+#include "tensor/tensor.h"
+
+namespace tg::ops {
+
+// x (..., C) -> out (..., C), per-channel statistics over every dimension but the last (an NHWC
+// feature map (N,H,W,C): over N*H*W). mean, rstd (C) f32 receive the statistics used, saved for the
+// backward. weight and bias are (C) of x's dtype, or undefined (no scale / no shift). running_mean
+// and running_var are (C) f32, or undefined in training (batch statistics only).
+// training: normalise with the batch's mean and biased variance, and (when defined) update the
+// running statistics in place with momentum and the unbiased variance; needs at least 2 rows.
+// Otherwise normalise with running_mean and running_var (both required).
+// relu: out = max(0, ...), the ReLU that usually follows, fused.
+void batchnorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                       Tensor& running_mean, Tensor& running_var, bool training, float momentum, float eps, bool relu);
+
+// dx (..., C) +=, dweight (C) +=, dbias (C) += from dout (..., C) and the forward's x, weight, bias,
+// mean, rstd, training and relu. Any gradient may be undefined (not wanted). Deterministic.
+void batchnorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor& dout, const Tensor& x,
+                        const Tensor& weight, const Tensor& bias, const Tensor& mean, const Tensor& rstd, bool training,
+                        bool relu);
+
+}  // namespace tg::ops

@@ -1,0 +1,35 @@
+// BatchNorm over the last dimension of a row-major (M, C) tensor, f32: per-channel statistics over
+// the M rows (an NHWC feature map (N,H,W,C) is M = N*H*W rows of C channels).
+//
+// The kernels run over fixed chunks of rows and merge the chunks' partial sums in chunk order, so
+// their bits depend on M and C only: not on the thread count or the schedule.
+#pragma once
+#include <cstdint>
+
+namespace tg::cpu {
+
+// Training: x (M,C) -> out (M,C); mean, rstd (C) of the batch (biased variance, as PyTorch:
+// rstd = 1 / sqrt(mean((x - mean)^2) + eps)). running_mean, running_var (C) are updated in place when
+// non-null: running = (1 - momentum) * running + momentum * batch, with the unbiased variance
+// (times M / (M - 1)), so M must be at least 2. weight, bias (C) may be null (scale 1, shift 0);
+// relu: out = max(0, normalised * weight + bias).
+void batchnorm_forward_train(float* out, float* mean, float* rstd, float* running_mean, float* running_var,
+                             const float* x, const float* weight, const float* bias, int64_t M, int64_t C,
+                             float momentum, float eps, bool relu);
+
+// Evaluation: x (M,C) -> out (M,C) normalised with running_mean, running_var (C); mean, rstd (C) are
+// written as the statistics used (running_mean and 1 / sqrt(running_var + eps)) for the backward.
+void batchnorm_forward_eval(float* out, float* mean, float* rstd, const float* x, const float* weight,
+                            const float* bias, const float* running_mean, const float* running_var, int64_t M,
+                            int64_t C, float eps, bool relu);
+
+// dx (M,C) +=, dweight (C) +=, dbias (C) += from dout (M,C), x (M,C), weight, bias (C) and the
+// forward's mean, rstd (C). Any of dx, dweight, dbias may be null (not wanted); weight and bias may
+// be null (bias is only read for relu, whose mask is recomputed from x). training: the statistics
+// were the batch's, so dx flows through them too; otherwise they were constants.
+// One reduction pass over (x, dout) and one elementwise pass for dx.
+void batchnorm_backward(float* dx, float* dweight, float* dbias, const float* dout, const float* x,
+                        const float* weight, const float* bias, const float* mean, const float* rstd, int64_t M,
+                        int64_t C, bool training, bool relu);
+
+}  // namespace tg::cpu
