@@ -5,7 +5,8 @@
 //   forward  out (N*P*Q, Kg)      = patches (N*P*Q, R*S*Cg) @ weight (Kg, R*S*Cg)^T
 //   weight   dweight^T (R*S*Cg, Kg) = patches^T @ dout (N*P*Q, Kg)
 //   input    stride 1: a forward convolution of dout with the flipped, transposed weight;
-//            stride > 1: dpatches = dout @ weight, scattered back onto dx (col2im) tile by tile
+//            stride > 1 (or few channels): dpatches = dout @ weight, scattered back onto dx
+//            (col2im) tile by tile
 //
 // The patch matrix is never built: ops/cpu/conv2d_pack.h packs each cache block of it straight
 // from x into the GEMM's panels. A 1x1 stride-1 unpadded convolution's patch matrix is x itself.
@@ -122,7 +123,10 @@ void conv2d_forward(float* out, const float* x, const float* weight, const float
 
 void conv2d_backward_input(float* dx, const float* dout, const float* weight, const Conv2dGeometry& g) {
   if (g.is_depthwise()) return conv2d_depthwise_backward_input(dx, dout, weight, g);
-  if (g.stride_h == 1 && g.stride_w == 1) return backward_input_stride1(dx, dout, weight, g);
+  // The stride-1 form is a GEMM with N = Cg columns; with few channels (an image's 1 or 3) that
+  // fills a sliver of NR columns poorly, and the col2im form's N = R*S*Cg does better.
+  if (g.stride_h == 1 && g.stride_w == 1 && g.channels_per_group() >= kGemmNR / 2)
+    return backward_input_stride1(dx, dout, weight, g);
   backward_input_col2im(dx, dout, weight, g);
 }
 
