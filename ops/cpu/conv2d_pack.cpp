@@ -40,51 +40,85 @@ float* scratch(int64_t n) {
   return buffer.data();
 }
 
-}  // namespace
+// One piece of a patch-row segment: channels c0 .. c0+len of kernel tap (r, s), stored at offset
+// `dst` of the segment. Offsets are precomputed: h = h0 + dh, w = w0 + dw, and `offset` is the
+// source offset relative to the pixel (h0, w0).
+struct Tap {
+  int64_t dh, dw, offset, len;
+};
 
-void gather_patch_row(const float* x, const Conv2dGeometry& g, int64_t group, int64_t pixel, int64_t col0,
-                      int64_t ncols, float* dst) {
-  const int64_t Cg = g.channels_per_group(), PQ = g.P * g.Q;
-  const int64_t n = pixel / PQ, p = pixel % PQ / g.Q, q = pixel % g.Q;
-  const int64_t h0 = p * g.stride_h - g.pad_h, w0 = q * g.stride_w - g.pad_w;
-  const float* image = x + n * g.H * g.W * g.C + group * Cg;
-  // Neighbouring kernel columns s are neighbouring pixels in memory (one run) when they hold all C
-  // channels and are one pixel apart.
-  const bool s_runs_join = Cg == g.C && g.dilation_w == 1;
-  const int64_t end = col0 + ncols;
-  for (int64_t col = col0; col < end;) {
+// The taps of columns [col0, col0 + ncols), in column order, in a per-thread buffer.
+const std::vector<Tap>& taps_of(const Conv2dGeometry& g, int64_t col0, int64_t ncols) {
+  static thread_local std::vector<Tap> taps;
+  taps.clear();
+  const int64_t Cg = g.channels_per_group();
+  for (int64_t col = col0; col < col0 + ncols;) {
     const int64_t rs = col / Cg, c = col - rs * Cg, r = rs / g.S, s = rs % g.S;
-    const int64_t h = h0 + r * g.dilation_h, w = w0 + s * g.dilation_w;
-    int64_t run_end;  // exclusive column where this run stops
-    const float* src = nullptr;
-    if (h < 0 || h >= g.H) {
-      run_end = (r + 1) * g.S * Cg;  // the whole kernel row r is padding
-    } else if (w < 0 || w >= g.W) {
-      run_end = (rs + 1) * Cg;
-    } else {
-      src = image + (h * g.W + w) * g.C + c;
-      // With joined runs, continue through the kernel columns s' whose pixel w0 + s' is inside.
-      run_end = s_runs_join ? (r * g.S + std::min(g.S, g.W - w0)) * Cg : (rs + 1) * Cg;
-    }
-    const int64_t len = std::min(run_end, end) - col;
-    copy_run(dst + (col - col0), src, len);
+    const int64_t len = std::min(Cg - c, col0 + ncols - col);
+    const int64_t dh = r * g.dilation_h, dw = s * g.dilation_w;
+    taps.push_back({dh, dw, (dh * g.W + dw) * g.C + c, len});
     col += len;
   }
+  return taps;
 }
+
+// Walks output pixels in order: image base (x at (n, 0, 0, group*Cg)), and the top-left input
+// position (h0, w0) of the pixel's window. Divides once, then steps.
+struct PixelWalker {
+  const Conv2dGeometry& g;
+  const float* image;
+  int64_t p, q, h0, w0;
+  PixelWalker(const float* x, const Conv2dGeometry& geo, int64_t group, int64_t pixel) : g(geo) {
+    const int64_t n = pixel / (g.P * g.Q);
+    p = pixel % (g.P * g.Q) / g.Q, q = pixel % g.Q;
+    image = x + n * g.H * g.W * g.C + group * g.channels_per_group();
+    h0 = p * g.stride_h - g.pad_h, w0 = q * g.stride_w - g.pad_w;
+  }
+  void next() {
+    w0 += g.stride_w;
+    if (++q < g.Q) return;
+    q = 0, w0 = -g.pad_w, h0 += g.stride_h;
+    if (++p < g.P) return;
+    p = 0, h0 = -g.pad_h, image += g.H * g.W * g.C;
+  }
+  // The pixel's patch-row segment described by `taps` -> dst. Neighbouring pieces whose sources
+  // are contiguous in memory (or both padding) are copied as one run.
+  void gather(const std::vector<Tap>& taps, float* dst) const {
+    const int64_t origin = (h0 * g.W + w0) * g.C;  // may lie outside the image; only in-image taps are read
+    const float* run_src = nullptr;
+    int64_t run_len = 0;
+    float* out = dst;
+    for (const Tap& t : taps) {
+      const int64_t h = h0 + t.dh, w = w0 + t.dw;
+      const float* src = h >= 0 && h < g.H && w >= 0 && w < g.W ? image + origin + t.offset : nullptr;
+      if (run_len > 0 && (src ? run_src && src == run_src + run_len : !run_src)) {
+        run_len += t.len;
+        continue;
+      }
+      copy_run(out, run_src, run_len);
+      out += run_len;
+      run_src = src, run_len = t.len;
+    }
+    copy_run(out, run_src, run_len);
+  }
+};
+
+}  // namespace
 
 void PatchPackA::pack(int64_t i0, int64_t m, int64_t p0, int64_t k, float* a_pack) const {
   // rows (MR, k): the sliver's patch rows, gathered contiguously so that the transpose into the
   // k-major sliver runs on whole 16 x 16 blocks whatever Cg is.
+  const std::vector<Tap>& taps = taps_of(g_, p0, k);
   float* rows = scratch(kGemmMR * k);
+  PixelWalker pixel(x_, g_, group_, i0);
   for (int64_t s0 = 0; s0 < m; s0 += kGemmMR) {
     const int64_t count = std::min<int64_t>(kGemmMR, m - s0);
     const float* row_ptrs[kGemmMR];
     for (int64_t r = 0; r < kGemmMR; r++) {
+      row_ptrs[r] = r < count ? rows + r * k : nullptr;  // past the last row: zeros
       if (r < count) {
-        gather_patch_row(x_, g_, group_, i0 + s0 + r, p0, k, rows + r * k);
-        row_ptrs[r] = rows + r * k;
-      } else {
-        row_ptrs[r] = nullptr;  // past the last row: zeros
+        pixel.gather(taps, rows + r * k);
+        pixel.next();
       }
     }
     pack_a_rows(row_ptrs, k, a_pack + s0 * k);
@@ -95,11 +129,13 @@ void PatchTransposePackA::pack(int64_t i0, int64_t m, int64_t p0, int64_t k, flo
   // Here the pack's rows are patch columns and its k is pixels: sliver t, step pp holds patch
   // columns i0 + t*MR .. of pixel p0 + pp, MR floats in a row. Gather the pixel's patch segment
   // (m floats) once, then deal it out in MR-wide pieces.
+  const std::vector<Tap>& taps = taps_of(g_, i0, m);
   const int64_t full = m / kGemmMR * kGemmMR;
   float* row = scratch(m + kGemmMR);
   std::fill(row + m, row + full + kGemmMR, 0.0f);  // zero rows of the last, partial sliver
-  for (int64_t pp = 0; pp < k; pp++) {
-    gather_patch_row(x_, g_, group_, p0 + pp, i0, m, row);
+  PixelWalker pixel(x_, g_, group_, p0);
+  for (int64_t pp = 0; pp < k; pp++, pixel.next()) {
+    pixel.gather(taps, row);
     for (int64_t t0 = 0; t0 < m; t0 += kGemmMR)
       std::memcpy(a_pack + t0 * k + pp * kGemmMR, row + t0, sizeof(float) * kGemmMR);
   }

@@ -5,6 +5,11 @@
 // column (r, s, c) (= (r*S + s)*Cg + c, the order of a weight repacked to (K, R, S, Cg)) holds
 //   x[n, p*stride_h - pad_h + r*dilation_h, q*stride_w - pad_w + s*dilation_w, g*Cg + c],
 // or zero where that falls outside the image (the padding).
+//
+// A packer gathers row segments of that matrix: a column range is split once per call into its
+// kernel taps (r, s) and channel runs, pixels are walked in order without divisions, and each row
+// segment is then a few copies: in NHWC one pixel's channels are contiguous, and with groups == 1
+// and dilation_w == 1 so are neighbouring taps of one kernel row, which the copy loop joins.
 #pragma once
 #include <cstdint>
 
@@ -12,12 +17,6 @@
 #include "ops/cpu/gemm.h"
 
 namespace tg::cpu {
-
-// patches[i, col0 : col0 + ncols] -> dst (ncols): one row segment of the patch matrix of `group`.
-// In NHWC the C channels of one pixel are contiguous, and with groups == 1 and dilation_w == 1 so
-// are the S pixels of one kernel row, so a segment is a few long copies, not R*S*C single reads.
-void gather_patch_row(const float* x, const Conv2dGeometry& g, int64_t group, int64_t pixel, int64_t col0,
-                      int64_t ncols, float* dst);
 
 // op(A) = patches (N*P*Q, R*S*Cg): the forward's A operand (out = patches @ weight^T). Each sliver
 // gathers its MR rows into a scratch row block, then transposes them into the k-major pack.
