@@ -47,7 +47,13 @@ const std::vector<ConvCase> kCases = {
     {"depthwise 5x3 stride(1,2) C7", 1, 10, 9, 7, 7, 5, 3, params(1, 2, 2, 1, 1, 1, 7), true},
     {"1x1 pointwise C17 K33", 2, 5, 3, 17, 33, 1, 1, params(1, 1, 0, 0, 1, 1, 1), true},
     {"1x1 stride2 shortcut", 2, 7, 6, 16, 24, 1, 1, params(2, 2, 0, 0, 1, 1, 1), false},
-    {"1x1 pad1 (negative dgrad padding)", 1, 4, 5, 3, 5, 1, 1, params(1, 1, 1, 1, 1, 1, 1), true},
+    {"1x1 pad1 C3", 1, 4, 5, 3, 5, 1, 1, params(1, 1, 1, 1, 1, 1, 1), true},
+    // Cg >= 16: the stride-1 input gradient is the flipped forward, here with padding
+    // dilation*(R-1) - pad = -1 (a crop).
+    {"2x2 pad2 C16 (negative dgrad padding)", 2, 4, 5, 16, 8, 2, 2, params(1, 1, 2, 2, 1, 1, 1), true},
+    // Channel runs of whole 16-float vectors: the forward packer transposes straight from x.
+    {"3x3 pad1 C32 K16", 2, 6, 5, 32, 16, 3, 3, params(1, 1, 1, 1, 1, 1, 1), true},
+    {"3x3 pad2 dil2 groups2 C64 K32", 1, 7, 6, 64, 32, 3, 3, params(1, 1, 2, 2, 2, 2, 2), false},
     {"2x2 pad2", 2, 3, 4, 5, 3, 2, 2, params(1, 1, 2, 2, 1, 1, 1), true},
     {"kernel covers the image", 2, 2, 3, 3, 4, 3, 3, params(1, 1, 1, 1, 1, 1, 1), true},
     {"first layer C1 K32", 2, 8, 8, 1, 32, 3, 3, params(1, 1, 1, 1, 1, 1, 1), true},

@@ -62,35 +62,45 @@ const std::vector<Tap>& taps_of(const Conv2dGeometry& g, int64_t col0, int64_t n
   return taps;
 }
 
-// Walks output pixels in order: image base (x at (n, 0, 0, group*Cg)), and the top-left input
-// position (h0, w0) of the pixel's window. Divides once, then steps.
+// One output pixel's window: its image (x at (n, 0, 0, group*Cg)) and the top-left input position
+// (h0, w0) of its R x S window (negative in the padding).
+struct PixelPosition {
+  const float* image = nullptr;
+  int64_t h0 = 0, w0 = 0;
+};
+
+// Where tap t of the window at `at` reads x, or null in the padding.
+inline const float* tap_source(const PixelPosition& at, const Tap& t, const Conv2dGeometry& g) {
+  const int64_t h = at.h0 + t.dh, w = at.w0 + t.dw;
+  return h >= 0 && h < g.H && w >= 0 && w < g.W ? at.image + (at.h0 * g.W + at.w0) * g.C + t.offset : nullptr;
+}
+
+// Walks output pixels in order. Divides once, then steps.
 struct PixelWalker {
   const Conv2dGeometry& g;
-  const float* image;
-  int64_t p, q, h0, w0;
+  PixelPosition position;
+  int64_t p, q;
   PixelWalker(const float* x, const Conv2dGeometry& geo, int64_t group, int64_t pixel) : g(geo) {
     const int64_t n = pixel / (g.P * g.Q);
     p = pixel % (g.P * g.Q) / g.Q, q = pixel % g.Q;
-    image = x + n * g.H * g.W * g.C + group * g.channels_per_group();
-    h0 = p * g.stride_h - g.pad_h, w0 = q * g.stride_w - g.pad_w;
+    position.image = x + n * g.H * g.W * g.C + group * g.channels_per_group();
+    position.h0 = p * g.stride_h - g.pad_h, position.w0 = q * g.stride_w - g.pad_w;
   }
   void next() {
-    w0 += g.stride_w;
+    position.w0 += g.stride_w;
     if (++q < g.Q) return;
-    q = 0, w0 = -g.pad_w, h0 += g.stride_h;
+    q = 0, position.w0 = -g.pad_w, position.h0 += g.stride_h;
     if (++p < g.P) return;
-    p = 0, h0 = -g.pad_h, image += g.H * g.W * g.C;
+    p = 0, position.h0 = -g.pad_h, position.image += g.H * g.W * g.C;
   }
   // The pixel's patch-row segment described by `taps` -> dst. Neighbouring pieces whose sources
   // are contiguous in memory (or both padding) are copied as one run.
   void gather(const std::vector<Tap>& taps, float* dst) const {
-    const int64_t origin = (h0 * g.W + w0) * g.C;  // may lie outside the image; only in-image taps are read
     const float* run_src = nullptr;
     int64_t run_len = 0;
     float* out = dst;
     for (const Tap& t : taps) {
-      const int64_t h = h0 + t.dh, w = w0 + t.dw;
-      const float* src = h >= 0 && h < g.H && w >= 0 && w < g.W ? image + origin + t.offset : nullptr;
+      const float* src = tap_source(position, t, g);
       if (run_len > 0 && (src ? run_src && src == run_src + run_len : !run_src)) {
         run_len += t.len;
         continue;
@@ -106,11 +116,30 @@ struct PixelWalker {
 }  // namespace
 
 void PatchPackA::pack(int64_t i0, int64_t m, int64_t p0, int64_t k, float* a_pack) const {
-  // rows (MR, k): the sliver's patch rows, gathered contiguously so that the transpose into the
-  // k-major sliver runs on whole 16 x 16 blocks whatever Cg is.
   const std::vector<Tap>& taps = taps_of(g_, p0, k);
-  float* rows = scratch(kGemmMR * k);
   PixelWalker pixel(x_, g_, group_, i0);
+  // With every tap a whole number of 16-float runs (Cg = 16, 32, 64, ...), each tap's MR rows are
+  // transposed into the sliver straight from x.
+  const bool whole_vectors =
+      std::all_of(taps.begin(), taps.end(), [](const Tap& t) { return t.len % 16 == 0; });
+  if (whole_vectors) {
+    for (int64_t s0 = 0; s0 < m; s0 += kGemmMR) {
+      const int64_t count = std::min<int64_t>(kGemmMR, m - s0);
+      PixelPosition rows[kGemmMR];
+      for (int64_t r = 0; r < count; r++, pixel.next()) rows[r] = pixel.position;
+      float* sliver = a_pack + s0 * k;
+      for (const Tap& t : taps) {
+        const float* row_ptrs[kGemmMR];
+        for (int64_t r = 0; r < kGemmMR; r++) row_ptrs[r] = r < count ? tap_source(rows[r], t, g_) : nullptr;
+        pack_a_rows(row_ptrs, t.len, sliver);
+        sliver += t.len * kGemmMR;
+      }
+    }
+    return;
+  }
+  // Otherwise gather the sliver's patch rows (MR, k) contiguously first, so that the transpose
+  // runs on whole 16 x 16 blocks whatever Cg is.
+  float* rows = scratch(kGemmMR * k);
   for (int64_t s0 = 0; s0 < m; s0 += kGemmMR) {
     const int64_t count = std::min<int64_t>(kGemmMR, m - s0);
     const float* row_ptrs[kGemmMR];
