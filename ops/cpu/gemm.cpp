@@ -9,7 +9,10 @@
 //
 // Packing copies each operand once into the exact order the micro-kernel reads it (unit stride,
 // zero-padded to whole MR / NR slivers), which is also where transposes are absorbed: op(A) and
-// op(B) are only ever read through pack_a / pack_b. Threads split C into a grid of disjoint
+// op(B) are only ever read through packers (GemmPackA / GemmPackB in gemm.h). A stored matrix is
+// packed by pack_a / pack_b; conv2d packs its patch matrix straight from the image instead, so the
+// same loop nest and micro-kernel run an implicit-im2col convolution. A packer is called once per
+// cache block, so the virtual call costs nothing measurable. Threads split C into a grid of disjoint
 // blocks, each run as an independent serial GEMM with its own packing buffers: no barriers, and
 // the grid follows the shape (rows for tall C, columns for wide C).
 #include "ops/cpu/gemm.h"
@@ -32,13 +35,8 @@ namespace {
 // Register tile. AVX-512 has 32 zmm registers: 14 x 32 keeps 28 accumulators, 2 B vectors and one
 // broadcast A value live, and 28 independent FMAs per k step cover the 2 FMA pipes x 4-cycle
 // latency many times over. AVX2 (16 ymm): 6 x 16 = 12 accumulators + 2 B + 1 broadcast.
-#if defined(__AVX512F__)
-constexpr int kMR = 14, kNR = 32;
-#elif defined(__AVX2__)
-constexpr int kMR = 6, kNR = 16;
-#else
-constexpr int kMR = 4, kNR = 16;
-#endif
+// (kGemmMR x kGemmNR, in gemm.h for the packers.)
+constexpr int kMR = kGemmMR, kNR = kGemmNR;
 
 // Cache blocks, measured on Zen 5 (48 KiB L1d, 1 MiB L2 per core, 32 MiB L3 shared). The A block
 // MC*KC*4 = 336 KiB sits in L2 and the B panel KC*NC*4 = 6 MiB per thread in L3. The B sliver
@@ -245,24 +243,11 @@ void pack_a(bool trans, int64_t m, int64_t k, const float* a, int64_t lda, float
     }
     return;
   }
+  // Stored (M, K): MR row streams, interleaved k by k.
   for (int64_t i0 = 0; i0 < m; i0 += kMR) {
-    const int64_t rows = std::min<int64_t>(kMR, m - i0);
-    float* dst = a_pack + i0 * k;
-    const float* src = a + i0 * lda;
-    if (rows == kMR) {
-      // Stored (M, K): MR row streams, interleaved k by k.
-      int64_t p = 0;
-#if defined(__AVX512F__)
-      for (; p + 16 <= k; p += 16) transpose_rows_to_k_major(src + p, lda, kMR, dst + p * kMR, kMR);
-#endif
-      for (; p < k; p++)
-        for (int r = 0; r < kMR; r++) dst[p * kMR + r] = src[r * lda + p];
-    } else {
-      for (int64_t p = 0; p < k; p++) {
-        for (int64_t r = 0; r < rows; r++) dst[p * kMR + r] = src[r * lda + p];
-        for (int64_t r = rows; r < kMR; r++) dst[p * kMR + r] = 0.0f;
-      }
-    }
+    const float* rows[kMR];
+    for (int r = 0; r < kMR; r++) rows[r] = i0 + r < m ? a + (i0 + r) * lda : nullptr;
+    pack_a_rows(rows, k, a_pack + i0 * k);
   }
 }
 
@@ -346,9 +331,10 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
   }
 }
 
-// The loop nest from the top of the file, on one thread. Needs M, N, K >= 1.
-void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+// The loop nest from the top of the file, on one thread, for the block op(A)[i0 : i0+M] @
+// op(B)[:, j0 : j0+N] of a larger product; C points at that block. Needs M, N, K >= 1.
+void gemm_serial(int64_t i0, int64_t M, int64_t j0, int64_t N, int64_t K, float alpha, const GemmPackA& A,
+                 const GemmPackB& B, float beta, float* C, int64_t ldc) {
   PackBuffers& buffers = pack_buffers();
   const int64_t kc_max = std::min(kKC, K);
   float* a_pack = PackBuffers::grow(buffers.a, buffers.a_size,
@@ -361,10 +347,10 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
       const int64_t kc = std::min(kKC, K - pc);
       // Later K blocks add onto the partial sums the first one wrote.
       const float beta_block = pc == 0 ? beta : 1.0f;
-      pack_b(trans_b, kc, nc, trans_b ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, b_pack);
+      B.pack(pc, kc, j0 + jc, nc, b_pack);
       for (int64_t ic = 0; ic < M; ic += kMC) {
         const int64_t mc = std::min(kMC, M - ic);
-        pack_a(trans_a, mc, kc, trans_a ? A + pc * lda + ic : A + ic * lda + pc, lda, a_pack);
+        A.pack(i0 + ic, mc, pc, kc, a_pack);
         for (int64_t jr = 0; jr < nc; jr += kNR) {
           const int n = static_cast<int>(std::min<int64_t>(kNR, nc - jr));
           const float* b_sliver = b_pack + jr * kc;
@@ -380,12 +366,12 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
   }
 }
 
-// Handles the degenerate cases, then runs the blocked GEMM on this thread.
-void gemm_one_thread(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                     int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+// Handles the degenerate cases, then runs the blocked GEMM on this thread (arguments as gemm_serial).
+void gemm_one_thread(int64_t i0, int64_t M, int64_t j0, int64_t N, int64_t K, float alpha, const GemmPackA& A,
+                     const GemmPackB& B, float beta, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) return scale_c(M, N, beta, C, ldc);
-  gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  gemm_serial(i0, M, j0, N, K, alpha, A, B, beta, C, ldc);
 }
 
 // Splits `threads` into a grid rows x cols over C that keeps every thread's block as square as the
@@ -415,12 +401,53 @@ int threads_for(int64_t M, int64_t N, int64_t K) {
 
 }  // namespace
 
+void MatrixPackA::pack(int64_t i0, int64_t m, int64_t p0, int64_t k, float* a_pack) const {
+  pack_a(trans_, m, k, trans_ ? a_ + p0 * ld_ + i0 : a_ + i0 * ld_ + p0, ld_, a_pack);
+}
+
+void MatrixPackB::pack(int64_t p0, int64_t k, int64_t j0, int64_t n, float* b_pack) const {
+  pack_b(trans_, k, n, trans_ ? b_ + j0 * ld_ + p0 : b_ + p0 * ld_ + j0, ld_, b_pack);
+}
+
+void pack_a_rows(const float* const* rows, int64_t k, float* sliver) {
+  int64_t p = 0;
+#if defined(__AVX512F__)
+  // 16 k at a time: load 16 floats of each row stream, transpose, store 16 k-major MR-rows (each
+  // store writes 16 floats, of which the next store overwrites the 16 - MR past this row).
+  static_assert(kMR <= 16, "the AVX-512 A packer transposes 16 x 16 blocks");
+  __m512 v[16];
+  for (; p + 16 <= k; p += 16) {
+    for (int r = 0; r < 16; r++) v[r] = r < kMR && rows[r] ? _mm512_loadu_ps(rows[r] + p) : _mm512_setzero_ps();
+    transpose16x16(v);
+    for (int j = 0; j < 16; j++) _mm512_storeu_ps(sliver + (p + j) * kMR, v[j]);
+  }
+  if (p < k) {
+    // The tail (a convolution's channel run of 3 or 5 lands here whole): masked loads read only
+    // the rem valid floats of each row.
+    const int rem = static_cast<int>(k - p);
+    const __mmask16 mask = static_cast<__mmask16>((1u << rem) - 1);
+    for (int r = 0; r < 16; r++)
+      v[r] = r < kMR && rows[r] ? _mm512_maskz_loadu_ps(mask, rows[r] + p) : _mm512_setzero_ps();
+    transpose16x16(v);
+    for (int j = 0; j < rem; j++) _mm512_storeu_ps(sliver + (p + j) * kMR, v[j]);
+  }
+#else
+  for (; p < k; p++)
+    for (int r = 0; r < kMR; r++) sliver[p * kMR + r] = rows[r] ? rows[r][p] : 0.0f;
+#endif
+}
+
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  gemm_packed(M, N, K, alpha, MatrixPackA(trans_a, A, lda), MatrixPackB(trans_b, B, ldb), beta, C, ldc);
+}
+
+void gemm_packed(int64_t M, int64_t N, int64_t K, float alpha, const GemmPackA& A, const GemmPackB& B, float beta,
+                 float* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   const int threads = threads_for(M, N, K);
   if (threads <= 1 || K <= 0 || alpha == 0.0f) {
-    gemm_one_thread(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_one_thread(0, M, 0, N, K, alpha, A, B, beta, C, ldc);
     return;
   }
 #pragma omp parallel num_threads(threads)
@@ -435,11 +462,7 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
     const int64_t i1 = std::min(M, row_tiles * (gr + 1) / grid_rows * kMR);
     const int64_t j0 = std::min(N, col_tiles * gc / grid_cols * kNR);
     const int64_t j1 = std::min(N, col_tiles * (gc + 1) / grid_cols * kNR);
-    if (i1 > i0 && j1 > j0) {
-      const float* a = trans_a ? A + i0 : A + i0 * lda;
-      const float* b = trans_b ? B + j0 * ldb : B + j0;
-      gemm_one_thread(trans_a, trans_b, i1 - i0, j1 - j0, K, alpha, a, lda, b, ldb, beta, C + i0 * ldc + j0, ldc);
-    }
+    if (i1 > i0 && j1 > j0) gemm_one_thread(i0, i1 - i0, j0, j1 - j0, K, alpha, A, B, beta, C + i0 * ldc + j0, ldc);
   }
 }
 
@@ -453,8 +476,8 @@ void gemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
   if (threads > 1 && (batch % threads == 0 || batch >= 4 * threads)) {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t i = 0; i < batch; i++)
-      gemm_one_thread(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
-                      C + i * stride_c, ldc);
+      gemm_one_thread(0, M, 0, N, K, alpha, MatrixPackA(trans_a, A + i * stride_a, lda),
+                      MatrixPackB(trans_b, B + i * stride_b, ldb), beta, C + i * stride_c, ldc);
     return;
   }
   for (int64_t i = 0; i < batch; i++)

@@ -21,6 +21,72 @@ void gemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
 
 // out (M,N) row i = bias (N), for every row: the starting value of a Linear output before its
 // GEMM accumulates (beta = 1) on top.
+// ---- GEMM on packed operands -------------------------------------------------------------------
+// The register tile of the micro-kernel. A packer fills slivers of kGemmMR rows of op(A), or of
+// kGemmNR columns of op(B), in the order the micro-kernel reads them.
+#if defined(__AVX512F__)
+constexpr int kGemmMR = 14, kGemmNR = 32;
+#elif defined(__AVX2__)
+constexpr int kGemmMR = 6, kGemmNR = 16;
+#else
+constexpr int kGemmMR = 4, kGemmNR = 16;
+#endif
+
+// Produces blocks of op(A) (M,K) for the blocked GEMM. An operand that is not a stored matrix (the
+// patch matrix of a convolution, gathered from the image) is a packer. pack() is called from
+// several threads at once, each with its own buffer, so it must not change shared state.
+class GemmPackA {
+ public:
+  virtual ~GemmPackA() = default;
+  // op(A)[i0 : i0+m, p0 : p0+k] -> a_pack (ceil(m/MR), k, MR): sliver s holds rows i0 + s*MR ..,
+  // k-major; rows past m are zeros. a_pack has room for 16 floats past the last sliver.
+  virtual void pack(int64_t i0, int64_t m, int64_t p0, int64_t k, float* a_pack) const = 0;
+};
+
+// The same for op(B) (K,N).
+class GemmPackB {
+ public:
+  virtual ~GemmPackB() = default;
+  // op(B)[p0 : p0+k, j0 : j0+n] -> b_pack (ceil(n/NR), k, NR): sliver s holds columns j0 + s*NR ..,
+  // k-major; columns past n are zeros. b_pack has room for 16 floats past the last sliver.
+  virtual void pack(int64_t p0, int64_t k, int64_t j0, int64_t n, float* b_pack) const = 0;
+};
+
+// A stored row-major matrix as a packer: (M,K) with row stride ld, or (K,M) when trans.
+class MatrixPackA : public GemmPackA {
+ public:
+  MatrixPackA(bool trans, const float* a, int64_t ld) : trans_(trans), a_(a), ld_(ld) {}
+  void pack(int64_t i0, int64_t m, int64_t p0, int64_t k, float* a_pack) const override;
+
+ private:
+  bool trans_;
+  const float* a_;
+  int64_t ld_;
+};
+
+// A stored row-major matrix as a packer: (K,N) with row stride ld, or (N,K) when trans.
+class MatrixPackB : public GemmPackB {
+ public:
+  MatrixPackB(bool trans, const float* b, int64_t ld) : trans_(trans), b_(b), ld_(ld) {}
+  void pack(int64_t p0, int64_t k, int64_t j0, int64_t n, float* b_pack) const override;
+
+ private:
+  bool trans_;
+  const float* b_;
+  int64_t ld_;
+};
+
+// C (M,N) = alpha * op(A) @ op(B) + beta * C, with the operands produced by packers; the same loop
+// nest, threading and micro-kernel as gemm() (which is this with two matrix packers).
+void gemm_packed(int64_t M, int64_t N, int64_t K, float alpha, const GemmPackA& a, const GemmPackB& b, float beta,
+                 float* C, int64_t ldc);
+
+// For custom A packers: one sliver segment from MR row streams. rows[r] points at k consecutive
+// floats of row r (null: a row of zeros); writes sliver (k, MR) k-major, sliver[p*MR + r] = rows[r][p].
+// May write up to 16 floats past the end of the segment (callers fill segments in increasing
+// order, and the pack buffer has slack for the last one).
+void pack_a_rows(const float* const* rows, int64_t k, float* sliver);
+
 void broadcast_rows(float* out, const float* bias, int64_t M, int64_t N);
 
 // dbias (N) += column sums of dout (M,N): the bias gradient of Linear.

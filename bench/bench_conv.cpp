@@ -1,0 +1,244 @@
+// conv2d throughput (NHWC, f32) per layer of the reference CNN and of a small ResNet: forward,
+// input gradient and weight gradient, in GFLOP/s and as a fraction of this machine's measured FMA
+// peak, next to the textbook peer: an explicit im2col of the whole batch followed by OpenBLAS
+// sgemm (and col2im for the input gradient), when OpenBLAS is installed.
+//
+//   build/bench/bench_conv            cnn-ref and ResNet layers, batch 128
+//   build/bench/bench_conv --quick    cnn-ref layers only
+//   build/bench/bench_conv --cpu-time time by process CPU time instead of wall time: on a machine
+//                                     shared with other jobs, time spent descheduled is not counted
+//                                     (spinning OpenMP threads still are, so it errs low); GFLOP/s
+//                                     and %peak are then per core of CPU time x threads
+//
+// The peer's time includes its im2col / col2im passes (OpenMP over images): they are part of that
+// algorithm, and what the implicit GEMM avoids. OpenBLAS 0.3.21 does not know Zen 5; its SkylakeX
+// kernels were the fastest in bench_gemm's probe on this machine, so this program re-runs itself
+// with OPENBLAS_CORETYPE=SkylakeX (BENCH_OPENBLAS_CORETYPE=X picks another).
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if defined(TG_HAVE_OPENBLAS)
+#include <cblas.h>
+#endif
+
+#include "bench/bench_common.h"
+#include "ops/conv2d.h"
+#include "tensor/tensor.h"
+
+namespace {
+
+struct Layer {
+  std::string name;
+  int64_t N, H, W, C, K, R, S, stride, pad;
+};
+
+std::vector<Layer> layers(bool quick) {
+  const int64_t B = 128;
+  std::vector<Layer> out = {
+      // cnn-ref: 1x28x28 input, two 3x3 convs at 28x28 then one at 14x14 (after a 2x2 pool).
+      {"cnn-ref.conv1 1->32", B, 28, 28, 1, 32, 3, 3, 1, 1},
+      {"cnn-ref.conv2 32->64", B, 28, 28, 32, 64, 3, 3, 1, 1},
+      {"cnn-ref.conv3 64->128", B, 14, 14, 64, 128, 3, 3, 1, 1},
+  };
+  if (quick) return out;
+  std::vector<Layer> resnet = {
+      {"res.64 3x3 @28", B, 28, 28, 64, 64, 3, 3, 1, 1},
+      {"res.128 3x3 s2 @28", B, 28, 28, 64, 128, 3, 3, 2, 1},
+      {"res.128 1x1 s2 @28", B, 28, 28, 64, 128, 1, 1, 2, 0},
+      {"res.128 3x3 @14", B, 14, 14, 128, 128, 3, 3, 1, 1},
+      {"res.256 3x3 s2 @14", B, 14, 14, 128, 256, 3, 3, 2, 1},
+      {"res.256 1x1 s2 @14", B, 14, 14, 128, 256, 1, 1, 2, 0},
+      {"res.256 3x3 @7", B, 7, 7, 256, 256, 3, 3, 1, 1},
+  };
+  out.insert(out.end(), resnet.begin(), resnet.end());
+  return out;
+}
+
+// Best of enough repeats for about half a second (at least 3), after a pause that lets the other
+// library's spinning threads go to sleep (see bench_gemm.cpp). Best, not median: the machine is
+// shared, and the fastest run is the least disturbed.
+bool g_cpu_time = false;
+
+// One run of fn in milliseconds: wall time, or (--cpu-time) process CPU time / threads.
+double run_ms(const std::function<void()>& fn) {
+  if (!g_cpu_time) return tg::bench::time_ms(fn, 1, 0);
+  timespec a, b;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
+  fn();
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
+  return ((b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) * 1e-6) / omp_get_max_threads();
+}
+
+double time_best_ms(const std::function<void()>& fn) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  fn();  // warm-up
+  const double once = run_ms(fn);
+  const int repeats = std::clamp(static_cast<int>(500.0 / std::max(once, 1e-3)), 3, 100);
+  double best = once;
+  for (int i = 0; i < repeats; i++) best = std::min(best, run_ms(fn));
+  return best;
+}
+
+#if defined(TG_HAVE_OPENBLAS)
+// The peer: cols (N*P*Q, R*S*C) built from x, then sgemm; col2im for the input gradient.
+struct Peer {
+  const Layer& l;
+  int64_t P, Q;
+  std::vector<float> cols, w_krsc;
+
+  explicit Peer(const Layer& layer) : l(layer) {
+    P = (l.H + 2 * l.pad - l.R) / l.stride + 1;
+    Q = (l.W + 2 * l.pad - l.S) / l.stride + 1;
+    cols.resize(static_cast<size_t>(l.N * P * Q * l.R * l.S * l.C));
+  }
+  int64_t rsc() const { return l.R * l.S * l.C; }
+  void im2col(const float* x) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < l.N * P * Q; i++) {
+      const int64_t n = i / (P * Q), p = i % (P * Q) / Q, q = i % Q;
+      float* row = cols.data() + i * rsc();
+      for (int64_t r = 0; r < l.R; r++)
+        for (int64_t s = 0; s < l.S; s++) {
+          const int64_t h = p * l.stride - l.pad + r, w = q * l.stride - l.pad + s;
+          float* dst = row + (r * l.S + s) * l.C;
+          if (h < 0 || h >= l.H || w < 0 || w >= l.W) std::memset(dst, 0, sizeof(float) * l.C);
+          else std::memcpy(dst, x + ((n * l.H + h) * l.W + w) * l.C, sizeof(float) * l.C);
+        }
+    }
+  }
+  void col2im(float* dx) {  // threads own whole images
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < l.N; n++)
+      for (int64_t pq = 0; pq < P * Q; pq++) {
+        const int64_t p = pq / Q, q = pq % Q;
+        const float* row = cols.data() + (n * P * Q + pq) * rsc();
+        for (int64_t r = 0; r < l.R; r++)
+          for (int64_t s = 0; s < l.S; s++) {
+            const int64_t h = p * l.stride - l.pad + r, w = q * l.stride - l.pad + s;
+            if (h < 0 || h >= l.H || w < 0 || w >= l.W) continue;
+            float* d = dx + ((n * l.H + h) * l.W + w) * l.C;
+            const float* src = row + (r * l.S + s) * l.C;
+            for (int64_t c = 0; c < l.C; c++) d[c] += src[c];
+          }
+      }
+  }
+  int M() const { return static_cast<int>(l.N * P * Q); }
+  void forward(float* out, const float* x, const float* w) {
+    im2col(x);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M(), static_cast<int>(l.K), static_cast<int>(rsc()), 1.0f,
+                cols.data(), static_cast<int>(rsc()), w, static_cast<int>(rsc()), 0.0f, out, static_cast<int>(l.K));
+  }
+  void backward_input(float* dx, const float* dout, const float* w) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M(), static_cast<int>(rsc()), static_cast<int>(l.K), 1.0f,
+                dout, static_cast<int>(l.K), w, static_cast<int>(rsc()), 0.0f, cols.data(), static_cast<int>(rsc()));
+    col2im(dx);
+  }
+  void backward_weight(float* dw, const float* dout, const float* x) {
+    im2col(x);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(l.K), static_cast<int>(rsc()), M(), 1.0f,
+                dout, static_cast<int>(l.K), cols.data(), static_cast<int>(rsc()), 1.0f, dw, static_cast<int>(rsc()));
+  }
+};
+
+void use_fast_openblas_kernels(char** argv) {
+  if (std::getenv("TG_BENCH_CONV_REEXEC")) return;
+  const char* core = std::getenv("BENCH_OPENBLAS_CORETYPE");
+  setenv("OPENBLAS_CORETYPE", core ? core : "SkylakeX", 1);
+  setenv("TG_BENCH_CONV_REEXEC", "1", 1);
+  execv("/proc/self/exe", argv);
+  std::perror("bench_conv: re-exec with OPENBLAS_CORETYPE failed; using OpenBLAS's own choice");
+}
+#endif
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false;
+  for (int i = 1; i < argc; i++) {
+    if (std::string(argv[i]) == "--quick") quick = true;
+    else if (std::string(argv[i]) == "--cpu-time") g_cpu_time = true;
+    else {
+      std::fprintf(stderr, "bench_conv: unknown argument '%s' (expected --quick, --cpu-time)\n", argv[i]);
+      return 2;
+    }
+  }
+#if defined(TG_HAVE_OPENBLAS)
+  use_fast_openblas_kernels(argv);
+  openblas_set_num_threads(omp_get_max_threads());
+#endif
+  const double peak = tg::bench::measured_fma_peak_gflops();
+  double load = 0;
+  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+    if (std::fscanf(f, "%lf", &load) != 1) load = 0;
+    std::fclose(f);
+  }
+  std::printf("SIMD %s, %d threads, measured FMA peak %.1f GFLOP/s, load average %.2f at start\n",
+              tg::bench::simd_name().c_str(), omp_get_max_threads(), peak, load);
+#if defined(TG_HAVE_OPENBLAS)
+  std::printf("peer: explicit im2col + OpenBLAS sgemm (+ col2im), %s, OPENBLAS_CORETYPE=%s\n", openblas_get_config(),
+              std::getenv("OPENBLAS_CORETYPE"));
+#endif
+  std::printf("GFLOP/s = 2*N*P*Q*K*R*S*C / best %s; %%peak of the FMA peak; OB: the peer's GFLOP/s\n",
+              g_cpu_time ? "(process CPU time / threads)" : "wall time");
+  std::printf("%-24s %-5s %9s %9s %7s %9s %7s\n", "layer", "pass", "ms", "GFLOP/s", "%peak", "OB", "ours/OB");
+  for (const Layer& l : layers(quick)) {
+    tg::Generator gen(7);
+    tg::Conv2dParams p;
+    p.stride_h = p.stride_w = l.stride;
+    p.pad_h = p.pad_w = l.pad;
+    tg::Tensor x = tg::Tensor::randn({l.N, l.H, l.W, l.C}, &gen);
+    tg::Tensor w = tg::Tensor::randn({l.K, l.C, l.R, l.S}, &gen);
+    tg::Tensor b = tg::Tensor::randn({l.K}, &gen);
+    tg::Tensor out = tg::Tensor::empty(tg::ops::conv2d_output_shape(x, w, p));
+    tg::Tensor dout = tg::Tensor::randn(out.shape(), &gen);
+    tg::Tensor dx = tg::Tensor::zeros(x.shape()), dw = tg::Tensor::zeros(w.shape()), db = tg::Tensor::zeros({l.K});
+    const double flops = 2.0 * out.numel() * l.R * l.S * l.C;
+    struct Pass {
+      const char* name;
+      std::function<void()> ours, peer;
+    };
+#if defined(TG_HAVE_OPENBLAS)
+    Peer peer(l);
+    // The peer reads the weight in (K, R, S, C) order (what it would keep); ours repacks per call.
+    std::vector<float> w_krsc(static_cast<size_t>(w.numel()));
+    std::vector<float> dw_peer(w_krsc.size(), 0.0f);
+    for (int64_t k = 0; k < l.K; k++)
+      for (int64_t c = 0; c < l.C; c++)
+        for (int64_t rs = 0; rs < l.R * l.S; rs++)
+          w_krsc[(k * l.R * l.S + rs) * l.C + c] = w.data<float>()[(k * l.C + c) * l.R * l.S + rs];
+#endif
+    std::vector<Pass> passes = {
+        {"fwd", [&] { tg::ops::conv2d_forward(out, x, w, b, p); }, nullptr},
+        {"dgrad", [&] { tg::ops::conv2d_backward_input(dx, dout, w, p); }, nullptr},
+        {"wgrad", [&] { tg::ops::conv2d_backward_weight(dw, db, dout, x, p); }, nullptr},
+    };
+#if defined(TG_HAVE_OPENBLAS)
+    passes[0].peer = [&] { peer.forward(out.data<float>(), x.data<float>(), w_krsc.data()); };
+    passes[1].peer = [&] { peer.backward_input(dx.data<float>(), dout.data<float>(), w_krsc.data()); };
+    passes[2].peer = [&] { peer.backward_weight(dw_peer.data(), dout.data<float>(), x.data<float>()); };
+#endif
+    for (const Pass& pass : passes) {
+      const double gflops = flops / (time_best_ms(pass.ours) * 1e-3) * 1e-9;
+      std::printf("%-24s %-5s %9.3f %9.1f %6.1f%%", l.name.c_str(), pass.name, flops / gflops * 1e-6, gflops,
+                  100.0 * gflops / peak);
+      if (pass.peer) {
+        const double peer_gflops = flops / (time_best_ms(pass.peer) * 1e-3) * 1e-9;
+        std::printf(" %9.1f %7.2f", peer_gflops, gflops / peer_gflops);
+      }
+      std::printf("\n");
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
