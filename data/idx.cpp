@@ -137,6 +137,17 @@ std::vector<uint8_t> read_idx(const std::string& path, int dims, const char* wha
 
 }  // namespace
 
+ImageSet read_idx_images(const std::string& images_path) {
+  std::vector<int64_t> shape;
+  ImageSet set;
+  set.pixels = read_idx(images_path, 3, "unsigned-byte images: count, rows, columns", shape);
+  set.height = shape[1];
+  set.width = shape[2];
+  set.channels = 1;
+  set.labels.assign(static_cast<size_t>(shape[0]), 0);
+  return set;
+}
+
 ImageSet read_idx_pair(const std::string& images_path, const std::string& labels_path) {
   std::vector<int64_t> image_shape, label_shape;
   ImageSet set;

@@ -24,6 +24,9 @@ struct IdxFileNames {
 // is malformed or their counts disagree.
 ImageSet read_idx_pair(const std::string& images_path, const std::string& labels_path);
 
+// An images file alone (./classify --idx): labels are all 0.
+ImageSet read_idx_images(const std::string& images_path);
+
 // `folder/name` or `folder/name.gz`, whichever exists (the plain file first); "" when neither.
 std::string find_idx_file(const std::string& folder, const std::string& name);
 

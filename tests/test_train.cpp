@@ -30,45 +30,15 @@
 #include "programs/lib/sampling.h"
 #include "tensor/device.h"
 #include "tensor/safetensors.h"
+#include "tests/program_test_util.h"
 #include "tests/test_util.h"
 
-#ifndef TG_PROGRAM_DIR
-#define TG_PROGRAM_DIR "./"
-#endif
 
 using namespace tg;
+using namespace tg::test;
 
 namespace {
 
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-bool exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
-
-
-struct Result {
-  int status = -1;
-  std::string out, err;
-};
-
-// Runs a program from the build (train or generate) with shell-quoted `args`, after `prefix`
-// (a command such as setpriv that runs it).
-Result run(const std::string& program, const std::string& args, const std::string& prefix = "") {
-  TempDir logs;
-  std::string command = prefix + std::string(TG_PROGRAM_DIR) + program + " " + args + " >" + logs.file("out") + " 2>" +
-                        logs.file("err") + " </dev/null";
-  int raw = std::system(command.c_str());
-  Result r;
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-  r.out = read_file(logs.file("out"));
-  r.err = read_file(logs.file("err"));
-  return r;
-}
 
 // A tiny model that trains in milliseconds a step, on one CPU thread for bit-identical reruns (on
 // the CPU even where a GPU is visible: the GPU runs have tests of their own, TrainProgramGpu).
@@ -79,86 +49,6 @@ std::string english(int repeats) {
   std::string text;
   for (int i = 0; i < repeats; i++) text += "the quick brown fox jumps over the lazy dog. ";
   return text;
-}
-
-// Bad input: a non-zero status and exactly one line on stderr that contains `fragment`.
-#define EXPECT_ONE_LINE_ERROR(result, fragment)                                                 \
-  do {                                                                                          \
-    Result r_ = (result);                                                                       \
-    EXPECT_NE(r_.status, 0) << r_.out << r_.err;                                                \
-    EXPECT_NE(r_.err.find(fragment), std::string::npos) << "stderr: " << r_.err;                \
-    EXPECT_EQ(std::count(r_.err.begin(), r_.err.end(), '\n'), 1) << "stderr: " << r_.err;      \
-  } while (0)
-
-// The (step, train loss, val loss) columns of metrics.csv: what must match across a resume.
-std::vector<std::string> loss_columns(const std::string& csv) {
-  std::vector<std::string> rows;
-  std::istringstream in(csv);
-  std::string line;
-  while (std::getline(in, line)) {
-    std::vector<std::string> fields;
-    std::stringstream cells(line);
-    std::string cell;
-    while (std::getline(cells, cell, ',')) fields.push_back(cell);
-    while (fields.size() < 4) fields.push_back("");
-    rows.push_back(fields[0] + "," + fields[2] + "," + fields[3]);
-  }
-  return rows;
-}
-
-// Starts ./train, sends `signal` once it has printed the status line of step `after_step`, and
-// waits for it. Returns its status and output.
-Result run_and_signal(const std::vector<std::string>& args, int signal, int after_step) {
-  int out_pipe[2];
-  if (pipe(out_pipe) != 0) return {};
-  TempDir logs;
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(out_pipe[1], STDOUT_FILENO);
-    int err = open(logs.file("err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(err, STDERR_FILENO);
-    close(out_pipe[0]);
-    std::string program = std::string(TG_PROGRAM_DIR) + "train";
-    std::vector<char*> argv = {const_cast<char*>(program.c_str())};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(program.c_str(), argv.data());
-    _exit(127);
-  }
-  close(out_pipe[1]);
-  Result r;
-  std::string pending;
-  bool sent = false;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = read(out_pipe[0], buffer, sizeof(buffer))) > 0) {
-    r.out.append(buffer, static_cast<size_t>(n));
-    pending.append(buffer, static_cast<size_t>(n));
-    size_t newline;
-    while ((newline = pending.find('\n')) != std::string::npos) {
-      std::string line = pending.substr(0, newline);
-      pending.erase(0, newline + 1);
-      long step = 0;
-      if (!sent && std::sscanf(line.c_str(), "step %ld/", &step) == 1 && step >= after_step) {
-        kill(pid, signal);
-        sent = true;
-      }
-    }
-  }
-  close(out_pipe[0]);
-  int raw = 0;
-  waitpid(pid, &raw, 0);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-  r.err = read_file(logs.file("err"));
-  return r;
-}
-
-std::vector<std::string> split_args(const std::string& text) {
-  std::vector<std::string> args;
-  std::istringstream in(text);
-  std::string a;
-  while (in >> a) args.push_back(a);
-  return args;
 }
 
 }  // namespace
@@ -399,14 +289,20 @@ TEST(TrainProgram, HelpListsEveryFlag) {
                            "--eval-every", "--eval-batches", "--sample-every", "--seed", "--out", "--save-every",
                            "--resume", "--device", "--dtype", "--threads", "--tokenizer", "--vocab-size",
                            "--mem-stats", "--stochastic-rounding", "--optimizer", "--momentum", "--val-fraction",
-                           "--sample-tokens"})
+                           "--sample-tokens", "--epochs", "--image-size", "--skip-bad", "--crop-padding", "--flip",
+                           "--erase", "--label-smoothing", "--sample-images"})
     EXPECT_NE(r.out.find(std::string(flag) + " "), std::string::npos) << flag;
-  // Grouped by what they apply to: the loop's flags first, then the text task's.
-  size_t all_tasks = r.out.find("\nall tasks: optimization:\n"), text = r.out.find("\ntext (FILE is a text file): model:\n");
+  // Grouped by what they apply to: the loop's flags first, then the text task's, then the image task's.
+  size_t all_tasks = r.out.find("\nall tasks: optimization:\n");
+  size_t text = r.out.find("\ntext (FILE is a text file): model, on top of --model's preset:\n");
+  size_t images = r.out.find("\nimages (DATA is a folder of IDX files or of class subfolders of images):\n");
   ASSERT_NE(all_tasks, std::string::npos) << r.out;
   ASSERT_NE(text, std::string::npos) << r.out;
+  ASSERT_NE(images, std::string::npos) << r.out;
   EXPECT_LT(r.out.find("  --optimizer X"), text);
+  EXPECT_LT(r.out.find("  --model X"), text);
   EXPECT_GT(r.out.find("  --tokenizer X"), text);
+  EXPECT_GT(r.out.find("  --epochs X"), images);
 }
 
 TEST(TrainProgram, TrainsWritesTheRunFolderAndGenerates) {
@@ -532,8 +428,8 @@ TEST(TrainProgram, BadInputGetsOneLineNamingIt) {
   std::string corpus = dir.write("fox.txt", english(20));
   std::string out = " --out " + dir.file("run");
   EXPECT_ONE_LINE_ERROR(run("train", dir.file("missing.txt") + out + kTiny), "missing.txt' cannot be opened: No such file");
-  // A directory is image data, which this build does not train yet.
-  EXPECT_ONE_LINE_ERROR(run("train", dir.path + out + " --device cpu"), "is a directory: image data is not supported yet");
+  // A directory is image data: this one holds neither IDX files nor class folders.
+  EXPECT_ONE_LINE_ERROR(run("train", dir.path + out + " --device cpu"), "is neither a folder of IDX files");
   EXPECT_ONE_LINE_ERROR(run("train", dir.path + out + " --tokenizer bpe"),
                         "--tokenizer applies to text data (a FILE) only, and this run's data is image data");
   EXPECT_ONE_LINE_ERROR(run("train", corpus + out + kTiny + " --momentum 0.5"),
@@ -551,7 +447,7 @@ TEST(TrainProgram, BadInputGetsOneLineNamingIt) {
   EXPECT_ONE_LINE_ERROR(run("train", corpus + out + " --model huge"), "--model 'huge' is not one of");
   EXPECT_ONE_LINE_ERROR(run("train", corpus + out + " --embd 30 --heads 4"), "--embd 30 is not divisible by --heads 4");
   EXPECT_ONE_LINE_ERROR(run("train", corpus + out + " --vocab-size 300"), "--vocab-size applies to --tokenizer bpe only");
-  EXPECT_ONE_LINE_ERROR(run("train", corpus + " other.txt" + out), "expected at most one corpus FILE");
+  EXPECT_ONE_LINE_ERROR(run("train", corpus + " other.txt" + out), "expected at most one DATA (a text file or an image folder)");
   EXPECT_ONE_LINE_ERROR(run("train", corpus + " --out " + corpus + "/sub" + kTiny), "cannot create output folder");
   EXPECT_ONE_LINE_ERROR(run("train", corpus + out + kTiny + " --dtype bf16"), "--dtype bf16 runs on CUDA only");
   if (!cuda_available())

@@ -68,7 +68,7 @@ class PointsTask : public Task {
   std::vector<std::string> metric_columns() const override { return {"val_accuracy", "test_accuracy"}; }
   Metrics final_evaluation() override { return {{"test_accuracy", measure(12).second}}; }
 
-  ExampleUnit example_unit() const override { return {"pt", "points_per_s"}; }
+  ExampleUnit example_unit() const override { return {"pt", "points_per_s", "point"}; }
   double examples_per_micro_batch() const override { return static_cast<double>(batch_); }
   double flops_per_example() const override { return 6.0 * 6; }  // 2x2 weights + bias, forward and backward
 

@@ -3,7 +3,6 @@
 #include <omp.h>
 
 #include <cstdio>
-#include <filesystem>
 
 #include "data/tokenizer.h"
 #include "nn/gpt.h"
@@ -16,7 +15,6 @@
 #include "programs/lib/sampling.h"
 #include "programs/lib/text_task.h"
 
-namespace fs = std::filesystem;
 
 namespace tg {
 
@@ -27,14 +25,6 @@ struct GenerateOptions {
   int64_t tokens = 500, top_k = 200, seed = 1337, threads = 0;
   double temperature = 0.8;
 };
-
-// A run folder means its best checkpoint (the lowest validation loss), else its last.
-std::string checkpoint_file(const std::string& path) {
-  if (!fs::is_directory(path)) return path;
-  for (const std::string& candidate : {best_checkpoint_path(path), last_checkpoint_path(path)})
-    if (fs::exists(candidate)) return candidate;
-  throw Error("--ckpt '" + path + "' is a folder without best.safetensors or last.safetensors; is it a ./train run folder?");
-}
 
 int generate(int argc, char** argv) {
   GenerateOptions o;
@@ -61,7 +51,7 @@ int generate(int argc, char** argv) {
   set_device(device);
   if (o.threads > 0) omp_set_num_threads(static_cast<int>(o.threads));
 
-  std::string path = checkpoint_file(o.ckpt);
+  std::string path = checkpoint_file_for(o.ckpt);
   Checkpoint ckpt = load_checkpoint(path);
   if (ckpt.task.kind != "text")
     throw Error(path + " is " + describe_checkpoint_kind(ckpt.task.kind) + "; ./generate samples text models" +

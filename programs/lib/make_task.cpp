@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "programs/lib/image_task.h"
 #include "programs/lib/text_task.h"
 #include "tensor/error.h"
 
@@ -11,7 +12,7 @@ std::string task_kind_for(const std::string& data) { return std::filesystem::is_
 
 void add_task_flags(FlagSet& flags, RunConfig& c) {
   add_text_flags(flags, c.text);
-  // The image task's flags go here, under "images (DATA is a directory): ...".
+  add_image_flags(flags, c.image);
 }
 
 // A flag of one task given to another is a mistake worth one line, not silence.
@@ -23,15 +24,17 @@ static void refuse_flags(const FlagSet& flags, const std::vector<std::string>& n
 }
 
 void resolve_task_defaults(RunConfig& c, const FlagSet& flags, bool gpu) {
-  if (c.task == "text") return resolve_text_defaults(c, flags, gpu);
+  if (c.task == "text") {
+    refuse_flags(flags, image_flag_names(), "image data (a folder)", c.task);
+    return resolve_text_defaults(c, flags, gpu);
+  }
   refuse_flags(flags, text_flag_names(), "text data (a FILE)", c.task);
+  if (c.task == "image") return resolve_image_defaults(c, flags, gpu);
 }
 
 std::unique_ptr<Task> make_task(const RunConfig& c, const Checkpoint* resume_from) {
   if (c.task == "text") return std::make_unique<TextTask>(c, resume_from);
-  // The seam the image task replaces: `if (c.task == "image") return std::make_unique<ImageTask>(...)`.
-  if (c.task == "image")
-    throw Error("'" + c.data + "' is a directory: image data is not supported yet; ./train takes a text file");
+  if (c.task == "image") return std::make_unique<ImageTask>(c, resume_from);
   throw Error("unknown task '" + c.task + "' (a checkpoint of a newer tilegrad?)");
 }
 

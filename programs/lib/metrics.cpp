@@ -58,20 +58,43 @@ void MetricsLog::append(const MetricsRow& row) {
   std::fclose(file);
 }
 
-std::string plot_losses(const std::string& csv_path, const std::string& png_path) {
+std::string plot_losses(const std::string& csv_path, const std::string& png_path, const std::string& example) {
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0)
     return "gnuplot is not installed, so no loss.png (install it with: sudo apt-get install gnuplot-nox); the "
            "numbers are in " + csv_path;
+  // Columns are found by name in the header (1-based for gnuplot); a task's accuracy columns get
+  // a panel of their own, in percent.
+  std::vector<std::string> header;
+  {
+    std::ifstream csv(csv_path);
+    std::string line, name;
+    std::getline(csv, line);
+    std::stringstream names(line);
+    while (std::getline(names, name, ',')) header.push_back(name);
+  }
+  auto column = [&](const std::string& name) {
+    auto it = std::find(header.begin(), header.end(), name);
+    return it == header.end() ? 0 : static_cast<int>(it - header.begin()) + 1;
+  };
+  const int val_accuracy = column("val_accuracy"), test_accuracy = column("test_accuracy");
   std::string script_path = png_path + ".gp";
   {
     std::ofstream script(script_path);
-    script << "set terminal pngcairo size 900,540 noenhanced\n"
+    script << "set terminal pngcairo size 900," << (val_accuracy ? 900 : 540) << " noenhanced\n"
            << "set output '" << png_path << "'\n"
            << "set datafile separator ','\n"
-           << "set key autotitle columnhead\n"
-           << "set xlabel 'step'\nset ylabel 'loss (nats per token)'\nset grid\n"
+           << "set key autotitle columnhead\n";
+    if (val_accuracy) script << "set multiplot layout 2,1\n";
+    script << "set xlabel 'step'\nset ylabel 'loss (nats per " << example << ")'\nset grid\n"
            << "plot '" << csv_path << "' using 1:3 with lines lw 1 title 'train', "
            << "'' using 1:4 with linespoints lw 2 pt 7 ps 0.6 title 'validation'\n";
+    if (val_accuracy) {
+      script << "set ylabel 'accuracy (%)'\n"
+             << "plot '" << csv_path << "' using 1:" << val_accuracy
+             << " with linespoints lw 2 pt 7 ps 0.6 title 'validation'";
+      if (test_accuracy) script << ", '' using 1:" << test_accuracy << " with points pt 9 ps 1.5 title 'test (final)'";
+      script << "\nunset multiplot\n";
+    }
   }
   std::string command = "gnuplot '" + script_path + "' >/dev/null 2>&1";
   int rc = std::system(command.c_str());

@@ -39,8 +39,10 @@ class MetricsLog {
   std::vector<std::string> extra_columns_;
 };
 
-// Draws train and validation loss against step from metrics.csv into png_path with gnuplot.
-// Returns "" on success, otherwise a one-line reason (gnuplot missing and how to install it).
-std::string plot_losses(const std::string& csv_path, const std::string& png_path);
+// Draws train and validation loss against step from metrics.csv into png_path with gnuplot, the
+// y axis labelled "loss (nats per <example>)", and below it a panel of the accuracy columns
+// (val_accuracy, test_accuracy) when the file has them. Returns "" on success, otherwise a one-line
+// reason (gnuplot missing and how to install it).
+std::string plot_losses(const std::string& csv_path, const std::string& png_path, const std::string& example = "token");
 
 }  // namespace tg

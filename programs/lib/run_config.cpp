@@ -35,16 +35,26 @@ Device device_from_flag(const std::string& value) {
 }
 
 void add_train_flags(FlagSet& flags, RunConfig& c) {
+  // --model and --val-fraction mean the same thing for every task, over each task's own presets.
+  flags.add_section("all tasks: model and data");
+  flags.add_string("model", &c.model,
+                   "preset. text: tiny 4/4/128/64, small 6/6/384/256, medium 8/8/512/512, gpt2 12/12/768/1024 "
+                   "(layers/heads/width/block); images: " + image_model_help(),
+                   {}, "text: tiny on CPU, small on GPU; images: cnn");
+  flags.add_float("val-fraction", &c.val_fraction,
+                  "fraction held out for validation (text: the corpus's tail; images: a stratified sample of the "
+                  "training images, when the data has no val/ folder)", 0.0, 0.5, /*min_exclusive=*/true);
+
   flags.add_section("all tasks: optimization");
   flags.add_string("optimizer", &c.optimizer, "adamw, or sgd (with Nesterov momentum)", {"adamw", "sgd"},
-                   "adamw for text");
+                   "adamw for text, sgd for images");
   flags.add_int("batch", &c.batch, "examples (sequences, images) per micro-batch", 1, 1 << 20,
-                "text: 12 on CPU, 64 on GPU");
+                "text: 12 on CPU, 64 on GPU; images: 128");
   flags.add_int("grad-accum", &c.grad_accum, "micro-batches per optimizer step", 1, 1 << 20);
-  flags.add_int("steps", &c.steps, "optimizer steps", 1, int64_t{1} << 40, "text: 5000");
+  flags.add_int("steps", &c.steps, "optimizer steps", 1, int64_t{1} << 40, "text: 5000; images: from --epochs");
   flags.add_float("minutes", &c.minutes, "train for this long instead of --steps (the schedule is fitted to it)", 0.0,
                   1e6, true, "off");
-  flags.add_float("lr", &c.lr, "peak learning rate", 0.0, 1e30, true, "text: 1e-3 (6e-4 for gpt2), 0.1 with sgd");
+  flags.add_float("lr", &c.lr, "peak learning rate", 0.0, 1e30, true, "text: 1e-3 (6e-4 for gpt2), 0.1 with sgd; images: 0.05 with sgd, 2e-3 with adamw");
   flags.add_int("warmup", &c.warmup, "linear warmup steps", 0, int64_t{1} << 40, "5% of the steps, at most 100");
   flags.add_float("min-lr", &c.min_lr, "learning rate at the end of the cosine decay", 0.0, 1e30, false, "lr / 10");
   flags.add_float("weight-decay", &c.weight_decay,
@@ -56,8 +66,8 @@ void add_train_flags(FlagSet& flags, RunConfig& c) {
 
   flags.add_section("all tasks: progress and output");
   flags.add_int("log-every", &c.log_every, "steps between status lines", 1, INT64_MAX);
-  flags.add_int("eval-every", &c.eval_every, "steps between evaluations", 1, INT64_MAX, "steps / 10, at most 250");
-  flags.add_int("eval-batches", &c.eval_batches, "batches per evaluation", 1, 1 << 20);
+  flags.add_int("eval-every", &c.eval_every, "steps between evaluations", 1, INT64_MAX, "text: steps / 10, at most 250; images: once an epoch");
+  flags.add_int("eval-batches", &c.eval_batches, "text: batches per evaluation (images: the whole validation split)", 1, 1 << 20);
   flags.add_int("sample-every", &c.sample_every, "steps between printed samples", 1, INT64_MAX, "steps / 4");
   flags.add_int("save-every", &c.save_every, "steps between checkpoints (also at every eval and at the end)", 1,
                 INT64_MAX, "eval-every");
@@ -102,6 +112,9 @@ void resolve_defaults(RunConfig& c, const FlagSet& flags) {
   if (c.min_lr < 0.0) c.min_lr = c.lr / 10.0;
   if (c.min_lr > c.lr)
     throw Error("--min-lr " + format_number(c.min_lr) + " is above --lr " + format_number(c.lr));
+}
+
+void resolve_schedule_defaults(RunConfig& c) {
   if (c.warmup < 0) c.warmup = std::min<int64_t>(100, c.steps / 20);
   if (c.eval_every == 0) c.eval_every = std::max<int64_t>(1, std::min<int64_t>(250, c.steps / 10));
   if (c.sample_every == 0) c.sample_every = std::max<int64_t>(1, c.steps / 4);
@@ -113,7 +126,10 @@ std::string config_to_json(const RunConfig& c) {
   j["data"] = c.data;
   j["out"] = c.out;
   j["task"] = c.task;
+  j["model"] = c.model;
   if (c.task == "text") text_options_to_json(c.text, j);
+  if (c.task == "image") image_options_to_json(c.image, j);
+  j["val-fraction"] = c.val_fraction;
   j["optimizer"] = c.optimizer;
   j["batch"] = c.batch;
   j["grad-accum"] = c.grad_accum;
@@ -148,7 +164,10 @@ RunConfig config_from_json(const std::string& text, const std::string& source) {
     c.out = j.at("out").get<std::string>();
     // Absent from configurations written before the task, optimizer and momentum keys existed.
     c.task = j.value("task", std::string("text"));
+    c.model = j.at("model").get<std::string>();
     if (c.task == "text") c.text = text_options_from_json(j);
+    if (c.task == "image") c.image = image_options_from_json(j);
+    c.val_fraction = j.at("val-fraction").get<double>();
     c.optimizer = j.value("optimizer", std::string("adamw"));
     c.batch = j.at("batch").get<int64_t>();
     c.grad_accum = j.at("grad-accum").get<int64_t>();

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "programs/lib/flags.h"
+#include "programs/lib/image_options.h"
 #include "programs/lib/text_options.h"
 #include "tensor/device.h"
 
@@ -20,6 +21,10 @@ struct RunConfig {
   std::string out;   // run folder; empty means runs/<data name>
   bool resume = false;
   std::string task;  // "text" or "image", decided from the data (make_task.h); not a flag
+
+  // What every task has: a model preset ("" means the task's default) and a validation split.
+  std::string model;
+  double val_fraction = 0.1;
 
   // Optimization. 0 (or "" for optimizer, -1 for weight decay) means "the task's default".
   std::string optimizer;  // adamw or sgd
@@ -40,6 +45,7 @@ struct RunConfig {
 
   // The tasks' own settings.
   TextOptions text;
+  ImageOptions image;
 };
 
 // The device a --device value names ("cpu", "cuda", "cuda:N"; "auto" must be resolved first),
@@ -55,6 +61,10 @@ void add_train_flags(FlagSet& flags, RunConfig& config);
 // visible), the task's defaults for that device (make_task.h), then the loop's; then checks what
 // depends on several flags. Throws tg::Error naming the flag.
 void resolve_defaults(RunConfig& config, const FlagSet& flags);
+// Then, once the task has read its data and set what depends on it (Task::complete_config: an
+// image run's --epochs become --steps), the schedule's defaults: warmup, and how often to
+// evaluate, print samples and save.
+void resolve_schedule_defaults(RunConfig& config);
 
 std::string config_to_json(const RunConfig& config);  // pretty-printed, for config.json
 // Configurations written before the task and optimizer keys existed read as text and AdamW.

@@ -29,5 +29,8 @@ std::optional<RunSetup> setup_run(int argc, char** argv);
 // The run folder's files.
 std::string last_checkpoint_path(const std::string& out_dir);
 std::string best_checkpoint_path(const std::string& out_dir);
+// What a --ckpt value names: a run folder means its best checkpoint (the lowest validation loss),
+// else its last; a file is itself. Throws naming --ckpt for a folder holding neither.
+std::string checkpoint_file_for(const std::string& path);
 
 }  // namespace tg

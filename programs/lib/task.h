@@ -16,6 +16,7 @@
 
 #include "nn/module.h"
 #include "programs/lib/checkpoint.h"
+#include "programs/lib/run_config.h"
 #include "tensor/device.h"
 #include "tensor/tensor.h"
 
@@ -29,6 +30,7 @@ using Metrics = std::vector<std::pair<std::string, double>>;
 struct ExampleUnit {
   std::string short_name;  // "tok", "img"
   std::string column;      // "tokens_per_s", "images_per_s"
+  std::string noun;        // "token", "image": the loss is in nats per one of these
 };
 
 class Task {
@@ -37,6 +39,11 @@ class Task {
 
   // "text", "image": recorded in checkpoints; --resume and ./generate check it.
   virtual std::string kind() const = 0;
+
+  // Fills the settings that depend on the data, before the schedule's defaults are derived from
+  // --steps (an image run turns --epochs into --steps). The task keeps its own copy of the
+  // configuration, so it updates both.
+  virtual void complete_config(RunConfig& config) { (void)config; }
 
   // The model, f32 on the CPU, initialised from the run's seed, and the training batches drawn
   // onto `device`. Called once, before model().

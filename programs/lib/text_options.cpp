@@ -17,11 +17,7 @@ ModelShape model_preset(const std::string& name) {
 }
 
 void add_text_flags(FlagSet& flags, TextOptions& o) {
-  flags.add_section("text (FILE is a text file): model");
-  flags.add_string("model", &o.model,
-                   "preset as layers/heads/width/block: tiny 4/4/128/64, small 6/6/384/256, "
-                   "medium 8/8/512/512, gpt2 12/12/768/1024",
-                   {"tiny", "small", "medium", "gpt2"}, "tiny on CPU, small on GPU");
+  flags.add_section("text (FILE is a text file): model, on top of --model's preset");
   flags.add_int("layers", &o.layers, "transformer blocks", 1, 256, "from --model");
   flags.add_int("heads", &o.heads, "attention heads (must divide --embd)", 1, 256, "from --model");
   flags.add_int("embd", &o.embd, "embedding width", 1, 16384, "from --model");
@@ -32,20 +28,18 @@ void add_text_flags(FlagSet& flags, TextOptions& o) {
   flags.add_string("tokenizer", &o.tokenizer, "char (one id per character) or bpe (byte-level BPE trained on the file)",
                    {"char", "bpe"});
   flags.add_int("vocab-size", &o.vocab_size, "BPE vocabulary size, 256 bytes + merges (bpe only)", 257, 65536, "512");
-  flags.add_float("val-fraction", &o.val_fraction, "fraction of the corpus held out for validation (its tail)", 0.0,
-                  0.5, /*min_exclusive=*/true);
   flags.add_int("sample-tokens", &o.sample_tokens, "tokens per printed sample", 1, 1 << 20);
 }
 
 const std::vector<std::string>& text_flag_names() {
-  static const std::vector<std::string> names = {"model",     "layers",     "heads",        "embd",         "block",
-                                                 "dropout",   "tokenizer",  "vocab-size",   "val-fraction", "sample-tokens"};
+  static const std::vector<std::string> names = {"layers",    "heads",      "embd",      "block",
+                                                 "dropout",   "tokenizer",  "vocab-size", "sample-tokens"};
   return names;
 }
 
-void resolve_text_options(TextOptions& o, const FlagSet& flags, bool gpu) {
-  if (o.model.empty()) o.model = gpu ? "small" : "tiny";
-  ModelShape preset = model_preset(o.model);
+void resolve_text_options(TextOptions& o, std::string& model, const FlagSet& flags, bool gpu) {
+  if (model.empty()) model = gpu ? "small" : "tiny";
+  ModelShape preset = model_preset(model);
   if (o.layers == 0) o.layers = preset.layers;
   if (o.heads == 0) o.heads = preset.heads;
   if (o.embd == 0) o.embd = preset.embd;
@@ -57,11 +51,11 @@ void resolve_text_options(TextOptions& o, const FlagSet& flags, bool gpu) {
   if (o.tokenizer == "bpe" && o.vocab_size == 0) o.vocab_size = 512;
 }
 
-void check_text_resume(TextOptions given, const TextOptions& saved, const FlagSet& flags,
-                       const std::string& checkpoint_path) {
+void check_text_resume(TextOptions given, const std::string& given_model, const TextOptions& saved,
+                       const FlagSet& flags, const std::string& checkpoint_path) {
   bool preset_given = flags.given("model");
   if (preset_given) {
-    ModelShape preset = model_preset(given.model);
+    ModelShape preset = model_preset(given_model);
     if (!flags.given("layers")) given.layers = preset.layers;
     if (!flags.given("heads")) given.heads = preset.heads;
     if (!flags.given("embd")) given.embd = preset.embd;
@@ -85,7 +79,6 @@ void check_text_resume(TextOptions given, const TextOptions& saved, const FlagSe
 }
 
 void text_options_to_json(const TextOptions& o, nlohmann::ordered_json& j) {
-  j["model"] = o.model;
   j["layers"] = o.layers;
   j["heads"] = o.heads;
   j["embd"] = o.embd;
@@ -93,13 +86,11 @@ void text_options_to_json(const TextOptions& o, nlohmann::ordered_json& j) {
   j["dropout"] = o.dropout;
   j["tokenizer"] = o.tokenizer;
   j["vocab-size"] = o.vocab_size;
-  j["val-fraction"] = o.val_fraction;
   j["sample-tokens"] = o.sample_tokens;
 }
 
 TextOptions text_options_from_json(const nlohmann::json& j) {
   TextOptions o;
-  o.model = j.at("model").get<std::string>();
   o.layers = j.at("layers").get<int64_t>();
   o.heads = j.at("heads").get<int64_t>();
   o.embd = j.at("embd").get<int64_t>();
@@ -107,7 +98,6 @@ TextOptions text_options_from_json(const nlohmann::json& j) {
   o.dropout = j.at("dropout").get<double>();
   o.tokenizer = j.at("tokenizer").get<std::string>();
   o.vocab_size = j.at("vocab-size").get<int64_t>();
-  o.val_fraction = j.at("val-fraction").get<double>();
   o.sample_tokens = j.at("sample-tokens").get<int64_t>();
   return o;
 }

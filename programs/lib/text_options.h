@@ -13,15 +13,13 @@
 namespace tg {
 
 struct TextOptions {
-  // Model. 0 (or "" for model) means "from the preset / the machine".
-  std::string model;
+  // Model, on top of the preset that --model (RunConfig::model) names. 0 means "from the preset".
   int64_t layers = 0, heads = 0, embd = 0, block = 0;
   double dropout = 0.0;
 
   // Data.
   std::string tokenizer = "char";
   int64_t vocab_size = 0;  // bpe only; 0 means 512
-  double val_fraction = 0.1;
 
   int64_t sample_tokens = 200;  // tokens per printed sample
 };
@@ -35,15 +33,16 @@ void add_text_flags(FlagSet& flags, TextOptions& options);
 // Their names, so that another task can refuse them by name.
 const std::vector<std::string>& text_flag_names();
 
-// Fills what the flags left open (the preset: tiny on a CPU, small on a GPU) and checks what
-// depends on several flags (--embd divisible by --heads, --vocab-size only with bpe).
-void resolve_text_options(TextOptions& options, const FlagSet& flags, bool gpu);
+// Fills what the flags left open (the preset `model`, itself tiny on a CPU and small on a GPU when
+// empty) and checks what depends on several flags (--embd divisible by --heads, --vocab-size only
+// with bpe).
+void resolve_text_options(TextOptions& options, std::string& model, const FlagSet& flags, bool gpu);
 
 // On --resume: throws naming the flag and the checkpoint when a flag given again changes what
 // defines the model or its tokens (a resumed run keeps both). `given` holds the flags as parsed
-// (a --model given again sets the shape flags it implies), `saved` the checkpoint's.
-void check_text_resume(TextOptions given, const TextOptions& saved, const FlagSet& flags,
-                       const std::string& checkpoint_path);
+// (a --model `given_model` given again sets the shape flags it implies), `saved` the checkpoint's.
+void check_text_resume(TextOptions given, const std::string& given_model, const TextOptions& saved,
+                       const FlagSet& flags, const std::string& checkpoint_path);
 
 // The config.json keys (the flag names) into, and out of, the run's flat JSON object. Reading
 // throws nlohmann's exception for a missing or mistyped key (the caller names the file).

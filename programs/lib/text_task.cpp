@@ -27,11 +27,11 @@ GPTConfig gpt_config(const TextOptions& o, int64_t vocab_size) {
 }
 
 void resolve_text_defaults(RunConfig& c, const FlagSet& flags, bool gpu) {
-  resolve_text_options(c.text, flags, gpu);
+  resolve_text_options(c.text, c.model, flags, gpu);
   if (c.optimizer.empty()) c.optimizer = "adamw";
   if (c.batch == 0) c.batch = gpu ? 64 : 12;
   if (c.steps == 0) c.steps = 5000;
-  if (c.lr == 0.0) c.lr = c.optimizer == "sgd" ? 0.1 : c.text.model == "gpt2" ? 6e-4 : 1e-3;
+  if (c.lr == 0.0) c.lr = c.optimizer == "sgd" ? 0.1 : c.model == "gpt2" ? 6e-4 : 1e-3;
 }
 
 TextTask::TextTask(const RunConfig& config, const Checkpoint* resume_from)
@@ -55,7 +55,7 @@ TextTask::TextTask(const RunConfig& config, const Checkpoint* resume_from)
     tokenizer_ = std::make_unique<CharTokenizer>(CharTokenizer::train(text));
   }
   std::vector<int32_t> tokens = tokenizer_->encode(text);
-  data_ = split_tokens(std::move(tokens), o.val_fraction, o.block, config_.data);
+  data_ = split_tokens(std::move(tokens), config_.val_fraction, o.block, config_.data);
   config_.data = canonical_or_same(config_.data);  // as config.json names it
 }
 

@@ -38,7 +38,7 @@ class TextTask : public Task {
   Tensor micro_batch_loss() override;
   Metrics evaluate() override;
 
-  ExampleUnit example_unit() const override { return {"tok", "tokens_per_s"}; }
+  ExampleUnit example_unit() const override { return {"tok", "tokens_per_s", "token"}; }
   double examples_per_micro_batch() const override;
   double flops_per_example() const override { return model_->flops_per_token(); }
 

@@ -54,14 +54,15 @@ std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, Module& model) {
                                  c.stochastic_rounding, static_cast<uint64_t>(c.seed));
 }
 
-// "val loss 1.4567, val accuracy 0.9123": metric names read as words.
+// "val loss 1.4567, val accuracy 91.23%": metric names read as words; accuracies are percentages.
 std::string describe_metrics(const Metrics& metrics) {
   std::string text;
   char value[32];
   for (const auto& [name, number] : metrics) {
     std::string words = name;
     for (char& ch : words) if (ch == '_') ch = ' ';
-    std::snprintf(value, sizeof(value), "%.4f", number);
+    bool accuracy = name.size() >= 8 && name.compare(name.size() - 8, 8, "accuracy") == 0;
+    std::snprintf(value, sizeof(value), accuracy ? "%.2f%%" : "%.4f", number);
     text += (text.empty() ? "" : ", ") + words + " " + value;
   }
   return text;
@@ -277,7 +278,7 @@ class Trainer {
 
   void plot() {
     last_plot_ = Clock::now();
-    std::string problem = plot_losses(c_.out + "/metrics.csv", c_.out + "/loss.png");
+    std::string problem = plot_losses(c_.out + "/metrics.csv", c_.out + "/loss.png", task_.example_unit().noun);
     if (!problem.empty() && !plot_warned_) {
       std::printf("note: %s\n", problem.c_str());
       plot_warned_ = true;
