@@ -135,17 +135,32 @@ void conv2d_backward_weight(float* dweight, float* dbias, const float* dout, con
   if (!dweight) return;
   if (g.is_depthwise()) return conv2d_depthwise_backward_weight(dweight, dout, x, g);
   const int64_t Cg = g.channels_per_group(), Kg = g.filters_per_group(), RSC = g.patch_size(), RS = g.R * g.S;
-  // dweight^T per group, (groups, R*S*Cg, Kg), written by the GEMM and then added into dweight's
-  // (K, Cg, R, S) order.
-  std::vector<float> dw_t(static_cast<size_t>(g.groups * RSC * Kg));
-  for (int64_t group = 0; group < g.groups; group++) {
-    const MatrixPackB grad(false, dout + group * Kg, g.K);  // (N*P*Q, Kg), row stride K
-    float* c = dw_t.data() + group * RSC * Kg;
-    if (g.is_pointwise())  // patches^T = x^T: x (N*H*W, C) read transposed
-      gemm_packed(RSC, Kg, g.output_pixels(), 1.0f, MatrixPackA(true, x + group * Cg, g.C), grad, 0.0f, c, Kg);
-    else
-      gemm_packed(RSC, Kg, g.output_pixels(), 1.0f, PatchTransposePackA(x, g, group), grad, 0.0f, c, Kg);
+  const int64_t pixels = g.output_pixels();
+  // Split-K over threads: each sums dweight^T (groups, R*S*Cg, Kg) over its own band of pixels
+  // into a private partial, and the partials are added in thread order. Splitting C instead (the
+  // GEMM's own threading) would make every thread gather the whole patch matrix, the operand that
+  // costs the most to pack here (its N = Kg is small, so each packed element serves few flops).
+  const double flops = 2.0 * static_cast<double>(pixels) * static_cast<double>(RSC * g.K);
+  const int threads = flops > 4.0e6 && !omp_in_parallel() ? omp_get_max_threads() : 1;
+  const int64_t part_size = g.groups * RSC * Kg;
+  std::vector<float> partials(static_cast<size_t>(threads * part_size));
+#pragma omp parallel num_threads(threads)
+  {
+    const int team = omp_get_num_threads(), id = omp_get_thread_num();
+    const int64_t p0 = pixels * id / team, count = pixels * (id + 1) / team - p0;
+    float* part = partials.data() + id * part_size;
+    for (int64_t group = 0; group < g.groups; group++) {
+      const MatrixPackB grad(false, dout + p0 * g.K + group * Kg, g.K);  // (count, Kg), row stride K
+      float* c = part + group * RSC * Kg;
+      if (g.is_pointwise())  // patches^T = x^T: x (N*H*W, C) read transposed
+        gemm_packed(RSC, Kg, count, 1.0f, MatrixPackA(true, x + p0 * g.C + group * Cg, g.C), grad, 0.0f, c, Kg);
+      else
+        gemm_packed(RSC, Kg, count, 1.0f, PatchTransposePackA(x, g, group, p0), grad, 0.0f, c, Kg);
+    }
   }
+  for (int t = 1; t < threads; t++)
+    for (int64_t i = 0; i < part_size; i++) partials[i] += partials[t * part_size + i];
+  const float* dw_t = partials.data();
   for (int64_t group = 0; group < g.groups; group++)
     for (int64_t k = 0; k < Kg; k++)
       for (int64_t c = 0; c < Cg; c++)

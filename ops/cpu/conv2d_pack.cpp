@@ -184,7 +184,7 @@ void PatchTransposePackA::pack(int64_t i0, int64_t m, int64_t p0, int64_t k, flo
   const int64_t full = m / kGemmMR * kGemmMR;
   float* row = scratch(m + kGemmMR);
   std::fill(row + m, row + full + kGemmMR, 0.0f);  // zero rows of the last, partial sliver
-  PixelWalker pixel(x_, g_, group_, p0);
+  PixelWalker pixel(x_, g_, group_, pixel0_ + p0);
   for (int64_t pp = 0; pp < k; pp++, pixel.next()) {
     pixel.gather(taps, row);
     for (int64_t t0 = 0; t0 < m; t0 += kGemmMR)
