@@ -5,10 +5,11 @@
 //
 //   build/bench/bench_conv            cnn-ref and ResNet layers, batch 128
 //   build/bench/bench_conv --quick    cnn-ref layers only
-//   build/bench/bench_conv --cpu-time time by process CPU time instead of wall time: on a machine
-//                                     shared with other jobs, time spent descheduled is not counted
-//                                     (spinning OpenMP threads still are, so it errs low); GFLOP/s
-//                                     and %peak are then per core of CPU time x threads
+//   OMP_NUM_THREADS=1 build/bench/bench_conv --cpu-time
+//                                     one thread timed by its CPU time instead of wall time: on a
+//                                     machine shared with other jobs, time spent descheduled is not
+//                                     counted. (With more threads CPU time misleads: a thread that
+//                                     sleeps at a barrier stops counting, so it is refused.)
 //
 // The peer's time includes its im2col / col2im passes (OpenMP over images): they are part of that
 // algorithm, and what the implicit GEMM avoids. OpenBLAS 0.3.21 does not know Zen 5; its SkylakeX
@@ -70,14 +71,14 @@ std::vector<Layer> layers(bool quick) {
 // shared, and the fastest run is the least disturbed.
 bool g_cpu_time = false;
 
-// One run of fn in milliseconds: wall time, or (--cpu-time) process CPU time / threads.
+// One run of fn in milliseconds: wall time, or (--cpu-time, one thread) process CPU time.
 double run_ms(const std::function<void()>& fn) {
   if (!g_cpu_time) return tg::bench::time_ms(fn, 1, 0);
   timespec a, b;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
   fn();
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
-  return ((b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) * 1e-6) / omp_get_max_threads();
+  return (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) * 1e-6;
 }
 
 double time_best_ms(const std::function<void()>& fn) {
@@ -173,6 +174,11 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (g_cpu_time && omp_get_max_threads() != 1) {
+    std::fprintf(stderr, "bench_conv: --cpu-time times one thread; run it with OMP_NUM_THREADS=1 (found %d threads)\n",
+                 omp_get_max_threads());
+    return 2;
+  }
 #if defined(TG_HAVE_OPENBLAS)
   use_fast_openblas_kernels(argv);
   openblas_set_num_threads(omp_get_max_threads());
@@ -190,7 +196,7 @@ int main(int argc, char** argv) {
               std::getenv("OPENBLAS_CORETYPE"));
 #endif
   std::printf("GFLOP/s = 2*N*P*Q*K*R*S*C / best %s; %%peak of the FMA peak; OB: the peer's GFLOP/s\n",
-              g_cpu_time ? "(process CPU time / threads)" : "wall time");
+              g_cpu_time ? "CPU time" : "wall time");
   std::printf("%-24s %-5s %9s %9s %7s %9s %7s\n", "layer", "pass", "ms", "GFLOP/s", "%peak", "OB", "ours/OB");
   for (const Layer& l : layers(quick)) {
     tg::Generator gen(7);
