@@ -5,6 +5,8 @@
 //
 //   build/bench/bench_conv            cnn-ref and ResNet layers, batch 128
 //   build/bench/bench_conv --quick    cnn-ref layers only
+//   build/bench/bench_conv --nchw     also the cnn-ref forward in NCHW (bench-only code, below), to
+//                                     measure the layout choice
 //   OMP_NUM_THREADS=1 build/bench/bench_conv --cpu-time
 //                                     one thread timed by its CPU time instead of wall time: on a
 //                                     machine shared with other jobs, time spent descheduled is not
@@ -20,6 +22,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -35,6 +38,7 @@
 
 #include "bench/bench_common.h"
 #include "ops/conv2d.h"
+#include "ops/cpu/gemm.h"
 #include "tensor/tensor.h"
 
 namespace {
@@ -162,15 +166,64 @@ void use_fast_openblas_kernels(char** argv) {
 }
 #endif
 
+// ---- the NCHW alternative (forward only, for the layout decision) ------------------------------
+// In NCHW the natural implicit GEMM per image is out (K, P*Q) = weight (K, C*R*S) @ patches^T
+// (C*R*S, P*Q): the weight is the A operand as stored, and the patch matrix the B operand, packed
+// here from x (C,H,W): for tap (c, r, s), NR consecutive output pixels of one output row read
+// consecutive input pixels of one input row (stride 1), so each sliver row is a few copies.
+class NchwPatchPackB : public tg::cpu::GemmPackB {
+ public:
+  NchwPatchPackB(const float* x, int64_t H, int64_t W, int64_t R, int64_t S, int64_t pad, int64_t Q)
+      : x_(x), H_(H), W_(W), R_(R), S_(S), pad_(pad), Q_(Q) {}
+  void pack(int64_t p0, int64_t k, int64_t j0, int64_t n, float* b_pack) const override {
+    constexpr int64_t NR = tg::cpu::kGemmNR;
+    for (int64_t t0 = 0; t0 < n; t0 += NR) {
+      float* sliver = b_pack + t0 * k;
+      const int64_t cols = std::min(NR, n - t0);
+      for (int64_t kk = 0; kk < k; kk++) {
+        const int64_t crs = p0 + kk, c = crs / (R_ * S_), r = crs / S_ % R_, s = crs % S_;
+        float* dst = sliver + kk * NR;
+        std::memset(dst, 0, sizeof(float) * NR);
+        // Output pixels j0+t0 .. +cols, one output row (p) at a time.
+        for (int64_t j = 0; j < cols;) {
+          const int64_t pixel = j0 + t0 + j, p = pixel / Q_, q = pixel % Q_;
+          const int64_t run = std::min(cols - j, Q_ - q), h = p - pad_ + r;
+          if (h >= 0 && h < H_) {
+            // Input columns w = q' - pad + s for q' in [q, q + run), clipped to [0, W).
+            const int64_t w0 = q - pad_ + s, lo = std::max<int64_t>(0, -w0), hi = std::min(run, W_ - w0);
+            if (hi > lo) std::memcpy(dst + j + lo, x_ + (c * H_ + h) * W_ + w0 + lo, sizeof(float) * (hi - lo));
+          }
+          j += run;
+        }
+      }
+    }
+  }
+
+ private:
+  const float* x_;
+  int64_t H_, W_, R_, S_, pad_, Q_;
+};
+
+// x (N,C,H,W), weight (K,C,R,S) -> out (N,K,P,Q), stride 1; images split over the threads.
+void conv2d_nchw_forward(float* out, const float* x, const float* weight, const Layer& l) {
+  const int64_t P = l.H + 2 * l.pad - l.R + 1, Q = l.W + 2 * l.pad - l.S + 1, CRS = l.C * l.R * l.S;
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < l.N; n++)
+    tg::cpu::gemm_packed(l.K, P * Q, CRS, 1.0f, tg::cpu::MatrixPackA(false, weight, CRS),
+                         NchwPatchPackB(x + n * l.C * l.H * l.W, l.H, l.W, l.R, l.S, l.pad, Q), 0.0f,
+                         out + n * l.K * P * Q, P * Q);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false;
+  bool quick = false, nchw = false;
   for (int i = 1; i < argc; i++) {
     if (std::string(argv[i]) == "--quick") quick = true;
     else if (std::string(argv[i]) == "--cpu-time") g_cpu_time = true;
+    else if (std::string(argv[i]) == "--nchw") nchw = true;
     else {
-      std::fprintf(stderr, "bench_conv: unknown argument '%s' (expected --quick, --cpu-time)\n", argv[i]);
+      std::fprintf(stderr, "bench_conv: unknown argument '%s' (expected --quick, --nchw, --cpu-time)\n", argv[i]);
       return 2;
     }
   }
@@ -244,6 +297,38 @@ int main(int argc, char** argv) {
       }
       std::printf("\n");
       std::fflush(stdout);
+    }
+  }
+  if (nchw) {
+    std::printf("\nlayout: the cnn-ref forward in NCHW (implicit GEMM out = weight @ patches^T per image)\n");
+    std::printf("%-24s %-5s %9s %9s %7s %9s\n", "layer", "pass", "ms", "GFLOP/s", "%peak", "NHWC speedup");
+    for (const Layer& l : layers(true)) {
+      tg::Generator gen(7);
+      tg::Conv2dParams p;
+      p.pad_h = p.pad_w = l.pad;
+      tg::Tensor x = tg::Tensor::randn({l.N, l.H, l.W, l.C}, &gen), w = tg::Tensor::randn({l.K, l.C, l.R, l.S}, &gen);
+      tg::Tensor out = tg::Tensor::empty(tg::ops::conv2d_output_shape(x, w, p));
+      std::vector<float> out_nchw(static_cast<size_t>(out.numel()));
+      const double flops = 2.0 * out.numel() * l.R * l.S * l.C;
+      // x in NCHW, and a check that both layouts compute the same convolution.
+      std::vector<float> x_nchw(static_cast<size_t>(x.numel()));
+      for (int64_t n = 0; n < l.N; n++)
+        for (int64_t hw = 0; hw < l.H * l.W; hw++)
+          for (int64_t c = 0; c < l.C; c++)
+            x_nchw[(n * l.C + c) * l.H * l.W + hw] = x.data<float>()[(n * l.H * l.W + hw) * l.C + c];
+      const double nchw_ms =
+          time_best_ms([&] { conv2d_nchw_forward(out_nchw.data(), x_nchw.data(), w.data<float>(), l); });
+      const double nhwc_ms = time_best_ms([&] { tg::ops::conv2d_forward(out, x, w, tg::Tensor(), p); });
+      const int64_t PQ = out.size(1) * out.size(2);
+      double max_diff = 0;
+      for (int64_t n = 0; n < l.N; n++)
+        for (int64_t pq = 0; pq < PQ; pq++)
+          for (int64_t k = 0; k < l.K; k++)
+            max_diff = std::max(max_diff, static_cast<double>(std::fabs(out_nchw[(n * l.K + k) * PQ + pq] -
+                                                                        out.data<float>()[(n * PQ + pq) * l.K + k])));
+      const double gflops = flops / (nchw_ms * 1e-3) * 1e-9;
+      std::printf("%-24s %-5s %9.3f %9.1f %6.1f%% %9.2f   (max |NCHW - NHWC| %.1e)\n", l.name.c_str(), "fwd", nchw_ms,
+                  gflops, 100.0 * gflops / peak, nchw_ms / nhwc_ms, max_diff);
     }
   }
   return 0;
