@@ -3,7 +3,7 @@
 // its rows run in the patch matrix's column order:
 //
 //   forward  out (N*P*Q, Kg)      = patches (N*P*Q, R*S*Cg) @ weight (Kg, R*S*Cg)^T
-//   weight   dweight^T (R*S*Cg, Kg) = patches^T @ dout (N*P*Q, Kg)
+//   weight   dweight^T (R*S*Cg, Kg) = patches^T @ dout (N*P*Q, Kg), split-K over threads
 //   input    stride 1: a forward convolution of dout with the flipped, transposed weight;
 //            stride > 1 (or few channels): dpatches = dout @ weight, scattered back onto dx
 //            (col2im) tile by tile

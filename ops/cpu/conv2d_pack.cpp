@@ -40,9 +40,9 @@ float* scratch(int64_t n) {
   return buffer.data();
 }
 
-// One piece of a patch-row segment: channels c0 .. c0+len of kernel tap (r, s), stored at offset
-// `dst` of the segment. Offsets are precomputed: h = h0 + dh, w = w0 + dw, and `offset` is the
-// source offset relative to the pixel (h0, w0).
+// One piece of a patch-row segment: channels c .. c+len of kernel tap (r, s), the segment's next
+// len columns. It reads input pixel (h0 + dh, w0 + dw) of a window whose top-left is (h0, w0), at
+// `offset` floats from that top-left pixel's first channel of the group.
 struct Tap {
   int64_t dh, dw, offset, len;
 };
