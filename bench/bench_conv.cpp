@@ -5,10 +5,13 @@
 //
 //   build/bench/bench_conv            cnn-ref and ResNet layers, batch 128
 //   build/bench/bench_conv --quick    cnn-ref layers only
-//   build/bench/bench_conv --cpu-time time by process CPU time instead of wall time: on a machine
-//                                     shared with other jobs, time spent descheduled is not counted
-//                                     (spinning OpenMP threads still are, so it errs low); GFLOP/s
-//                                     and %peak are then per core of CPU time x threads
+//   build/bench/bench_conv --nchw     also the cnn-ref forward in NCHW (bench-only code, below), to
+//                                     measure the layout choice
+//   OMP_NUM_THREADS=1 build/bench/bench_conv --cpu-time
+//                                     one thread timed by its CPU time instead of wall time: on a
+//                                     machine shared with other jobs, time spent descheduled is not
+//                                     counted. (With more threads CPU time misleads: a thread that
+//                                     sleeps at a barrier stops counting, so it is refused.)
 //
 // The peer's time includes its im2col / col2im passes (OpenMP over images): they are part of that
 // algorithm, and what the implicit GEMM avoids. OpenBLAS 0.3.21 does not know Zen 5; its SkylakeX
@@ -19,6 +22,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -34,6 +38,8 @@
 
 #include "bench/bench_common.h"
 #include "ops/conv2d.h"
+#include "ops/cpu/gemm.h"
+#include "programs/lib/machine_peak.h"
 #include "tensor/tensor.h"
 
 namespace {
@@ -70,14 +76,14 @@ std::vector<Layer> layers(bool quick) {
 // shared, and the fastest run is the least disturbed.
 bool g_cpu_time = false;
 
-// One run of fn in milliseconds: wall time, or (--cpu-time) process CPU time / threads.
+// One run of fn in milliseconds: wall time, or (--cpu-time, one thread) process CPU time.
 double run_ms(const std::function<void()>& fn) {
   if (!g_cpu_time) return tg::bench::time_ms(fn, 1, 0);
   timespec a, b;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
   fn();
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
-  return ((b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) * 1e-6) / omp_get_max_threads();
+  return (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) * 1e-6;
 }
 
 double time_best_ms(const std::function<void()>& fn) {
@@ -87,6 +93,25 @@ double time_best_ms(const std::function<void()>& fn) {
   const int repeats = std::clamp(static_cast<int>(500.0 / std::max(once, 1e-3)), 3, 100);
   double best = once;
   for (int i = 0; i < repeats; i++) best = std::min(best, run_ms(fn));
+  return best;
+}
+
+// The one-thread FMA peak by CPU time, like the --cpu-time figures: the wall-clock peak scaled by
+// wall / CPU time of the same run (a run that lost the core to another job counts only the time it
+// ran), best of five.
+double cpu_time_fma_peak_gflops() {
+  double best = 0;
+  for (int i = 0; i < 5; i++) {
+    timespec wall0, wall1, cpu0, cpu1;
+    clock_gettime(CLOCK_MONOTONIC, &wall0);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
+    const double gflops = tg::cpu_peak_gflops(1, 20000000);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
+    clock_gettime(CLOCK_MONOTONIC, &wall1);
+    const double wall = (wall1.tv_sec - wall0.tv_sec) + (wall1.tv_nsec - wall0.tv_nsec) * 1e-9;
+    const double cpu = (cpu1.tv_sec - cpu0.tv_sec) + (cpu1.tv_nsec - cpu0.tv_nsec) * 1e-9;
+    best = std::max(best, gflops * wall / cpu);
+  }
   return best;
 }
 
@@ -161,23 +186,77 @@ void use_fast_openblas_kernels(char** argv) {
 }
 #endif
 
+// ---- the NCHW alternative (forward only, for the layout decision) ------------------------------
+// In NCHW the natural implicit GEMM per image is out (K, P*Q) = weight (K, C*R*S) @ patches^T
+// (C*R*S, P*Q): the weight is the A operand as stored, and the patch matrix the B operand, packed
+// here from x (C,H,W): for tap (c, r, s), NR consecutive output pixels of one output row read
+// consecutive input pixels of one input row (stride 1), so each sliver row is a few copies.
+class NchwPatchPackB : public tg::cpu::GemmPackB {
+ public:
+  NchwPatchPackB(const float* x, int64_t H, int64_t W, int64_t R, int64_t S, int64_t pad, int64_t Q)
+      : x_(x), H_(H), W_(W), R_(R), S_(S), pad_(pad), Q_(Q) {}
+  void pack(int64_t p0, int64_t k, int64_t j0, int64_t n, float* b_pack) const override {
+    constexpr int64_t NR = tg::cpu::kGemmNR;
+    for (int64_t t0 = 0; t0 < n; t0 += NR) {
+      float* sliver = b_pack + t0 * k;
+      const int64_t cols = std::min(NR, n - t0);
+      for (int64_t kk = 0; kk < k; kk++) {
+        const int64_t crs = p0 + kk, c = crs / (R_ * S_), r = crs / S_ % R_, s = crs % S_;
+        float* dst = sliver + kk * NR;
+        std::memset(dst, 0, sizeof(float) * NR);
+        // Output pixels j0+t0 .. +cols, one output row (p) at a time.
+        for (int64_t j = 0; j < cols;) {
+          const int64_t pixel = j0 + t0 + j, p = pixel / Q_, q = pixel % Q_;
+          const int64_t run = std::min(cols - j, Q_ - q), h = p - pad_ + r;
+          if (h >= 0 && h < H_) {
+            // Input columns w = q' - pad + s for q' in [q, q + run), clipped to [0, W).
+            const int64_t w0 = q - pad_ + s, lo = std::max<int64_t>(0, -w0), hi = std::min(run, W_ - w0);
+            if (hi > lo) std::memcpy(dst + j + lo, x_ + (c * H_ + h) * W_ + w0 + lo, sizeof(float) * (hi - lo));
+          }
+          j += run;
+        }
+      }
+    }
+  }
+
+ private:
+  const float* x_;
+  int64_t H_, W_, R_, S_, pad_, Q_;
+};
+
+// x (N,C,H,W), weight (K,C,R,S) -> out (N,K,P,Q), stride 1; images split over the threads.
+void conv2d_nchw_forward(float* out, const float* x, const float* weight, const Layer& l) {
+  const int64_t P = l.H + 2 * l.pad - l.R + 1, Q = l.W + 2 * l.pad - l.S + 1, CRS = l.C * l.R * l.S;
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < l.N; n++)
+    tg::cpu::gemm_packed(l.K, P * Q, CRS, 1.0f, tg::cpu::MatrixPackA(false, weight, CRS),
+                         NchwPatchPackB(x + n * l.C * l.H * l.W, l.H, l.W, l.R, l.S, l.pad, Q), 0.0f,
+                         out + n * l.K * P * Q, P * Q);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false;
+  bool quick = false, nchw = false;
   for (int i = 1; i < argc; i++) {
     if (std::string(argv[i]) == "--quick") quick = true;
     else if (std::string(argv[i]) == "--cpu-time") g_cpu_time = true;
+    else if (std::string(argv[i]) == "--nchw") nchw = true;
     else {
-      std::fprintf(stderr, "bench_conv: unknown argument '%s' (expected --quick, --cpu-time)\n", argv[i]);
+      std::fprintf(stderr, "bench_conv: unknown argument '%s' (expected --quick, --nchw, --cpu-time)\n", argv[i]);
       return 2;
     }
+  }
+  if (g_cpu_time && omp_get_max_threads() != 1) {
+    std::fprintf(stderr, "bench_conv: --cpu-time times one thread; run it with OMP_NUM_THREADS=1 (found %d threads)\n",
+                 omp_get_max_threads());
+    return 2;
   }
 #if defined(TG_HAVE_OPENBLAS)
   use_fast_openblas_kernels(argv);
   openblas_set_num_threads(omp_get_max_threads());
 #endif
-  const double peak = tg::bench::measured_fma_peak_gflops();
+  const double peak = g_cpu_time ? cpu_time_fma_peak_gflops() : tg::bench::measured_fma_peak_gflops();
   double load = 0;
   if (FILE* f = std::fopen("/proc/loadavg", "r")) {
     if (std::fscanf(f, "%lf", &load) != 1) load = 0;
@@ -190,7 +269,7 @@ int main(int argc, char** argv) {
               std::getenv("OPENBLAS_CORETYPE"));
 #endif
   std::printf("GFLOP/s = 2*N*P*Q*K*R*S*C / best %s; %%peak of the FMA peak; OB: the peer's GFLOP/s\n",
-              g_cpu_time ? "(process CPU time / threads)" : "wall time");
+              g_cpu_time ? "CPU time" : "wall time");
   std::printf("%-24s %-5s %9s %9s %7s %9s %7s\n", "layer", "pass", "ms", "GFLOP/s", "%peak", "OB", "ours/OB");
   for (const Layer& l : layers(quick)) {
     tg::Generator gen(7);
@@ -238,6 +317,38 @@ int main(int argc, char** argv) {
       }
       std::printf("\n");
       std::fflush(stdout);
+    }
+  }
+  if (nchw) {
+    std::printf("\nlayout: the cnn-ref forward in NCHW (implicit GEMM out = weight @ patches^T per image)\n");
+    std::printf("%-24s %-5s %9s %9s %7s %9s\n", "layer", "pass", "ms", "GFLOP/s", "%peak", "NHWC speedup");
+    for (const Layer& l : layers(true)) {
+      tg::Generator gen(7);
+      tg::Conv2dParams p;
+      p.pad_h = p.pad_w = l.pad;
+      tg::Tensor x = tg::Tensor::randn({l.N, l.H, l.W, l.C}, &gen), w = tg::Tensor::randn({l.K, l.C, l.R, l.S}, &gen);
+      tg::Tensor out = tg::Tensor::empty(tg::ops::conv2d_output_shape(x, w, p));
+      std::vector<float> out_nchw(static_cast<size_t>(out.numel()));
+      const double flops = 2.0 * out.numel() * l.R * l.S * l.C;
+      // x in NCHW, and a check that both layouts compute the same convolution.
+      std::vector<float> x_nchw(static_cast<size_t>(x.numel()));
+      for (int64_t n = 0; n < l.N; n++)
+        for (int64_t hw = 0; hw < l.H * l.W; hw++)
+          for (int64_t c = 0; c < l.C; c++)
+            x_nchw[(n * l.C + c) * l.H * l.W + hw] = x.data<float>()[(n * l.H * l.W + hw) * l.C + c];
+      const double nchw_ms =
+          time_best_ms([&] { conv2d_nchw_forward(out_nchw.data(), x_nchw.data(), w.data<float>(), l); });
+      const double nhwc_ms = time_best_ms([&] { tg::ops::conv2d_forward(out, x, w, tg::Tensor(), p); });
+      const int64_t PQ = out.size(1) * out.size(2);
+      double max_diff = 0;
+      for (int64_t n = 0; n < l.N; n++)
+        for (int64_t pq = 0; pq < PQ; pq++)
+          for (int64_t k = 0; k < l.K; k++)
+            max_diff = std::max(max_diff, static_cast<double>(std::fabs(out_nchw[(n * l.K + k) * PQ + pq] -
+                                                                        out.data<float>()[(n * PQ + pq) * l.K + k])));
+      const double gflops = flops / (nchw_ms * 1e-3) * 1e-9;
+      std::printf("%-24s %-5s %9.3f %9.1f %6.1f%% %9.2f   (max |NCHW - NHWC| %.1e)\n", l.name.c_str(), "fwd", nchw_ms,
+                  gflops, 100.0 * gflops / peak, nchw_ms / nhwc_ms, max_diff);
     }
   }
   return 0;

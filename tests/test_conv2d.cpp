@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -328,4 +329,14 @@ TEST(Conv2dModule, ParametersAndInit) {
   Tensor y = conv.forward(Tensor::randn({2, 7, 5, 6}, &gen));
   EXPECT_EQ(y.shape(), (Shape{2, 4, 4, 8}));
   EXPECT_ERROR_MENTIONS(Conv2d(6, 8, 3, 3, params(1, 1, 0, 0, 1, 1, 4)), "Conv2d", "groups");
+}
+
+TEST(Conv2dOp, AlgorithmIsIm2colUntilWinogradLands) {
+  // TG_CONV_ALGO is read once per process; with it unset, auto or im2col the choice is im2col
+  // (the only kernel in this build). A run with TG_CONV_ALGO=winograd would fail here by design.
+  const char* env = std::getenv("TG_CONV_ALGO");
+  if (env && std::string(env) == "winograd") GTEST_SKIP() << "TG_CONV_ALGO=winograd";
+  Generator gen(110);
+  Tensor x = Tensor::randn({1, 5, 5, 3}, &gen), w = Tensor::randn({4, 3, 3, 3}, &gen);
+  EXPECT_EQ(ops::conv2d_algorithm(x, w, {}), ops::ConvAlgo::Im2col);
 }

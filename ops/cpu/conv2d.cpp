@@ -3,7 +3,7 @@
 // its rows run in the patch matrix's column order:
 //
 //   forward  out (N*P*Q, Kg)      = patches (N*P*Q, R*S*Cg) @ weight (Kg, R*S*Cg)^T
-//   weight   dweight^T (R*S*Cg, Kg) = patches^T @ dout (N*P*Q, Kg)
+//   weight   dweight^T (R*S*Cg, Kg) = patches^T @ dout (N*P*Q, Kg), split-K over threads
 //   input    stride 1: a forward convolution of dout with the flipped, transposed weight;
 //            stride > 1 (or few channels): dpatches = dout @ weight, scattered back onto dx
 //            (col2im) tile by tile
@@ -73,26 +73,33 @@ void backward_input_stride1(float* dx, const float* dout, const float* weight, c
   implicit_gemm_forward(dx, 1.0f, dout, flipped.data(), t);
 }
 
-// Strided input gradient: per image, tiles of output pixels get their patch gradient
+// Strided input gradient: tiles of output pixels get their patch gradient
 // dpatches (tile, R*S*Cg) = dout (tile, Kg) @ w_krsc (Kg, R*S*Cg) in a per-thread buffer, which is
-// then added onto the pixels each patch row read. Threads own whole images, so the scatter never
-// races; a single image runs its GEMMs on every thread instead.
+// then added onto the pixels each patch row read. Threads own groups of whole images, so the
+// scatter never races; with a single group (batch 1) its GEMMs use every thread instead.
 void backward_input_col2im(float* dx, const float* dout, const float* weight, const Conv2dGeometry& g) {
   const std::vector<float> w_krsc = weight_krsc(weight, g);
   const int64_t Cg = g.channels_per_group(), Kg = g.filters_per_group(), RSC = g.patch_size(), PQ = g.P * g.Q;
-  // 256 pixel rows keep the tile (at most 256 * R*S*Cg floats, 1.2 MB for 3x3x128) near L2.
-  const int64_t tile = std::min<int64_t>(PQ, 256);
-#pragma omp parallel for schedule(dynamic) if (g.N > 1 && omp_get_max_threads() > 1)
-  for (int64_t n = 0; n < g.N; n++) {
+  // Tiles of 128 to 512 rows, about 1 MiB of dpatches (L2) where R*S*Cg allows: tall enough that
+  // packing the weight once per tile is cheap next to the tile's GEMM.
+  const int64_t tile = std::clamp<int64_t>((int64_t{1} << 18) / RSC, 128, 512);
+  // Image groups of about one tile each, balanced over the threads (small images, 7x7 say, would
+  // otherwise make GEMMs of 49 rows).
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  int64_t image_groups = std::min(g.N, (g.N * PQ + tile - 1) / tile);
+  if (g.N >= threads) image_groups = std::min(g.N, (image_groups + threads - 1) / threads * threads);
+#pragma omp parallel for schedule(dynamic) if (image_groups > 1 && threads > 1)
+  for (int64_t ig = 0; ig < image_groups; ig++) {
     static thread_local std::vector<float> dpatches;
     if (static_cast<int64_t>(dpatches.size()) < tile * RSC) dpatches.resize(static_cast<size_t>(tile * RSC));
-    for (int64_t t0 = 0; t0 < PQ; t0 += tile) {
-      const int64_t rows = std::min(tile, PQ - t0);
+    const int64_t pixel_end = g.N * (ig + 1) / image_groups * PQ;
+    for (int64_t t0 = g.N * ig / image_groups * PQ; t0 < pixel_end; t0 += tile) {
+      const int64_t rows = std::min(tile, pixel_end - t0);
       for (int64_t group = 0; group < g.groups; group++) {
-        gemm_packed(rows, RSC, Kg, 1.0f, MatrixPackA(false, dout + (n * PQ + t0) * g.K + group * Kg, g.K),
+        gemm_packed(rows, RSC, Kg, 1.0f, MatrixPackA(false, dout + t0 * g.K + group * Kg, g.K),
                     MatrixPackB(false, w_krsc.data() + group * Kg * RSC, RSC), 0.0f, dpatches.data(), RSC);
         for (int64_t i = 0; i < rows; i++) {
-          const int64_t p = (t0 + i) / g.Q, q = (t0 + i) % g.Q;
+          const int64_t n = (t0 + i) / PQ, p = (t0 + i) % PQ / g.Q, q = (t0 + i) % g.Q;
           for (int64_t r = 0; r < g.R; r++) {
             const int64_t h = p * g.stride_h - g.pad_h + r * g.dilation_h;
             if (h < 0 || h >= g.H) continue;
@@ -135,17 +142,32 @@ void conv2d_backward_weight(float* dweight, float* dbias, const float* dout, con
   if (!dweight) return;
   if (g.is_depthwise()) return conv2d_depthwise_backward_weight(dweight, dout, x, g);
   const int64_t Cg = g.channels_per_group(), Kg = g.filters_per_group(), RSC = g.patch_size(), RS = g.R * g.S;
-  // dweight^T per group, (groups, R*S*Cg, Kg), written by the GEMM and then added into dweight's
-  // (K, Cg, R, S) order.
-  std::vector<float> dw_t(static_cast<size_t>(g.groups * RSC * Kg));
-  for (int64_t group = 0; group < g.groups; group++) {
-    const MatrixPackB grad(false, dout + group * Kg, g.K);  // (N*P*Q, Kg), row stride K
-    float* c = dw_t.data() + group * RSC * Kg;
-    if (g.is_pointwise())  // patches^T = x^T: x (N*H*W, C) read transposed
-      gemm_packed(RSC, Kg, g.output_pixels(), 1.0f, MatrixPackA(true, x + group * Cg, g.C), grad, 0.0f, c, Kg);
-    else
-      gemm_packed(RSC, Kg, g.output_pixels(), 1.0f, PatchTransposePackA(x, g, group), grad, 0.0f, c, Kg);
+  const int64_t pixels = g.output_pixels();
+  // Split-K over threads: each sums dweight^T (groups, R*S*Cg, Kg) over its own band of pixels
+  // into a private partial, and the partials are added in thread order. Splitting C instead (the
+  // GEMM's own threading) would make every thread gather the whole patch matrix, the operand that
+  // costs the most to pack here (its N = Kg is small, so each packed element serves few flops).
+  const double flops = 2.0 * static_cast<double>(pixels) * static_cast<double>(RSC * g.K);
+  const int threads = flops > 4.0e6 && !omp_in_parallel() ? omp_get_max_threads() : 1;
+  const int64_t part_size = g.groups * RSC * Kg;
+  std::vector<float> partials(static_cast<size_t>(threads * part_size));
+#pragma omp parallel num_threads(threads)
+  {
+    const int team = omp_get_num_threads(), id = omp_get_thread_num();
+    const int64_t p0 = pixels * id / team, count = pixels * (id + 1) / team - p0;
+    float* part = partials.data() + id * part_size;
+    for (int64_t group = 0; group < g.groups; group++) {
+      const MatrixPackB grad(false, dout + p0 * g.K + group * Kg, g.K);  // (count, Kg), row stride K
+      float* c = part + group * RSC * Kg;
+      if (g.is_pointwise())  // patches^T = x^T: x (N*H*W, C) read transposed
+        gemm_packed(RSC, Kg, count, 1.0f, MatrixPackA(true, x + p0 * g.C + group * Cg, g.C), grad, 0.0f, c, Kg);
+      else
+        gemm_packed(RSC, Kg, count, 1.0f, PatchTransposePackA(x, g, group, p0), grad, 0.0f, c, Kg);
+    }
   }
+  for (int t = 1; t < threads; t++)
+    for (int64_t i = 0; i < part_size; i++) partials[i] += partials[t * part_size + i];
+  const float* dw_t = partials.data();
   for (int64_t group = 0; group < g.groups; group++)
     for (int64_t k = 0; k < Kg; k++)
       for (int64_t c = 0; c < Cg; c++)

@@ -40,26 +40,38 @@ float* scratch(int64_t n) {
   return buffer.data();
 }
 
-// One piece of a patch-row segment: channels c0 .. c0+len of kernel tap (r, s), stored at offset
-// `dst` of the segment. Offsets are precomputed: h = h0 + dh, w = w0 + dw, and `offset` is the
-// source offset relative to the pixel (h0, w0).
+// One piece of a patch-row segment: channels c .. c+len of kernel tap (r, s), the segment's next
+// len columns. It reads input pixel (h0 + dh, w0 + dw) of a window whose top-left is (h0, w0), at
+// `offset` floats from that top-left pixel's first channel of the group.
 struct Tap {
   int64_t dh, dw, offset, len;
 };
 
-// The taps of columns [col0, col0 + ncols), in column order, in a per-thread buffer.
-const std::vector<Tap>& taps_of(const Conv2dGeometry& g, int64_t col0, int64_t ncols) {
-  static thread_local std::vector<Tap> taps;
-  taps.clear();
+// The taps of columns [col0, col0 + ncols), in column order, and the same columns as runs that are
+// contiguous in x when the whole window lies inside the image (neighbouring taps whose sources
+// follow each other, merged: all S taps of a kernel row when groups == 1 and dilation_w == 1).
+struct Taps {
+  std::vector<Tap> taps, interior_runs;
+};
+
+// In a per-thread buffer.
+const Taps& taps_of(const Conv2dGeometry& g, int64_t col0, int64_t ncols) {
+  static thread_local Taps t;
+  t.taps.clear();
+  t.interior_runs.clear();
   const int64_t Cg = g.channels_per_group();
   for (int64_t col = col0; col < col0 + ncols;) {
     const int64_t rs = col / Cg, c = col - rs * Cg, r = rs / g.S, s = rs % g.S;
     const int64_t len = std::min(Cg - c, col0 + ncols - col);
     const int64_t dh = r * g.dilation_h, dw = s * g.dilation_w;
-    taps.push_back({dh, dw, (dh * g.W + dw) * g.C + c, len});
+    const Tap tap{dh, dw, (dh * g.W + dw) * g.C + c, len};
+    t.taps.push_back(tap);
+    Tap* last = t.interior_runs.empty() ? nullptr : &t.interior_runs.back();
+    if (last && last->offset + last->len == tap.offset) last->len += len;
+    else t.interior_runs.push_back(tap);
     col += len;
   }
-  return taps;
+  return t;
 }
 
 // One output pixel's window: its image (x at (n, 0, 0, group*Cg)) and the top-left input position
@@ -93,42 +105,52 @@ struct PixelWalker {
     if (++p < g.P) return;
     p = 0, position.h0 = -g.pad_h, position.image += g.H * g.W * g.C;
   }
-  // The pixel's patch-row segment described by `taps` -> dst. Neighbouring pieces whose sources
-  // are contiguous in memory (or both padding) are copied as one run.
-  void gather(const std::vector<Tap>& taps, float* dst) const {
+  // The pixel's patch-row segment described by `t` -> dst. Inside the image the precomputed runs
+  // are copied as they are; at the border each tap is checked, and neighbouring pieces whose
+  // sources are contiguous in memory (or both padding) are still copied as one run.
+  void gather(const Taps& t, float* dst) const {
+    const PixelPosition& at = position;
+    if (at.h0 >= 0 && at.h0 + (g.R - 1) * g.dilation_h < g.H && at.w0 >= 0 &&
+        at.w0 + (g.S - 1) * g.dilation_w < g.W) {
+      const float* origin = at.image + (at.h0 * g.W + at.w0) * g.C;
+      for (const Tap& run : t.interior_runs) {
+        copy_run(dst, origin + run.offset, run.len);
+        dst += run.len;
+      }
+      return;
+    }
     const float* run_src = nullptr;
     int64_t run_len = 0;
-    float* out = dst;
-    for (const Tap& t : taps) {
-      const float* src = tap_source(position, t, g);
+    for (const Tap& tap : t.taps) {
+      const float* src = tap_source(at, tap, g);
       if (run_len > 0 && (src ? run_src && src == run_src + run_len : !run_src)) {
-        run_len += t.len;
+        run_len += tap.len;
         continue;
       }
-      copy_run(out, run_src, run_len);
-      out += run_len;
-      run_src = src, run_len = t.len;
+      copy_run(dst, run_src, run_len);
+      dst += run_len;
+      run_src = src, run_len = tap.len;
     }
-    copy_run(out, run_src, run_len);
+    copy_run(dst, run_src, run_len);
   }
 };
 
 }  // namespace
 
 void PatchPackA::pack(int64_t i0, int64_t m, int64_t p0, int64_t k, float* a_pack) const {
-  const std::vector<Tap>& taps = taps_of(g_, p0, k);
+  const Taps& taps = taps_of(g_, p0, k);
   PixelWalker pixel(x_, g_, group_, i0);
   // With every tap a whole number of 16-float runs (Cg = 16, 32, 64, ...), each tap's MR rows are
   // transposed into the sliver straight from x.
   const bool whole_vectors =
-      std::all_of(taps.begin(), taps.end(), [](const Tap& t) { return t.len % 16 == 0; });
+      std::all_of(taps.taps.begin(), taps.taps.end(), [](const Tap& t) { return t.len % 16 == 0; });
   if (whole_vectors) {
     for (int64_t s0 = 0; s0 < m; s0 += kGemmMR) {
       const int64_t count = std::min<int64_t>(kGemmMR, m - s0);
       PixelPosition rows[kGemmMR];
       for (int64_t r = 0; r < count; r++, pixel.next()) rows[r] = pixel.position;
       float* sliver = a_pack + s0 * k;
-      for (const Tap& t : taps) {
+      for (const Tap& t : taps.taps) {
         const float* row_ptrs[kGemmMR];
         for (int64_t r = 0; r < kGemmMR; r++) row_ptrs[r] = r < count ? tap_source(rows[r], t, g_) : nullptr;
         pack_a_rows(row_ptrs, t.len, sliver);
@@ -158,11 +180,11 @@ void PatchTransposePackA::pack(int64_t i0, int64_t m, int64_t p0, int64_t k, flo
   // Here the pack's rows are patch columns and its k is pixels: sliver t, step pp holds patch
   // columns i0 + t*MR .. of pixel p0 + pp, MR floats in a row. Gather the pixel's patch segment
   // (m floats) once, then deal it out in MR-wide pieces.
-  const std::vector<Tap>& taps = taps_of(g_, i0, m);
+  const Taps& taps = taps_of(g_, i0, m);
   const int64_t full = m / kGemmMR * kGemmMR;
   float* row = scratch(m + kGemmMR);
   std::fill(row + m, row + full + kGemmMR, 0.0f);  // zero rows of the last, partial sliver
-  PixelWalker pixel(x_, g_, group_, p0);
+  PixelWalker pixel(x_, g_, group_, pixel0_ + p0);
   for (int64_t pp = 0; pp < k; pp++, pixel.next()) {
     pixel.gather(taps, row);
     for (int64_t t0 = 0; t0 < m; t0 += kGemmMR)

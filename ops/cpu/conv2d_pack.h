@@ -34,15 +34,17 @@ class PatchPackA : public GemmPackA {
 // op(A) = patches^T (R*S*Cg, N*P*Q): the weight gradient's A operand (dweight^T = patches^T @ dout,
 // whose N = Kg is a whole number of register tiles for the usual 32/64/128 filters). Walks the
 // pixels (k) in order; each pixel's patch row is gathered once and dealt out MR columns per sliver.
+// pixel0 makes the GEMM's k = 0 pixel pixel0, so that a range of pixels is its own GEMM (split-K).
 class PatchTransposePackA : public GemmPackA {
  public:
-  PatchTransposePackA(const float* x, const Conv2dGeometry& g, int64_t group) : x_(x), g_(g), group_(group) {}
+  PatchTransposePackA(const float* x, const Conv2dGeometry& g, int64_t group, int64_t pixel0 = 0)
+      : x_(x), g_(g), group_(group), pixel0_(pixel0) {}
   void pack(int64_t i0, int64_t m, int64_t p0, int64_t k, float* a_pack) const override;
 
  private:
   const float* x_;
   Conv2dGeometry g_;
-  int64_t group_;
+  int64_t group_, pixel0_;
 };
 
 }  // namespace tg::cpu
