@@ -36,13 +36,23 @@ void conv2d_backward_input(Tensor& dx, const Tensor& dout, const Tensor& weight,
 // (either may be undefined: that gradient is not wanted).
 void conv2d_backward_weight(Tensor& dweight, Tensor& dbias, const Tensor& dout, const Tensor& x, const Conv2dParams& p);
 
-// How the forward is computed on the CPU. Im2col: the implicit GEMM of ops/cpu/conv2d.h, any shape.
-// Winograd: F(m x m, 3 x 3) for 3x3 stride-1 undilated convolutions, where it measures faster.
+// How a pass is computed on the CPU. Im2col: the implicit GEMM of ops/cpu/conv2d.h, any shape.
+// Winograd: F(4x4,3x3) (F(2x2) for outputs under 4 wide) of ops/cpu/conv2d_winograd.h, for 3x3
+// stride-1 undilated ungrouped layers with pad <= 2; forward and input gradient (the weight
+// gradient is always the implicit GEMM).
 enum class ConvAlgo { Im2col, Winograd };
+enum class ConvPass { Forward, InputGradient };
 
-// The algorithm conv2d_forward uses for these shapes. TG_CONV_ALGO=im2col|winograd|auto (read once,
-// default auto) forces one; auto picks per shape. This build has no Winograd kernel yet, so auto
-// means Im2col and asking for winograd is an error naming TG_CONV_ALGO.
-ConvAlgo conv2d_algorithm(const Tensor& x, const Tensor& weight, const Conv2dParams& p);
+// The algorithm a pass uses for these shapes (x is the input, or dx for the input gradient).
+// TG_CONV_ALGO, read once:
+//   auto      (default) Winograd where it serves and the layer has >= 16 channels in and out, which
+//             measured faster on every such layer of cnn-ref and resnet; a fixed rule, so a
+//             command computes the same bits every time it runs (exact resume across processes)
+//   timed     each shape timed once with both, the faster kept in memory for the process: the
+//             fastest choice on any machine, at the price of runs that may differ in their last bits
+//   im2col    always the implicit GEMM
+//   winograd  Winograd wherever it serves, the implicit GEMM elsewhere
+ConvAlgo conv2d_algorithm(const Tensor& x, const Tensor& weight, const Conv2dParams& p,
+                          ConvPass pass = ConvPass::Forward);
 
 }  // namespace tg::ops
