@@ -7,6 +7,10 @@
 //   tg::backward(loss);
 //   optimizer.step();
 //
+//
+//   auto cnn = tg::make_cnn("cnn-ref", /*in_channels=*/1, /*classes=*/10, gen);  // NHWC images in
+//   tg::Tensor logits = cnn->forward(images);  // images (N, H, W, C) -> (N, classes)
+//
 // Library code includes the specific headers it needs instead, which keeps rebuilds small.
 #pragma once
 
@@ -20,12 +24,15 @@
 #include "autograd/gradcheck.h"
 #include "autograd/functions/activation.h"
 #include "autograd/functions/attention.h"
+#include "autograd/functions/batchnorm.h"
+#include "autograd/functions/conv2d.h"
 #include "autograd/functions/crossentropy.h"
 #include "autograd/functions/dropout.h"
 #include "autograd/functions/elementwise.h"
 #include "autograd/functions/embedding.h"
 #include "autograd/functions/layernorm.h"
 #include "autograd/functions/matmul.h"
+#include "autograd/functions/pool.h"
 #include "autograd/functions/reduce.h"
 #include "autograd/functions/softmax.h"
 #include "autograd/functions/view.h"
@@ -42,6 +49,14 @@
 #include "nn/attention.h"
 #include "nn/block.h"
 #include "nn/gpt.h"
+#include "nn/conv2d.h"
+#include "nn/batchnorm.h"
+#include "nn/pool.h"
+#include "nn/flatten.h"
+#include "nn/relu.h"
+#include "nn/sequential.h"
+#include "nn/residual.h"
+#include "nn/cnn.h"
 
 // Optimizers, schedules, clipping.
 #include "optim/param_group.h"

@@ -268,9 +268,11 @@ int main(int argc, char** argv) {
   std::printf("peer: explicit im2col + OpenBLAS sgemm (+ col2im), %s, OPENBLAS_CORETYPE=%s\n", openblas_get_config(),
               std::getenv("OPENBLAS_CORETYPE"));
 #endif
-  std::printf("GFLOP/s = 2*N*P*Q*K*R*S*C / best %s; %%peak of the FMA peak; OB: the peer's GFLOP/s\n",
+  std::printf("GFLOP/s = 2*N*P*Q*K*R*S*C / best %s (Winograd's counted the same: effective FLOPs); %%peak of the "
+              "FMA peak; algo: what the front chose (TG_CONV_ALGO); OB: the peer's GFLOP/s\n",
               g_cpu_time ? "CPU time" : "wall time");
-  std::printf("%-24s %-5s %9s %9s %7s %9s %7s\n", "layer", "pass", "ms", "GFLOP/s", "%peak", "OB", "ours/OB");
+  std::printf("%-24s %-5s %-8s %9s %9s %7s %9s %7s\n", "layer", "pass", "algo", "ms", "GFLOP/s", "%peak", "OB",
+              "ours/OB");
   for (const Layer& l : layers(quick)) {
     tg::Generator gen(7);
     tg::Conv2dParams p;
@@ -286,6 +288,10 @@ int main(int argc, char** argv) {
     struct Pass {
       const char* name;
       std::function<void()> ours, peer;
+      const char* algo;
+    };
+    auto algo_name = [&](tg::ops::ConvPass pass) {
+      return tg::ops::conv2d_algorithm(x, w, p, pass) == tg::ops::ConvAlgo::Winograd ? "winograd" : "im2col";
     };
 #if defined(TG_HAVE_OPENBLAS)
     Peer peer(l);
@@ -298,9 +304,10 @@ int main(int argc, char** argv) {
           w_krsc[(k * l.R * l.S + rs) * l.C + c] = w.data<float>()[(k * l.C + c) * l.R * l.S + rs];
 #endif
     std::vector<Pass> passes = {
-        {"fwd", [&] { tg::ops::conv2d_forward(out, x, w, b, p); }, nullptr},
-        {"dgrad", [&] { tg::ops::conv2d_backward_input(dx, dout, w, p); }, nullptr},
-        {"wgrad", [&] { tg::ops::conv2d_backward_weight(dw, db, dout, x, p); }, nullptr},
+        {"fwd", [&] { tg::ops::conv2d_forward(out, x, w, b, p); }, nullptr, algo_name(tg::ops::ConvPass::Forward)},
+        {"dgrad", [&] { tg::ops::conv2d_backward_input(dx, dout, w, p); }, nullptr,
+         algo_name(tg::ops::ConvPass::InputGradient)},
+        {"wgrad", [&] { tg::ops::conv2d_backward_weight(dw, db, dout, x, p); }, nullptr, "im2col"},
     };
 #if defined(TG_HAVE_OPENBLAS)
     passes[0].peer = [&] { peer.forward(out.data<float>(), x.data<float>(), w_krsc.data()); };
@@ -309,8 +316,8 @@ int main(int argc, char** argv) {
 #endif
     for (const Pass& pass : passes) {
       const double gflops = flops / (time_best_ms(pass.ours) * 1e-3) * 1e-9;
-      std::printf("%-24s %-5s %9.3f %9.1f %6.1f%%", l.name.c_str(), pass.name, flops / gflops * 1e-6, gflops,
-                  100.0 * gflops / peak);
+      std::printf("%-24s %-5s %-8s %9.3f %9.1f %6.1f%%", l.name.c_str(), pass.name, pass.algo, flops / gflops * 1e-6,
+                  gflops, 100.0 * gflops / peak);
       if (pass.peer) {
         const double peer_gflops = flops / (time_best_ms(pass.peer) * 1e-3) * 1e-9;
         std::printf(" %9.1f %7.2f", peer_gflops, gflops / peer_gflops);

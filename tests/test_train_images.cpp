@@ -221,6 +221,8 @@ TEST(ImageProgram, BadInputGetsOneLineNamingIt) {
   EXPECT_ONE_LINE_ERROR(run("train", dir.file("ok") + kSmall + " --tokenizer bpe" + out),
                         "--tokenizer applies to text data (a FILE) only");
   EXPECT_ONE_LINE_ERROR(run("train", dir.file("ok") + kSmall + " --batch 100" + out), "--batch 100 is larger than the 54 training images");
+  EXPECT_ONE_LINE_ERROR(run("train", dir.file("ok") + " --device cuda" + out),
+                        "the CNN ops (conv2d, BatchNorm, pooling) have no CUDA kernels yet");
   std::string corpus = dir.write("fox.txt", std::string(2000, 'a'));
   EXPECT_ONE_LINE_ERROR(run("train", corpus + " --epochs 3" + out), "--epochs applies to image data (a folder) only");
   EXPECT_FALSE(exists(dir.file("run")));  // nothing was created by any of these

@@ -12,7 +12,7 @@ std::string image_model_help() {
 void add_image_flags(FlagSet& flags, ImageOptions& o) {
   flags.add_section("images (DATA is a folder of IDX files or of class subfolders of images)");
   flags.add_int("epochs", &o.epochs, "passes over the training images (sets --steps)", 1, 1 << 20,
-                "10, unless --steps is given");
+                "15, unless --steps is given");
   flags.add_int("image-size", &o.image_size,
                 "resize every image to this square (otherwise all images must share one size)", 1, 4096, "off");
   flags.add_switch("skip-bad", &o.skip_bad, "skip (and count) image files that do not decode, instead of stopping");

@@ -17,7 +17,7 @@ namespace tg {
 
 namespace {
 
-constexpr int64_t kDefaultEpochs = 10;
+constexpr int64_t kDefaultEpochs = 15;
 
 // Accuracy is a percentage in metrics.csv and on screen.
 double percent(int64_t part, int64_t whole) { return whole ? 100.0 * static_cast<double>(part) / static_cast<double>(whole) : 0.0; }
@@ -36,7 +36,9 @@ std::vector<double> probabilities(const float* row, int64_t n) {
 }  // namespace
 
 void resolve_image_defaults(RunConfig& c, const FlagSet& flags, bool gpu) {
-  (void)gpu;
+  if (gpu)
+    throw Error("--device " + c.device + ": the CNN ops (conv2d, BatchNorm, pooling) have no CUDA kernels yet; "
+                "train images with --device cpu");
   if (c.model.empty()) c.model = "cnn";
   const std::vector<std::string>& presets = cnn_presets();
   if (std::find(presets.begin(), presets.end(), c.model) == presets.end())
@@ -44,6 +46,9 @@ void resolve_image_defaults(RunConfig& c, const FlagSet& flags, bool gpu) {
   if (c.optimizer.empty()) c.optimizer = "sgd";
   if (c.batch == 0) c.batch = 128;
   if (c.lr == 0.0) c.lr = c.optimizer == "sgd" ? 0.05 : 2e-3;
+  // The cosine decays to zero, as CNN recipes do (torchvision's): the last epochs at a tiny
+  // learning rate settle the weights and the BatchNorm statistics.
+  if (c.min_lr < 0.0) c.min_lr = 0.0;
   if (flags.given("epochs") && flags.given("steps"))
     throw Error("--epochs and --steps both set the length of the run; give one of them");
   if (!flags.given("steps") && c.image.epochs == 0) c.image.epochs = kDefaultEpochs;

@@ -17,8 +17,8 @@
 
 namespace tg {
 
-// The image task's defaults: the cnn preset, SGD with Nesterov momentum, batch 128, lr 0.05 and
-// 10 epochs unless --steps is given. Throws naming --model for a preset that is not an image model.
+// The image task's defaults: the cnn preset, SGD with Nesterov momentum, batch 128, lr 0.05 decaying
+// to 0, and 15 epochs unless --steps is given. Throws naming --model for a preset that is not an image model.
 void resolve_image_defaults(RunConfig& config, const FlagSet& flags, bool gpu);
 
 class ImageTask : public Task {

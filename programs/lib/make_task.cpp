@@ -10,6 +10,9 @@ namespace tg {
 
 std::string task_kind_for(const std::string& data) { return std::filesystem::is_directory(data) ? "image" : "text"; }
 
+// The CNN ops (convolution, BatchNorm, pooling) have CPU kernels only so far.
+bool task_runs_on_cuda(const std::string& kind) { return kind == "text"; }
+
 void add_task_flags(FlagSet& flags, RunConfig& c) {
   add_text_flags(flags, c.text);
   add_image_flags(flags, c.image);

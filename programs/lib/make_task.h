@@ -16,6 +16,9 @@ namespace tg {
 // reading it names the problem).
 std::string task_kind_for(const std::string& data);
 
+// Whether the task's ops all have CUDA kernels: --device auto picks a visible GPU only then.
+bool task_runs_on_cuda(const std::string& kind);
+
 // Every task's flags, each task under headings of its own (after the loop's).
 void add_task_flags(FlagSet& flags, RunConfig& config);
 

@@ -56,7 +56,7 @@ void add_train_flags(FlagSet& flags, RunConfig& c) {
                   1e6, true, "off");
   flags.add_float("lr", &c.lr, "peak learning rate", 0.0, 1e30, true, "text: 1e-3 (6e-4 for gpt2), 0.1 with sgd; images: 0.05 with sgd, 2e-3 with adamw");
   flags.add_int("warmup", &c.warmup, "linear warmup steps", 0, int64_t{1} << 40, "5% of the steps, at most 100");
-  flags.add_float("min-lr", &c.min_lr, "learning rate at the end of the cosine decay", 0.0, 1e30, false, "lr / 10");
+  flags.add_float("min-lr", &c.min_lr, "learning rate at the end of the cosine decay", 0.0, 1e30, false, "text: lr / 10; images: 0");
   flags.add_float("weight-decay", &c.weight_decay,
                   "weight decay of matrices, kernels and embeddings (AdamW's decoupled, SGD's L2)", 0.0, 10.0, false,
                   "0.1 for adamw, 5e-4 for sgd");
@@ -76,7 +76,7 @@ void add_train_flags(FlagSet& flags, RunConfig& c) {
   flags.add_switch("resume", &c.resume, "continue the run in --out from its last checkpoint");
 
   flags.add_section("all tasks: machine");
-  flags.add_string("device", &c.device, "cpu, cuda, cuda:N, or auto (cuda when a GPU is visible)");
+  flags.add_string("device", &c.device, "cpu, cuda, cuda:N, or auto (cuda when a GPU is visible and the task has CUDA kernels: text only so far)");
   flags.add_string("dtype", &c.dtype,
                    "compute precision; bf16 and fp16 (with loss scaling) keep f32 master weights, CUDA and adamw "
                    "only; auto is bf16 on CUDA with adamw, fp32 otherwise", {"auto", "fp32", "bf16", "fp16"});
@@ -91,7 +91,7 @@ void add_train_flags(FlagSet& flags, RunConfig& c) {
 }
 
 void resolve_defaults(RunConfig& c, const FlagSet& flags) {
-  if (c.device == "auto") c.device = cuda_available() ? "cuda" : "cpu";
+  if (c.device == "auto") c.device = cuda_available() && task_runs_on_cuda(c.task) ? "cuda" : "cpu";
   Device device;
   try {
     device = parse_device(c.device);

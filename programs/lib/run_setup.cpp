@@ -39,7 +39,7 @@ static const char* kDescription =
     "Defaults fit the machine: on a CPU the tiny GPT (0.8M parameters, batch 12) learns the KJV at\n"
     "character level to a validation loss near 1.46 nats in 5000 steps (a few minutes on 2 idle\n"
     "cores); on a GPU the small model (10.7M, batch 64) in bf16. Images: the cnn preset, SGD with\n"
-    "Nesterov momentum, batch 128, 10 epochs, crop and flip augmentation, label smoothing 0.1; the\n"
+    "Nesterov momentum, batch 128, 15 epochs, crop and flip augmentation, label smoothing 0.1; the\n"
     "test set is evaluated once, at the end.\n"
     "\n"
     "examples:\n"
