@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <numeric>
-#include <nlohmann/json.hpp>
 
 #include "autograd/engine.h"
 #include "data/idx.h"
@@ -14,6 +13,7 @@
 #include "nn/cnn.h"
 #include "programs/lib/checkpoint.h"
 #include "programs/lib/flags.h"
+#include "programs/lib/image_task.h"
 #include "programs/lib/run_config.h"
 #include "programs/lib/run_setup.h"
 #include "tensor/device.h"
@@ -28,35 +28,10 @@ struct ClassifyOptions {
   int64_t index = -1, top = 5, threads = 0;
 };
 
-// What the checkpoint says about its input: the classes, the image shape and the normalisation.
-struct InputSpec {
-  std::vector<std::string> classes;
-  int64_t height = 0, width = 0, channels = 0;
-  std::vector<float> mean, std;
-};
-
-InputSpec input_spec(const Checkpoint& ckpt) {
-  InputSpec spec;
-  try {
-    spec.classes = nlohmann::json::parse(ckpt.task.metadata.at("classes")).get<std::vector<std::string>>();
-    nlohmann::json image = nlohmann::json::parse(ckpt.task.metadata.at("image"));
-    spec.height = image.at("height").get<int64_t>();
-    spec.width = image.at("width").get<int64_t>();
-    spec.channels = image.at("channels").get<int64_t>();
-    spec.mean = image.at("mean").get<std::vector<float>>();
-    spec.std = image.at("std").get<std::vector<float>>();
-  } catch (const std::exception& e) {
-    throw Error("checkpoint '" + ckpt.path + "' lacks a readable class list or image shape: " + e.what());
-  }
-  return spec;
-}
-
 // "NAME (P%), NAME (P%), ...": the `top` most probable classes of one row of logits.
 std::string top_classes(const float* logits, const std::vector<std::string>& classes, int64_t top) {
   const int64_t n = static_cast<int64_t>(classes.size());
-  double peak = *std::max_element(logits, logits + n), sum = 0;
-  std::vector<double> p(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; i++) sum += p[static_cast<size_t>(i)] = std::exp(static_cast<double>(logits[i]) - peak);
+  std::vector<double> p = class_probabilities(logits, n);
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return p[static_cast<size_t>(a)] > p[static_cast<size_t>(b)]; });
@@ -64,7 +39,7 @@ std::string top_classes(const float* logits, const std::vector<std::string>& cla
   char share[32];
   for (int64_t k = 0; k < std::min(top, n); k++) {
     int64_t c = order[static_cast<size_t>(k)];
-    std::snprintf(share, sizeof(share), " (%.1f%%)", 100.0 * p[static_cast<size_t>(c)] / sum);
+    std::snprintf(share, sizeof(share), " (%.1f%%)", 100.0 * p[static_cast<size_t>(c)]);
     line += (k ? ", " : "") + classes[static_cast<size_t>(c)] + share;
   }
   return line;
@@ -105,7 +80,7 @@ int classify(int argc, char** argv) {
     throw Error(path + " is " + describe_checkpoint_kind(ckpt.task.kind) + "; ./classify classifies images" +
                 (ckpt.task.kind == "text" ? " — use ./generate" : ""));
   RunConfig config = config_from_json(ckpt.config_json, path);
-  InputSpec spec = input_spec(ckpt);
+  ImageInput spec = image_input_of(ckpt);
   Generator gen(0);  // the weights are overwritten by the checkpoint's
   std::shared_ptr<Sequential> model =
       make_cnn(config.model, spec.channels, static_cast<int64_t>(spec.classes.size()), gen);

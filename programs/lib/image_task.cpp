@@ -24,16 +24,31 @@ double percent(int64_t part, int64_t whole) { return whole ? 100.0 * static_cast
 
 int64_t argmax_row(const float* row, int64_t n) { return std::max_element(row, row + n) - row; }
 
-// Softmax probabilities of one row of logits, in double (only for printing).
-std::vector<double> probabilities(const float* row, int64_t n) {
-  double top = *std::max_element(row, row + n), sum = 0;
+}  // namespace
+
+std::vector<double> class_probabilities(const float* logits, int64_t n) {
+  double top = *std::max_element(logits, logits + n), sum = 0;
   std::vector<double> p(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; i++) sum += p[static_cast<size_t>(i)] = std::exp(static_cast<double>(row[i]) - top);
+  for (int64_t i = 0; i < n; i++) sum += p[static_cast<size_t>(i)] = std::exp(static_cast<double>(logits[i]) - top);
   for (double& v : p) v /= sum;
   return p;
 }
 
-}  // namespace
+ImageInput image_input_of(const Checkpoint& ckpt) {
+  ImageInput input;
+  try {
+    input.classes = nlohmann::json::parse(ckpt.task.metadata.at("classes")).get<std::vector<std::string>>();
+    nlohmann::json image = nlohmann::json::parse(ckpt.task.metadata.at("image"));
+    input.height = image.at("height").get<int64_t>();
+    input.width = image.at("width").get<int64_t>();
+    input.channels = image.at("channels").get<int64_t>();
+    input.mean = image.at("mean").get<std::vector<float>>();
+    input.std = image.at("std").get<std::vector<float>>();
+  } catch (const std::exception& e) {
+    throw Error("checkpoint '" + ckpt.path + "' lacks a readable class list or image shape: " + e.what());
+  }
+  return input;
+}
 
 void resolve_image_defaults(RunConfig& c, const FlagSet& flags, bool gpu) {
   if (gpu)
@@ -62,28 +77,19 @@ ImageTask::ImageTask(const RunConfig& config, const Checkpoint* resume_from)
   options.image_size = config_.image.image_size;
   options.seed = static_cast<uint64_t>(config_.seed);
   options.skip_bad = config_.image.skip_bad;
-  nlohmann::json saved_input;
+  ImageInput saved;
   if (resume_from) {
-    try {
-      saved_input = nlohmann::json::parse(resume_from->task.metadata.at("image"));
-      options.channels = saved_input.at("channels").get<int64_t>();
-    } catch (const std::exception& e) {
-      throw Error("checkpoint '" + resume_from->path + "' has no readable image shape (metadata 'image'): " + e.what());
-    }
+    saved = image_input_of(*resume_from);
+    options.channels = saved.channels;
   }
   data_ = load_image_data(config_.data, options);
   if (data_.skipped_files > 0)
     std::fprintf(stderr, "train: skipped %lld files in '%s' that do not decode as images (--skip-bad)\n",
                  static_cast<long long>(data_.skipped_files), config_.data.c_str());
   if (resume_from) {
-    std::vector<std::string> classes;
-    try {
-      classes = nlohmann::json::parse(resume_from->task.metadata.at("classes")).get<std::vector<std::string>>();
-      data_.mean = saved_input.at("mean").get<std::vector<float>>();
-      data_.std = saved_input.at("std").get<std::vector<float>>();
-    } catch (const std::exception& e) {
-      throw Error("checkpoint '" + resume_from->path + "' has no readable classes or normalisation: " + e.what());
-    }
+    const std::vector<std::string>& classes = saved.classes;
+    data_.mean = saved.mean;
+    data_.std = saved.std;
     if (classes != data_.class_names)
       throw Error("the classes of '" + config_.data + "' differ from those of checkpoint '" + resume_from->path +
                   "' (" + std::to_string(data_.class_names.size()) + " vs " + std::to_string(classes.size()) +
@@ -240,7 +246,7 @@ void ImageTask::print_sample(int64_t step) {
   for (int64_t index : picks) {
     ImageBatch one = image_batch(data_.val, data_.mean, data_.std, index, 1);
     Tensor logits = model_->forward(one.images.to(device_)).to(Device::cpu()).to(DType::F32).contiguous();
-    std::vector<double> p = probabilities(logits.data<float>(), classes);
+    std::vector<double> p = class_probabilities(logits.data<float>(), classes);
     int64_t predicted = std::max_element(p.begin(), p.end()) - p.begin();
     int32_t truth = one.labels.data<int32_t>()[0];
     std::printf("  #%-6lld %s (%.0f%%)%s\n", static_cast<long long>(index),

@@ -17,6 +17,18 @@
 
 namespace tg {
 
+// What an image checkpoint says about its model's input: the classes, the image shape and the
+// normalisation (metadata "classes" and "image"). Throws naming the checkpoint when unreadable.
+struct ImageInput {
+  std::vector<std::string> classes;
+  int64_t height = 0, width = 0, channels = 0;
+  std::vector<float> mean, std;
+};
+ImageInput image_input_of(const Checkpoint& checkpoint);
+
+// Softmax probabilities of one row of n logits, in double (for printing predictions).
+std::vector<double> class_probabilities(const float* logits, int64_t n);
+
 // The image task's defaults: the cnn preset, SGD with Nesterov momentum, batch 128, lr 0.05 decaying
 // to 0, and 15 epochs unless --steps is given. Throws naming --model for a preset that is not an image model.
 void resolve_image_defaults(RunConfig& config, const FlagSet& flags, bool gpu);
