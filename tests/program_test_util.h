@@ -133,4 +133,14 @@ inline std::vector<std::string> split_args(const std::string& text) {
   return args;
 }
 
+// ./train `args` into `out_dir`, stopped by SIGINT after step `after_step`, then resumed with
+// --resume to its end. Fails the test (fatally) when a stage does not go as planned.
+inline void stop_and_resume(const std::string& args, const std::string& out_dir, int after_step) {
+  Result stopped = run_and_signal(split_args(args + " --out " + out_dir), SIGINT, after_step);
+  ASSERT_EQ(stopped.status, 0) << stopped.err;
+  ASSERT_NE(stopped.out.find("SIGINT: stopped at step "), std::string::npos) << "the run ended before the signal";
+  Result resumed = run("train", args + " --out " + out_dir + " --resume");
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+}
+
 }  // namespace tg::test

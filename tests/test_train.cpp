@@ -553,11 +553,7 @@ TEST(TrainProgram, SgdTrainsAndResumesBitIdentically) {
   EXPECT_TRUE(ckpt.optimizer.contains("sgd.momentum.0.0"));
   EXPECT_FALSE(ckpt.optimizer.contains("adamw.step"));
 
-  Result stopped = run_and_signal(split_args(args + " --out " + dir.file("split")), SIGINT, 3);
-  ASSERT_EQ(stopped.status, 0) << stopped.err;
-  ASSERT_NE(stopped.out.find("SIGINT: stopped at step "), std::string::npos) << "the run ended before the signal";
-  Result resumed = run("train", args + " --out " + dir.file("split") + " --resume");
-  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  ASSERT_NO_FATAL_FAILURE(stop_and_resume(args, dir.file("split"), 3));
   std::vector<std::string> a = loss_columns(read_file(dir.file("straight/metrics.csv")));
   std::vector<std::string> b = loss_columns(read_file(dir.file("split/metrics.csv")));
   ASSERT_EQ(a.size(), 801u);

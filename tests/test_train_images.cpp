@@ -117,11 +117,7 @@ TEST(ImageProgram, ResumeAfterSigintIsBitIdentical) {
   Result straight = run("train", args + " --out " + dir.file("straight"));
   ASSERT_EQ(straight.status, 0) << straight.err;
   // Stopped mid-epoch, so the loader's position inside an epoch's order must be restored.
-  Result stopped = run_and_signal(split_args(args + " --out " + dir.file("split")), SIGINT, 5);
-  ASSERT_EQ(stopped.status, 0) << stopped.err;
-  ASSERT_NE(stopped.out.find("SIGINT: stopped at step "), std::string::npos) << "the run ended before the signal";
-  Result resumed = run("train", args + " --out " + dir.file("split") + " --resume");
-  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  ASSERT_NO_FATAL_FAILURE(stop_and_resume(args, dir.file("split"), 5));
   std::vector<std::string> a = loss_columns(read_file(dir.file("straight/metrics.csv")));
   std::vector<std::string> b = loss_columns(read_file(dir.file("split/metrics.csv")));
   ASSERT_GT(a.size(), 48u);
