@@ -3,28 +3,8 @@
 #include "autograd/engine.h"
 #include "ops/check.h"
 #include "ops/rnn.h"
-#include "autograd/functions/view.h"
 
 namespace tg {
-
-// Until the engine's several-output record lands (autograd/engine.h), (h, c) go through the
-// one-output record packed as one (2, B, H) tensor and come back as two views of it; the call
-// below is already written against the several-output signature, so this block is all that goes.
-namespace {
-std::vector<Tensor> record(const std::string& name, const std::vector<Tensor>& inputs, std::vector<Tensor> outputs,
-                           std::function<void(const std::vector<Tensor>&, std::vector<Tensor>&)> backward) {
-  Shape s = outputs[0].shape();
-  s.insert(s.begin(), 2);
-  Tensor packed = Tensor::empty(s, outputs[0].dtype(), outputs[0].device());
-  packed.select(0, 0).copy_(outputs[0]);
-  packed.select(0, 1).copy_(outputs[1]);
-  Tensor p = tg::record(name, inputs, packed, [backward](const Tensor& d, std::vector<Tensor>& g) {
-    backward({d.select(0, 0).contiguous(), d.select(0, 1).contiguous()}, g);
-  });
-  Shape o = outputs[0].shape();
-  return {reshape(slice(p, 0, 0, 1), o), reshape(slice(p, 0, 1, 2), o)};
-}
-}  // namespace
 
 LSTMCellOutput lstm_cell(const Tensor& gates_x, const Tensor& gates_h, const Tensor& c_prev) {
   // The outputs take c_prev's shape and gates_x's; the front then checks that they agree.
