@@ -9,9 +9,11 @@
 
 namespace tg {
 
-Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
-  const Shape shape = ops::concat_shape("cat", tensors, dim);
-  const int64_t d = wrap_dim(dim, static_cast<int64_t>(shape.size()), "cat");
+namespace {
+// cat, with the errors naming `op` (stack's come out as stack's).
+Tensor join(const char* op, const std::vector<Tensor>& tensors, int64_t dim) {
+  const Shape shape = ops::concat_shape(op, tensors, dim);
+  const int64_t d = wrap_dim(dim, static_cast<int64_t>(shape.size()), op);
   std::vector<Tensor> inputs;
   std::vector<int64_t> sizes;
   for (const Tensor& t : tensors) {
@@ -24,6 +26,9 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
     ops::concat_backward(g, dy, d, sizes);
   });
 }
+}  // namespace
+
+Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) { return join("cat", tensors, dim); }
 
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
   if (tensors.empty()) throw Error("stack: tensors is an empty list; expected at least one tensor");
@@ -36,7 +41,7 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
   const int64_t d = wrap_dim(dim, tensors[0].dim() + 1, "stack");
   std::vector<Tensor> unsqueezed;
   for (const Tensor& t : tensors) unsqueezed.push_back(unsqueeze(t, d));
-  return cat(unsqueezed, d);
+  return join("stack", unsqueezed, d);
 }
 
 namespace {
