@@ -96,14 +96,17 @@ TEST(Concat, CatMatchesNaiveReferenceInEveryDimension) {
   }
 }
 
-// Large enough for the threaded path (>= 128 KiB), with rows of odd byte counts, so thread shares
-// start in the middle of runs and of rows.
+// Large enough for the threaded paths (>= 128 KiB): whole rows per thread in blocks (7 rows of
+// odd byte counts), and, with fewer rows than threads, byte shares that start and end inside runs
+// (one row, with an empty input between two long ones).
 TEST(Concat, CatLargeUsesThreadsAndMatches) {
   Generator gen(2);
   std::vector<Tensor> columns = {randn({7, 5001}, gen), randn({7, 3}, gen), randn({7, 1}, gen)};
   EXPECT_EQ(cat(columns, 1).to_vector(), naive_cat(columns, 1));
   std::vector<Tensor> rows = {randn({3, 11111}, gen), randn({1, 11111}, gen)};
   EXPECT_EQ(cat(rows, 0).to_vector(), naive_cat(rows, 0));
+  std::vector<Tensor> one_row = {randn({1, 20001}, gen), randn({1, 0}, gen), randn({1, 20003}, gen)};
+  EXPECT_EQ(cat(one_row, 1).to_vector(), naive_cat(one_row, 1));
 }
 
 // Non-contiguous inputs are read through their strides; integer tensors join like any other dtype
