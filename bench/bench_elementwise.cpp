@@ -1,4 +1,4 @@
-// Elementwise arithmetic, activations, softmax, sum and dropout on tensors far larger than the
+// Elementwise arithmetic, activations, softmax, sum, dropout and concatenation on tensors far larger than the
 // last-level cache. All are memory-bound on a CPU, so each line prints the bytes the op must move at
 // least once (read + written, counted per op below) over its median time, against the copy
 // bandwidth measured in the same run; GELU also prints its arithmetic rate against the FMA peak,
@@ -17,6 +17,7 @@
 
 #include "bench/bench_common.h"
 #include "ops/activation.h"
+#include "ops/concat.h"
 #include "ops/dropout.h"
 #include "ops/elementwise.h"
 #include "ops/reduce.h"
@@ -102,6 +103,21 @@ int main(int argc, char** argv) {
   // fast_math.h (an FMA counts 2; the clamps and the exponent-bit moves count nothing).
   report("gelu forward", m, 2 * f, [&] { ops::gelu_forward(out, a); }, 29.0 * m);
   report("gelu backward", m, 4 * f, [&] { ops::gelu_backward(grad, a, b); }, 41.0 * m);
+
+  report("sigmoid forward", m, 2 * f, [&] { ops::sigmoid_forward(out, a); });
+  report("sigmoid backward", m, 4 * f, [&] { ops::sigmoid_backward(grad, a, b); });
+  report("silu forward", m, 2 * f, [&] { ops::silu_forward(out, a); });
+  report("silu backward", m, 4 * f, [&] { ops::silu_backward(grad, a, b); });
+
+  // cat of two halves into `out`: along the rows (two runs of rows*C/2), along the columns (every
+  // row two runs of C/2), and of 1-column strips' worth (64 inputs, runs of C/64 = 16 floats).
+  Tensor top = pattern({rows / 2, C}, 1.0f), bottom = pattern({rows - rows / 2, C}, 1.0f);
+  Tensor left = pattern({rows, C / 2}, 1.0f), right = pattern({rows, C - C / 2}, 1.0f);
+  std::vector<Tensor> strips;
+  for (int i = 0; i < 64; i++) strips.push_back(pattern({rows, C / 64}, 1.0f));
+  report("cat dim 0 (2 inputs)", m, 2 * f, [&] { ops::concat_forward(out, {top, bottom}, 0); });
+  report("cat dim 1 (2 inputs)", m, 2 * f, [&] { ops::concat_forward(out, {left, right}, 1); });
+  report("cat dim 1 (64 inputs)", m, 2 * f, [&] { ops::concat_forward(out, strips, 1); });
 
   report("softmax forward (C=1024)", m, 2 * f, [&] { ops::softmax_forward(out, a); });
   report("softmax backward", m, 4 * f, [&] { ops::softmax_backward(grad, out, b); });

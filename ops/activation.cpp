@@ -103,4 +103,60 @@ void tanh_backward(Tensor& dinp, const Tensor& out, const Tensor& dout) {
   }
 }
 
+void sigmoid_forward(Tensor& out, const Tensor& inp) {
+  const char* op = "sigmoid";
+  Device device = check_forward(op, out, inp);
+  switch (device.type) {
+    case DeviceType::CPU: cpu::sigmoid_forward(out.data<float>(), inp.data<float>(), inp.numel()); break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: cuda::sigmoid_forward(out.dtype(), out.data_raw(), inp.data_raw(), inp.numel()); break;
+#endif
+    default: throw_unsupported_device(op, device);
+  }
+}
+
+void sigmoid_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
+  const char* op = "sigmoid_backward";
+  Device device = check_backward(op, dinp, inp, "inp", dout);
+  switch (device.type) {
+    case DeviceType::CPU:
+      cpu::sigmoid_backward(dinp.data<float>(), inp.data<float>(), dout.data<float>(), dout.numel());
+      break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::sigmoid_backward(dout.dtype(), dinp.data_raw(), inp.data_raw(), dout.data_raw(), dout.numel());
+      break;
+#endif
+    default: throw_unsupported_device(op, device);
+  }
+}
+
+void silu_forward(Tensor& out, const Tensor& inp) {
+  const char* op = "silu";
+  Device device = check_forward(op, out, inp);
+  switch (device.type) {
+    case DeviceType::CPU: cpu::silu_forward(out.data<float>(), inp.data<float>(), inp.numel()); break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: cuda::silu_forward(out.dtype(), out.data_raw(), inp.data_raw(), inp.numel()); break;
+#endif
+    default: throw_unsupported_device(op, device);
+  }
+}
+
+void silu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
+  const char* op = "silu_backward";
+  Device device = check_backward(op, dinp, inp, "inp", dout);
+  switch (device.type) {
+    case DeviceType::CPU:
+      cpu::silu_backward(dinp.data<float>(), inp.data<float>(), dout.data<float>(), dout.numel());
+      break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::silu_backward(dout.dtype(), dinp.data_raw(), inp.data_raw(), dout.data_raw(), dout.numel());
+      break;
+#endif
+    default: throw_unsupported_device(op, device);
+  }
+}
+
 }  // namespace tg::ops

@@ -1,5 +1,6 @@
-// Activations: the vectorized exp/tanh against double-precision libm, GELU/ReLU/tanh values against
-// the formulas evaluated in double, derivatives against the analytic ones and finite differences.
+// Activations: the vectorized exp/tanh against double-precision libm, GELU/ReLU/tanh/sigmoid/SiLU
+// values against the formulas evaluated in double, derivatives against the analytic ones and finite
+// differences.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,9 +10,13 @@
 
 #include "autograd/engine.h"
 #include "autograd/functions/activation.h"
+#include "autograd/functions/view.h"
 #include "autograd/gradcheck.h"
+#include "nn/sigmoid.h"
+#include "nn/silu.h"
 #include "ops/cpu/fast_math.h"
 #include "tensor/tensor.h"
+#include "tests/test_util.h"
 
 using namespace tg;
 
@@ -34,6 +39,9 @@ double gelu_grad_ref(double x) {
   double t = std::tanh(u);
   return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du;
 }
+
+// sigmoid in double: 1 / (1 + exp(-x)) never overflows into inf / inf in double for |x| < 700.
+double sigmoid_ref(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
 // n evenly spaced floats in [lo, hi].
 Tensor sweep(float lo, float hi, int64_t n) {
@@ -179,6 +187,8 @@ TEST(Activation, GradCheckOddShapes) {
       {"gelu", [](const Tensor& t) { return gelu(t); }},
       {"relu", [](const Tensor& t) { return relu(t); }},
       {"tanh", [](const Tensor& t) { return tanh(t); }},
+      {"sigmoid", [](const Tensor& t) { return sigmoid(t); }},
+      {"silu", [](const Tensor& t) { return silu(t); }},
   };
   for (const Shape& shape : {Shape{3, 7}, Shape{5, 1, 9}, Shape{13}, Shape{}}) {
     Tensor x = random_leaf(shape, 21);
@@ -206,4 +216,131 @@ TEST(Activation, NonContiguousInputAndWrongDtype) {
     EXPECT_NE(std::string(e.what()).find("relu"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("i32"), std::string::npos) << e.what();
   }
+}
+
+// The subnormal-reaching exp that sigmoid's tails use. Where the result is a normal float, as
+// fast_exp (1e-6 relative); below 2^-126 the last multiply rounds into the subnormals, whose spacing
+// is 2^-149: one such step on top of the relative error.
+TEST(Activation, FastExpNonpositiveReachesTheSubnormals) {
+  for (int64_t i = 0; i <= 1000000; i++) {
+    float x = -104.0f * static_cast<float>(i) / 1000000.0f;  // [-104, 0]
+    double want = std::exp(static_cast<double>(x));
+    ASSERT_NEAR(cpu::fast_exp_nonpositive(x), want, 1e-6 * want + std::ldexp(1.0, -149)) << "x = " << x;
+  }
+  EXPECT_EQ(cpu::fast_exp_nonpositive(0.0f), 1.0f);
+  EXPECT_GT(cpu::fast_exp_nonpositive(-100.0f), 0.0f);  // 3.7e-44, where fast_exp gives 0
+  EXPECT_EQ(cpu::fast_exp_nonpositive(-105.0f), 0.0f);
+  EXPECT_EQ(cpu::fast_exp_nonpositive(-INFINITY), 0.0f);
+  EXPECT_TRUE(std::isnan(cpu::fast_exp_nonpositive(std::nanf(""))));
+  // On [-87.3, 0] it is fast_exp_in_range, bit for bit.
+  for (float x : {-87.0f, -20.5f, -1.0f, -1e-3f}) EXPECT_EQ(cpu::fast_exp_nonpositive(x), cpu::fast_exp_in_range(x));
+}
+
+// sigmoid and SiLU over [-30, 30] (several threads) against double. Both are formed from e = exp(-|x|)
+// (~2 ulp) with three or four more roundings, and x is exact, so 1e-6 relative holds everywhere,
+// including the tail where sigmoid(x) ~ e^x is tiny and SiLU's sign changes nothing.
+TEST(Activation, SigmoidAndSiluMatchDouble) {
+  Tensor x = sweep(-30.0f, 30.0f, 200001);
+  std::vector<float> in = x.to_vector(), s = sigmoid(x).to_vector(), si = silu(x).to_vector();
+  for (size_t i = 0; i < in.size(); i++) {
+    double want = sigmoid_ref(in[i]);
+    ASSERT_NEAR(s[i], want, 1e-6 * want) << "x = " << in[i];
+    ASSERT_NEAR(si[i], in[i] * want, 1e-6 * std::fabs(in[i] * want)) << "x = " << in[i];
+  }
+  // The far negative tail, where sigmoid(x) is subnormal below -87.3: one subnormal step more.
+  Tensor tail = sweep(-103.0f, -80.0f, 2001);
+  std::vector<float> t_in = tail.to_vector(), t_out = sigmoid(tail).to_vector();
+  for (size_t i = 0; i < t_in.size(); i++) {
+    double want = sigmoid_ref(t_in[i]);
+    ASSERT_NEAR(t_out[i], want, 1e-6 * want + std::ldexp(1.0, -149)) << "x = " << t_in[i];
+    ASSERT_GT(t_out[i], 0.0f) << "x = " << t_in[i];
+  }
+}
+
+// The ends: no NaN from inf / inf or inf * 0, and the limits where the maths has them.
+TEST(Activation, SigmoidAndSiluExtremes) {
+  Tensor x = Tensor::from_vector({-100.0f, 100.0f, -INFINITY, INFINITY, 3e38f, -3e38f, 0.0f}, {7});
+  x.requires_grad_(true);
+  std::vector<float> s = sigmoid(x).to_vector();
+  EXPECT_GT(s[0], 0.0f);  // 3.7e-44: a tiny positive number
+  EXPECT_NEAR(s[0], std::exp(-100.0), 2 * std::ldexp(1.0, -149));
+  EXPECT_EQ(s[1], 1.0f);
+  EXPECT_EQ(s[2], 0.0f);
+  EXPECT_EQ(s[3], 1.0f);
+  EXPECT_EQ(s[4], 1.0f);
+  EXPECT_EQ(s[5], 0.0f);
+  EXPECT_EQ(s[6], 0.5f);
+  std::vector<float> si = silu(x).to_vector();
+  EXPECT_LT(si[0], 0.0f);  // -100 * 3.7e-44
+  EXPECT_NEAR(si[0], -100.0 * std::exp(-100.0), 100 * std::ldexp(1.0, -149));
+  EXPECT_EQ(si[1], 100.0f);
+  EXPECT_EQ(si[2], 0.0f);
+  EXPECT_EQ(si[3], INFINITY);
+  EXPECT_EQ(si[4], 3e38f);
+  EXPECT_EQ(si[5], 0.0f);
+  EXPECT_EQ(si[6], 0.0f);
+  backward(sigmoid(x), Tensor::ones({7}));
+  std::vector<float> g = x.grad().to_vector();
+  EXPECT_NEAR(g[0], std::exp(-100.0), 2 * std::ldexp(1.0, -149));  // e^-100, not 0 or NaN
+  EXPECT_NEAR(g[1], std::exp(-100.0), 2 * std::ldexp(1.0, -149));
+  EXPECT_EQ(g[2], 0.0f);
+  EXPECT_EQ(g[3], 0.0f);
+  EXPECT_EQ(g[6], 0.25f);
+  x.set_grad(Tensor());
+  backward(silu(x), Tensor::ones({7}));
+  g = x.grad().to_vector();
+  EXPECT_EQ(g[1], 1.0f);
+  EXPECT_EQ(g[2], 0.0f);  // the limits at -inf and +inf
+  EXPECT_EQ(g[3], 1.0f);
+  EXPECT_EQ(g[4], 1.0f);
+  EXPECT_EQ(g[5], 0.0f);
+  EXPECT_EQ(g[6], 0.5f);
+  for (float v : g) EXPECT_FALSE(std::isnan(v));
+  EXPECT_TRUE(std::isnan(sigmoid(Tensor::from_vector({std::nanf("")}, {1})).item()));
+  EXPECT_TRUE(std::isnan(silu(Tensor::from_vector({std::nanf("")}, {1})).item()));
+}
+
+// The derivatives against double, with random output gradients. sigmoid' = s (1 - s) is computed
+// as s * sigmoid(-x), a product of two values each within ~5 ulp: 1e-6 RELATIVE everywhere, also
+// for x > 17 where 1 - s rounds to 0 in float (an output-based backward would give 0 there).
+// silu' = s (1 + x c) cancels near its zero (x = -1.28), so its error is relative to the size of
+// the terms, s (1 + |x c|): a few roundings of those, 1e-6 of them.
+TEST(Activation, SigmoidAndSiluBackwardMatchDerivativeInDouble) {
+  Generator gen(31);
+  Tensor w = Tensor::randn({100001}, &gen);
+  std::vector<float> vw = w.to_vector();
+  Tensor x = sweep(-25.0f, 25.0f, 100001);
+  x.requires_grad_(true);
+  backward(sigmoid(x), w);
+  std::vector<float> in = x.to_vector(), g = x.grad().to_vector();
+  for (size_t i = 0; i < in.size(); i++) {
+    double s = sigmoid_ref(in[i]), c = sigmoid_ref(-static_cast<double>(in[i]));
+    double want = vw[i] * s * c;
+    ASSERT_NEAR(g[i], want, 1e-6 * std::fabs(want)) << "x = " << in[i];
+  }
+  Tensor z = sweep(-25.0f, 25.0f, 100001);
+  z.requires_grad_(true);
+  backward(silu(z), w);
+  std::vector<float> zg = z.grad().to_vector();
+  for (size_t i = 0; i < in.size(); i++) {
+    double xi = in[i], s = sigmoid_ref(xi), c = sigmoid_ref(-xi);
+    double want = vw[i] * s * (1 + xi * c), size = std::fabs(vw[i]) * s * (1 + std::fabs(xi * c));
+    ASSERT_NEAR(zg[i], want, 1e-6 * size) << "x = " << xi;
+  }
+}
+
+TEST(Activation, SigmoidAndSiluModulesAndViews) {
+  Generator gen(32);
+  Tensor base = Tensor::randn({4, 5}, &gen);
+  Tensor xt = base.transpose(0, 1);  // not contiguous
+  std::vector<float> in = xt.contiguous().to_vector();
+  std::vector<float> s = Sigmoid().forward(xt).to_vector(), si = SiLU().forward(xt).to_vector();
+  for (size_t i = 0; i < in.size(); i++) {
+    EXPECT_NEAR(s[i], sigmoid_ref(in[i]), 1e-6 * sigmoid_ref(in[i]));
+    EXPECT_NEAR(si[i], in[i] * sigmoid_ref(in[i]), 1e-6 * std::fabs(in[i] * sigmoid_ref(in[i])));
+  }
+  Tensor leaf = base.clone().requires_grad_(true);
+  EXPECT_EQ(gradcheck([](const std::vector<Tensor>& v) { return silu(transpose(v[0], 0, 1)); }, {leaf}), "");
+  EXPECT_ERROR_MENTIONS(sigmoid(Tensor::from_ints({1, 2}, {2})), "sigmoid", "i32");
+  EXPECT_ERROR_MENTIONS(silu(Tensor::from_ints({1, 2}, {2})), "silu", "i32");
 }

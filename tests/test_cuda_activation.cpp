@@ -64,9 +64,12 @@ TEST(CudaActivation, HalfPrecisionOnTheCpuIsAClearError) {
   EXPECT_ERROR_MENTIONS(gelu(x), "gelu", "bf16", "f32");
   EXPECT_ERROR_MENTIONS(relu(h), "relu", "f16", "f32");
   EXPECT_ERROR_MENTIONS(tg::tanh(x), "tanh", "bf16");
+  EXPECT_ERROR_MENTIONS(sigmoid(h), "sigmoid", "f16", "f32");
+  EXPECT_ERROR_MENTIONS(silu(x), "silu", "bf16", "f32");
   EXPECT_ERROR_MENTIONS(dropout(x, 0.5f, true), "dropout", "bf16");
   Tensor dinp = Tensor::zeros({4}, DType::BF16);
   EXPECT_ERROR_MENTIONS(ops::gelu_backward(dinp, x, x), "gelu_backward", "bf16");
+  EXPECT_ERROR_MENTIONS(ops::silu_backward(dinp, x, x), "silu_backward", "bf16");
   EXPECT_ERROR_MENTIONS(ops::dropout_backward(dinp, x, 0.5f, 1), "dropout_backward", "bf16");
   // Mixed dtypes are refused by name too (the f32 output next to a bf16 input).
   Tensor out = Tensor::empty({4});
@@ -98,6 +101,62 @@ TEST(CudaActivation, ForwardAndBackwardMatchCpu) {
         act.backward(dinp_ref, saved, dout);
         act.backward(dinp, test::to_device(saved, dtype), test::to_device(dout, dtype));
         EXPECT_LT(test::rel_error(dinp, dinp_ref), roundoff(dtype) + act.f32_backward) << what << " backward";
+      }
+}
+
+// sigmoid and SiLU, element by element: |gpu - cpu| <= atol + rtol |cpu|. Both devices form
+// e = exp(-|x|) within 2 ulp (CUDA's expf, the CPU's polynomial), so e differs by at most 4 ulp,
+// and each side adds at most 4 roundings (1 + e, the division, e t, x s or the derivative's
+// product chain): 16 ulp of f32 (16 u32) covers the f32 difference. In bf16/f16 the GPU's result
+// is rounded once more: + u of the dtype. The tails (x = -100 gives 3.7e-44) are subnormal, where a
+// rounding is off by up to half the subnormal spacing of the dtype, not by a fraction of the value:
+// that is the atol (f32 2^-150 per rounding, bf16 2^-134, f16 2^-25).
+// The backward, dinp0 + dout g(x), differs by the f32 difference of g, 16 u32 of the size of its
+// terms (sigmoid' <= 1/4; silu's s + |x s c| <= 1.3), times |dout|, plus one rounding of the sum and,
+// in half precision, the final rounding to the dtype.
+TEST(CudaActivation, SigmoidAndSiluMatchCpuElementwise) {
+  TG_REQUIRE_GPU();
+  Generator gen(4);
+  const double u32 = std::ldexp(1.0, -24);
+  struct Case {
+    const char* name;
+    void (*forward)(Tensor&, const Tensor&);
+    void (*backward)(Tensor&, const Tensor&, const Tensor&);
+  };
+  const std::vector<Case> cases = {{"sigmoid", ops::sigmoid_forward, ops::sigmoid_backward},
+                                   {"silu", ops::silu_forward, ops::silu_backward}};
+  for (DType dtype : test::cuda_float_dtypes())
+    for (const Case& act : cases)
+      for (int64_t n : sizes()) {
+        std::string what = std::string(act.name) + " " + dtype_name(dtype) + " n=" + std::to_string(n);
+        const double u = roundoff(dtype);
+        const double atol = dtype == DType::F32 ? 4 * std::ldexp(1.0, -150)
+                                                : (dtype == DType::BF16 ? std::ldexp(1.0, -134) : std::ldexp(1.0, -25));
+        // Standard deviation 3, with the extremes written into the first elements.
+        Tensor x = test::rounded_randn({n}, gen, dtype, 3.0f);
+        const std::vector<float> extremes = {-100.0f, 100.0f, -INFINITY, INFINITY, -20.0f, 20.0f, 0.0f};
+        for (size_t i = 0; i < extremes.size() && static_cast<int64_t>(i) < n; i++) x.data<float>()[i] = extremes[i];
+        Tensor ref = Tensor::empty({n}), out = test::poisoned({n}, dtype);
+        act.forward(ref, x);
+        act.forward(out, test::to_device(x, dtype));
+        std::vector<float> got = out.to_vector(), want = ref.to_vector();
+        int64_t misses = 0;
+        for (int64_t i = 0; i < n; i++) {
+          bool same_inf = std::isinf(want[i]) && got[i] == want[i];
+          if (!same_inf && !(std::fabs(got[i] - want[i]) <= atol + (u + 16 * u32) * std::fabs(want[i])) && misses++ < 5)
+            ADD_FAILURE() << what << " x=" << x.to_vector()[i] << ": gpu " << got[i] << ", cpu " << want[i];
+        }
+
+        Tensor dout = test::rounded_randn({n}, gen, dtype), dinp0 = test::rounded_randn({n}, gen, dtype);
+        Tensor dinp_ref = dinp0.clone(), dinp = test::to_device(dinp0, dtype);
+        act.backward(dinp_ref, x, dout);
+        act.backward(dinp, test::to_device(x, dtype), test::to_device(dout, dtype));
+        std::vector<float> g = dinp.to_vector(), r = dinp_ref.to_vector(), d = dout.to_vector();
+        for (int64_t i = 0; i < n; i++) {
+          double bound = atol + (u + 2 * u32) * std::fabs(r[i]) + 16 * u32 * 1.3 * std::fabs(d[i]) * (1 + u);
+          if (!(std::fabs(g[i] - r[i]) <= bound) && misses++ < 5)
+            ADD_FAILURE() << what << " backward x=" << x.to_vector()[i] << ": gpu " << g[i] << ", cpu " << r[i];
+        }
       }
 }
 

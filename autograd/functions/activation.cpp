@@ -34,4 +34,24 @@ Tensor tanh(const Tensor& x) {
   });
 }
 
+// sigmoid and silu save their input: silu' is written in x anyway, and sigmoid' from x keeps its
+// relative precision where the output rounds to 1 (see ops/cpu/activation.cpp).
+Tensor sigmoid(const Tensor& x) {
+  Tensor xc = x.contiguous();
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  ops::sigmoid_forward(y, xc);
+  return record("sigmoid", {x}, y, [xc](const Tensor& dy, std::vector<Tensor>& g) {
+    if (g[0].defined()) ops::sigmoid_backward(g[0], xc, dy);
+  });
+}
+
+Tensor silu(const Tensor& x) {
+  Tensor xc = x.contiguous();
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  ops::silu_forward(y, xc);
+  return record("silu", {x}, y, [xc](const Tensor& dy, std::vector<Tensor>& g) {
+    if (g[0].defined()) ops::silu_backward(g[0], xc, dy);
+  });
+}
+
 }  // namespace tg

@@ -8,5 +8,9 @@ namespace tg {
 Tensor gelu(const Tensor& x);
 Tensor relu(const Tensor& x);
 Tensor tanh(const Tensor& x);
+// 1 / (1 + exp(-x)), with full relative precision in both tails (sigmoid(-100) = 3.7e-44).
+Tensor sigmoid(const Tensor& x);
+// x * sigmoid(x) (also called swish), the gate of SwiGLU.
+Tensor silu(const Tensor& x);
 
 }  // namespace tg

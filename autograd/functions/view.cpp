@@ -35,6 +35,13 @@ Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t s
   });
 }
 
+Tensor unsqueeze(const Tensor& x, int64_t dim) {
+  const int64_t d = wrap_dim(dim, x.dim() + 1, "unsqueeze");
+  return record("unsqueeze", {x}, x.unsqueeze(d), [d](const Tensor& dy, std::vector<Tensor>& g) {
+    if (g[0].defined()) ops::accumulate(g[0], dy.squeeze(d));
+  });
+}
+
 Tensor contiguous(const Tensor& x) {
   if (x.is_contiguous()) return x;
   return record("contiguous", {x}, x.contiguous(), [](const Tensor& dy, std::vector<Tensor>& g) {

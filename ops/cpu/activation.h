@@ -1,4 +1,5 @@
-// Activation kernels, elementwise over N floats: GELU (tanh approximation, as in GPT-2), ReLU, tanh.
+// Activation kernels, elementwise over N floats: GELU (tanh approximation, as in GPT-2), ReLU, tanh,
+// sigmoid and SiLU.
 // Backward kernels ADD into dinp.
 #pragma once
 #include <cstdint>
@@ -19,5 +20,15 @@ void relu_backward(float* dinp, const float* out, const float* dout, int64_t n);
 void tanh_forward(float* out, const float* inp, int64_t n);
 // out, dout (N) -> dinp (N) += dout * (1 - out^2)
 void tanh_backward(float* dinp, const float* out, const float* dout, int64_t n);
+
+// inp (N) -> out (N) = 1 / (1 + exp(-inp))
+void sigmoid_forward(float* out, const float* inp, int64_t n);
+// inp, dout (N) -> dinp (N) += dout * sigmoid(inp) sigmoid(-inp)
+void sigmoid_backward(float* dinp, const float* inp, const float* dout, int64_t n);
+
+// inp (N) -> out (N) = inp * sigmoid(inp)
+void silu_forward(float* out, const float* inp, int64_t n);
+// inp, dout (N) -> dinp (N) += dout * sigmoid(inp) (1 + inp sigmoid(-inp))
+void silu_backward(float* dinp, const float* inp, const float* dout, int64_t n);
 
 }  // namespace tg::cpu

@@ -1,4 +1,4 @@
-// CUDA activations: GELU (tanh approximation), ReLU, tanh, forward and backward. Each is one
+// CUDA activations: GELU (tanh approximation), ReLU, tanh, sigmoid, SiLU, forward and backward. Each is one
 // vectorized pass (ops/cuda/elementwise.cuh) whose arithmetic follows ops/cpu/activation.cpp, so the
 // two devices differ only by the last bits of exp/tanh.
 #include "ops/cuda/activation.h"
@@ -47,6 +47,45 @@ struct Tanh {
   __device__ static float derivative_from_output(float y) { return 1.0f - y * y; }
 };
 
+// Sigmoid through e = exp(-|x|) in [0, 1], as on the CPU: sigmoid(x) and sigmoid(-x) are t and e t
+// (in the order of x's sign), t = 1 / (1 + e), both with full relative precision, no inf / inf,
+// and subnormal tails (sigmoid(-100) = 3.7e-44; expf keeps subnormals without -ftz).
+__device__ __forceinline__ void sigmoid_pair(float x, float& s, float& c) {  // s = sigmoid(x), c = sigmoid(-x)
+  const float e = expf(-fabsf(x));
+  const float t = 1.0f / (1.0f + e);
+  s = x >= 0.0f ? t : e * t;
+  c = x >= 0.0f ? e * t : t;
+}
+
+struct Sigmoid {
+  __device__ static float forward(float x) {
+    float s, c;
+    sigmoid_pair(x, s, c);
+    return s;
+  }
+  __device__ static float derivative(float x) {  // s (1 - s), as s c: no cancellation where s is 1
+    float s, c;
+    sigmoid_pair(x, s, c);
+    return s * c;
+  }
+};
+
+// silu = x s, written as 0 where s is 0 (so -inf gives 0, not -inf * 0); silu' = s (1 + x c), 1 or 0
+// where c or s is 0 (x = +-inf give the limits).
+struct Silu {
+  __device__ static float forward(float x) {
+    float s, c;
+    sigmoid_pair(x, s, c);
+    return s == 0.0f ? 0.0f : x * s;
+  }
+  __device__ static float derivative(float x) {
+    float s, c;
+    sigmoid_pair(x, s, c);
+    const float grad = s * (1.0f + x * c);
+    return c == 0.0f ? 1.0f : (s == 0.0f ? 0.0f : grad);
+  }
+};
+
 // out (n) = Act::forward(inp)
 template <class Act, class T>
 struct ForwardBody {
@@ -62,8 +101,8 @@ struct ForwardBody {
   }
 };
 
-// The backward rules, each in terms of the tensor the autograd function saved (GELU: its input;
-// ReLU and tanh: their output) and the incoming gradient g.
+// The backward rules, each in terms of the tensor the autograd function saved (GELU, sigmoid and
+// SiLU: their input; ReLU and tanh: their output) and the incoming gradient g.
 struct GeluGrad {  // dout * gelu'(inp)
   __device__ static float apply(float x, float g) { return g * Gelu::derivative(x); }
 };
@@ -74,6 +113,12 @@ struct ReluGrad {
 };
 struct TanhGrad {  // dout * (1 - out^2)
   __device__ static float apply(float y, float g) { return g * Tanh::derivative_from_output(y); }
+};
+struct SigmoidGrad {  // dout * sigmoid'(inp)
+  __device__ static float apply(float x, float g) { return g * Sigmoid::derivative(x); }
+};
+struct SiluGrad {  // dout * silu'(inp)
+  __device__ static float apply(float x, float g) { return g * Silu::derivative(x); }
 };
 
 // dinp (n) += Grad::apply(saved, dout)
@@ -115,6 +160,10 @@ void unary_backward(const char* op, DType dtype, void* dinp, const void* saved, 
 void gelu_forward(DType dtype, void* out, const void* inp, int64_t n) { unary_forward<Gelu>("gelu", dtype, out, inp, n); }
 void relu_forward(DType dtype, void* out, const void* inp, int64_t n) { unary_forward<Relu>("relu", dtype, out, inp, n); }
 void tanh_forward(DType dtype, void* out, const void* inp, int64_t n) { unary_forward<Tanh>("tanh", dtype, out, inp, n); }
+void sigmoid_forward(DType dtype, void* out, const void* inp, int64_t n) {
+  unary_forward<Sigmoid>("sigmoid", dtype, out, inp, n);
+}
+void silu_forward(DType dtype, void* out, const void* inp, int64_t n) { unary_forward<Silu>("silu", dtype, out, inp, n); }
 
 void gelu_backward(DType dtype, void* dinp, const void* inp, const void* dout, int64_t n) {
   unary_backward<GeluGrad>("gelu_backward", dtype, dinp, inp, dout, n);
@@ -124,6 +173,12 @@ void relu_backward(DType dtype, void* dinp, const void* out, const void* dout, i
 }
 void tanh_backward(DType dtype, void* dinp, const void* out, const void* dout, int64_t n) {
   unary_backward<TanhGrad>("tanh_backward", dtype, dinp, out, dout, n);
+}
+void sigmoid_backward(DType dtype, void* dinp, const void* inp, const void* dout, int64_t n) {
+  unary_backward<SigmoidGrad>("sigmoid_backward", dtype, dinp, inp, dout, n);
+}
+void silu_backward(DType dtype, void* dinp, const void* inp, const void* dout, int64_t n) {
+  unary_backward<SiluGrad>("silu_backward", dtype, dinp, inp, dout, n);
 }
 
 }  // namespace tg::cuda

@@ -23,4 +23,14 @@ void tanh_forward(DType dtype, void* out, const void* inp, int64_t n);
 // out, dout (N) -> dinp (N) += dout * (1 - out^2)
 void tanh_backward(DType dtype, void* dinp, const void* out, const void* dout, int64_t n);
 
+// inp (N) -> out (N) = 1 / (1 + exp(-inp))
+void sigmoid_forward(DType dtype, void* out, const void* inp, int64_t n);
+// inp, dout (N) -> dinp (N) += dout * sigmoid(inp) sigmoid(-inp)
+void sigmoid_backward(DType dtype, void* dinp, const void* inp, const void* dout, int64_t n);
+
+// inp (N) -> out (N) = inp * sigmoid(inp)
+void silu_forward(DType dtype, void* out, const void* inp, int64_t n);
+// inp, dout (N) -> dinp (N) += dout * sigmoid(inp) (1 + inp sigmoid(-inp))
+void silu_backward(DType dtype, void* dinp, const void* inp, const void* dout, int64_t n);
+
 }  // namespace tg::cuda
