@@ -3,30 +3,16 @@
 #include <cmath>
 #include <string>
 
-#include "autograd/engine.h"
+#include "autograd/functions/concat.h"
 #include "autograd/functions/dropout.h"
 #include "autograd/functions/matmul.h"
 #include "autograd/functions/rnn.h"
 #include "autograd/functions/view.h"
 #include "nn/init.h"
-#include "ops/accumulate.h"
 
 namespace tg {
 
 namespace {
-
-// parts[k] (all of one shape S) -> one tensor with a new dimension `dim` of size parts.size(),
-// parts[k] at index k along it. Each part's gradient is its slice of the output's.
-Tensor stack_along(const std::vector<Tensor>& parts, int64_t dim) {
-  Shape shape = parts.front().shape();
-  shape.insert(shape.begin() + dim, static_cast<int64_t>(parts.size()));
-  Tensor out = Tensor::empty(shape, parts.front().dtype(), parts.front().device());
-  for (size_t k = 0; k < parts.size(); k++) out.select(dim, static_cast<int64_t>(k)).copy_(parts[k]);
-  return record("stack", parts, out, [dim](const Tensor& dout, std::vector<Tensor>& g) {
-    for (size_t k = 0; k < g.size(); k++)
-      if (g[k].defined()) ops::accumulate(g[k], dout.select(dim, static_cast<int64_t>(k)));
-  });
-}
 
 // t[index] along dimension 0, as a differentiable view: (N, ...) -> (...).
 Tensor step(const Tensor& t, int64_t index) {
@@ -118,7 +104,7 @@ Tensor RecurrentLayers::between_layers(const Tensor& output, int64_t k) const {
 }
 
 Tensor RecurrentLayers::sequence_output(const std::vector<Tensor>& steps) const {
-  return stack_along(steps, batch_first_ ? 1 : 0);
+  return stack(steps, batch_first_ ? 1 : 0);
 }
 
 LSTM::LSTM(int64_t input_size, int64_t hidden_size, int64_t num_layers, bool batch_first, float dropout, bool bias,
@@ -142,9 +128,9 @@ RNNOutput LSTM::forward(const Tensor& x, const Tensor& h0, const Tensor& c0) con
     }
     h_n.push_back(h);
     c_n.push_back(c);
-    if (k + 1 < num_layers_) inp = between_layers(stack_along(steps, 0), k);
+    if (k + 1 < num_layers_) inp = between_layers(stack(steps, 0), k);
   }
-  return {sequence_output(steps), stack_along(h_n, 0), stack_along(c_n, 0)};
+  return {sequence_output(steps), stack(h_n, 0), stack(c_n, 0)};
 }
 
 GRU::GRU(int64_t input_size, int64_t hidden_size, int64_t num_layers, bool batch_first, float dropout, bool bias,
@@ -165,9 +151,9 @@ RNNOutput GRU::forward(const Tensor& x, const Tensor& h0, const Tensor& c0) cons
       steps[static_cast<size_t>(t)] = h;
     }
     h_n.push_back(h);
-    if (k + 1 < num_layers_) inp = between_layers(stack_along(steps, 0), k);
+    if (k + 1 < num_layers_) inp = between_layers(stack(steps, 0), k);
   }
-  return {sequence_output(steps), stack_along(h_n, 0), Tensor()};
+  return {sequence_output(steps), stack(h_n, 0), Tensor()};
 }
 
 }  // namespace tg
