@@ -34,6 +34,7 @@
 #include "autograd/functions/layernorm.h"
 #include "autograd/functions/matmul.h"
 #include "autograd/functions/pool.h"
+#include "autograd/functions/rnn.h"
 #include "autograd/functions/reduce.h"
 #include "autograd/functions/softmax.h"
 #include "autograd/functions/view.h"
@@ -60,6 +61,8 @@
 #include "nn/sequential.h"
 #include "nn/residual.h"
 #include "nn/cnn.h"
+#include "nn/rnn.h"
+#include "nn/gradcheck.h"
 
 // Optimizers, schedules, clipping.
 #include "optim/param_group.h"
