@@ -22,30 +22,47 @@ bool any_requires_grad(const std::vector<Tensor>& inputs) {
   return false;
 }
 
-Tensor record(const std::string& name, const std::vector<Tensor>& inputs, Tensor output, BackwardFn backward) {
-  if (!any_requires_grad(inputs)) return output;
+std::vector<Tensor> record(const std::string& name, const std::vector<Tensor>& inputs, std::vector<Tensor> outputs,
+                           MultiBackwardFn backward) {
+  if (!any_requires_grad(inputs)) return outputs;
   auto node = std::make_shared<Node>();
   node->name = name;
   node->sequence = g_next_sequence++;
   node->backward = std::move(backward);
-  node->output_shape = output.shape();
-  node->output_dtype = output.dtype();
-  node->output_device = output.device();
+  for (const Tensor& t : outputs) {
+    TG_CHECK(t.defined(), "record('" + name + "'): an output is an undefined tensor");
+    node->outputs.push_back({t.shape(), t.dtype(), t.device()});
+  }
   for (const Tensor& t : inputs) {
     Node::Edge edge;
     if (t.defined()) {
       edge.shape = t.shape();
       edge.dtype = t.dtype();
       edge.device = t.device();
-      if (t.grad_fn()) edge.node = t.grad_fn();
-      else if (t.requires_grad()) edge.leaf = t.impl_shared();
+      if (t.grad_fn()) {
+        edge.node = t.grad_fn();
+        edge.output = t.grad_fn_output();
+      } else if (t.requires_grad()) {
+        edge.leaf = t.impl_shared();
+      }
     }
     node->inputs.push_back(std::move(edge));
   }
-  // The output is a fresh handle so that recording never changes a tensor the caller also holds.
-  Tensor result = output.detach();
-  result.set_grad_fn(std::move(node));
-  return result;
+  // Each output is a fresh handle so that recording never changes a tensor the caller also holds.
+  std::vector<Tensor> results;
+  for (size_t j = 0; j < outputs.size(); j++) {
+    results.push_back(outputs[j].detach());
+    results.back().set_grad_fn(node, static_cast<int>(j));
+  }
+  return results;
+}
+
+Tensor record(const std::string& name, const std::vector<Tensor>& inputs, Tensor output, BackwardFn backward) {
+  MultiBackwardFn one = [backward = std::move(backward)](const std::vector<Tensor>& grad_outputs,
+                                                         std::vector<Tensor>& grad_inputs) {
+    backward(grad_outputs[0], grad_inputs);
+  };
+  return record(name, inputs, std::vector<Tensor>{std::move(output)}, std::move(one))[0];
 }
 
 void add_grad_hook(const Tensor& leaf, GradHook hook) {
@@ -74,7 +91,7 @@ void backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) 
                                              " does not match the root's " + shape_str(root.shape()));
 
   if (!root.grad_fn()) {  // the root is itself a leaf
-    Node::Edge edge{nullptr, root.impl_shared(), root.shape(), root.dtype(), root.device()};
+    Node::Edge edge{nullptr, 0, root.impl_shared(), root.shape(), root.dtype(), root.device()};
     Tensor g = leaf_grad_buffer(root.impl_shared(), edge);
     Tensor add = seed.to(g.dtype());
     std::vector<float> a = g.to_vector(), b = add.to_vector();
@@ -105,8 +122,14 @@ void backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) 
     }
   }
 
-  std::unordered_map<Node*, Tensor> node_grads;
-  node_grads[root.grad_fn().get()] = seed.contiguous();
+  // The gradient of every output of every node still to run, allocated when first added into.
+  std::unordered_map<Node*, std::vector<Tensor>> node_grads;
+  auto grads_of = [&node_grads](Node* node) -> std::vector<Tensor>& {
+    std::vector<Tensor>& grads = node_grads[node];
+    grads.resize(node->outputs.size());
+    return grads;
+  };
+  grads_of(root.grad_fn().get())[root.grad_fn_output()] = seed.contiguous();
   auto later_first = [](const std::shared_ptr<Node>& a, const std::shared_ptr<Node>& b) { return a->sequence < b->sequence; };
   std::priority_queue<std::shared_ptr<Node>, std::vector<std::shared_ptr<Node>>, decltype(later_first)> ready(later_first);
   ready.push(root.grad_fn());
@@ -122,16 +145,19 @@ void backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) 
     for (size_t i = 0; i < node->inputs.size(); i++) {
       const Node::Edge& edge = node->inputs[i];
       if (edge.node) {
-        Tensor& g = node_grads[edge.node.get()];
+        Tensor& g = grads_of(edge.node.get())[edge.output];
         if (!g.defined()) g = Tensor::zeros(edge.shape, edge.dtype, edge.device);
         grad_inputs[i] = g;
       } else if (edge.leaf) {
         grad_inputs[i] = leaf_grad_buffer(edge.leaf, edge);
       }
     }
-    Tensor grad_output = std::move(node_grads[node.get()]);
+    std::vector<Tensor> grad_outputs = std::move(grads_of(node.get()));
     node_grads.erase(node.get());
-    node->backward(grad_output, grad_inputs);
+    for (size_t j = 0; j < grad_outputs.size(); j++)  // outputs no gradient reached contribute zeros
+      if (!grad_outputs[j].defined())
+        grad_outputs[j] = Tensor::zeros(node->outputs[j].shape, node->outputs[j].dtype, node->outputs[j].device);
+    node->backward(grad_outputs, grad_inputs);
     if (!retain_graph) node->backward = nullptr;  // frees the saved tensors now, not at graph death
 
     for (const Node::Edge& edge : node->inputs) {

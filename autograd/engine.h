@@ -23,26 +23,35 @@ namespace tg {
 // grad_inputs[i] is the gradient buffer of inputs[i] (contiguous, same shape and dtype), or an
 // undefined Tensor when that input needs no gradient. Add into the defined ones.
 using BackwardFn = std::function<void(const Tensor& grad_output, std::vector<Tensor>& grad_inputs)>;
+// The same for a function of several outputs: grad_outputs[j] is the gradient of outputs[j]
+// (contiguous, same shape and dtype), zero-filled when no gradient reached that output, so that a
+// backward never has to test for it (an LSTM cell whose c is used and whose h is not still runs).
+using MultiBackwardFn = std::function<void(const std::vector<Tensor>& grad_outputs, std::vector<Tensor>& grad_inputs)>;
 
 struct Node {
-  // Where one input's gradient goes: the node that produced it, or the leaf tensor itself.
+  // Where one input's gradient goes: output `output` of the node that produced it, or the leaf
+  // tensor itself.
   struct Edge {
     std::shared_ptr<Node> node;
+    int output = 0;
     std::shared_ptr<TensorImpl> leaf;
     Shape shape;
     DType dtype = DType::F32;
     Device device;
     bool needs_grad() const { return node || leaf; }
   };
+  // An output's metadata, so the engine can allocate its gradient buffer.
+  struct Output {
+    Shape shape;
+    DType dtype = DType::F32;
+    Device device;
+  };
 
   std::string name;
   uint64_t sequence = 0;  // creation order; backward runs from the highest down
   std::vector<Edge> inputs;
-  BackwardFn backward;    // cleared after it runs unless the graph is retained
-  // The output's metadata, so the engine can allocate its gradient buffer.
-  Shape output_shape;
-  DType output_dtype = DType::F32;
-  Device output_device;
+  std::vector<Output> outputs;
+  MultiBackwardFn backward;  // cleared after it runs unless the graph is retained
 };
 
 // Records `output = name(inputs...)` with its backward. Returns `output`, now carrying the node,
@@ -53,6 +62,13 @@ struct Node {
 // tensor without history, so recording it would cut the graph. Let kernels read the copy and
 // capture it for the backward, but record `x`.
 Tensor record(const std::string& name, const std::vector<Tensor>& inputs, Tensor output, BackwardFn backward);
+
+// Records `outputs = name(inputs...)`: one node whose backward receives one gradient per output
+// (an LSTM cell's (h, c), a fused residual add + LayerNorm's (sum, normalized)). Returns the
+// outputs, each carrying the node and its own output index; unchanged when recording is off or no
+// input needs a gradient.
+std::vector<Tensor> record(const std::string& name, const std::vector<Tensor>& inputs, std::vector<Tensor> outputs,
+                           MultiBackwardFn backward);
 
 // True when some input is a leaf that requires grad or carries a grad_fn (and recording is on).
 bool any_requires_grad(const std::vector<Tensor>& inputs);

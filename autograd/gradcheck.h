@@ -30,4 +30,16 @@ struct GradcheckOptions {
 std::string gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& fn, const std::vector<Tensor>& inputs,
                       const GradcheckOptions& options = {});
 
+// One tensor whose gradient to check, named in the report.
+struct GradcheckLeaf {
+  std::string name;
+  Tensor tensor;  // a CPU f32 leaf that requires grad
+};
+
+// The general form, for tensors that `fn` reads without taking them as arguments (a module's
+// parameters: nn/gradcheck.h): each leaf is perturbed in place and restored, and its .grad is
+// put back as it was, so the check leaves no trace.
+std::string gradcheck_leaves(const std::function<Tensor()>& fn, const std::vector<GradcheckLeaf>& leaves,
+                             const GradcheckOptions& options = {});
+
 }  // namespace tg

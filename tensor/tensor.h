@@ -37,6 +37,7 @@ struct TensorImpl {
   bool requires_grad = false;
   std::shared_ptr<TensorImpl> grad;     // accumulated gradient of a leaf
   std::shared_ptr<Node> grad_fn;        // the node that produced this tensor, if recorded
+  int grad_fn_output = 0;               // which of that node's outputs this tensor is
   std::vector<GradHook> grad_hooks;     // fired once a leaf's gradient is final in a backward pass
   std::string name;                     // optional, used in error messages and state dicts
 };
@@ -129,7 +130,11 @@ class Tensor {
   Tensor grad() const { return Tensor(impl().grad); }
   void set_grad(const Tensor& grad) { impl().grad = grad.impl_; }
   const std::shared_ptr<Node>& grad_fn() const { return impl().grad_fn; }
-  void set_grad_fn(std::shared_ptr<Node> node) { impl().grad_fn = std::move(node); }
+  int grad_fn_output() const { return impl().grad_fn_output; }
+  void set_grad_fn(std::shared_ptr<Node> node, int output = 0) {
+    impl().grad_fn = std::move(node);
+    impl().grad_fn_output = output;
+  }
   bool is_leaf() const { return impl().grad_fn == nullptr; }
   Tensor detach() const;  // shares storage, no autograd history
 

@@ -1,0 +1,178 @@
+#include "ops/rnn.h"
+
+#include <initializer_list>
+#include <string>
+
+#include "ops/check.h"
+#include "ops/cpu/rnn.h"
+#ifdef TG_CUDA
+#include "ops/cuda/rnn.h"
+#endif
+
+namespace tg::ops {
+
+namespace {
+
+// The sizes of one cell call, read from a gates tensor (B, gate_count·H).
+struct CellSize {
+  int64_t B, H;
+};
+
+CellSize cell_size(const char* op, const Tensor& gates, const char* name, int64_t gate_count) {
+  check_dim(op, gates, name, 2);
+  int64_t width = gates.size(1);
+  if (width == 0 || width % gate_count != 0)
+    throw Error(std::string(op) + ": " + name + " has shape " + shape_str(gates.shape()) + ", expected (B, " +
+                std::to_string(gate_count) + "·H): its last dimension must be a positive multiple of " +
+                std::to_string(gate_count) + " (one block of H per gate)");
+  return {gates.size(0), width / gate_count};
+}
+
+// Every operand of a cell: of its expected shape, contiguous, of gates_x's float dtype and
+// device. `optional` operands (gradients) may be undefined. Returns the device.
+struct Operand {
+  const Tensor* tensor;
+  const char* name;
+  Shape shape;
+  bool optional;
+};
+
+Device check_operands(const char* op, const char* why, std::initializer_list<Operand> operands) {
+  const Operand* first = nullptr;
+  for (const Operand& o : operands) {
+    if (o.optional && !o.tensor->defined()) continue;
+    check_shape(op, *o.tensor, o.name, o.shape, why);
+    check_float_contiguous(op, *o.tensor, o.name);
+    if (!first) {
+      first = &o;
+      continue;
+    }
+    check_same_dtype(op, *first->tensor, first->name, *o.tensor, o.name);
+    if (o.tensor->device() != first->tensor->device())
+      throw Error(std::string(op) + ": " + o.name + " is on " + o.tensor->device().str() + " but " + first->name +
+                  " is on " + first->tensor->device().str());
+  }
+  return first->tensor->device();
+}
+
+template <class T>
+T* data_or_null(Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+#ifdef TG_CUDA
+void* raw_or_null(Tensor& t) { return t.defined() ? t.data_raw() : nullptr; }
+#endif
+
+constexpr const char* kLstmShapes = "B and H from gates_x (B, 4H)";
+constexpr const char* kGruShapes = "B and H from gates_x (B, 3H)";
+
+}  // namespace
+
+void lstm_cell_forward(Tensor& h, Tensor& c, Tensor& gates, const Tensor& gates_x, const Tensor& gates_h,
+                       const Tensor& c_prev) {
+  const char* op = "lstm_cell";
+  auto [B, H] = cell_size(op, gates_x, "gates_x", 4);
+  Device device = check_operands(op, kLstmShapes,
+                                 {{&gates_x, "gates_x", {B, 4 * H}, false},
+                                  {&gates_h, "gates_h", {B, 4 * H}, false},
+                                  {&c_prev, "c_prev", {B, H}, false},
+                                  {&h, "h", {B, H}, false},
+                                  {&c, "c", {B, H}, false},
+                                  {&gates, "gates", {B, 4 * H}, false}});
+  switch (device.type) {
+    case DeviceType::CPU:
+      cpu::lstm_cell_forward(h.data<float>(), c.data<float>(), gates.data<float>(), gates_x.data<float>(),
+                             gates_h.data<float>(), c_prev.data<float>(), B, H);
+      break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::lstm_cell_forward(gates_x.dtype(), h.data_raw(), c.data_raw(), gates.data_raw(), gates_x.data_raw(),
+                              gates_h.data_raw(), c_prev.data_raw(), B, H);
+      break;
+#endif
+    default: throw_unsupported_device(op, device);
+  }
+}
+
+void lstm_cell_backward(Tensor& dgates_x, Tensor& dgates_h, Tensor& dc_prev, const Tensor& gates,
+                        const Tensor& c_prev, const Tensor& c, const Tensor& dh, const Tensor& dc) {
+  const char* op = "lstm_cell_backward";
+  auto [B, H] = cell_size(op, gates, "gates", 4);
+  Device device = check_operands(op, "B and H from gates (B, 4H)",
+                                 {{&gates, "gates", {B, 4 * H}, false},
+                                  {&c_prev, "c_prev", {B, H}, false},
+                                  {&c, "c", {B, H}, false},
+                                  {&dh, "dh", {B, H}, false},
+                                  {&dc, "dc", {B, H}, false},
+                                  {&dgates_x, "dgates_x", {B, 4 * H}, true},
+                                  {&dgates_h, "dgates_h", {B, 4 * H}, true},
+                                  {&dc_prev, "dc_prev", {B, H}, true}});
+  switch (device.type) {
+    case DeviceType::CPU:
+      cpu::lstm_cell_backward(data_or_null<float>(dgates_x), data_or_null<float>(dgates_h),
+                              data_or_null<float>(dc_prev), gates.data<float>(), c_prev.data<float>(),
+                              c.data<float>(), dh.data<float>(), dc.data<float>(), B, H);
+      break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::lstm_cell_backward(gates.dtype(), raw_or_null(dgates_x), raw_or_null(dgates_h), raw_or_null(dc_prev),
+                               gates.data_raw(), c_prev.data_raw(), c.data_raw(), dh.data_raw(), dc.data_raw(), B, H);
+      break;
+#endif
+    default: throw_unsupported_device(op, device);
+  }
+}
+
+void gru_cell_forward(Tensor& h, Tensor& saved, const Tensor& gates_x, const Tensor& gates_h, const Tensor& h_prev) {
+  const char* op = "gru_cell";
+  auto [B, H] = cell_size(op, gates_x, "gates_x", 3);
+  Device device = check_operands(op, kGruShapes,
+                                 {{&gates_x, "gates_x", {B, 3 * H}, false},
+                                  {&gates_h, "gates_h", {B, 3 * H}, false},
+                                  {&h_prev, "h_prev", {B, H}, false},
+                                  {&h, "h", {B, H}, false},
+                                  {&saved, "saved", {B, 4 * H}, false}});
+  switch (device.type) {
+    case DeviceType::CPU:
+      cpu::gru_cell_forward(h.data<float>(), saved.data<float>(), gates_x.data<float>(), gates_h.data<float>(),
+                            h_prev.data<float>(), B, H);
+      break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::gru_cell_forward(gates_x.dtype(), h.data_raw(), saved.data_raw(), gates_x.data_raw(), gates_h.data_raw(),
+                             h_prev.data_raw(), B, H);
+      break;
+#endif
+    default: throw_unsupported_device(op, device);
+  }
+}
+
+void gru_cell_backward(Tensor& dgates_x, Tensor& dgates_h, Tensor& dh_prev, const Tensor& saved,
+                       const Tensor& h_prev, const Tensor& dh) {
+  const char* op = "gru_cell_backward";
+  check_dim(op, h_prev, "h_prev", 2);
+  int64_t B = h_prev.size(0), H = h_prev.size(1);
+  Device device = check_operands(op, "B and H from h_prev (B, H)",
+                                 {{&h_prev, "h_prev", {B, H}, false},
+                                  {&saved, "saved", {B, 4 * H}, false},
+                                  {&dh, "dh", {B, H}, false},
+                                  {&dgates_x, "dgates_x", {B, 3 * H}, true},
+                                  {&dgates_h, "dgates_h", {B, 3 * H}, true},
+                                  {&dh_prev, "dh_prev", {B, H}, true}});
+  switch (device.type) {
+    case DeviceType::CPU:
+      cpu::gru_cell_backward(data_or_null<float>(dgates_x), data_or_null<float>(dgates_h),
+                             data_or_null<float>(dh_prev), saved.data<float>(), h_prev.data<float>(),
+                             dh.data<float>(), B, H);
+      break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::gru_cell_backward(saved.dtype(), raw_or_null(dgates_x), raw_or_null(dgates_h), raw_or_null(dh_prev),
+                              saved.data_raw(), h_prev.data_raw(), dh.data_raw(), B, H);
+      break;
+#endif
+    default: throw_unsupported_device(op, device);
+  }
+}
+
+}  // namespace tg::ops
