@@ -25,6 +25,10 @@ class TransformerBlock : public Module {
 
   // x (B, T, C) -> (B, T, C)
   Tensor forward(const Tensor& x) const {
+    // The residual adds sit in the epilogues of attn's and mlp's c_proj GEMMs, and ln_2 reads the
+    // sum. add_layernorm (the add and ln_2 as one op of two outputs) measured slower on the CPU:
+    // it makes c_proj write its projection and reads it back with x (5 passes over the (B,T,C)
+    // stream instead of 4), with dropout as without (README, "Performance").
     Tensor h = attn->forward_residual(ln_1->forward(x), x);
     return mlp->forward_residual(ln_2->forward(h), h);
   }

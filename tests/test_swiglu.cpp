@@ -12,6 +12,7 @@
 
 #include "autograd/engine.h"
 #include "autograd/gradcheck.h"
+#include "nn/gradcheck.h"
 #include "nn/gpt.h"
 #include "nn/init.h"
 #include "nn/mlp.h"
@@ -29,41 +30,9 @@ GPTConfig swiglu_config() {
   c.n_layer = 1;
   c.n_head = 2;
   c.n_embd = 6;
+  c.bias = false;  // fewer parameters to difference; the biases' gradients are the GEMMs' column sums
   c.mlp = "swiglu";
   return c;
-}
-
-// Checks d loss / d p of every parameter of `model` against central differences of loss()
-// evaluated with one element moved by +-eps in place: up to 16 elements per parameter, spread over
-// it with a stride of 37 (a wrong formula is wrong nearly everywhere; all of them would take a
-// loaded 2-core machine seconds). The tolerance is gradcheck's own
-// (autograd/gradcheck.h): the loss is an f32 of order 1, so the rounding error of a difference is
-// about 1e-7 / eps = 1e-5, and the truncation error eps^2 f''' / 6 stays near 1e-5 for weights of
-// order 1; atol 1e-3 + rtol 1e-2 sits far above both and far below a wrong formula.
-std::string parameter_gradcheck(Module& model, const std::function<Tensor()>& loss) {
-  const GradcheckOptions tolerance;
-  const float eps = static_cast<float>(tolerance.eps);
-  for (Tensor& p : model.parameters()) p.set_grad(Tensor());
-  backward(loss());
-  NoGrad no_grad;
-  for (auto& [name, p] : model.named_parameters()) {
-    std::vector<float> analytic = p.grad().to_vector();
-    float* data = p.data<float>();
-    for (int64_t k = 0; k < std::min<int64_t>(p.numel(), 16); k++) {
-      const int64_t i = k * 37 % p.numel();
-      const float saved = data[i];
-      data[i] = saved + eps;
-      const double plus = loss().item();
-      data[i] = saved - eps;
-      const double minus = loss().item();
-      data[i] = saved;
-      const double numeric = (plus - minus) / (2.0 * eps);
-      if (!(std::fabs(analytic[i] - numeric) <= tolerance.atol + tolerance.rtol * std::fabs(numeric)))
-        return name + "[" + std::to_string(i) + "]: autograd " + std::to_string(analytic[i]) + ", finite differences " +
-               std::to_string(numeric);
-    }
-  }
-  return "";
 }
 
 }  // namespace
@@ -124,25 +93,15 @@ TEST(SwiGLU, MatchesADoubleReference) {
   }
 }
 
-// The input and every parameter, through finite differences: the parameters are passed to
-// gradcheck as inputs and swapped into the layer for the call.
+// The inputs and every parameter, through finite differences.
 TEST(SwiGLU, Gradchecks) {
   Generator gen(3);
   SwiGLU layer(5, 0.0f, true, &gen);
-  Tensor x = Tensor::randn({2, 3, 5}, &gen), residual = Tensor::randn({2, 3, 5}, &gen);
-  std::vector<Tensor> inputs = {x, residual, layer.c_fc->weight, layer.c_fc->bias, layer.c_proj->weight,
-                                layer.c_proj->bias};
-  for (Tensor& t : inputs) t.requires_grad_();
-  std::vector<Tensor> originals(inputs.begin() + 2, inputs.end());
-  auto with = [&](const std::vector<Tensor>& in) {
-    layer.c_fc->weight = in[2], layer.c_fc->bias = in[3], layer.c_proj->weight = in[4], layer.c_proj->bias = in[5];
-  };
-  EXPECT_EQ(gradcheck([&](const std::vector<Tensor>& in) { with(in); return layer.forward(in[0]); }, inputs), "");
-  EXPECT_EQ(gradcheck([&](const std::vector<Tensor>& in) { with(in); return layer.forward_residual(in[0], in[1]); },
-                      inputs),
+  Tensor x = Tensor::randn({2, 3, 5}, &gen).requires_grad_(), residual = Tensor::randn({2, 3, 5}, &gen).requires_grad_();
+  EXPECT_EQ(gradcheck_module(layer, [&](const std::vector<Tensor>& in) { return layer.forward(in[0]); }, {x}), "");
+  EXPECT_EQ(gradcheck_module(
+                layer, [&](const std::vector<Tensor>& in) { return layer.forward_residual(in[0], in[1]); }, {x, residual}),
             "");
-  layer.c_fc->weight = originals[0], layer.c_fc->bias = originals[1];
-  layer.c_proj->weight = originals[2], layer.c_proj->bias = originals[3];
 }
 
 TEST(FeedForward, MakeMlpBuildsEachNameAndRefusesOthers) {
@@ -165,7 +124,8 @@ TEST(GPTSwiGLU, EveryParameterGradchecks) {
   for (Tensor& p : model.parameters()) init::normal_(p, 0.0f, 0.5f, gen);
   Tensor idx = Tensor::from_ints({1, 4, 7, 2, 9, 3, 0, 10, 5, 6}, {2, 5});
   Tensor targets = Tensor::from_ints({4, 7, 2, 9, 3, 0, 10, 5, 6, 1}, {2, 5});
-  EXPECT_EQ(parameter_gradcheck(model, [&] { return model.loss(model.forward(idx), targets); }), "");
+  EXPECT_EQ(gradcheck_module(model, [&](const std::vector<Tensor>&) { return model.loss(model.forward(idx), targets); }, {}),
+            "");
 }
 
 TEST(GPTSwiGLU, CheckpointRoundTripsAndNamesTheLayers) {
