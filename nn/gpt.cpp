@@ -1,5 +1,6 @@
 #include "nn/gpt.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -23,6 +24,12 @@ void GPTConfig::validate() const {
                                      std::to_string(n_head) + ")");
   TG_CHECK(vocab_size <= INT32_MAX, "GPTConfig: vocab_size " + std::to_string(vocab_size) +
                                         " does not fit the i32 token ids");
+  const std::vector<std::string>& mlps = mlp_names();
+  if (std::find(mlps.begin(), mlps.end(), mlp) == mlps.end()) {
+    std::string list;
+    for (const std::string& name : mlps) list += (list.empty() ? "" : "|") + name;
+    throw Error("GPTConfig: mlp must be one of " + list + ", found '" + mlp + "'");
+  }
   TG_CHECK(dropout >= 0.0f && dropout < 1.0f, "GPTConfig: dropout must be in [0, 1), found " + std::to_string(dropout));
 }
 
@@ -41,7 +48,7 @@ GPT::GPT(const GPTConfig& config, uint64_t seed) : config_(config) {
   drop = register_module("drop", std::make_shared<Dropout>(c.dropout));
   h = register_module("h", std::make_shared<ModuleList<TransformerBlock>>());
   for (int64_t l = 0; l < c.n_layer; l++)
-    h->push_back(std::make_shared<TransformerBlock>(c.n_embd, c.n_head, c.dropout, c.bias, &scratch));
+    h->push_back(std::make_shared<TransformerBlock>(c.n_embd, c.n_head, c.dropout, c.bias, &scratch, c.mlp));
   ln_f = register_module("ln_f", std::make_shared<LayerNorm>(c.n_embd, 1e-5f, c.bias));
 
   Generator gen(seed);

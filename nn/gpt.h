@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "nn/block.h"
@@ -27,6 +28,7 @@ struct GPTConfig {
   int64_t n_embd = 0;
   float dropout = 0.0f;  // embedding, residual and MLP dropout (not attention probabilities: nn/attention.h)
   bool bias = true;      // biases in Linear and LayerNorm layers
+  std::string mlp = "gelu";  // the blocks' feed-forward part, one of mlp_names() (nn/feedforward.h)
 
   // Throws tg::Error naming the offending field and its value.
   void validate() const;

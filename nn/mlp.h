@@ -6,12 +6,12 @@
 #include "autograd/functions/elementwise.h"
 #include "autograd/functions/matmul.h"
 #include "nn/dropout.h"
+#include "nn/feedforward.h"
 #include "nn/linear.h"
-#include "nn/module.h"
 
 namespace tg {
 
-class MLP : public Module {
+class MLP : public FeedForward {
  public:
   // Linear layers get PyTorch's default init from `gen`; GPT re-initialises them (nn/gpt.h).
   MLP(int64_t n_embd, float dropout_p = 0.0f, bool bias = true, Generator* gen = nullptr) {
@@ -22,10 +22,10 @@ class MLP : public Module {
 
   // x (..., C) -> (..., C). c_fc and the GELU are one op (on CUDA one GEMM whose epilogue adds
   // the bias and applies the GELU).
-  Tensor forward(const Tensor& x) const { return dropout->forward(c_proj->forward(hidden(x))); }
+  Tensor forward(const Tensor& x) const override { return dropout->forward(c_proj->forward(hidden(x))); }
   // residual + forward(x): the transformer block's second half. Without active dropout the
   // residual add is fused into c_proj (on CUDA, into its GEMM's epilogue).
-  Tensor forward_residual(const Tensor& x, const Tensor& residual) const {
+  Tensor forward_residual(const Tensor& x, const Tensor& residual) const override {
     if (!dropout->is_identity()) return add(residual, forward(x));
     return linear_residual(hidden(x), c_proj->weight, c_proj->bias, residual);
   }

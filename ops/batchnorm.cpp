@@ -74,7 +74,7 @@ void batchnorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x,
                                     optional_data(weight), optional_data(bias), running_mean.data<float>(),
                                     running_var.data<float>(), M, C, eps, relu);
       break;
-    case DeviceType::CUDA: throw Error(std::string(kOp) + " has no CUDA kernel yet");
+    case DeviceType::CUDA: throw_no_cuda_kernel(kOp);
   }
 }
 
@@ -105,7 +105,7 @@ void batchnorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
                               x.data<float>(), optional_data(weight), optional_data(bias), mean.data<float>(),
                               rstd.data<float>(), x.numel() / C, C, training, relu);
       break;
-    case DeviceType::CUDA: throw Error(std::string(kOp) + " has no CUDA kernel yet");
+    case DeviceType::CUDA: throw_no_cuda_kernel(kOp);
   }
 }
 

@@ -108,8 +108,15 @@ std::string position_str(int64_t index, const Shape& shape) {
   return "[" + text + "]";
 }
 
+void throw_no_cuda_kernel(const char* op) { throw Error(std::string(op) + " has no CUDA kernel yet"); }
+
 void throw_unsupported_device(const char* op, Device device) {
+  if (device.is_cpu()) throw Error(std::string(op) + " has no CPU kernel");
+#ifdef TG_CUDA
+  throw_no_cuda_kernel(op);
+#else
   throw Error(std::string(op) + ": cannot run on " + device.str() + ": " + no_cuda_message());
+#endif
 }
 
 }  // namespace tg::ops

@@ -35,7 +35,12 @@ Device check_same_device(const char* op, std::initializer_list<const Tensor*> te
 // "[1, 3]": the position of flat (row-major) element `index` in a tensor of `shape`, for messages
 // that point at one bad element, such as an out-of-range id.
 std::string position_str(int64_t index, const Shape& shape);
-// Throws the standard message for a device this build has no kernel for.
+// Throws "<op> has no CUDA kernel yet": for a front's `case DeviceType::CUDA:` when the op has a
+// CPU kernel and no CUDA one. True whatever the build, so it needs no #ifdef.
+[[noreturn]] void throw_no_cuda_kernel(const char* op);
+// The front's `default:`, reached when no `case` serves the device. In a build with CUDA that means
+// the op has no kernel for it (the message above); only a build without CUDA says
+// "built without CUDA". A front without a CUDA kernel may therefore leave its CUDA case out.
 [[noreturn]] void throw_unsupported_device(const char* op, Device device);
 
 }  // namespace tg::ops

@@ -109,8 +109,6 @@ static double multiply_add_flops(const cpu::Conv2dGeometry& g) {
 
 static float* optional_data(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
 
-[[noreturn]] static void throw_no_cuda_kernel() { throw Error(std::string(kOp) + " has no CUDA kernel yet"); }
-
 // ---- algorithm choice -------------------------------------------------------------------------
 
 namespace {
@@ -228,7 +226,7 @@ void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& weight, const Te
       run_forward(conv2d_algorithm(x, weight, p, ConvPass::Forward), out.data<float>(), x.data<float>(),
                   weight.data<float>(), optional_data(bias), g);
       break;
-    case DeviceType::CUDA: throw_no_cuda_kernel();
+    case DeviceType::CUDA: throw_no_cuda_kernel(kOp);
   }
 }
 
@@ -242,7 +240,7 @@ void conv2d_backward_input(Tensor& dx, const Tensor& dout, const Tensor& weight,
       run_backward_input(conv2d_algorithm(dx, weight, p, ConvPass::InputGradient), dx.data<float>(),
                          dout.data<float>(), weight.data<float>(), g);
       break;
-    case DeviceType::CUDA: throw_no_cuda_kernel();
+    case DeviceType::CUDA: throw_no_cuda_kernel(kOp);
   }
 }
 
@@ -257,7 +255,7 @@ void conv2d_backward_weight(Tensor& dweight, Tensor& dbias, const Tensor& dout, 
     case DeviceType::CPU:
       cpu::conv2d_backward_weight(dweight.data<float>(), optional_data(dbias), dout.data<float>(), x.data<float>(), g);
       break;
-    case DeviceType::CUDA: throw_no_cuda_kernel();
+    case DeviceType::CUDA: throw_no_cuda_kernel(kOp);
   }
 }
 

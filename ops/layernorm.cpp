@@ -2,7 +2,6 @@
 
 #include "ops/check.h"
 #include "ops/cpu/layernorm.h"
-#include "ops/elementwise.h"
 #ifdef TG_CUDA
 #include "ops/cuda/layernorm.h"
 #endif
@@ -82,7 +81,7 @@ void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x,
 
 void add_layernorm(Tensor& residual, Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& a, const Tensor& b,
                    const Tensor& weight, const Tensor& bias, float eps) {
-  check_input(a);
+  const int64_t C = check_input(a);
   check_like_x(b, "b", a, "a");
   check_like_x(residual, "residual", a, "a");
   check_like_x(out, "out", a, "a");
@@ -94,13 +93,12 @@ void add_layernorm(Tensor& residual, Tensor& out, Tensor& mean, Tensor& rstd, co
   Device device = check_same_device(kOp, {&residual, &out, &mean, &rstd, &a, &b, &weight, &bias});
   switch (device.type) {
     case DeviceType::CPU:
-      // The definition itself: the CUDA kernel is tested against this composition.
-      add_forward(residual, a, b);
-      layernorm_forward(out, mean, rstd, residual, weight, bias, eps);
+      cpu::add_layernorm_forward(residual.data<float>(), out.data<float>(), mean.data<float>(), rstd.data<float>(),
+                                 a.data<float>(), b.data<float>(), optional_data(weight), optional_data(bias),
+                                 a.numel() / C, C, eps);
       break;
 #ifdef TG_CUDA
     case DeviceType::CUDA: {
-      const int64_t C = a.size(-1);
       cuda::layernorm_residual_forward(a.dtype(), residual.data_raw(), out.data_raw(), mean.data<float>(),
                                        rstd.data<float>(), a.data_raw(), b.data_raw(), optional_raw(weight),
                                        optional_raw(bias), a.numel() / C, C, eps);

@@ -12,8 +12,8 @@ void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x,
 
 // The residual add fused with the LayerNorm that follows it in a transformer block:
 // residual (..., C) = a + b; out (..., C) = layernorm(residual); mean, rstd as above. Equal to
-// add_forward then layernorm_forward (on CUDA one kernel reads a and b once; on the CPU it is that
-// composition). Forward only: no autograd function uses it yet.
+// add_forward then layernorm_forward (bit for bit on the CPU), in one kernel that reads a and b once.
+// Its backward is layernorm_backward (autograd/functions/layernorm.cpp's add_layernorm).
 void add_layernorm(Tensor& residual, Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& a, const Tensor& b,
                    const Tensor& weight, const Tensor& bias, float eps);
 

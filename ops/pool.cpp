@@ -94,7 +94,7 @@ void maxpool2d_forward(Tensor& out, Tensor& argmax, const Tensor& x, const Pool2
       cpu::maxpool2d_forward(out.data<float>(), argmax.data<int32_t>(), x.data<float>(), x.size(0), x.size(3),
                              max_geometry(x.shape(), pooled, p));
       break;
-    case DeviceType::CUDA: throw Error(std::string(kMaxOp) + " has no CUDA kernel yet");
+    case DeviceType::CUDA: throw_no_cuda_kernel(kMaxOp);
   }
 }
 
@@ -116,7 +116,7 @@ void maxpool2d_backward(Tensor& dx, const Tensor& dout, const Tensor& argmax) {
       cpu::maxpool2d_backward(dx.data<float>(), dout.data<float>(), argmax.data<int32_t>(), dx.size(0), dx.size(3), g);
       break;
     }
-    case DeviceType::CUDA: throw Error(std::string(kMaxOp) + " has no CUDA kernel yet");
+    case DeviceType::CUDA: throw_no_cuda_kernel(kMaxOp);
   }
 }
 
@@ -159,7 +159,7 @@ static void average(const char* op, bool backward, Tensor& grad_or_out, const Te
         cpu::avgpool2d_forward(grad_or_out.data<float>(), x_or_dout.data<float>(), N, H, W, C, h_bins.data(), P,
                                w_bins.data(), Q);
       break;
-    case DeviceType::CUDA: throw Error(std::string(op) + " has no CUDA kernel yet");
+    case DeviceType::CUDA: throw_no_cuda_kernel(op);
   }
 }
 

@@ -251,7 +251,8 @@ TEST(CudaLayerNorm, HalfPrecisionOnTheCpuIsAClearError) {
   EXPECT_ERROR_MENTIONS(layernorm(xf, Tensor::randn({4}).to(DType::F16), Tensor()), "layernorm", "weight", "f16", "f32");
 }
 
-// On the CPU add_layernorm is the composition itself; its arguments are checked like the forward's.
+// On the CPU add_layernorm is one pass per row, bit for bit the composition; its arguments are
+// checked like the forward's.
 TEST(CudaLayerNorm, AddLayerNormOnTheCpu) {
   Generator gen(509);
   Tensor a = Tensor::randn({5, 7}, &gen), b = Tensor::randn({5, 7}, &gen), w = Tensor::randn({7}, &gen);

@@ -8,7 +8,9 @@
 
 using namespace tg;
 
-namespace {
+// The examples live in their own namespace: tilegrad.h may well gain a tg::SwiGLU or a
+// tg::softplus of its own, and an unqualified name would then be ambiguous under `using namespace tg`.
+namespace readme_example {
 
 // README "Composed from existing ops": x -> (silu(x W1) * (x W3)) W2.
 struct SwiGLU : Module {
@@ -41,11 +43,11 @@ Tensor softplus(const Tensor& x) {
   });
 }
 
-}  // namespace
+}  // namespace readme_example
 
 TEST(Extending, ComposedLayerMatchesItsFormulaAndGradchecks) {
   manual_seed(3);
-  SwiGLU layer(5, 7);
+  readme_example::SwiGLU layer(5, 7);
   Generator gen(4);
   Tensor x = Tensor::randn({3, 5}, &gen);
   // Forward against the formula computed here in double from the weights.
@@ -71,5 +73,5 @@ TEST(Extending, OwnKernelFunctionGradchecksThroughAView) {
   Tensor x = Tensor::randn({4, 3}, &gen);
   x.requires_grad_();
   // Through a transposed view, so the graph must link through `record`'s original input.
-  EXPECT_EQ(gradcheck([](const std::vector<Tensor>& in) { return softplus(transpose(in[0], 0, 1)); }, {x}), "");
+  EXPECT_EQ(gradcheck([](const std::vector<Tensor>& in) { return readme_example::softplus(transpose(in[0], 0, 1)); }, {x}), "");
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "autograd/engine.h"
+#include "autograd/functions/elementwise.h"
 #include "autograd/functions/layernorm.h"
 #include "autograd/functions/view.h"
 #include "autograd/gradcheck.h"
@@ -237,4 +238,85 @@ TEST(LayerNormOp, NonContiguousInput) {
   Reference r = reference_forward(base.transpose(0, 1).contiguous().to_vector(), w.to_vector(), b.to_vector(), 5, 6, 1e-5);
   expect_close(fn({base}).to_vector(), r.y, 1e-5, 1e-5, "transposed x");
   EXPECT_EQ(gradcheck(fn, {base}), "");
+}
+
+// ---- add_layernorm: the residual add and the LayerNorm after it, one op with two outputs --------
+
+// Finite differences through either output alone (the other then gets no gradient, and the engine
+// hands the backward a zero-filled one) and through both, on odd shapes.
+TEST(AddLayerNorm, GradChecksThroughEitherOutputAndBoth) {
+  Generator gen(30);
+  const std::vector<Shape> shapes = {{1, 1}, {5, 3}, {2, 3, 7}, {1, 37}};
+  for (const Shape& shape : shapes) {
+    const int64_t C = shape.back();
+    Tensor x = leaf(Tensor::randn(shape, &gen)), d = leaf(Tensor::randn(shape, &gen));
+    Tensor w = leaf(Tensor::randn({C}, &gen)), b = leaf(Tensor::randn({C}, &gen));
+    auto sum_only = [](const std::vector<Tensor>& in) { return add_layernorm(in[0], in[1], in[2], in[3]).sum; };
+    auto normalized_only = [](const std::vector<Tensor>& in) {
+      return add_layernorm(in[0], in[1], in[2], in[3]).normalized;
+    };
+    auto both = [](const std::vector<Tensor>& in) {
+      AddLayerNorm r = add_layernorm(in[0], in[1], in[2], in[3]);
+      return r.sum * 0.7f + r.normalized;
+    };
+    std::string what = "shape " + shape_str(shape);
+    EXPECT_EQ(gradcheck(sum_only, {x, d, w, b}), "") << what;
+    EXPECT_EQ(gradcheck(normalized_only, {x, d, w, b}), "") << what;
+    EXPECT_EQ(gradcheck(both, {x, d, w, b}), "") << what;
+  }
+  Tensor x = leaf(Tensor::randn({4, 9}, &gen)), d = leaf(Tensor::randn({4, 9}, &gen));
+  auto no_affine = [](const std::vector<Tensor>& in) {
+    AddLayerNorm r = add_layernorm(in[0], in[1], Tensor(), Tensor());
+    return r.sum + r.normalized;
+  };
+  EXPECT_EQ(gradcheck(no_affine, {x, d}), "");
+  // Only one of x and delta wants a gradient: the other's slot is undefined.
+  Tensor frozen = Tensor::randn({4, 9}, &gen);
+  EXPECT_EQ(gradcheck(no_affine, {x, frozen}), "");
+  EXPECT_EQ(gradcheck(no_affine, {frozen, d}), "");
+}
+
+// The same values as add followed by layernorm: the forward bit for bit (the CPU kernel is that
+// composition row by row), the gradients within rounding. Those are sums of the same O(C) f32 terms
+// in another order plus one more add (the sum output's gradient): |difference| <= (C + 2) u times
+// the sum of the terms' magnitudes, which for unit-scale inputs and C = 37 is under 1e-5; 1e-5 + 1e-5
+// relative covers it and still catches a missing or doubled term (of order 1).
+TEST(AddLayerNorm, EqualsAddThenLayerNorm) {
+  Generator gen(31);
+  const Shape shape = {3, 5, 37};
+  Tensor x = Tensor::randn(shape, &gen), d = Tensor::randn(shape, &gen);
+  Tensor w = Tensor::randn({37}, &gen), b = Tensor::randn({37}, &gen);
+  Tensor dsum = Tensor::randn(shape, &gen), dnorm = Tensor::randn(shape, &gen);
+  auto run = [&](bool fused) {
+    Tensor xl = leaf(x.clone()), dl = leaf(d.clone()), wl = leaf(w.clone()), bl = leaf(b.clone());
+    Tensor sum, normalized;
+    if (fused) {
+      AddLayerNorm r = add_layernorm(xl, dl, wl, bl);
+      sum = r.sum, normalized = r.normalized;
+    } else {
+      sum = xl + dl;
+      normalized = layernorm(sum, wl, bl);
+    }
+    std::vector<std::vector<float>> values = {sum.to_vector(), normalized.to_vector()};
+    backward(sum * dsum + normalized * dnorm, Tensor::ones(shape));
+    for (const Tensor& t : {xl, dl, wl, bl}) values.push_back(t.grad().to_vector());
+    return values;
+  };
+  std::vector<std::vector<float>> fused = run(true), plain = run(false);
+  EXPECT_EQ(fused[0], plain[0]) << "sum";
+  EXPECT_EQ(fused[1], plain[1]) << "normalized";
+  const char* names[] = {"dx", "ddelta", "dweight", "dbias"};
+  for (int i = 0; i < 4; i++) {
+    std::vector<double> want(plain[2 + i].begin(), plain[2 + i].end());
+    expect_close(fused[2 + i], want, 1e-5, 1e-5, names[i]);
+  }
+}
+
+TEST(AddLayerNorm, BadInputNamesTheOpAndShapes) {
+  Generator gen(32);
+  Tensor x = Tensor::randn({5, 7}, &gen), w = Tensor::randn({7}, &gen);
+  EXPECT_ERROR_MENTIONS(add_layernorm(x, Tensor::randn({5, 6}, &gen), w, Tensor()), "layernorm", "(5, 6)", "(5, 7)");
+  EXPECT_ERROR_MENTIONS(add_layernorm(x, Tensor(), w, Tensor()), "add_layernorm", "delta");
+  EXPECT_ERROR_MENTIONS(add_layernorm(x, Tensor::randn({5, 7}, &gen), Tensor::randn({6}, &gen), Tensor()), "layernorm",
+                        "weight", "(6)");
 }

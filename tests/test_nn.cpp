@@ -95,10 +95,10 @@ TEST(Module, TrainAndEvalReachEveryDescendant) {
   model.eval();
   EXPECT_FALSE(model.is_training());
   EXPECT_FALSE(model.drop->is_training());
-  EXPECT_FALSE((*model.h)[1].mlp->dropout->is_training());
+  EXPECT_FALSE(std::dynamic_pointer_cast<MLP>((*model.h)[1].mlp)->dropout->is_training());
   EXPECT_FALSE((*model.h)[0].attn->resid_dropout->is_training());
   model.train();
-  EXPECT_TRUE((*model.h)[1].mlp->dropout->is_training());
+  EXPECT_TRUE(std::dynamic_pointer_cast<MLP>((*model.h)[1].mlp)->dropout->is_training());
   EXPECT_TRUE(model.ln_f->is_training());
 }
 
@@ -244,7 +244,7 @@ TEST(Layers, BlocksKeepTheShapeAndCheckTheHeads) {
                                       "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
                                       "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"}));
   EXPECT_EQ(block.attn->c_attn->weight.shape(), (Shape{24, 8}));
-  EXPECT_EQ(block.mlp->c_fc->weight.shape(), (Shape{32, 8}));
+  EXPECT_EQ(std::dynamic_pointer_cast<MLP>(block.mlp)->c_fc->weight.shape(), (Shape{32, 8}));
   Tensor x = Tensor::randn({2, 5, 8}, &gen);
   EXPECT_EQ(block.forward(x).shape(), x.shape());
   EXPECT_ERROR_MENTIONS(CausalSelfAttention(6, 4), "n_embd (6)", "n_head (4)");

@@ -10,4 +10,15 @@ namespace tg {
 // (bf16/f16 on CUDA compute the statistics in f32).
 Tensor layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps = 1e-5f);
 
+// The residual add of a transformer block and the LayerNorm after it, as one op with two outputs:
+//   sum = x + delta;  normalized = layernorm(sum, weight, bias, eps).
+// x and delta (..., C) of one shape (no broadcasting); weight, bias as layernorm's. Equal to
+// add then layernorm (bit for bit on the CPU); each of the two outputs may be used or not.
+struct AddLayerNorm {
+  Tensor sum;
+  Tensor normalized;
+};
+AddLayerNorm add_layernorm(const Tensor& x, const Tensor& delta, const Tensor& weight, const Tensor& bias,
+                           float eps = 1e-5f);
+
 }  // namespace tg

@@ -13,6 +13,35 @@ static constexpr int64_t kParallelMinElements = 1 << 15;
 // (kMaxChunks x 2C floats) stay a small fraction of the traffic.
 static constexpr int64_t kMaxChunks = 64;
 
+// One row: x (C) -> y (C), its mean and rstd. weight and bias are never null here.
+static inline void layernorm_row(float* y, float* mean, float* rstd, const float* x, const float* weight,
+                                 const float* bias, int64_t C, float eps) {
+  const float inv_C = 1.0f / static_cast<float>(C);
+  // The row is in L1 after the first pass, so two passes cost no more memory traffic than one.
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < C; i++) sum += x[i];
+  const float m = sum * inv_C;
+  // Two-pass variance (no E[x^2] - E[x]^2 cancellation). x - m is exact (Sterbenz) where x is near
+  // m, so the sum of the deviations is C times the rounding error of m itself: subtracting its
+  // share removes that error from the variance and from every output, which matters when the
+  // row's offset is large against its spread (the f32 ulp of a mean of 1e4 is 1e-3).
+  float squares = 0.0f, deviations = 0.0f;
+#pragma omp simd reduction(+ : squares, deviations)
+  for (int64_t i = 0; i < C; i++) {
+    float d = x[i] - m;
+    squares += d * d;
+    deviations += d;
+  }
+  const float shift = deviations * inv_C;
+  const float variance = std::max(0.0f, (squares - deviations * shift) * inv_C);
+  const float s = 1.0f / std::sqrt(variance + eps);
+#pragma omp simd
+  for (int64_t i = 0; i < C; i++) y[i] = ((x[i] - m) - shift) * s * weight[i] + bias[i];
+  *mean = m + shift;
+  *rstd = s;
+}
+
 // inp (N,C) -> out (N,C); mean, rstd (N)
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
                        int64_t N, int64_t C, float eps) {
@@ -20,34 +49,24 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
   std::vector<float> ones, zeros;
   if (!weight) { ones.assign(C, 1.0f); weight = ones.data(); }
   if (!bias) { zeros.assign(C, 0.0f); bias = zeros.data(); }
-  const float inv_C = 1.0f / static_cast<float>(C);
+#pragma omp parallel for schedule(static) if (N * C >= kParallelMinElements)
+  for (int64_t n = 0; n < N; n++) layernorm_row(out + n * C, mean + n, rstd + n, inp + n * C, weight, bias, C, eps);
+}
+
+// a, b (N,C) -> residual (N,C) = a + b; out (N,C) = layernorm(residual); mean, rstd (N)
+void add_layernorm_forward(float* residual, float* out, float* mean, float* rstd, const float* a, const float* b,
+                           const float* weight, const float* bias, int64_t N, int64_t C, float eps) {
+  std::vector<float> ones, zeros;
+  if (!weight) { ones.assign(C, 1.0f); weight = ones.data(); }
+  if (!bias) { zeros.assign(C, 0.0f); bias = zeros.data(); }
 #pragma omp parallel for schedule(static) if (N * C >= kParallelMinElements)
   for (int64_t n = 0; n < N; n++) {
-    const float* x = inp + n * C;
-    float* y = out + n * C;
-    // The row is in L1 after the first pass, so two passes cost no more memory traffic than one.
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t i = 0; i < C; i++) sum += x[i];
-    const float m = sum * inv_C;
-    // Two-pass variance (no E[x^2] - E[x]^2 cancellation). x - m is exact (Sterbenz) where x is near
-    // m, so the sum of the deviations is C times the rounding error of m itself: subtracting its
-    // share removes that error from the variance and from every output, which matters when the
-    // row's offset is large against its spread (the f32 ulp of a mean of 1e4 is 1e-3).
-    float squares = 0.0f, deviations = 0.0f;
-#pragma omp simd reduction(+ : squares, deviations)
-    for (int64_t i = 0; i < C; i++) {
-      float d = x[i] - m;
-      squares += d * d;
-      deviations += d;
-    }
-    const float shift = deviations * inv_C;
-    const float variance = std::max(0.0f, (squares - deviations * shift) * inv_C);
-    const float s = 1.0f / std::sqrt(variance + eps);
+    // The sum row is normalised while it is still in L1: a and b are read once, and the result is
+    // bit for bit the add followed by the LayerNorm.
+    float* r = residual + n * C;
 #pragma omp simd
-    for (int64_t i = 0; i < C; i++) y[i] = ((x[i] - m) - shift) * s * weight[i] + bias[i];
-    mean[n] = m + shift;
-    rstd[n] = s;
+    for (int64_t i = 0; i < C; i++) r[i] = a[n * C + i] + b[n * C + i];
+    layernorm_row(out + n * C, mean + n, rstd + n, r, weight, bias, C, eps);
   }
 }
 

@@ -9,6 +9,12 @@ namespace tg::cpu {
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
                        int64_t N, int64_t C, float eps);
 
+// a, b (N,C) -> residual (N,C) = a + b; out (N,C) = layernorm(residual); mean, rstd (N): the residual
+// add of a transformer block and the LayerNorm after it in one pass over each row, bit for bit the
+// two ops in turn. weight, bias as above.
+void add_layernorm_forward(float* residual, float* out, float* mean, float* rstd, const float* a, const float* b,
+                           const float* weight, const float* bias, int64_t N, int64_t C, float eps);
+
 // dinp (N,C) +=, dweight (C) +=, dbias (C) += from dout (N,C), inp (N,C), weight (C), mean, rstd (N).
 // Any of dinp, dweight, dbias may be null (not wanted); weight may be null (scale 1). The parameter
 // gradients are summed over fixed row chunks and then in chunk order, so their bits depend on N and

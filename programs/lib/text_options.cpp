@@ -2,6 +2,7 @@
 
 #include <sstream>
 
+#include "nn/feedforward.h"
 #include "tensor/error.h"
 
 namespace tg {
@@ -23,6 +24,8 @@ void add_text_flags(FlagSet& flags, TextOptions& o) {
   flags.add_int("embd", &o.embd, "embedding width", 1, 16384, "from --model");
   flags.add_int("block", &o.block, "context length in tokens", 1, 65536, "from --model");
   flags.add_float("dropout", &o.dropout, "dropout probability", 0.0, 0.95);
+  flags.add_string("mlp", &o.mlp, "the blocks' feed-forward part: gelu (GPT-2's 4C MLP) or swiglu (LLaMA's gated one)",
+                   mlp_names());
 
   flags.add_section("text: data and samples");
   flags.add_string("tokenizer", &o.tokenizer, "char (one id per character) or bpe (byte-level BPE trained on the file)",
@@ -32,8 +35,8 @@ void add_text_flags(FlagSet& flags, TextOptions& o) {
 }
 
 const std::vector<std::string>& text_flag_names() {
-  static const std::vector<std::string> names = {"layers",    "heads",      "embd",      "block",
-                                                 "dropout",   "tokenizer",  "vocab-size", "sample-tokens"};
+  static const std::vector<std::string> names = {"layers", "heads",     "embd",       "block",        "dropout",
+                                                 "mlp",    "tokenizer", "vocab-size", "sample-tokens"};
   return names;
 }
 
@@ -74,6 +77,7 @@ void check_text_resume(TextOptions given, const std::string& given_model, const 
   locked("heads", given.heads, saved.heads, preset_given || flags.given("heads"));
   locked("embd", given.embd, saved.embd, preset_given || flags.given("embd"));
   locked("block", given.block, saved.block, preset_given || flags.given("block"));
+  locked("mlp", given.mlp, saved.mlp, flags.given("mlp"));
   locked("tokenizer", given.tokenizer, saved.tokenizer, flags.given("tokenizer"));
   locked("vocab-size", given.vocab_size, saved.vocab_size, flags.given("vocab-size"));
 }
@@ -84,6 +88,7 @@ void text_options_to_json(const TextOptions& o, nlohmann::ordered_json& j) {
   j["embd"] = o.embd;
   j["block"] = o.block;
   j["dropout"] = o.dropout;
+  j["mlp"] = o.mlp;
   j["tokenizer"] = o.tokenizer;
   j["vocab-size"] = o.vocab_size;
   j["sample-tokens"] = o.sample_tokens;
@@ -96,6 +101,7 @@ TextOptions text_options_from_json(const nlohmann::json& j) {
   o.embd = j.at("embd").get<int64_t>();
   o.block = j.at("block").get<int64_t>();
   o.dropout = j.at("dropout").get<double>();
+  o.mlp = j.value("mlp", std::string("gelu"));  // runs from before --mlp existed have GPT-2's
   o.tokenizer = j.at("tokenizer").get<std::string>();
   o.vocab_size = j.at("vocab-size").get<int64_t>();
   o.sample_tokens = j.at("sample-tokens").get<int64_t>();

@@ -16,6 +16,7 @@ struct TextOptions {
   // Model, on top of the preset that --model (RunConfig::model) names. 0 means "from the preset".
   int64_t layers = 0, heads = 0, embd = 0, block = 0;
   double dropout = 0.0;
+  std::string mlp = "gelu";  // the blocks' feed-forward part, one of mlp_names() (nn/feedforward.h)
 
   // Data.
   std::string tokenizer = "char";

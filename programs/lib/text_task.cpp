@@ -23,6 +23,7 @@ GPTConfig gpt_config(const TextOptions& o, int64_t vocab_size) {
   g.n_embd = o.embd;
   g.dropout = static_cast<float>(o.dropout);
   g.bias = true;
+  g.mlp = o.mlp;
   return g;
 }
 
@@ -71,6 +72,8 @@ std::string TextTask::architecture() const {
   nlohmann::ordered_json j = {{"model", "gpt"},         {"vocab_size", g.vocab_size}, {"block_size", g.block_size},
                               {"n_layer", g.n_layer},   {"n_head", g.n_head},         {"n_embd", g.n_embd},
                               {"bias", g.bias}};
+  // GPT-2's MLP is what the key's absence means, so checkpoints from before --mlp still resume.
+  if (g.mlp != "gelu") j["mlp"] = g.mlp;
   return j.dump();
 }
 
@@ -119,7 +122,7 @@ std::string TextTask::describe_data() const {
 std::string TextTask::describe_model() const {
   const TextOptions& o = config_.text;
   return std::to_string(o.layers) + " layers, " + std::to_string(o.heads) + " heads, " + std::to_string(o.embd) +
-         " wide, block " + std::to_string(o.block);
+         " wide, block " + std::to_string(o.block) + (o.mlp == "gelu" ? "" : ", " + o.mlp + " MLP");
 }
 
 std::string TextTask::describe_batch() const {
