@@ -3,7 +3,8 @@
 #   make            library + programs (./train, ./generate)
 #   make test       build and run the GoogleTest suites; ends with "N passed, M failed"
 #   make bench      build the benchmarks into build/bench/
-#   make deps       install the Debian packages the project needs (idempotent)
+#   make deps       install the Debian packages that building, running and `make test` need (idempotent)
+#   make deps-bench install the yardsticks the benchmarks and fixture scripts compare with (OpenBLAS, PyTorch)
 #   make data       write the default corpus, data/corpus/kjv.txt, and link Fashion-MNIST into data/fashion-mnist/
 #   make SAN=1 ...  AddressSanitizer + UndefinedBehaviorSanitizer build (in build-san/)
 #   make CUDA=0|1   force the CUDA backend off or on (default: on when nvcc and CUDA sources exist)
@@ -48,7 +49,7 @@ else
   CU_SRCS :=
 endif
 
-# OpenBLAS and PyTorch are yardsticks in tests and benchmarks only, never in the library.
+# OpenBLAS is a yardstick in the benchmarks only (`make deps-bench`), never in the library or tests.
 HAVE_OPENBLAS := $(if $(wildcard /usr/include/x86_64-linux-gnu/cblas.h /usr/include/cblas.h /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h),1,0)
 OPENBLAS_INC  := $(dir $(firstword $(wildcard /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h /usr/include/x86_64-linux-gnu/cblas.h /usr/include/cblas.h)))
 PEER_FLAGS    := $(if $(filter 1,$(HAVE_OPENBLAS)),-DTG_HAVE_OPENBLAS -I$(OPENBLAS_INC),)
@@ -78,7 +79,7 @@ PROGRAM_NAMES := $(patsubst programs/%.cpp,%,$(wildcard programs/*.cpp))
 PROGRAM_DIR   := $(if $(filter 1,$(SAN)),$(BUILD)/bin/,)
 PROGRAMS      := $(addprefix $(PROGRAM_DIR),$(PROGRAM_NAMES))
 
-.PHONY: all test bench deps data clean programs
+.PHONY: all test bench deps deps-bench data clean programs
 all: $(LIB) programs
 
 programs: $(PROGRAMS)
@@ -99,16 +100,23 @@ $(PROGRAMS): $(PROGRAM_DIR)%: $(BUILD)/obj/programs/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-# Tests link the OpenBLAS-free library; the GTest main prints the "N passed, M failed" line.
-# Tests that run the programs find them through TG_PROGRAM_DIR ("./" or "build-san/bin/").
-$(BUILD)/obj/tests/%.o: CXXFLAGS += $(PEER_FLAGS) -DTG_PROGRAM_DIR='"./$(PROGRAM_DIR)"'
+# The GTest main prints the "N passed, M failed" line. Tests that run the programs find them
+# through TG_PROGRAM_DIR ("./" or "build-san/bin/").
+$(BUILD)/obj/tests/%.o: CXXFLAGS += -DTG_PROGRAM_DIR='"./$(PROGRAM_DIR)"'
 $(TEST_BIN): $(TEST_OBJS) $(LIB)
-	$(CXX) $(LDFLAGS) $^ -o $@ -lgtest $(LDLIBS) $(PEER_LIBS)
+	$(CXX) $(LDFLAGS) $^ -o $@ -lgtest $(LDLIBS)
 
 test: $(TEST_BIN) $(PROGRAMS)
 	@./$(TEST_BIN) $(TEST_ARGS)
 
 $(BUILD)/obj/bench/%.o: CXXFLAGS += $(PEER_FLAGS)
+# The benchmark objects are rebuilt when OpenBLAS comes or goes: the stamp's name holds whether
+# it was found, and making one removes the other.
+PEER_STAMP := $(BUILD)/obj/bench/.openblas-$(HAVE_OPENBLAS)
+$(PEER_STAMP):
+	@mkdir -p $(dir $@)
+	@rm -f $(BUILD)/obj/bench/.openblas-* && touch $@
+$(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.o,$(BENCH_SRCS)) $(BENCH_COMMON): $(PEER_STAMP)
 $(BENCH_CPU_BINS): $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCH_COMMON) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS) $(PEER_LIBS)
@@ -119,18 +127,30 @@ $(BENCH_GPU_BINS): $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCH_COMMON) $(LI
 
 bench: $(BENCH_BINS)
 
-# Debian packages: the build (g++, make, OpenMP via libgomp, GoogleTest, nlohmann-json, stb,
-# zlib), the yardsticks (OpenBLAS, PyTorch for fixtures and comparisons), the default corpus
-# (bible-kjv) and plots (gnuplot).
-DEB_PACKAGES := g++ make libgtest-dev nlohmann-json3-dev libstb-dev zlib1g-dev libopenblas-dev \
-                python3 python3-numpy python3-torch bible-kjv gnuplot-nox
+# Debian packages. `make deps`: the build (g++, make, OpenMP via libgomp, GoogleTest,
+# nlohmann-json, stb, zlib), the default corpus (bible-kjv) and the loss plot (gnuplot). `make
+# deps-bench`: the yardsticks, used only by bench/ and the fixture scripts in tests/reference/
+# (OpenBLAS for bench_gemm and bench_conv; PyTorch and NumPy for bench/torch/*.py and the fixtures,
+# which are committed, so `make test` never runs them). Sizes on a fresh Debian 12: README.md.
+DEB_PACKAGES       := g++ make libgtest-dev nlohmann-json3-dev libstb-dev zlib1g-dev bible-kjv gnuplot-nox
+DEB_BENCH_PACKAGES := libopenblas-dev python3 python3-numpy python3-torch
+
+# $(call apt_install,TARGET,PACKAGES): installs the missing ones when run as root, prints the
+# apt-get command otherwise.
+define apt_install
+@missing=$$(for p in $(2); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+if [ -z "$$missing" ]; then echo "make $(1): all packages present"; \
+elif [ "$$(id -u)" = 0 ]; then \
+  echo "make $(1): installing" $$missing; \
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+else echo "make $(1): run as root: apt-get install -y --no-install-recommends" $$missing; exit 1; fi
+endef
+
 deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
-	if [ -z "$$missing" ]; then echo "make deps: all packages present"; \
-	elif [ "$$(id -u)" = 0 ]; then \
-	  echo "make deps: installing $$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	else echo "make deps: run as root: apt-get install -y $$missing"; exit 1; fi
+	$(call apt_install,deps,$(DEB_PACKAGES))
+
+deps-bench:
+	$(call apt_install,deps-bench,$(DEB_BENCH_PACKAGES))
 
 FASHION_MNIST_FILES := $(addprefix data/fashion-mnist/,train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz \
                        t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz)

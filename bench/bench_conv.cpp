@@ -267,12 +267,17 @@ int main(int argc, char** argv) {
 #if defined(TG_HAVE_OPENBLAS)
   std::printf("peer: explicit im2col + OpenBLAS sgemm (+ col2im), %s, OPENBLAS_CORETYPE=%s\n", openblas_get_config(),
               std::getenv("OPENBLAS_CORETYPE"));
+  const char* peer_columns = "; OB: the peer's GFLOP/s";
+#else
+  std::printf("peer: OpenBLAS was not found at build time; `make deps-bench` installs it, then `make bench`\n");
+  const char* peer_columns = "";
 #endif
   std::printf("GFLOP/s = 2*N*P*Q*K*R*S*C / best %s (Winograd's counted the same: effective FLOPs); %%peak of the "
-              "FMA peak; algo: what the front chose (TG_CONV_ALGO); OB: the peer's GFLOP/s\n",
-              g_cpu_time ? "CPU time" : "wall time");
-  std::printf("%-24s %-5s %-8s %9s %9s %7s %9s %7s\n", "layer", "pass", "algo", "ms", "GFLOP/s", "%peak", "OB",
-              "ours/OB");
+              "FMA peak; algo: what the front chose (TG_CONV_ALGO)%s\n",
+              g_cpu_time ? "CPU time" : "wall time", peer_columns);
+  std::printf("%-24s %-5s %-8s %9s %9s %7s", "layer", "pass", "algo", "ms", "GFLOP/s", "%peak");
+  if (*peer_columns) std::printf(" %9s %7s", "OB", "ours/OB");
+  std::printf("\n");
   for (const Layer& l : layers(quick)) {
     tg::Generator gen(7);
     tg::Conv2dParams p;

@@ -195,12 +195,14 @@ int main(int argc, char** argv) {
     const char* cores = std::getenv("TG_BENCH_GEMM_CORES");
     std::printf("peer: %s, %d threads, core %s (%s)\n", openblas_get_config(), threads, openblas_get_corename(),
                 cores ? cores : "OPENBLAS_CORETYPE as inherited");
-#else
-    std::printf("peer: OpenBLAS not installed (no cblas.h at build time)\n");
-#endif
     std::printf("ms: best of ~0.5 s of repeats; %%peak: of the FMA peak above; ours/OB: GFLOP/s ratio\n");
     std::printf("%-20s %6s %6s %6s %9s %9s %7s %10s %7s\n", "shape", "m", "n", "k", "ms", "GFLOP/s", "%peak",
                 "OpenBLAS", "ours/OB");
+#else
+    std::printf("peer: OpenBLAS was not found at build time; `make deps-bench` installs it, then `make bench`\n");
+    std::printf("ms: best of ~0.5 s of repeats; %%peak: of the FMA peak above\n");
+    std::printf("%-20s %6s %6s %6s %9s %9s %7s\n", "shape", "m", "n", "k", "ms", "GFLOP/s", "%peak");
+#endif
   }
   for (const Shape3& s : all_shapes(quick)) {
     Operands o = make_operands(s);

@@ -1,5 +1,5 @@
 // Causal self-attention on the GPU, forward and backward, at the PyTorch SDPA peer's shapes
-// (/work/shared/anchors/torch_kernels.py prints "sdpa causal bf16 B.. H.. T.. D..: fwd N TFLOP/s,
+// (bench/torch/torch_kernels.py prints "sdpa causal bf16 B.. H.. T.. D..: fwd N TFLOP/s,
 // bwd M TFLOP/s" on the same machine), plus the char model's shape in f32 (the SIMT path that
 // --dtype fp32 trains on).
 //

@@ -1,11 +1,11 @@
 // End-to-end training throughput of tilegrad's GPT, the same model, data and step as the PyTorch
-// peer /work/shared/anchors/torch_gpt.py (../shared/anchors/torch_gpt.py from the repository):
+// peer bench/torch/torch_gpt.py:
 // pre-LN blocks, GELU MLP, causal attention, tied embeddings, AdamW at lr 1e-3, one fixed batch of
 // random tokens, 3 warm-up steps then `steps` timed ones. The arguments are the peer's, so the
 // two commands differ only in their first word:
 //
 //   build/bench/bench_gpu_train cuda 6 6 384 256 64 50 bf16 - 65
-//   python3 ../shared/anchors/torch_gpt.py cuda 6 6 384 256 64 50 bf16 - 65
+//   python3 bench/torch/torch_gpt.py cuda 6 6 384 256 64 50 bf16 - 65
 //
 // Prints ms/step, tokens/s, TFLOP/s by the peer's formula (6N per token plus 6*L*D*T for
 // attention), MFU against the GPU's dense peak (programs/lib/gpu_peak.h), and peak GPU memory.
@@ -33,7 +33,7 @@ namespace {
 void usage() {
   std::fprintf(stderr,
                "usage: bench_gpu_train [cpu|cuda] layers heads embd block batch steps [fp32|bf16|fp16] [-] [vocab]\n"
-               "  the arguments of ../shared/anchors/torch_gpt.py; the 9th (the peer's 'compile') is ignored\n");
+               "  the arguments of bench/torch/torch_gpt.py; the 9th (the peer's 'compile') is ignored\n");
 }
 
 double now_seconds() {

@@ -9,9 +9,9 @@
 #   bench/gpu.sh test       one phase; phases: build test kernels train-speed train-loss
 #   bench/gpu.sh test kernels   several phases in order
 #
-# The PyTorch peers are ../shared/anchors/*.py; when that folder is not beside the repository
-# (a copy of the tree on another machine), put them in .anchors/ (ignored by git):
-#   mkdir -p .anchors && cp ../shared/anchors/*.py .anchors/
+# The PyTorch peers are bench/torch/torch_kernels.py and torch_gpt.py (`make deps-bench` installs
+# PyTorch; on a GPU machine use a CUDA build of it, PYTHON=... picks the interpreter); without
+# PyTorch the peer figures are skipped and the rest runs.
 # The default corpus is data/corpus/kjv.txt (`make data` writes it; copy it along when the GPU
 # machine cannot install Debian's bible-kjv). Each phase fits in a few minutes on an H100.
 set -uo pipefail
@@ -51,10 +51,11 @@ fi
 say "== $(date -u '+%Y-%m-%d %H:%M UTC') $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null)"
 say "   commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
 
-ANCHORS=""
-for dir in ../shared/anchors shared/anchors .anchors; do
-  [ -f "$dir/torch_gpt.py" ] && ANCHORS=$dir && break
-done
+ANCHORS=bench/torch
+if ! "$PYTHON" -c 'import torch' >/dev/null 2>&1; then
+  ANCHORS=""
+  say "   no PyTorch for $PYTHON: the peer figures are skipped (\`make deps-bench\` installs it)"
+fi
 
 phase_build() {
   if ! command -v nvcc >/dev/null 2>&1 && [ ! -x /usr/local/cuda/bin/nvcc ]; then
@@ -92,7 +93,7 @@ phase_kernels() {
     logged torch_kernels "$PYTHON" "$ANCHORS/torch_kernels.py"
     grep -E 'cublas|sdpa|copy' "$LOGS/torch_kernels.log" | sed 's/^/  peer: /' | tee -a "$SUMMARY"
   else
-    say "  peer kernels skipped: no anchors folder (see the top of this script)"
+    say "  peer kernels skipped: no PyTorch (see the top of this script)"
   fi
 }
 

@@ -3,7 +3,7 @@
 // torchvision's ResNet names), so a checkpoint loads into the PyTorch model with the weights as
 // they are (Conv2d weights are (out, in/groups, kh, kw) in both).
 //
-//   cnn-ref  exactly ../shared/anchors/torch_cnn.py's network, the speed yardstick:
+//   cnn-ref  exactly bench/torch/torch_cnn.py's network, the speed yardstick:
 //            conv3x3(C->32) BN ReLU | conv3x3(32->64) BN ReLU | maxpool 2 |
 //            conv3x3(64->128) BN ReLU | maxpool 2 | global average pool | linear(128->classes)
 //   cnn      the default: two conv-BN-ReLU pairs per resolution (32, 64 channels), then 128

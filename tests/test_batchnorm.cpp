@@ -323,7 +323,8 @@ TEST(BatchNormOp, DeterministicAcrossThreadCounts) {
 }
 
 TEST(BatchNormOp, BadInputNamesTheOpAndArgument) {
-  Tensor x = Tensor::randn({2, 3, 3, 4}), w = Tensor::ones({4}), b = Tensor::zeros({4});
+  Generator gen(51);
+  Tensor x = Tensor::randn({2, 3, 3, 4}, &gen), w = Tensor::ones({4}), b = Tensor::zeros({4});
   Tensor rm = Tensor::zeros({4}), rv = Tensor::ones({4});
   expect_error([&] { batch_norm(x, Tensor::ones({5}), b, rm, rv, true); }, {"batch_norm", "weight", "(5)", "(4)"});
   expect_error([&] { batch_norm(x, w, Tensor::zeros({3}), rm, rv, true); }, {"batch_norm", "bias", "(3)", "(4)"});
@@ -332,7 +333,7 @@ TEST(BatchNormOp, BadInputNamesTheOpAndArgument) {
                {"batch_norm", "running_var", "bf16", "f32"});
   expect_error([&] { batch_norm(x, w, b, Tensor(), Tensor(), false); }, {"batch_norm", "running_mean", "evaluation"});
   expect_error([&] { batch_norm(x, w, b, rm, Tensor(), true); }, {"batch_norm", "running_var"});
-  expect_error([&] { batch_norm(Tensor::randn({1, 1, 1, 4}), w, b, rm, rv, true); },
+  expect_error([&] { batch_norm(Tensor::randn({1, 1, 1, 4}, &gen), w, b, rm, rv, true); },
                {"batch_norm", "(1, 1, 1, 4)", "more than 1"});
   expect_error([&] { batch_norm(Tensor::from_ints({1, 2}, {1, 2}), Tensor(), Tensor(), Tensor(), Tensor(), true); },
                {"batch_norm", "x", "i32", "f32"});

@@ -245,10 +245,11 @@ TEST(CudaLayerNorm, AutogradKeepsTheDtype) {
 // ---- CPU-runnable ------------------------------------------------------------------------------
 
 TEST(CudaLayerNorm, HalfPrecisionOnTheCpuIsAClearError) {
-  Tensor x = Tensor::randn({2, 4}).to(DType::BF16);
+  Generator gen(1);
+  Tensor x = Tensor::randn({2, 4}, &gen).to(DType::BF16);
   EXPECT_ERROR_MENTIONS(layernorm(x, Tensor(), Tensor()), "layernorm", "x", "bf16", "f32");
-  Tensor xf = Tensor::randn({2, 4});
-  EXPECT_ERROR_MENTIONS(layernorm(xf, Tensor::randn({4}).to(DType::F16), Tensor()), "layernorm", "weight", "f16", "f32");
+  Tensor xf = Tensor::randn({2, 4}, &gen);
+  EXPECT_ERROR_MENTIONS(layernorm(xf, Tensor::randn({4}, &gen).to(DType::F16), Tensor()), "layernorm", "weight", "f16", "f32");
 }
 
 // On the CPU add_layernorm is one pass per row, bit for bit the composition; its arguments are
@@ -264,7 +265,7 @@ TEST(CudaLayerNorm, AddLayerNormOnTheCpu) {
   ops::layernorm_forward(ref, mean, rstd, sum, w, Tensor(), 1e-5f);
   ops::add_layernorm(residual, out, mean, rstd, a, b, w, Tensor(), 1e-5f);
   EXPECT_EQ(out.to_vector(), ref.to_vector());
-  Tensor wrong = Tensor::randn({5, 6});
+  Tensor wrong = Tensor::randn({5, 6}, &gen);
   EXPECT_ERROR_MENTIONS(ops::add_layernorm(residual, out, mean, rstd, a, wrong, w, Tensor(), 1e-5f), "layernorm", "b",
                         "(5, 6)", "(5, 7)");
   EXPECT_ERROR_MENTIONS(ops::add_layernorm(residual, out, mean, rstd, a, b.to(DType::BF16), w, Tensor(), 1e-5f),

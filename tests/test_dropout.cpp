@@ -77,8 +77,8 @@ TEST(Dropout, BackwardUsesTheForwardMask) {
   const int64_t n = 100003;
   const float p = 0.25f;
   Tensor x = nonzero_input({n}, 6);
-  Tensor w = Tensor::randn({n});
   Generator gen(9);
+  Tensor w = Tensor::randn({n}, &gen);
   Tensor y = dropout(x, p, true, &gen);
   backward(y, w);
   std::vector<float> out = y.to_vector(), g = x.grad().to_vector(), vw = w.to_vector();

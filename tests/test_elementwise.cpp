@@ -174,7 +174,8 @@ TEST(Elementwise, FusedBackwardMatchesReferenceMultiThreaded) {
     for (bool row_operand : {true, false}) {
       Shape sb = row_operand ? Shape{C} : Shape{rows, C};
       Tensor a = random_leaf({rows, C}, 9), b = random_leaf(sb, 10, op.divisor_offset);
-      Tensor w = Tensor::randn({rows, C});
+      Generator gen(11);
+      Tensor w = Tensor::randn({rows, C}, &gen);
       backward(op.fn(a, b), w);
       std::vector<float> va = a.to_vector(), vb = b.to_vector(), vw = w.to_vector();
       std::vector<double> want_da(rows * C), want_db(vb.size(), 0.0);

@@ -106,7 +106,8 @@ TEST(EmbeddingOp, BackwardIsDeterministicAcrossThreadCounts) {
 }
 
 TEST(EmbeddingOp, OutOfRangeIdNamesTheIdItsPositionAndV) {
-  Tensor weight = Tensor::randn({5, 3});
+  Generator gen(21);
+  Tensor weight = Tensor::randn({5, 3}, &gen);
   expect_error([&] { embedding(Tensor::from_ints({0, 1, 2, 3, 4, 7}, {2, 3}), weight); }, {"embedding", "ids[1, 2]", "7", "V = 5"});
   expect_error([&] { embedding(Tensor::from_ints({0, -1}, {2}), weight); }, {"embedding", "ids[1]", "-1", "V = 5"});
   expect_error([&] { embedding(Tensor::from_ints({5}, {1}), weight); }, {"embedding", "ids[0]", "= 5", "V = 5"});
@@ -117,18 +118,20 @@ TEST(EmbeddingOp, OutOfRangeIdNamesTheIdItsPositionAndV) {
 }
 
 TEST(EmbeddingOp, BadInputNamesTheOpAndShapes) {
+  Generator gen(22);
   Tensor ids = Tensor::from_ints({0, 1}, {2});
-  expect_error([&] { embedding(ids, Tensor::randn({5})); }, {"embedding", "weight", "(5)", "2 dimensions"});
-  expect_error([&] { embedding(Tensor::zeros({2}), Tensor::randn({5, 3})); }, {"embedding", "ids", "f32", "i32"});
-  expect_error([&] { embedding(ids, Tensor::randn({5, 3}).to(DType::BF16)); }, {"embedding", "weight", "bf16", "f32"});
+  expect_error([&] { embedding(ids, Tensor::randn({5}, &gen)); }, {"embedding", "weight", "(5)", "2 dimensions"});
+  expect_error([&] { embedding(Tensor::zeros({2}), Tensor::randn({5, 3}, &gen)); }, {"embedding", "ids", "f32", "i32"});
+  expect_error([&] { embedding(ids, Tensor::randn({5, 3}, &gen).to(DType::BF16)); }, {"embedding", "weight", "bf16", "f32"});
   Tensor dweight = Tensor::zeros({5, 3});
   expect_error([&] { ops::embedding_backward(dweight, Tensor::zeros({2, 4}), ids); },
                {"embedding", "dout", "(2, 4)", "(2, 3)", "(5, 3)"});
   Tensor out = Tensor::empty({3, 3});
-  expect_error([&] { ops::embedding_forward(out, ids, Tensor::randn({5, 3})); }, {"embedding", "out", "(3, 3)", "(2, 3)"});
+  expect_error([&] { ops::embedding_forward(out, ids, Tensor::randn({5, 3}, &gen)); }, {"embedding", "out", "(3, 3)", "(2, 3)"});
 }
 
 TEST(EmbeddingOp, EmptyIds) {
-  Tensor out = embedding(Tensor::from_ints({}, {0}), Tensor::randn({4, 3}));
+  Generator gen(23);
+  Tensor out = embedding(Tensor::from_ints({}, {0}), Tensor::randn({4, 3}, &gen));
   EXPECT_EQ(out.shape(), (Shape{0, 3}));
 }

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -75,6 +76,12 @@ ReferenceGrads reference_backward(const std::vector<float>& dy, const std::vecto
 
 Tensor leaf(Tensor t) { return t.requires_grad_(true); }
 
+float max_abs(const Tensor& t) {
+  float m = 0;
+  for (float v : t.to_vector()) m = std::max(m, std::fabs(v));
+  return m;
+}
+
 // Restores the OpenMP thread count when a test that changes it ends, even on a failed assertion.
 struct ThreadCount {
   int saved = omp_get_max_threads();
@@ -134,15 +141,41 @@ TEST(LayerNormOp, LargeOffsetKeepsPrecision) {
   expect_close(layernorm(x, Tensor(), Tensor()).to_vector(), r.y, 1e-4, 0, "offset 1e4");
 }
 
+// C >= 3 only: at C = 1 the normalised value is 0 whatever x is, and at C = 2 it is +-1 up to
+// O(eps / (x0 - x1)^2), so dx and dweight vanish and a finite-difference check would compare zeros
+// with zeros (OneFeatureGivesTheBias checks C = 1 exactly). Each shape must also give gradients of
+// order 1, so the check cannot pass on a kernel that writes nothing.
 TEST(LayerNormOp, GradCheck) {
   Generator gen(14);
-  const std::vector<Shape> shapes = {{1, 1}, {1, 3}, {5, 3}, {2, 3, 7}, {13, 5}, {1, 37}};
+  const std::vector<Shape> shapes = {{1, 3}, {4, 3}, {5, 4}, {2, 3, 7}, {13, 5}, {1, 37}};
   for (const Shape& shape : shapes) {
     const int64_t C = shape.back();
     Tensor x = leaf(Tensor::randn(shape, &gen)), w = leaf(Tensor::randn({C}, &gen)), b = leaf(Tensor::randn({C}, &gen));
     auto fn = [](const std::vector<Tensor>& in) { return layernorm(in[0], in[1], in[2]); };
     EXPECT_EQ(gradcheck(fn, {x, w, b}), "") << "shape " << shape_str(shape);
+    backward(layernorm(x, w, b), Tensor::randn(shape, &gen));
+    for (const Tensor* t : {&x, &w, &b}) EXPECT_GT(max_abs(t->grad()), 0.1f) << "shape " << shape_str(shape);
   }
+}
+
+// One feature per row: x - mean is exactly 0, so y = bias and dweight = 0 exactly, dbias = the sum
+// of dy, and dx = rstd (dy w - mean(dy w)) = 0 in exact arithmetic. The kernel may contract
+// dy w - mean(dy w) into one FMA, which keeps the product unrounded against its rounded mean: the
+// difference is that rounding, at most u |dy w| (u = 2^-24), then scaled by rstd = 1/sqrt(eps) = 316
+// and rounded once more, so |dx| <= 2u rstd |dy w|.
+TEST(LayerNormOp, OneFeatureGivesTheBias) {
+  Generator gen(18);
+  Tensor x = leaf(Tensor::randn({4, 1}, &gen)), w = leaf(Tensor::randn({1}, &gen)), b = leaf(Tensor::randn({1}, &gen));
+  Tensor dy = Tensor::randn({4, 1}, &gen);
+  Tensor y = layernorm(x, w, b);
+  for (float v : y.to_vector()) EXPECT_EQ(v, b.to_vector()[0]);
+  backward(y, dy);
+  const double rstd = 1.0 / std::sqrt(1e-5), u = std::ldexp(1.0, -24);
+  std::vector<float> d = dy.to_vector(), dx = x.grad().to_vector();
+  for (size_t i = 0; i < d.size(); i++)
+    EXPECT_LE(std::fabs(dx[i]), 2 * u * rstd * std::fabs(d[i] * w.to_vector()[0])) << "row " << i;
+  EXPECT_EQ(w.grad().to_vector()[0], 0.0f);
+  EXPECT_FLOAT_EQ(b.grad().to_vector()[0], d[0] + d[1] + d[2] + d[3]);
 }
 
 TEST(LayerNormOp, GradCheckWithoutAffine) {
@@ -218,12 +251,13 @@ TEST(LayerNormOp, BackwardIsDeterministicAcrossRunsAndThreadCounts) {
 }
 
 TEST(LayerNormOp, BadInputNamesTheOpAndShapes) {
-  Tensor x = Tensor::randn({2, 3, 4}), w = Tensor::randn({4}), b = Tensor::randn({4});
-  expect_error([&] { layernorm(x, Tensor::randn({5}), b); }, {"layernorm", "weight", "(5)", "(4)", "(2, 3, 4)"});
-  expect_error([&] { layernorm(x, w, Tensor::randn({3})); }, {"layernorm", "bias", "(3)", "(4)", "(2, 3, 4)"});
-  expect_error([&] { layernorm(x, Tensor::randn({4, 1}), b); }, {"layernorm", "weight", "(4, 1)", "(2, 3, 4)"});
+  Generator gen(19);
+  Tensor x = Tensor::randn({2, 3, 4}, &gen), w = Tensor::randn({4}, &gen), b = Tensor::randn({4}, &gen);
+  expect_error([&] { layernorm(x, Tensor::randn({5}, &gen), b); }, {"layernorm", "weight", "(5)", "(4)", "(2, 3, 4)"});
+  expect_error([&] { layernorm(x, w, Tensor::randn({3}, &gen)); }, {"layernorm", "bias", "(3)", "(4)", "(2, 3, 4)"});
+  expect_error([&] { layernorm(x, Tensor::randn({4, 1}, &gen), b); }, {"layernorm", "weight", "(4, 1)", "(2, 3, 4)"});
   expect_error([&] { layernorm(Tensor::scalar(1.0f), Tensor(), Tensor()); }, {"layernorm", "x", "()"});
-  expect_error([&] { layernorm(Tensor::randn({3, 0}), Tensor(), Tensor()); }, {"layernorm", "x", "(3, 0)"});
+  expect_error([&] { layernorm(Tensor::randn({3, 0}, &gen), Tensor(), Tensor()); }, {"layernorm", "x", "(3, 0)"});
   expect_error([&] { layernorm(Tensor::from_ints({1, 2}, {1, 2}), Tensor(), Tensor()); }, {"layernorm", "x", "i32", "f32"});
   expect_error([&] { layernorm(x, w, b, -1.0f); }, {"layernorm", "eps"});
   expect_error([&] { layernorm(Tensor(), w, b); }, {"layernorm", "x", "undefined"});

@@ -220,7 +220,8 @@ TEST(Layers, LinearMatchesANaiveProduct) {
 }
 
 TEST(Layers, DropoutIsTheIdentityInEvalAndChecksP) {
-  Dropout drop(0.5f);
+  Generator gen(6);
+  Dropout drop(0.5f, &gen);
   Tensor x = Tensor::ones({4, 9});
   drop.eval();
   EXPECT_EQ(drop.forward(x).to_vector(), x.to_vector());

@@ -27,12 +27,16 @@ Peak memory: run under /usr/bin/time -v and read "Maximum resident set size".
 import argparse
 import json
 import math
+import os
 import sys
 import time
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+try:
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+except ImportError as missing:  # the yardsticks are not part of `make deps`
+    sys.exit(f"{os.path.basename(__file__)}: {missing.name} is not installed; `make deps-bench` installs it")
 
 MASK64 = (1 << 64) - 1
 

@@ -28,9 +28,12 @@ Run:  /usr/bin/python3 tests/reference/make_cnn_fixture.py   (Debian's python3-t
 import os
 import sys
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+try:
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+except ImportError as missing:  # the yardsticks are not part of `make deps`
+    sys.exit(f"{os.path.basename(__file__)}: {missing.name} is not installed; `make deps-bench` installs it")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_gpt_fixture import relative_error, write_safetensors  # noqa: E402  (one safetensors writer)

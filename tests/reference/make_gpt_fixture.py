@@ -25,9 +25,13 @@ import json
 import math
 import os
 import struct
+import sys
 
-import torch
-import torch.nn.functional as F
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError as missing:  # the yardsticks are not part of `make deps`
+    sys.exit(f"{os.path.basename(__file__)}: {missing.name} is not installed; `make deps-bench` installs it")
 
 CONFIG = dict(vocab_size=37, block_size=16, n_layer=2, n_head=2, n_embd=24, dropout=0.0, bias=True)
 BATCH, SEQ = 3, 11  # SEQ < block_size on purpose: positions past SEQ must get zero gradient

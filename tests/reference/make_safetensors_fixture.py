@@ -12,9 +12,13 @@ Run from the repository root:  python3 tests/reference/make_safetensors_fixture.
 import json
 import os
 import struct
+import sys
 
-import numpy as np
-import torch
+try:
+    import numpy as np
+    import torch
+except ImportError as missing:  # the yardsticks are not part of `make deps`
+    sys.exit(f"{os.path.basename(__file__)}: {missing.name} is not installed; `make deps-bench` installs it")
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "safetensors_fixture.safetensors")
 

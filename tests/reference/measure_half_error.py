@@ -11,8 +11,12 @@ Run:  /usr/bin/python3 tests/reference/measure_half_error.py
 import json
 import os
 import struct
+import sys
 
-import torch
+try:
+    import torch
+except ImportError as missing:  # the yardsticks are not part of `make deps`
+    sys.exit(f"{os.path.basename(__file__)}: {missing.name} is not installed; `make deps-bench` installs it")
 
 import make_gpt_fixture as fx
 
