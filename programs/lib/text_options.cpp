@@ -72,7 +72,9 @@ void resolve_text_options(TextOptions& o, std::string& model, const FlagSet& fla
 
 void check_text_resume(TextOptions given, const std::string& given_model, const TextOptions& saved,
                        const FlagSet& flags, const std::string& checkpoint_path) {
-  bool preset_given = flags.given("model");
+  // An LSTM run has no preset and no heads: such flags get resolve_text_options' own message.
+  const bool gpt = saved.arch != "lstm";
+  bool preset_given = gpt && flags.given("model");
   if (preset_given) {
     ModelShape preset = model_preset(given_model);
     if (!flags.given("layers")) given.layers = preset.layers;
@@ -91,7 +93,7 @@ void check_text_resume(TextOptions given, const std::string& given_model, const 
   };
   locked("arch", given.arch, saved.arch, flags.given("arch"));
   locked("layers", given.layers, saved.layers, preset_given || flags.given("layers"));
-  locked("heads", given.heads, saved.heads, preset_given || flags.given("heads"));
+  locked("heads", given.heads, saved.heads, gpt && (preset_given || flags.given("heads")));
   locked("embd", given.embd, saved.embd, preset_given || flags.given("embd"));
   locked("block", given.block, saved.block, preset_given || flags.given("block"));
   locked("tokenizer", given.tokenizer, saved.tokenizer, flags.given("tokenizer"));
