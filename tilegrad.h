@@ -55,6 +55,8 @@
 #include "nn/attention.h"
 #include "nn/block.h"
 #include "nn/gpt.h"
+#include "nn/language_model.h"
+#include "nn/lstm_lm.h"
 #include "nn/conv2d.h"
 #include "nn/batchnorm.h"
 #include "nn/pool.h"

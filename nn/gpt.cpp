@@ -92,3 +92,33 @@ double GPT::flops_per_token() const {
 }
 
 }  // namespace tg
+
+namespace tg {
+
+namespace {
+
+// Keeps the last block_size ids and runs the whole window for every token, as nanoGPT samples.
+class GPTDecoder : public Decoder {
+ public:
+  explicit GPTDecoder(const GPT& model) : model_(model) {}
+
+  Tensor feed(const std::vector<int32_t>& ids) override {
+    TG_CHECK(!ids.empty(), "GPT decoder: feed needs at least one id");
+    context_.insert(context_.end(), ids.begin(), ids.end());
+    const size_t block = static_cast<size_t>(model_.config().block_size);
+    if (context_.size() > block) context_.erase(context_.begin(), context_.end() - static_cast<std::ptrdiff_t>(block));
+    const int64_t T = static_cast<int64_t>(context_.size());
+    Tensor logits = model_.forward(Tensor::from_ints(context_, {1, T}).to(model_.wte->weight.device()));
+    return logits.select(0, 0).select(0, T - 1);  // (1, T, V) -> (V)
+  }
+
+ private:
+  const GPT& model_;
+  std::vector<int32_t> context_;
+};
+
+}  // namespace
+
+std::unique_ptr<Decoder> GPT::decoder() const { return std::make_unique<GPTDecoder>(*this); }
+
+}  // namespace tg

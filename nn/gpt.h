@@ -15,6 +15,7 @@
 #include "nn/block.h"
 #include "nn/dropout.h"
 #include "nn/embedding.h"
+#include "nn/language_model.h"
 #include "nn/layernorm.h"
 #include "nn/module.h"
 
@@ -34,7 +35,7 @@ struct GPTConfig {
   void validate() const;
 };
 
-class GPT : public Module {
+class GPT : public LanguageModel {
  public:
   // GPT-2 initialisation from Generator(seed), tensor by tensor in named_parameters() order (each
   // takes one draw as the key of its values, see nn/init.h): Linear and Embedding weights
@@ -45,9 +46,9 @@ class GPT : public Module {
   GPT(const GPTConfig& config, uint64_t seed);
 
   // idx i32 (B, T) with T <= block_size and ids in [0, vocab_size) -> logits (B, T, vocab_size)
-  Tensor forward(const Tensor& idx) const;
+  Tensor forward(const Tensor& idx) const override;
   // Mean cross entropy of logits (B, T, V) against targets i32 (B, T); targets of -1 are ignored.
-  Tensor loss(const Tensor& logits, const Tensor& targets) const;
+  Tensor loss(const Tensor& logits, const Tensor& targets) const override;
 
   const GPTConfig& config() const { return config_; }
 
@@ -56,7 +57,11 @@ class GPT : public Module {
   // token), where N excludes wpe (a lookup, no multiply) but includes wte (it is the lm_head),
   // plus 12 * n_layer * n_embd * T for attention's QK^T and AV (each 2 * T * C forward per token,
   // times 3 for forward + backward). Counts the full T x T score matrix, as PaLM does.
-  double flops_per_token() const;
+  double flops_per_token() const override;
+
+  int64_t vocab_size() const override { return config_.vocab_size; }
+  // Sampling recomputes the last block_size ids at every token (there is no KV cache).
+  std::unique_ptr<Decoder> decoder() const override;
 
   std::shared_ptr<Embedding> wte;
   std::shared_ptr<Embedding> wpe;

@@ -617,7 +617,7 @@ TEST(TrainProgram, CheckpointFromBeforeTasksResumesExactly) {
     state["loader_batches"] = loader["batches"];
     meta["state"] = state.dump();
     nlohmann::json config = nlohmann::json::parse(meta.at("config"));
-    for (const char* key : {"task", "optimizer", "momentum"}) config.erase(key);
+    for (const char* key : {"task", "optimizer", "momentum", "arch"}) config.erase(key);
     meta["config"] = config.dump();
     for (const char* key : {"task", "architecture", "loader"}) meta.erase(key);
   });

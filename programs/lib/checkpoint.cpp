@@ -102,7 +102,7 @@ Checkpoint load_checkpoint(const std::string& path) {
 }
 
 std::string describe_checkpoint_kind(const std::string& kind) {
-  if (kind == "text") return "a text-model (GPT) checkpoint";
+  if (kind == "text") return "a text-model checkpoint";
   if (kind == "image") return "an image-classifier checkpoint";
   return "a '" + kind + "' checkpoint";
 }

@@ -5,7 +5,7 @@
 #include <cstdio>
 
 #include "data/tokenizer.h"
-#include "nn/gpt.h"
+#include "nn/language_model.h"
 #include "tensor/device.h"
 #include "tensor/error.h"
 #include "programs/lib/checkpoint.h"
@@ -62,11 +62,12 @@ int generate(int argc, char** argv) {
     throw Error("checkpoint '" + path + "' holds no tokenizer (its metadata has no 'tokenizer')");
   std::unique_ptr<Tokenizer> tokenizer = load_tokenizer(tokenizer_json->second, path);
 
-  GPTConfig g = gpt_config(config.text, tokenizer->vocab_size());
-  g.dropout = 0.0f;
-  GPT model(g, 0);
-  load_full_precision_weights(model, ckpt, static_cast<float>(config.weight_decay));
-  model.to(device);  // f32 on either device: sampling is not worth a half-precision path
+  // The architecture the run trained (config.json's --arch; GPT for runs from before it existed).
+  TextOptions shape = config.text;
+  shape.dropout = 0.0;
+  std::unique_ptr<LanguageModel> model = make_language_model(shape, tokenizer->vocab_size(), 0);
+  load_full_precision_weights(*model, ckpt, static_cast<float>(config.weight_decay));
+  model->to(device);  // f32 on either device: sampling is not worth a half-precision path
 
   std::vector<int32_t> ids;
   try {
@@ -82,7 +83,7 @@ int generate(int argc, char** argv) {
   options.tokens = o.tokens;
   options.temperature = o.temperature;
   options.top_k = o.top_k;
-  tg::generate(model, ids, options, gen, [&](int32_t id) {
+  tg::generate(*model, ids, options, gen, [&](int32_t id) {
     std::fputs(tokenizer->token_bytes(id).c_str(), stdout);
     std::fflush(stdout);
   });

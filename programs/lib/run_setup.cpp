@@ -30,12 +30,12 @@ std::string checkpoint_file_for(const std::string& path) {
 }
 
 static const char* kDescription =
-    "Trains a model on your data: a GPT on a text FILE (the King James Bible from `make data` when\n"
-    "no DATA is given), or a CNN classifier on a folder of images (IDX files as MNIST and\n"
-    "Fashion-MNIST ship them, or one subfolder of PNG/JPEG/BMP files per class). It prints\n"
-    "progress, evaluations and samples, and saves checkpoints, config.json, metrics.csv and\n"
-    "loss.png in the run folder. Ctrl-C stops after the current step with a checkpoint; run the\n"
-    "same command with --resume to continue exactly.\n"
+    "Trains a model on your data: a GPT (or an LSTM, --arch lstm) on a text FILE (the King James\n"
+    "Bible from `make data` when no DATA is given), or a CNN classifier on a folder of images\n"
+    "(IDX files as MNIST and Fashion-MNIST ship them, or one subfolder of PNG/JPEG/BMP files per\n"
+    "class). It prints progress, evaluations and samples, and saves checkpoints, config.json,\n"
+    "metrics.csv and loss.png in the run folder. Ctrl-C stops after the current step with a\n"
+    "checkpoint; run the same command with --resume to continue exactly.\n"
     "Defaults fit the machine: on a CPU the tiny GPT (0.8M parameters, batch 12) learns the KJV at\n"
     "character level to a validation loss near 1.46 nats in 5000 steps (a few minutes on 2 idle\n"
     "cores); on a GPU the small model (10.7M, batch 64) in bf16. Images: the cnn preset, SGD with\n"
@@ -46,6 +46,7 @@ static const char* kDescription =
     "  ./train                                   # the default corpus, defaults for this machine\n"
     "  ./train my.txt --model small --steps 5000\n"
     "  ./train my.txt --tokenizer bpe --vocab-size 1024 --minutes 10\n"
+    "  ./train my.txt --arch lstm --layers 2 --embd 256   # a character LSTM instead of the GPT\n"
     "  ./train my.txt --resume                   # continue runs/my from its last checkpoint\n"
     "  ./generate --ckpt runs/my --prompt 'And'  # sample from it\n"
     "  ./train data/fashion-mnist                # a CNN on Fashion-MNIST (make data)\n"

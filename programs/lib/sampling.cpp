@@ -30,22 +30,21 @@ int32_t sample_token(const float* logits, int64_t vocab_size, const SamplingOpti
   return order.back();  // rounding left a sliver past the last weight
 }
 
-void generate(GPT& model, std::vector<int32_t>& ids, const SamplingOptions& options, Generator& gen,
+void generate(LanguageModel& model, std::vector<int32_t>& ids, const SamplingOptions& options, Generator& gen,
               const std::function<void(int32_t)>& on_token) {
   TG_CHECK(!ids.empty(), "generate: needs at least one token of context");
   bool was_training = model.is_training();
   model.eval();
   NoGrad no_grad;
-  const int64_t block = model.config().block_size, vocab = model.config().vocab_size;
+  const int64_t vocab = model.vocab_size();
+  std::unique_ptr<Decoder> decoder = model.decoder();
+  Tensor logits = decoder->feed(ids);
   for (int64_t n = 0; n < options.tokens; n++) {
-    int64_t start = std::max<int64_t>(0, static_cast<int64_t>(ids.size()) - block);
-    std::vector<int32_t> context(ids.begin() + start, ids.end());
-    int64_t T = static_cast<int64_t>(context.size());
-    Tensor logits = model.forward(Tensor::from_ints(context, {1, T}).to(model.wte->weight.device()));
-    std::vector<float> last = logits.select(1, T - 1).contiguous().to_vector();
-    int32_t id = sample_token(last.data(), vocab, options, gen);
+    std::vector<float> next = logits.contiguous().to_vector();
+    int32_t id = sample_token(next.data(), vocab, options, gen);
     ids.push_back(id);
     on_token(id);
+    if (n + 1 < options.tokens) logits = decoder->feed({id});
   }
   model.train(was_training);
 }

@@ -19,9 +19,12 @@ ModelShape model_preset(const std::string& name) {
 
 void add_text_flags(FlagSet& flags, TextOptions& o) {
   flags.add_section("text (FILE is a text file): model, on top of --model's preset");
-  flags.add_int("layers", &o.layers, "transformer blocks", 1, 256, "from --model");
+  flags.add_string("arch", &o.arch,
+                   "gpt (a transformer), or lstm (an LSTM language model: --layers layers of --embd units, "
+                   "default 2 x 256, block 128; takes no --model preset or --heads)", {"gpt", "lstm"});
+  flags.add_int("layers", &o.layers, "transformer blocks (LSTM layers with --arch lstm)", 1, 256, "from --model");
   flags.add_int("heads", &o.heads, "attention heads (must divide --embd)", 1, 256, "from --model");
-  flags.add_int("embd", &o.embd, "embedding width", 1, 16384, "from --model");
+  flags.add_int("embd", &o.embd, "embedding width (also the LSTM's hidden size)", 1, 16384, "from --model");
   flags.add_int("block", &o.block, "context length in tokens", 1, 65536, "from --model");
   flags.add_float("dropout", &o.dropout, "dropout probability", 0.0, 0.95);
   flags.add_string("mlp", &o.mlp, "the blocks' feed-forward part: gelu (GPT-2's 4C MLP) or swiglu (LLaMA's gated one)",
@@ -35,12 +38,31 @@ void add_text_flags(FlagSet& flags, TextOptions& o) {
 }
 
 const std::vector<std::string>& text_flag_names() {
-  static const std::vector<std::string> names = {"layers", "heads",     "embd",       "block",        "dropout",
-                                                 "mlp",    "tokenizer", "vocab-size", "sample-tokens"};
+  static const std::vector<std::string> names = {"arch", "layers",    "heads",      "embd",         "block",
+                                                 "dropout", "mlp", "tokenizer", "vocab-size", "sample-tokens"};
   return names;
 }
 
+// With --arch lstm, the flags that shape a GPT are refused rather than ignored: a run that was
+// asked for 8 heads should not quietly train a model without any.
+static void resolve_lstm_options(TextOptions& o, const std::string& model, const FlagSet& flags) {
+  for (const char* gpt_only : {"heads", "mlp"})  // the attention heads and the MLP of a transformer block
+    if (flags.given(gpt_only))
+      throw Error(std::string("--") + gpt_only + " applies to --arch gpt only (an LSTM has no transformer blocks)");
+  if (flags.given("model") && !model.empty())
+    throw Error("--model " + model + " is a GPT preset; with --arch lstm give --layers, --embd and --block "
+                "(default 2, 256 and 128)");
+  if (o.layers == 0) o.layers = 2;
+  if (o.embd == 0) o.embd = 256;
+  if (o.block == 0) o.block = 128;
+  o.heads = 0;
+}
+
 void resolve_text_options(TextOptions& o, std::string& model, const FlagSet& flags, bool gpu) {
+  if (o.tokenizer == "char" && flags.given("vocab-size"))
+    throw Error("--vocab-size applies to --tokenizer bpe only (the char vocabulary is the file's characters)");
+  if (o.tokenizer == "bpe" && o.vocab_size == 0) o.vocab_size = 512;
+  if (o.arch == "lstm") return resolve_lstm_options(o, model, flags);
   if (model.empty()) model = gpu ? "small" : "tiny";
   ModelShape preset = model_preset(model);
   if (o.layers == 0) o.layers = preset.layers;
@@ -49,14 +71,13 @@ void resolve_text_options(TextOptions& o, std::string& model, const FlagSet& fla
   if (o.block == 0) o.block = preset.block;
   if (o.embd % o.heads != 0)
     throw Error("--embd " + std::to_string(o.embd) + " is not divisible by --heads " + std::to_string(o.heads));
-  if (o.tokenizer == "char" && flags.given("vocab-size"))
-    throw Error("--vocab-size applies to --tokenizer bpe only (the char vocabulary is the file's characters)");
-  if (o.tokenizer == "bpe" && o.vocab_size == 0) o.vocab_size = 512;
 }
 
 void check_text_resume(TextOptions given, const std::string& given_model, const TextOptions& saved,
                        const FlagSet& flags, const std::string& checkpoint_path) {
-  bool preset_given = flags.given("model");
+  // An LSTM run has no preset and no heads: such flags get resolve_text_options' own message.
+  const bool gpt = saved.arch != "lstm";
+  bool preset_given = gpt && flags.given("model");
   if (preset_given) {
     ModelShape preset = model_preset(given_model);
     if (!flags.given("layers")) given.layers = preset.layers;
@@ -73,16 +94,18 @@ void check_text_resume(TextOptions given, const std::string& given_model, const 
       throw Error(text.str());
     }
   };
+  locked("arch", given.arch, saved.arch, flags.given("arch"));
   locked("layers", given.layers, saved.layers, preset_given || flags.given("layers"));
-  locked("heads", given.heads, saved.heads, preset_given || flags.given("heads"));
+  locked("heads", given.heads, saved.heads, gpt && (preset_given || flags.given("heads")));
   locked("embd", given.embd, saved.embd, preset_given || flags.given("embd"));
   locked("block", given.block, saved.block, preset_given || flags.given("block"));
-  locked("mlp", given.mlp, saved.mlp, flags.given("mlp"));
+  locked("mlp", given.mlp, saved.mlp, gpt && flags.given("mlp"));
   locked("tokenizer", given.tokenizer, saved.tokenizer, flags.given("tokenizer"));
   locked("vocab-size", given.vocab_size, saved.vocab_size, flags.given("vocab-size"));
 }
 
 void text_options_to_json(const TextOptions& o, nlohmann::ordered_json& j) {
+  j["arch"] = o.arch;
   j["layers"] = o.layers;
   j["heads"] = o.heads;
   j["embd"] = o.embd;
@@ -96,6 +119,7 @@ void text_options_to_json(const TextOptions& o, nlohmann::ordered_json& j) {
 
 TextOptions text_options_from_json(const nlohmann::json& j) {
   TextOptions o;
+  o.arch = j.value("arch", std::string("gpt"));  // absent from configurations written before --arch
   o.layers = j.at("layers").get<int64_t>();
   o.heads = j.at("heads").get<int64_t>();
   o.embd = j.at("embd").get<int64_t>();

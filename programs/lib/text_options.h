@@ -13,6 +13,9 @@
 namespace tg {
 
 struct TextOptions {
+  // The architecture: "gpt" (nn/gpt.h) or "lstm" (nn/lstm_lm.h: --layers LSTM layers of --embd
+  // hidden units; no presets or heads).
+  std::string arch = "gpt";
   // Model, on top of the preset that --model (RunConfig::model) names. 0 means "from the preset".
   int64_t layers = 0, heads = 0, embd = 0, block = 0;
   double dropout = 0.0;
@@ -35,8 +38,8 @@ void add_text_flags(FlagSet& flags, TextOptions& options);
 const std::vector<std::string>& text_flag_names();
 
 // Fills what the flags left open (the preset `model`, itself tiny on a CPU and small on a GPU when
-// empty) and checks what depends on several flags (--embd divisible by --heads, --vocab-size only
-// with bpe).
+// empty; with --arch lstm, 2 layers of 256 and block 128) and checks what depends on several flags
+// (--embd divisible by --heads, --vocab-size only with bpe, no GPT-only flag with --arch lstm).
 void resolve_text_options(TextOptions& options, std::string& model, const FlagSet& flags, bool gpu);
 
 // On --resume: throws naming the flag and the checkpoint when a flag given again changes what

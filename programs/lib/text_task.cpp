@@ -27,6 +27,21 @@ GPTConfig gpt_config(const TextOptions& o, int64_t vocab_size) {
   return g;
 }
 
+LSTMLanguageModelConfig lstm_config(const TextOptions& o, int64_t vocab_size) {
+  LSTMLanguageModelConfig l;
+  l.vocab_size = vocab_size;
+  l.n_layer = o.layers;
+  l.n_embd = o.embd;
+  l.dropout = static_cast<float>(o.dropout);
+  return l;
+}
+
+std::unique_ptr<LanguageModel> make_language_model(const TextOptions& o, int64_t vocab_size, uint64_t seed) {
+  if (o.arch == "lstm") return std::make_unique<LSTMLanguageModel>(lstm_config(o, vocab_size), seed);
+  if (o.arch == "gpt") return std::make_unique<GPT>(gpt_config(o, vocab_size), seed);
+  throw Error("unknown text model architecture '" + o.arch + "' (a checkpoint of a newer tilegrad?)");
+}
+
 void resolve_text_defaults(RunConfig& c, const FlagSet& flags, bool gpu) {
   resolve_text_options(c.text, c.model, flags, gpu);
   if (c.optimizer.empty()) c.optimizer = "adamw";
@@ -62,12 +77,18 @@ TextTask::TextTask(const RunConfig& config, const Checkpoint* resume_from)
 
 void TextTask::build_model(Device device) {
   device_ = device;
-  model_ = std::make_unique<GPT>(gpt_config(config_.text, tokenizer_->vocab_size()), static_cast<uint64_t>(config_.seed));
+  model_ = make_language_model(config_.text, tokenizer_->vocab_size(), static_cast<uint64_t>(config_.seed));
   loader_ = std::make_unique<BatchLoader>(data_.train, config_.batch, config_.text.block,
                                           static_cast<uint64_t>(config_.seed));
 }
 
 std::string TextTask::architecture() const {
+  if (config_.text.arch == "lstm") {
+    LSTMLanguageModelConfig l = lstm_config(config_.text, tokenizer_->vocab_size());
+    nlohmann::ordered_json j = {{"model", "lstm"}, {"vocab_size", l.vocab_size}, {"n_layer", l.n_layer},
+                                {"n_embd", l.n_embd}};
+    return j.dump();
+  }
   GPTConfig g = gpt_config(config_.text, tokenizer_->vocab_size());
   nlohmann::ordered_json j = {{"model", "gpt"},         {"vocab_size", g.vocab_size}, {"block_size", g.block_size},
                               {"n_layer", g.n_layer},   {"n_head", g.n_head},         {"n_embd", g.n_embd},
@@ -121,6 +142,9 @@ std::string TextTask::describe_data() const {
 
 std::string TextTask::describe_model() const {
   const TextOptions& o = config_.text;
+  if (o.arch == "lstm")
+    return "LSTM, " + std::to_string(o.layers) + " layers, " + std::to_string(o.embd) + " wide, block " +
+           std::to_string(o.block);
   return std::to_string(o.layers) + " layers, " + std::to_string(o.heads) + " heads, " + std::to_string(o.embd) +
          " wide, block " + std::to_string(o.block) + (o.mlp == "gelu" ? "" : ", " + o.mlp + " MLP");
 }

@@ -1,4 +1,4 @@
-// The text task: a GPT trained on a text file, one token at a time. It reads the corpus, trains
+// The text task: a language model (a GPT, or an LSTM with --arch lstm) trained on a text file, one token at a time. It reads the corpus, trains
 // (or, on resume, reloads) the tokenizer, splits the tokens into training and validation text,
 // and draws windows of --block tokens; an example is a token, evaluation is the validation loss,
 // and a sample is generated text.
@@ -10,6 +10,8 @@
 #include "data/text_dataset.h"
 #include "data/tokenizer.h"
 #include "nn/gpt.h"
+#include "nn/language_model.h"
+#include "nn/lstm_lm.h"
 #include "programs/lib/flags.h"
 #include "programs/lib/run_config.h"
 #include "programs/lib/task.h"
@@ -18,6 +20,10 @@ namespace tg {
 
 // The GPT that `options` describe over a vocabulary of `vocab_size` ids.
 GPTConfig gpt_config(const TextOptions& options, int64_t vocab_size);
+// The LSTM language model that `options` (with arch "lstm") describe.
+LSTMLanguageModelConfig lstm_config(const TextOptions& options, int64_t vocab_size);
+// The model of options.arch, initialised from `seed`: what ./train trains and ./generate reloads.
+std::unique_ptr<LanguageModel> make_language_model(const TextOptions& options, int64_t vocab_size, uint64_t seed);
 
 // The text task's defaults: its options (the preset: tiny on a CPU, small on a GPU), then AdamW,
 // batch 12 (64 on a GPU), 5000 steps, lr 1e-3 (6e-4 for gpt2; 0.1 with SGD).
@@ -61,7 +67,7 @@ class TextTask : public Task {
   std::unique_ptr<Tokenizer> tokenizer_;
   TextDataset data_;
   Device device_;
-  std::unique_ptr<GPT> model_;
+  std::unique_ptr<LanguageModel> model_;
   std::unique_ptr<BatchLoader> loader_;
 };
 
