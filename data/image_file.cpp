@@ -25,7 +25,6 @@ std::vector<uint8_t> read_file_bytes(const std::string& path) {
   TG_CHECK(in.good(), "image file '" + path + "' cannot be opened: " + std::strerror(errno));
   std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   TG_CHECK(!in.bad(), "image file '" + path + "' cannot be read: " + std::strerror(errno));
-  TG_CHECK(!bytes.empty(), "image file '" + path + "' is empty");
   return bytes;
 }
 
@@ -36,9 +35,9 @@ uint32_t little_endian32(const uint8_t* p) {
 // stb_image reads past the end of a BMP as zeros instead of failing, so a cut-off BMP would decode
 // into an image with a black band. The header states the file size and, for uncompressed pixels,
 // where they start and how many rows of how many bytes follow; check both against the length.
-void check_bmp_length(const std::vector<uint8_t>& bytes, const std::string& path) {
-  if (bytes.size() < 54 || bytes[0] != 'B' || bytes[1] != 'M') return;
-  const uint64_t length = bytes.size();
+void check_bmp_length(const uint8_t* bytes, size_t size, const std::string& path) {
+  if (size < 54 || bytes[0] != 'B' || bytes[1] != 'M') return;
+  const uint64_t length = size;
   const uint64_t stated = little_endian32(&bytes[2]);
   TG_CHECK(stated <= length, "image file '" + path + "' is truncated: its BMP header says " + std::to_string(stated) +
                                  " bytes, found " + std::to_string(length));
@@ -61,16 +60,23 @@ DecodedImage decode_image_file(const std::string& path, int64_t channels) {
   TG_CHECK(channels == 0 || channels == 1 || channels == 3,
            "decode_image_file: channels must be 0 (the file's own), 1 or 3, found " + std::to_string(channels));
   std::vector<uint8_t> bytes = read_file_bytes(path);
-  TG_CHECK(bytes.size() <= static_cast<size_t>(INT32_MAX), "image file '" + path + "' is larger than 2 GB");
-  const int length = static_cast<int>(bytes.size());
+  return decode_image_bytes(bytes.data(), bytes.size(), path, channels);
+}
+
+DecodedImage decode_image_bytes(const uint8_t* bytes, size_t size, const std::string& name, int64_t channels) {
+  TG_CHECK(channels == 0 || channels == 1 || channels == 3,
+           "decode_image_bytes: channels must be 0 (the file's own), 1 or 3, found " + std::to_string(channels));
+  TG_CHECK(size > 0, "image file '" + name + "' is empty");
+  TG_CHECK(size <= static_cast<size_t>(INT32_MAX), "image file '" + name + "' is larger than 2 GB");
+  const int length = static_cast<int>(size);
   int width = 0, height = 0, file_channels = 0;
-  if (!stbi_info_from_memory(bytes.data(), length, &width, &height, &file_channels))
-    throw Error("image file '" + path + "' is not a PNG, JPEG or BMP image (stb_image: " + stbi_failure_reason() + ")");
-  check_bmp_length(bytes, path);
+  if (!stbi_info_from_memory(bytes, length, &width, &height, &file_channels))
+    throw Error("image file '" + name + "' is not a PNG, JPEG or BMP image (stb_image: " + stbi_failure_reason() + ")");
+  check_bmp_length(bytes, size, name);
   const int wanted = channels != 0 ? static_cast<int>(channels) : (file_channels <= 2 ? 1 : 3);
-  uint8_t* pixels = stbi_load_from_memory(bytes.data(), length, &width, &height, &file_channels, wanted);
+  uint8_t* pixels = stbi_load_from_memory(bytes, length, &width, &height, &file_channels, wanted);
   if (pixels == nullptr)
-    throw Error("image file '" + path + "' is damaged or truncated: stb_image cannot decode it (" +
+    throw Error("image file '" + name + "' is damaged or truncated: stb_image cannot decode it (" +
                 stbi_failure_reason() + ")");
   DecodedImage image;
   image.height = height, image.width = width, image.channels = wanted;

@@ -20,6 +20,9 @@ struct DecodedImage {
 // when it cannot be read, is not an image stb can decode, or is truncated.
 DecodedImage decode_image_file(const std::string& path, int64_t channels);
 
+// The same on the file's bytes already in memory; `name` stands for the file in messages.
+DecodedImage decode_image_bytes(const uint8_t* bytes, size_t size, const std::string& name, int64_t channels);
+
 // Grey to RGB by replication, as stb does (so decoding at 1 then expanding equals decoding at 3).
 DecodedImage grey_to_rgb(const DecodedImage& image);
 
