@@ -54,6 +54,51 @@ void check_bmp_length(const uint8_t* bytes, size_t size, const std::string& path
                                  " bytes, found " + std::to_string(length));
 }
 
+// The formats tilegrad decodes, told by their first bytes. stb_image reads more (GIF, PSD, TGA,
+// HDR, PIC), but TGA has no magic at all, so without this check any bytes that are nothing else
+// would go through the TGA decoder: only the decoders of the formats we name ever run.
+bool is_supported_format(const uint8_t* bytes, size_t size) {
+  static const uint8_t kPng[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  if (size >= sizeof kPng && std::equal(kPng, kPng + sizeof kPng, bytes)) return true;
+  if (size >= 2 && bytes[0] == 0xFF && bytes[1] == 0xD8) return true;                     // JPEG
+  if (size >= 2 && bytes[0] == 'B' && bytes[1] == 'M') return true;                       // BMP
+  return size >= 2 && bytes[0] == 'P' && (bytes[1] == '5' || bytes[1] == '6');            // PGM, PPM
+}
+
+// Binary PGM (P5) and PPM (P6): stb_image 2.27 decodes 16-bit ones (maxval above 255) wrongly
+// when it converts the channel count (it reads twice the converted buffer: a heap over-read that
+// fuzz_image found), and copies nothing when the pixels are cut short, returning uninitialised
+// memory as the image. So 16-bit files are refused, and the header's size is checked against the
+// length. The header is read as stb reads it: "P5", then width, height and maxval, each after
+// whitespace and '#' comments, then one delimiter byte and the pixels.
+void check_pnm(const uint8_t* bytes, size_t size, const std::string& path) {
+  if (size < 2 || bytes[0] != 'P' || (bytes[1] != '5' && bytes[1] != '6')) return;
+  size_t pos = 2;
+  auto get = [&]() -> int { return pos < size ? bytes[pos++] : (pos++, -1); };
+  int c = get();
+  auto number = [&](const char* what) -> uint64_t {
+    for (;;) {
+      while (c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r') c = get();
+      if (c != '#') break;
+      while (c != -1 && c != '\n' && c != '\r') c = get();
+    }
+    TG_CHECK(c >= '0' && c <= '9', "image file '" + path + "' is not a valid PGM/PPM image: its header has no " + what);
+    uint64_t value = 0;
+    for (; c >= '0' && c <= '9'; c = get()) {
+      value = value * 10 + static_cast<uint64_t>(c - '0');
+      TG_CHECK(value <= (uint64_t(1) << 24), "image file '" + path + "': its PGM/PPM " + what + " is above 2^24");
+    }
+    return value;
+  };
+  const uint64_t width = number("width"), height = number("height"), maxval = number("maxval");
+  TG_CHECK(maxval <= 255, "image file '" + path + "' is a 16-bit PGM/PPM (maxval " + std::to_string(maxval) +
+                              "), which is not supported; convert it to 8 bits");
+  const uint64_t needed = pos + width * height * (bytes[1] == '6' ? 3 : 1);
+  TG_CHECK(needed <= size, "image file '" + path + "' is truncated: its PGM/PPM header says " + std::to_string(width) +
+                               "x" + std::to_string(height) + ", which needs " + std::to_string(needed) +
+                               " bytes, found " + std::to_string(size));
+}
+
 }  // namespace
 
 DecodedImage decode_image_file(const std::string& path, int64_t channels) {
@@ -70,9 +115,13 @@ DecodedImage decode_image_bytes(const uint8_t* bytes, size_t size, const std::st
   TG_CHECK(size <= static_cast<size_t>(INT32_MAX), "image file '" + name + "' is larger than 2 GB");
   const int length = static_cast<int>(size);
   int width = 0, height = 0, file_channels = 0;
+  if (!is_supported_format(bytes, size))
+    throw Error("image file '" + name + "' is not a PNG, JPEG, BMP or PGM/PPM image (none of their signatures)");
   if (!stbi_info_from_memory(bytes, length, &width, &height, &file_channels))
-    throw Error("image file '" + name + "' is not a PNG, JPEG or BMP image (stb_image: " + stbi_failure_reason() + ")");
+    throw Error("image file '" + name + "' is not a PNG, JPEG, BMP or PGM/PPM image (stb_image: " +
+                stbi_failure_reason() + ")");
   check_bmp_length(bytes, size, name);
+  check_pnm(bytes, size, name);
   const int wanted = channels != 0 ? static_cast<int>(channels) : (file_channels <= 2 ? 1 : 3);
   uint8_t* pixels = stbi_load_from_memory(bytes, length, &width, &height, &file_channels, wanted);
   if (pixels == nullptr)

@@ -1,5 +1,5 @@
-// One image file decoded with stb_image (PNG, JPEG, BMP and the other formats stb reads), and
-// stb's resizer.
+// One image file decoded with stb_image (PNG, JPEG, BMP and 8-bit binary PGM/PPM; stb's other
+// decoders are never run), and stb's resizer.
 #pragma once
 #include <cstdint>
 #include <string>

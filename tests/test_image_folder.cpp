@@ -229,7 +229,7 @@ TEST(ImageFolder, BadFilesAreNamedOrSkippedAndCounted) {
   write_image(dir, "d/a/0.png", image);
   write_image(dir, "d/b/0.png", image);
   std::string notes = dir.write("d/a/notes.txt", "not an image");
-  EXPECT_ERROR_MENTIONS(load_image_data(dir.file("d"), no_validation()), "'" + notes + "' is not a PNG, JPEG or BMP",
+  EXPECT_ERROR_MENTIONS(load_image_data(dir.file("d"), no_validation()), "'" + notes + "' is not a PNG, JPEG, BMP or PGM/PPM",
                         "skip_bad");
   ImageDataOptions skip = no_validation();
   skip.skip_bad = true;
@@ -289,7 +289,40 @@ TEST(ImageFolder, LoadImageFileResizesAndConverts) {
   EXPECT_EQ(resized.width, 9);
   EXPECT_EQ(resized.channels, 1);
   EXPECT_EQ(resized.pixels.size(), 72u);
-  EXPECT_ERROR_MENTIONS(load_image_file(dir.write("y.png", "no"), 0, 0, 0), "y.png' is not a PNG, JPEG or BMP");
+  EXPECT_ERROR_MENTIONS(load_image_file(dir.write("y.png", "no"), 0, 0, 0), "y.png' is not a PNG, JPEG, BMP or PGM/PPM");
+}
+
+// Binary PGM/PPM: 8-bit files decode exactly (comments and all, as stb reads the header); 16-bit
+// ones are refused, because stb_image 2.27 over-reads its own buffer when it converts their
+// channel count (the committed input is fuzz_image's crash: "P5 45x437455, maxval 4374" decoded at
+// 3 channels); cut-off pixels are refused instead of decoding uninitialised memory; and bytes of
+// none of the supported formats never reach stb's other decoders.
+TEST(ImageFolder, PgmAndPpmDecodeExactlyAndMalformedOnesAreNamed) {
+  TempDir dir;
+  std::string grey = "P5\n# made by hand\n3 2\n255\n";
+  for (int i = 0; i < 6; i++) grey += static_cast<char>(40 * i);
+  DecodedImage image = decode_image_file(dir.write("g.pgm", grey), 0);
+  EXPECT_EQ(image.height, 2);
+  EXPECT_EQ(image.width, 3);
+  EXPECT_EQ(image.channels, 1);
+  EXPECT_EQ(image.pixels, (std::vector<uint8_t>{0, 40, 80, 120, 160, 200}));
+  DecodedImage rgb = decode_image_file(dir.file("g.pgm"), 3);
+  EXPECT_EQ(rgb.pixels, grey_to_rgb(image).pixels);
+
+  std::ifstream in("tests/fuzz/regressions/image_pgm16_convert_overread.pgm", std::ios::binary);
+  ASSERT_TRUE(in.good()) << "run from the repository root";
+  std::vector<uint8_t> crash((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (int64_t channels : {0, 1, 3})
+    EXPECT_ERROR_MENTIONS(decode_image_bytes(crash.data(), crash.size(), "crash.pgm", channels),
+                          "'crash.pgm' is a 16-bit PGM/PPM (maxval 4374), which is not supported");
+  EXPECT_ERROR_MENTIONS(decode_image_file(dir.write("cut.ppm", "P6 4 4 255\n" + std::string(47, 'x')), 0),
+                        "cut.ppm' is truncated: its PGM/PPM header says 4x4, which needs 59 bytes, found 58");
+  EXPECT_ERROR_MENTIONS(decode_image_file(dir.write("huge.pgm", "P5 99999999 1 255\n"), 0),
+                        "huge.pgm': its PGM/PPM width is above 2^24");
+  // A TGA (no signature: stb would try it on any bytes) and a GIF are not among the formats.
+  std::string tga = std::string("\0\0\2\0\0\0\0\0\0\0\0\0\1\0\1\0\x18\0", 18) + "abc";
+  EXPECT_THROW_WITH(decode_image_file(dir.write("t.tga", tga), 0), "t.tga' is not a PNG, JPEG, BMP or PGM/PPM image");
+  EXPECT_THROW_WITH(decode_image_file(dir.write("g.gif", "GIF89a"), 0), "none of their signatures");
 }
 
 TEST(ImageFolder, ChannelMeanStdOfAKnownSet) {
