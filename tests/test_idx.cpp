@@ -130,8 +130,8 @@ TEST(Idx, TruncatedFilesNameTheFileAndTheSizes) {
   EXPECT_ERROR_MENTIONS(read_idx_pair(dir.file("missing"), labels), "'" + dir.file("missing") + "' cannot be opened");
 }
 
-// The body is read in slices that start at 1 MB and double, so that a header claiming a
-// gigabyte costs no more than the file holds: a body of 1.44 MB spans two slices and must read
+// The body is read in slices that start at 64 KB and double, so that a header claiming a
+// gigabyte costs no more than the file holds: a body of 1.44 MB spans five slices and must read
 // exactly, plain and gzip, and a 16-byte file claiming 1000 x 1000 x 1000 is simply truncated.
 TEST(Idx, BodiesLongerThanOneSliceReadExactlyAndLyingHeadersAreTruncated) {
   Generator gen(15);
