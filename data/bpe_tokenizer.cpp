@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tensor/error.h"
+#include "tensor/json_excerpt.h"
 
 namespace tg {
 
@@ -209,7 +210,7 @@ BpeTokenizer BpeTokenizer::from_json(const std::string& json_text, const std::st
   std::vector<Merge> merges;
   for (const auto& m : doc["merges"]) {
     if (!m.is_array() || m.size() != 2 || !m[0].is_number_integer() || !m[1].is_number_integer())
-      throw Error("BPE tokenizer in '" + source + "' has a malformed merge " + m.dump() + " (expected [left, right])");
+      throw Error("BPE tokenizer in '" + source + "' has a malformed merge " + json_excerpt(m) + " (expected [left, right])");
     int64_t id = 256 + static_cast<int64_t>(merges.size());
     int64_t left = m[0].get<int64_t>(), right = m[1].get<int64_t>();
     if (left < 0 || left >= id || right < 0 || right >= id)

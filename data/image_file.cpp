@@ -33,25 +33,46 @@ uint32_t little_endian32(const uint8_t* p) {
 }
 
 // stb_image reads past the end of a BMP as zeros instead of failing, so a cut-off BMP would decode
-// into an image with a black band. The header states the file size and, for uncompressed pixels,
-// where they start and how many rows of how many bytes follow; check both against the length.
+// into an image with a black band, and a 100-byte file whose header says 65285 x 6391 would make
+// it allocate and fill 1.25 GB (found by fuzz_image). The header states the file size and where
+// the pixels start; stb reads every BMP it accepts as plain rows (it refuses only the RLE
+// compressions 1 and 2), so the rows' size is known too: check both against the length.
 void check_bmp_length(const uint8_t* bytes, size_t size, const std::string& path) {
-  if (size < 54 || bytes[0] != 'B' || bytes[1] != 'M') return;
+  if (size < 26 || bytes[0] != 'B' || bytes[1] != 'M') return;
   const uint64_t length = size;
   const uint64_t stated = little_endian32(&bytes[2]);
   TG_CHECK(stated <= length, "image file '" + path + "' is truncated: its BMP header says " + std::to_string(stated) +
                                  " bytes, found " + std::to_string(length));
   const uint32_t dib_size = little_endian32(&bytes[14]);
-  const uint32_t compression = little_endian32(&bytes[30]);
-  if (dib_size < 40 || (compression != 0 && compression != 3)) return;  // only plain rows have a known size
+  int64_t width = 0, height = 0;
+  uint64_t bits = 0;
+  auto le16 = [&](size_t at) { return uint64_t(bytes[at]) | (uint64_t(bytes[at + 1]) << 8); };
+  if (dib_size == 12) {  // OS/2 BITMAPCOREHEADER: 16-bit sizes, no compression field
+    width = static_cast<int64_t>(le16(18)), height = static_cast<int64_t>(le16(20)), bits = le16(24);
+  } else {
+    if (size < 54 || dib_size < 40) return;  // stb refuses these headers itself
+    const uint32_t compression = little_endian32(&bytes[30]);
+    if (compression == 1 || compression == 2) return;  // RLE: stb refuses it
+    width = static_cast<int32_t>(little_endian32(&bytes[18]));
+    height = static_cast<int32_t>(little_endian32(&bytes[22]));
+    bits = le16(28);
+  }
   const uint64_t offset = little_endian32(&bytes[10]);
-  const int64_t width = static_cast<int32_t>(little_endian32(&bytes[18]));
-  const int64_t height = static_cast<int32_t>(little_endian32(&bytes[22]));
-  const uint64_t bits = uint64_t(bytes[28]) | (uint64_t(bytes[29]) << 8);
   const uint64_t row = ((std::abs(width) * bits + 31) / 32) * 4;  // rows are padded to 4 bytes
   const uint64_t needed = offset + row * std::abs(height);
   TG_CHECK(needed <= length, "image file '" + path + "' is truncated: its BMP pixels need " + std::to_string(needed) +
                                  " bytes, found " + std::to_string(length));
+}
+
+// Whatever the format, a file of n bytes cannot hold more than 8256 n pixels: deflate (PNG)
+// expands at most 1032:1 and a pixel takes at least one bit, and a JPEG spends at least one bit
+// on each 8x8 block of its first component (512 pixels a byte). A header that claims more is
+// refused before stb allocates for it.
+void check_pixels_fit(int width, int height, size_t size, const std::string& path) {
+  const uint64_t pixels = uint64_t(width) * uint64_t(height);
+  TG_CHECK(pixels <= 8256 * uint64_t(size), "image file '" + path + "' says it is " + std::to_string(width) + "x" +
+                                                std::to_string(height) + ", more pixels than " +
+                                                std::to_string(size) + " bytes can encode (corrupt header?)");
 }
 
 // The formats tilegrad decodes, told by their first bytes. stb_image reads more (GIF, PSD, TGA,
@@ -122,6 +143,7 @@ DecodedImage decode_image_bytes(const uint8_t* bytes, size_t size, const std::st
                 stbi_failure_reason() + ")");
   check_bmp_length(bytes, size, name);
   check_pnm(bytes, size, name);
+  check_pixels_fit(width, height, size, name);
   const int wanted = channels != 0 ? static_cast<int>(channels) : (file_channels <= 2 ? 1 : 3);
   uint8_t* pixels = stbi_load_from_memory(bytes, length, &width, &height, &file_channels, wanted);
   if (pixels == nullptr)

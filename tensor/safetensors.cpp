@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "tensor/json_excerpt.h"
+
 namespace tg {
 
 // The format is little-endian and we copy bytes straight into tensors.
@@ -326,7 +328,7 @@ class Loader {
 
     const Json& offsets = value["data_offsets"];
     if (!offsets.is_array() || offsets.size() != 2)
-      fail(where + "\"data_offsets\" must be an array of two integers [begin, end], found " + offsets.dump());
+      fail(where + "\"data_offsets\" must be an array of two integers [begin, end], found " + json_excerpt(offsets));
     e.begin = parse_count(offsets[0], where + "data_offsets begin");
     e.end = parse_count(offsets[1], where + "data_offsets end");
     if (e.begin > e.end)

@@ -231,6 +231,18 @@ TEST(Bpe, MergesThatSpellAnAbsurdVocabularyAreRefused) {
   EXPECT_THROW_WITH(BpeTokenizer({{32, 32}, {256, 256}, {300, 1}}), "merge 2 (300, 1) refers to a token not defined before it");
 }
 
+// A value nested 200,000 deep (a 400 KB file) is described in the message, not dumped: nlohmann's
+// dump() recurses per level and overflowed the stack.
+TEST(Tokenizer, DeeplyNestedEntriesAreDescribedNotDumped) {
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  EXPECT_ERROR_MENTIONS(load_tokenizer("{\"type\": \"bpe\", \"merges\": [" + deep + "]}", "deep.json"),
+                        "BPE tokenizer in 'deep.json' has a malformed merge a JSON array of 1 entry");
+  EXPECT_ERROR_MENTIONS(load_tokenizer("{\"type\": \"char\", \"symbols\": [" + deep + "]}", "deep.json"),
+                        "char tokenizer in 'deep.json' has an invalid symbol a JSON array of 1 entry");
+  // Flat values are still quoted as they are.
+  EXPECT_THROW_WITH(load_tokenizer("{\"type\": \"bpe\", \"merges\": [[1, 2, 3]]}", "t.json"), "malformed merge [1,2,3]");
+}
+
 // ---- split and loader -----------------------------------------------------------------------
 
 static std::vector<int32_t> iota_tokens(int32_t n) {

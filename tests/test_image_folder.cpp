@@ -325,6 +325,29 @@ TEST(ImageFolder, PgmAndPpmDecodeExactlyAndMalformedOnesAreNamed) {
   EXPECT_THROW_WITH(decode_image_file(dir.write("g.gif", "GIF89a"), 0), "none of their signatures");
 }
 
+// Headers that claim far more pixels than the file holds are refused before stb allocates for
+// them. The committed BMP is fuzz_image's hang: 102 bytes saying 65285 x 6391 (at 0 bits per pixel
+// with an unknown compression, so no row length to check), for which stb allocated and filled
+// 1.25 GB.
+TEST(ImageFolder, HeadersClaimingMorePixelsThanTheFileHoldsAreRefused) {
+  std::ifstream in("tests/fuzz/regressions/image_bmp_huge_header.bmp", std::ios::binary);
+  ASSERT_TRUE(in.good()) << "run from the repository root";
+  std::vector<uint8_t> bmp((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  TempDir dir;
+  EXPECT_ERROR_MENTIONS(decode_image_bytes(bmp.data(), bmp.size(), "huge.bmp", 0),
+                        "'huge.bmp' says it is 65285x6391, more pixels than 102 bytes can encode");
+  // A valid 2x2 PNG whose IHDR is patched to 10000 x 10000 (stb does not check the CRC).
+  std::vector<uint8_t> pixels(12, 7);
+  ASSERT_TRUE(stbi_write_png(dir.file("p.png").c_str(), 2, 2, 3, pixels.data(), 0));
+  std::ifstream png_in(dir.file("p.png"), std::ios::binary);
+  std::vector<uint8_t> png((std::istreambuf_iterator<char>(png_in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(decode_image_bytes(png.data(), png.size(), "p.png", 3).pixels, pixels);  // unpatched: decodes
+  for (int at : {16, 20}) png[at] = 0, png[at + 1] = 0, png[at + 2] = 0x27, png[at + 3] = 0x10;  // 10000, big-endian
+  EXPECT_ERROR_MENTIONS(decode_image_bytes(png.data(), png.size(), "p.png", 3),
+                        "'p.png' says it is 10000x10000, more pixels than " + std::to_string(png.size()) +
+                            " bytes can encode");
+}
+
 TEST(ImageFolder, ChannelMeanStdOfAKnownSet) {
   ImageSet set;
   set.height = 1, set.width = 2, set.channels = 2;

@@ -327,6 +327,10 @@ TEST_F(Safetensors, RejectsWronglyTypedFields) {
   expect_load_error(path("a"), "\"data_offsets\" must be an array of two integers");
   write_bytes(path("a"), make_file(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": {"b": 0}}})", kEightBytes));
   expect_load_error(path("a"), "\"data_offsets\" must be an array of two integers");
+  // Nested 200,000 deep: described, not dumped (dump() recurses per level and overflowed the stack).
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  write_bytes(path("a"), make_file(R"({"w": {"dtype": "U8", "shape": [0], "data_offsets": )" + deep + "}}", ""));
+  expect_load_error(path("a"), "\"data_offsets\" must be an array of two integers [begin, end], found a JSON array of 1 entry");
   write_bytes(path("a"), make_file(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": ["0", 8]}})", kEightBytes));
   expect_load_error(path("a"), "data_offsets begin is a JSON string");
 }
