@@ -169,3 +169,46 @@ clean:
 	rm -rf build build-san $(PROGRAM_NAMES)
 
 -include $(LIB_OBJS:.o=.d) $(patsubst bench/%.cu,$(BUILD)/obj/bench/%.d,$(BENCH_CU_SRCS)) $(TEST_OBJS:.o=.d) $(BENCH_COMMON:.o=.d) $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.d,$(BENCH_SRCS)) $(patsubst %,$(BUILD)/obj/programs/%.d,$(PROGRAM_NAMES))
+
+# ---- fuzzing -------------------------------------------------------------------------------
+#   make fuzz FUZZ_SECONDS=N   build the libFuzzer targets (tests/fuzz/fuzz_*.cpp) and run each for N
+#                              seconds (default 60) on a copy of its seed corpus; one line per target,
+#                              fails when any target finds a crash, leak, UB, hang or foreign exception.
+# clang builds the library again in build-fuzz/ (coverage-instrumented, ASan + UBSan), never mixing
+# with the g++ objects; the targets add libFuzzer's main. Not part of `make test`.
+FUZZ_CXX      ?= clang++
+FUZZ_BUILD    := build-fuzz
+FUZZ_SECONDS  ?= 60
+FUZZ_CXXFLAGS := -std=c++17 -Wall -Wextra -fopenmp -I. -MMD -MP -O1 -g -march=native -fno-omit-frame-pointer \
+                 -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_LIB_OBJS := $(patsubst %.cpp,$(FUZZ_BUILD)/obj/%.o,$(LIB_SRCS))
+FUZZ_LIB      := $(FUZZ_BUILD)/libtilegrad.a
+FUZZ_SRCS     := $(wildcard tests/fuzz/fuzz_*.cpp)
+FUZZ_BINS     := $(patsubst tests/fuzz/%.cpp,$(FUZZ_BUILD)/%,$(FUZZ_SRCS))
+
+.PHONY: fuzz fuzz-build
+$(FUZZ_BUILD)/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_LIB): $(FUZZ_LIB_OBJS)
+	@rm -f $@ && ar rcs $@ $^ && echo "ar $@"
+
+$(FUZZ_BINS): $(FUZZ_BUILD)/%: tests/fuzz/%.cpp $(FUZZ_LIB)
+	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer $< $(FUZZ_LIB) -o $@ $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@tests/fuzz/run_fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(patsubst $(FUZZ_BUILD)/%,%,$(FUZZ_BINS))
+
+-include $(FUZZ_LIB_OBJS:.o=.d) $(FUZZ_BINS:=.d)
+
+# The seed corpora are committed; this rewrites them with the library's own writers (a normal build),
+# plus the safetensors fixture that Python wrote.
+.PHONY: fuzz-corpus
+$(BUILD)/fuzz_make_corpus: tests/fuzz/make_corpus.cpp $(LIB)
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+fuzz-corpus: $(BUILD)/fuzz_make_corpus
+	rm -rf tests/fuzz/corpus && ./$<
+	cp tests/reference/safetensors_fixture.safetensors tests/fuzz/corpus/fuzz_safetensors/written_by_python.safetensors

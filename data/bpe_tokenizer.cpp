@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tensor/error.h"
+#include "tensor/json_excerpt.h"
 
 namespace tg {
 
@@ -55,14 +56,27 @@ std::vector<std::string> pretokenize(const std::string& text) {
 }
 
 BpeTokenizer::BpeTokenizer(std::vector<Merge> merges) : merges_(std::move(merges)) {
-  for (int b = 0; b < 256; b++) vocab_.push_back(std::string(1, static_cast<char>(b)));
+  // Check every merge and the total length before spelling any token (see kMaxVocabBytes). The
+  // lengths cannot overflow: each is at most twice the limit before the check stops the loop.
+  std::vector<uint64_t> length(256, 1);
+  uint64_t total = 256;
   for (const Merge& m : merges_) {
-    int32_t id = static_cast<int32_t>(vocab_.size());
+    int32_t id = static_cast<int32_t>(length.size());
     TG_CHECK(m.first >= 0 && m.first < id && m.second >= 0 && m.second < id,
              "BpeTokenizer: merge " + std::to_string(id - 256) + " (" + std::to_string(m.first) + ", " +
                  std::to_string(m.second) + ") refers to a token not defined before it");
+    length.push_back(length[m.first] + length[m.second]);
+    total += length.back();
+    TG_CHECK(total <= kMaxVocabBytes, "BpeTokenizer: the first " + std::to_string(id - 255) + " merges spell " +
+                                          std::to_string(total) + " bytes of tokens, more than the limit of " +
+                                          std::to_string(kMaxVocabBytes) + " (merge " + std::to_string(id - 256) +
+                                          " makes a token of " + std::to_string(length.back()) + " bytes)");
+  }
+  vocab_.reserve(length.size());
+  for (int b = 0; b < 256; b++) vocab_.push_back(std::string(1, static_cast<char>(b)));
+  for (const Merge& m : merges_) {
+    merge_id_.emplace(pack(m.first, m.second), static_cast<int32_t>(vocab_.size()));
     vocab_.push_back(vocab_[m.first] + vocab_[m.second]);
-    merge_id_.emplace(pack(m.first, m.second), id);
   }
 }
 
@@ -196,14 +210,18 @@ BpeTokenizer BpeTokenizer::from_json(const std::string& json_text, const std::st
   std::vector<Merge> merges;
   for (const auto& m : doc["merges"]) {
     if (!m.is_array() || m.size() != 2 || !m[0].is_number_integer() || !m[1].is_number_integer())
-      throw Error("BPE tokenizer in '" + source + "' has a malformed merge " + m.dump() + " (expected [left, right])");
+      throw Error("BPE tokenizer in '" + source + "' has a malformed merge " + json_excerpt(m) + " (expected [left, right])");
     int64_t id = 256 + static_cast<int64_t>(merges.size());
     int64_t left = m[0].get<int64_t>(), right = m[1].get<int64_t>();
     if (left < 0 || left >= id || right < 0 || right >= id)
       throw Error("BPE tokenizer in '" + source + "': merge " + m.dump() + " refers to a token not defined before it");
     merges.emplace_back(static_cast<int32_t>(left), static_cast<int32_t>(right));
   }
-  return BpeTokenizer(std::move(merges));
+  try {
+    return BpeTokenizer(std::move(merges));
+  } catch (const Error& e) {
+    throw Error("BPE tokenizer in '" + source + "': " + e.what());
+  }
 }
 
 }  // namespace tg

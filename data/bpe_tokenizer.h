@@ -21,11 +21,20 @@ class BpeTokenizer : public Tokenizer {
  public:
   using Merge = std::pair<int32_t, int32_t>;  // (left, right) -> id 256 + index in merges
 
+  // The most bytes the vocabulary may spell in all (256 MiB). A merge's token is its two parts
+  // together, so lengths can double with every merge: [256, 256], [257, 257], ... spells a 2^40-byte
+  // token in 40 merges of a few bytes each. The vocabulary is held spelled out, so a merge list
+  // beyond this is refused before anything is built; a trained one is far below it (GPT-2's 50,257
+  // tokens spell about 330 KB).
+  static constexpr uint64_t kMaxVocabBytes = uint64_t(1) << 28;
+
   // Learns up to vocab_size - 256 merges from `text`, the most frequent pair first (ties go to
   // the smallest (left, right), so training is deterministic). Stops early when no pair occurs
   // twice; vocab_size() then says how many ids there are.
   static BpeTokenizer train(const std::string& text, int64_t vocab_size);
   static BpeTokenizer from_json(const std::string& json_text, const std::string& source);
+  // Throws tg::Error when a merge refers to a token not defined before it, or when the tokens
+  // would spell more than kMaxVocabBytes.
   explicit BpeTokenizer(std::vector<Merge> merges);
 
   std::string type() const override { return "bpe"; }

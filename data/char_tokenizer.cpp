@@ -5,6 +5,7 @@
 
 #include "data/text_file.h"
 #include "tensor/error.h"
+#include "tensor/json_excerpt.h"
 
 namespace tg {
 
@@ -99,7 +100,7 @@ CharTokenizer CharTokenizer::from_json(const std::string& json_text, const std::
   std::vector<uint32_t> symbols;
   for (const auto& s : doc["symbols"]) {
     if (!s.is_number_unsigned() || s.get<uint64_t>() >= kInvalidByteBase + 256)
-      throw Error("char tokenizer in '" + source + "' has an invalid symbol " + s.dump());
+      throw Error("char tokenizer in '" + source + "' has an invalid symbol " + json_excerpt(s));
     symbols.push_back(s.get<uint32_t>());
   }
   if (!std::is_sorted(symbols.begin(), symbols.end()))

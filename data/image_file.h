@@ -1,5 +1,5 @@
-// One image file decoded with stb_image (PNG, JPEG, BMP and the other formats stb reads), and
-// stb's resizer.
+// One image file decoded with stb_image (PNG, JPEG, BMP and 8-bit binary PGM/PPM; stb's other
+// decoders are never run), and stb's resizer.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -19,6 +19,9 @@ struct DecodedImage {
 // reduced to 1 (grey, grey + alpha) or 3 (RGB, RGBA, palette). Throws tg::Error naming the file
 // when it cannot be read, is not an image stb can decode, or is truncated.
 DecodedImage decode_image_file(const std::string& path, int64_t channels);
+
+// The same on the file's bytes already in memory; `name` stands for the file in messages.
+DecodedImage decode_image_bytes(const uint8_t* bytes, size_t size, const std::string& name, int64_t channels);
 
 // Grey to RGB by replication, as stb does (so decoding at 1 then expanding equals decoding at 3).
 DecodedImage grey_to_rgb(const DecodedImage& image);

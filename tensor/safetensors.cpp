@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "tensor/json_excerpt.h"
+
 namespace tg {
 
 // The format is little-endian and we copy bytes straight into tensors.
@@ -308,19 +310,25 @@ class Loader {
 
     const Json& shape = value["shape"];
     if (!shape.is_array()) fail(where + "\"shape\" is a JSON " + shape.type_name() + ", expected an array");
-    // Byte size with overflow checks: a crafted shape must not wrap around to a small number.
-    uint64_t nbytes = dtype_size(e.dtype);
+    // Byte size with overflow checks: a crafted shape must not wrap around to a small number. The
+    // bound covers the product of the nonzero sizes: a zero makes the tensor empty, but its strides
+    // are still products of the other sizes and must fit int64 ([0, 2^40, 2^40] is refused).
+    const uint64_t limit = static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / dtype_size(e.dtype);
+    uint64_t extent = 1, numel = 1;
     for (size_t i = 0; i < shape.size(); i++) {
       uint64_t dim = parse_count(shape[i], where + "shape[" + std::to_string(i) + "]");
       e.shape.push_back(static_cast<int64_t>(dim));
-      if (dim != 0 && nbytes > std::numeric_limits<uint64_t>::max() / dim)
-        fail(where + "shape " + shape.dump() + " is too large (byte size overflows)");
-      nbytes *= dim;
+      if (dim != 0 && extent > limit / dim)
+        fail(where + "shape " + shape_str(e.shape) + (i + 1 < shape.size() ? " (and more sizes)" : "") +
+             " is too large: its nonzero sizes multiply past 2^63 bytes");
+      extent *= std::max<uint64_t>(dim, 1);
+      numel *= dim;
     }
+    const uint64_t nbytes = numel * dtype_size(e.dtype);
 
     const Json& offsets = value["data_offsets"];
     if (!offsets.is_array() || offsets.size() != 2)
-      fail(where + "\"data_offsets\" must be an array of two integers [begin, end], found " + offsets.dump());
+      fail(where + "\"data_offsets\" must be an array of two integers [begin, end], found " + json_excerpt(offsets));
     e.begin = parse_count(offsets[0], where + "data_offsets begin");
     e.end = parse_count(offsets[1], where + "data_offsets end");
     if (e.begin > e.end)

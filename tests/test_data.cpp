@@ -214,6 +214,35 @@ TEST(Bpe, JsonRoundTripEncodesTheSame) {
   EXPECT_THROW_WITH(tok.token_bytes(-1), "outside the BPE vocabulary");
 }
 
+// Each merge of the last token with itself doubles its length: 41 merges of a few bytes each
+// would spell a 2^41-byte token. The reader refuses them before building anything.
+TEST(Bpe, MergesThatSpellAnAbsurdVocabularyAreRefused) {
+  std::string merges = "[32, 32]";
+  for (int id = 256; id < 296; id++) merges += ", [" + std::to_string(id) + ", " + std::to_string(id) + "]";
+  EXPECT_ERROR_MENTIONS(load_tokenizer("{\"type\": \"bpe\", \"merges\": [" + merges + "]}", "doubling.json"),
+                        "BPE tokenizer in 'doubling.json'", "bytes of tokens, more than the limit of 268435456");
+  // The limit counts every token: many distinct long tokens are refused as well. Merge 18 is a
+  // token of 2^19 bytes; 512 tokens of 2^19 + 1 bytes each pass 2^28 in all.
+  merges = "[32, 32]";
+  for (int id = 256; id < 274; id++) merges += ", [" + std::to_string(id) + ", " + std::to_string(id) + "]";
+  for (int i = 0; i < 512; i++) merges += ", [274, " + std::to_string(i) + "]";
+  EXPECT_THROW_WITH(load_tokenizer("{\"type\": \"bpe\", \"merges\": [" + merges + "]}", "wide.json"),
+                    "more than the limit of 268435456");
+  EXPECT_THROW_WITH(BpeTokenizer({{32, 32}, {256, 256}, {300, 1}}), "merge 2 (300, 1) refers to a token not defined before it");
+}
+
+// A value nested 200,000 deep (a 400 KB file) is described in the message, not dumped: nlohmann's
+// dump() recurses per level and overflowed the stack.
+TEST(Tokenizer, DeeplyNestedEntriesAreDescribedNotDumped) {
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  EXPECT_ERROR_MENTIONS(load_tokenizer("{\"type\": \"bpe\", \"merges\": [" + deep + "]}", "deep.json"),
+                        "BPE tokenizer in 'deep.json' has a malformed merge a JSON array of 1 entry");
+  EXPECT_ERROR_MENTIONS(load_tokenizer("{\"type\": \"char\", \"symbols\": [" + deep + "]}", "deep.json"),
+                        "char tokenizer in 'deep.json' has an invalid symbol a JSON array of 1 entry");
+  // Flat values are still quoted as they are.
+  EXPECT_THROW_WITH(load_tokenizer("{\"type\": \"bpe\", \"merges\": [[1, 2, 3]]}", "t.json"), "malformed merge [1,2,3]");
+}
+
 // ---- split and loader -----------------------------------------------------------------------
 
 static std::vector<int32_t> iota_tokens(int32_t n) {

@@ -130,6 +130,25 @@ TEST(Idx, TruncatedFilesNameTheFileAndTheSizes) {
   EXPECT_ERROR_MENTIONS(read_idx_pair(dir.file("missing"), labels), "'" + dir.file("missing") + "' cannot be opened");
 }
 
+// The body is read in slices that start at 64 KB and double, so that a header claiming a
+// gigabyte costs no more than the file holds: a body of 1.44 MB spans five slices and must read
+// exactly, plain and gzip, and a 16-byte file claiming 1000 x 1000 x 1000 is simply truncated.
+TEST(Idx, BodiesLongerThanOneSliceReadExactlyAndLyingHeadersAreTruncated) {
+  Generator gen(15);
+  TempDir dir;
+  IdxSet set = random_idx(gen, 4, 600, 600, 3);
+  std::string images = idx_file(0x803, {4, 600, 600}, set.pixels);
+  std::string labels = dir.write("labels", idx_file(0x801, {4}, set.labels));
+  for (const std::string& path : {dir.write("plain", images), dir.write("packed.gz", gzip(images))}) {
+    ImageSet read = read_idx_pair(path, labels);
+    EXPECT_EQ(read.pixels, set.pixels) << path;
+  }
+  EXPECT_ERROR_MENTIONS(read_idx_images(dir.write("extra", images + "z")), "is longer than its header");
+  std::string liar = dir.write("liar", idx_file(0x803, {1000, 1000, 1000}, {}));
+  EXPECT_ERROR_MENTIONS(read_idx_images(liar), "'" + liar + "' is truncated", "1000 x 1000 x 1000",
+                        "needs 1000000000 bytes", "found 0");
+}
+
 TEST(Idx, ImageAndLabelCountsMustAgree) {
   Generator gen(14);
   TempDir dir;

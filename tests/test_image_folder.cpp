@@ -229,7 +229,7 @@ TEST(ImageFolder, BadFilesAreNamedOrSkippedAndCounted) {
   write_image(dir, "d/a/0.png", image);
   write_image(dir, "d/b/0.png", image);
   std::string notes = dir.write("d/a/notes.txt", "not an image");
-  EXPECT_ERROR_MENTIONS(load_image_data(dir.file("d"), no_validation()), "'" + notes + "' is not a PNG, JPEG or BMP",
+  EXPECT_ERROR_MENTIONS(load_image_data(dir.file("d"), no_validation()), "'" + notes + "' is not a PNG, JPEG, BMP or PGM/PPM",
                         "skip_bad");
   ImageDataOptions skip = no_validation();
   skip.skip_bad = true;
@@ -289,7 +289,63 @@ TEST(ImageFolder, LoadImageFileResizesAndConverts) {
   EXPECT_EQ(resized.width, 9);
   EXPECT_EQ(resized.channels, 1);
   EXPECT_EQ(resized.pixels.size(), 72u);
-  EXPECT_ERROR_MENTIONS(load_image_file(dir.write("y.png", "no"), 0, 0, 0), "y.png' is not a PNG, JPEG or BMP");
+  EXPECT_ERROR_MENTIONS(load_image_file(dir.write("y.png", "no"), 0, 0, 0), "y.png' is not a PNG, JPEG, BMP or PGM/PPM");
+}
+
+// Binary PGM/PPM: 8-bit files decode exactly (comments and all, as stb reads the header); 16-bit
+// ones are refused, because stb_image 2.27 over-reads its own buffer when it converts their
+// channel count (the committed input is fuzz_image's crash: "P5 45x437455, maxval 4374" decoded at
+// 3 channels); cut-off pixels are refused instead of decoding uninitialised memory; and bytes of
+// none of the supported formats never reach stb's other decoders.
+TEST(ImageFolder, PgmAndPpmDecodeExactlyAndMalformedOnesAreNamed) {
+  TempDir dir;
+  std::string grey = "P5\n# made by hand\n3 2\n255\n";
+  for (int i = 0; i < 6; i++) grey += static_cast<char>(40 * i);
+  DecodedImage image = decode_image_file(dir.write("g.pgm", grey), 0);
+  EXPECT_EQ(image.height, 2);
+  EXPECT_EQ(image.width, 3);
+  EXPECT_EQ(image.channels, 1);
+  EXPECT_EQ(image.pixels, (std::vector<uint8_t>{0, 40, 80, 120, 160, 200}));
+  DecodedImage rgb = decode_image_file(dir.file("g.pgm"), 3);
+  EXPECT_EQ(rgb.pixels, grey_to_rgb(image).pixels);
+
+  std::ifstream in("tests/fuzz/regressions/image_pgm16_convert_overread.pgm", std::ios::binary);
+  ASSERT_TRUE(in.good()) << "run from the repository root";
+  std::vector<uint8_t> crash((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (int64_t channels : {0, 1, 3})
+    EXPECT_ERROR_MENTIONS(decode_image_bytes(crash.data(), crash.size(), "crash.pgm", channels),
+                          "'crash.pgm' is a 16-bit PGM/PPM (maxval 4374), which is not supported");
+  EXPECT_ERROR_MENTIONS(decode_image_file(dir.write("cut.ppm", "P6 4 4 255\n" + std::string(47, 'x')), 0),
+                        "cut.ppm' is truncated: its PGM/PPM header says 4x4, which needs 59 bytes, found 58");
+  EXPECT_ERROR_MENTIONS(decode_image_file(dir.write("huge.pgm", "P5 99999999 1 255\n"), 0),
+                        "huge.pgm': its PGM/PPM width is above 2^24");
+  // A TGA (no signature: stb would try it on any bytes) and a GIF are not among the formats.
+  std::string tga = std::string("\0\0\2\0\0\0\0\0\0\0\0\0\1\0\1\0\x18\0", 18) + "abc";
+  EXPECT_THROW_WITH(decode_image_file(dir.write("t.tga", tga), 0), "t.tga' is not a PNG, JPEG, BMP or PGM/PPM image");
+  EXPECT_THROW_WITH(decode_image_file(dir.write("g.gif", "GIF89a"), 0), "none of their signatures");
+}
+
+// Headers that claim far more pixels than the file holds are refused before stb allocates for
+// them. The committed BMP is fuzz_image's hang: 102 bytes saying 65285 x 6391 (at 0 bits per pixel
+// with an unknown compression, so no row length to check), for which stb allocated and filled
+// 1.25 GB.
+TEST(ImageFolder, HeadersClaimingMorePixelsThanTheFileHoldsAreRefused) {
+  std::ifstream in("tests/fuzz/regressions/image_bmp_huge_header.bmp", std::ios::binary);
+  ASSERT_TRUE(in.good()) << "run from the repository root";
+  std::vector<uint8_t> bmp((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  TempDir dir;
+  EXPECT_ERROR_MENTIONS(decode_image_bytes(bmp.data(), bmp.size(), "huge.bmp", 0),
+                        "'huge.bmp' says it is 65285x6391, more pixels than 102 bytes can encode");
+  // A valid 2x2 PNG whose IHDR is patched to 10000 x 10000 (stb does not check the CRC).
+  std::vector<uint8_t> pixels(12, 7);
+  ASSERT_TRUE(stbi_write_png(dir.file("p.png").c_str(), 2, 2, 3, pixels.data(), 0));
+  std::ifstream png_in(dir.file("p.png"), std::ios::binary);
+  std::vector<uint8_t> png((std::istreambuf_iterator<char>(png_in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(decode_image_bytes(png.data(), png.size(), "p.png", 3).pixels, pixels);  // unpatched: decodes
+  for (int at : {16, 20}) png[at] = 0, png[at + 1] = 0, png[at + 2] = 0x27, png[at + 3] = 0x10;  // 10000, big-endian
+  EXPECT_ERROR_MENTIONS(decode_image_bytes(png.data(), png.size(), "p.png", 3),
+                        "'p.png' says it is 10000x10000, more pixels than " + std::to_string(png.size()) +
+                            " bytes can encode");
 }
 
 TEST(ImageFolder, ChannelMeanStdOfAKnownSet) {

@@ -327,6 +327,10 @@ TEST_F(Safetensors, RejectsWronglyTypedFields) {
   expect_load_error(path("a"), "\"data_offsets\" must be an array of two integers");
   write_bytes(path("a"), make_file(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": {"b": 0}}})", kEightBytes));
   expect_load_error(path("a"), "\"data_offsets\" must be an array of two integers");
+  // Nested 200,000 deep: described, not dumped (dump() recurses per level and overflowed the stack).
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  write_bytes(path("a"), make_file(R"({"w": {"dtype": "U8", "shape": [0], "data_offsets": )" + deep + "}}", ""));
+  expect_load_error(path("a"), "\"data_offsets\" must be an array of two integers [begin, end], found a JSON array of 1 entry");
   write_bytes(path("a"), make_file(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": ["0", 8]}})", kEightBytes));
   expect_load_error(path("a"), "data_offsets begin is a JSON string");
 }
@@ -346,7 +350,12 @@ TEST_F(Safetensors, RejectsNegativeNonIntegerAndHugeShapes) {
   // 2^62 * 2^62 * 4 bytes wraps around 64 bits to 0, which would "match" an empty range.
   write_bytes(path("a"), make_file(R"({"w": {"dtype": "F32", "shape": [4611686018427387904, 4611686018427387904],)"
                                    R"( "data_offsets": [0, 0]}})", ""));
-  expect_load_error(path("a"), "is too large (byte size overflows)");
+  expect_load_error(path("a"), "is too large: its nonzero sizes multiply past 2^63 bytes");
+  // Empty (a zero size), but its strides would be 2^40 * 2^40: refused as well, since the strides
+  // of an accepted tensor are int64 products of its sizes (UBSan reports the overflow otherwise).
+  write_bytes(path("a"), make_file(R"({"w": {"dtype": "U8", "shape": [0, 1099511627776, 1099511627776],)"
+                                   R"( "data_offsets": [0, 0]}})", ""));
+  expect_load_error(path("a"), "tensor \"w\": shape (0, 1099511627776, 1099511627776) is too large");
   write_bytes(path("a"), make_file(R"({"w": {"dtype": "U8", "shape": [18446744073709551615], "data_offsets": [0, 0]}})", ""));
   expect_load_error(path("a"), "shape[0] 18446744073709551615 is too large");
 }

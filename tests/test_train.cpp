@@ -279,6 +279,36 @@ TEST(Checkpoint, ForeignAndTruncatedFilesAreNamed) {
   EXPECT_THROW_WITH(load_checkpoint(dir.file("none.safetensors")), "none.safetensors' does not exist");
 }
 
+// Every entry of the training state must be the JSON type the writer wrote: nlohmann's
+// get<int64_t>() would cast a float (undefined behaviour past 2^63) or wrap an integer above 2^63,
+// and get<uint64_t>() would wrap a negative RNG word.
+TEST(Checkpoint, MistypedTrainingStateIsNamed) {
+  TempDir dir;
+  auto save_with_state = [&](const std::string& state) {
+    save_safetensors(dir.file("s.safetensors"), {{"model.w", Tensor::zeros({2})}},
+                     {{"format", "tilegrad-gpt-checkpoint"}, {"version", "1"}, {"config", "{}"}, {"state", state}});
+  };
+  auto state = [](const std::string& step, const std::string& elapsed, const std::string& rng) {
+    return "{\"step\":" + step + ",\"total_steps\":9,\"best_val_loss\":null,\"best_step\":-1,\"elapsed_seconds\":" +
+           elapsed + ",\"dropout_rng\":" + rng + "}";
+  };
+  save_with_state(state("3", "0.5", "[5,6,7,8]"));
+  EXPECT_EQ(load_checkpoint(dir.file("s.safetensors")).state.step, 3);  // the well-typed baseline loads
+  save_with_state(state("1e300", "0.5", "[5,6,7,8]"));
+  EXPECT_ERROR_MENTIONS(load_checkpoint(dir.file("s.safetensors")), "s.safetensors", "malformed training state",
+                        "'step' must be a 64-bit integer, found a JSON float");
+  save_with_state(state("18446744073709551615", "0.5", "[5,6,7,8]"));
+  EXPECT_THROW_WITH(load_checkpoint(dir.file("s.safetensors")), "'step' must be a 64-bit integer, found a JSON integer beyond 2^63");
+  save_with_state(state("3", "\"soon\"", "[5,6,7,8]"));
+  EXPECT_THROW_WITH(load_checkpoint(dir.file("s.safetensors")), "'elapsed_seconds' must be a number, found a JSON string");
+  save_with_state(state("3", "0.5", "[5,6,7,-8]"));
+  EXPECT_THROW_WITH(load_checkpoint(dir.file("s.safetensors")), "'dropout_rng' must hold unsigned 64-bit integers");
+  save_with_state(state("3", "0.5", "[5,6,7,8,9]"));
+  EXPECT_THROW_WITH(load_checkpoint(dir.file("s.safetensors")), "'dropout_rng' must be an array of 4 integers");
+  save_with_state("[1]");
+  EXPECT_THROW_WITH(load_checkpoint(dir.file("s.safetensors")), "a JSON array, expected an object");
+}
+
 // ---- ./train end to end ---------------------------------------------------------------------
 
 TEST(TrainProgram, HelpListsEveryFlag) {
