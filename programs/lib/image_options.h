@@ -17,7 +17,8 @@ struct ImageOptions {
   int64_t image_size = 0;    // resize every image to this square; 0: they must share one size
   int64_t crop_padding = 2;  // random crop with this much zero padding on each side (0: off)
   std::string flip = "yes";  // random horizontal flip
-  double erase = 0.0;        // probability of random erasing per image
+  double erase = 0.25;       // probability of random erasing per image (+0.3 points of test accuracy on
+                             // Fashion-MNIST, with lr 0.1: README, "Performance")
   double label_smoothing = 0.1;
   bool skip_bad = false;     // skip undecodable files in an image folder (and count them)
   int64_t sample_images = 8;  // validation predictions printed at each sample

@@ -60,7 +60,9 @@ void resolve_image_defaults(RunConfig& c, const FlagSet& flags, bool gpu) {
     throw Error("--model '" + c.model + "' is not an image model (expected one of: " + image_model_help() + ")");
   if (c.optimizer.empty()) c.optimizer = "sgd";
   if (c.batch == 0) c.batch = 128;
-  if (c.lr == 0.0) c.lr = c.optimizer == "sgd" ? 0.05 : 2e-3;
+  // SGD at 0.1 with --erase 0.25: 93.28% mean test accuracy on Fashion-MNIST over 3 seeds, against
+  // 92.96% at 0.05 without erasing (README, "Performance").
+  if (c.lr == 0.0) c.lr = c.optimizer == "sgd" ? 0.1 : 2e-3;
   // The cosine decays to zero, as CNN recipes do (torchvision's): the last epochs at a tiny
   // learning rate settle the weights and the BatchNorm statistics.
   if (c.min_lr < 0.0) c.min_lr = 0.0;
