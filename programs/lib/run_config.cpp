@@ -54,7 +54,7 @@ void add_train_flags(FlagSet& flags, RunConfig& c) {
   flags.add_int("steps", &c.steps, "optimizer steps", 1, int64_t{1} << 40, "text: 5000; images: from --epochs");
   flags.add_float("minutes", &c.minutes, "train for this long instead of --steps (the schedule is fitted to it)", 0.0,
                   1e6, true, "off");
-  flags.add_float("lr", &c.lr, "peak learning rate", 0.0, 1e30, true, "text: 1e-3 (6e-4 for gpt2), 0.1 with sgd; images: 0.05 with sgd, 2e-3 with adamw");
+  flags.add_float("lr", &c.lr, "peak learning rate", 0.0, 1e30, true, "text: 1e-3 (6e-4 for gpt2), 0.1 with sgd; images: 0.1 with sgd, 2e-3 with adamw");
   flags.add_int("warmup", &c.warmup, "linear warmup steps", 0, int64_t{1} << 40, "5% of the steps, at most 100");
   flags.add_float("min-lr", &c.min_lr, "learning rate at the end of the cosine decay", 0.0, 1e30, false, "text: lr / 10; images: 0");
   flags.add_float("weight-decay", &c.weight_decay,
