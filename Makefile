@@ -166,7 +166,7 @@ $(FASHION_MNIST_FILES) &:
 	./data/make_fashion_mnist.sh data/fashion-mnist
 
 clean:
-	rm -rf build build-san $(PROGRAM_NAMES)
+	rm -rf build build-san build-fuzz $(PROGRAM_NAMES)
 
 -include $(LIB_OBJS:.o=.d) $(patsubst bench/%.cu,$(BUILD)/obj/bench/%.d,$(BENCH_CU_SRCS)) $(TEST_OBJS:.o=.d) $(BENCH_COMMON:.o=.d) $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.d,$(BENCH_SRCS)) $(patsubst %,$(BUILD)/obj/programs/%.d,$(PROGRAM_NAMES))
 
