@@ -657,6 +657,22 @@ TEST(TrainProgram, CheckpointFromBeforeTasksResumesExactly) {
             loss_columns(read_file(dir.file("split/metrics.csv"))));
 }
 
+// The loader's position is read by JSON type too: a float where the batch count should be is a
+// one-line error naming the checkpoint, not undefined behaviour in a cast.
+TEST(TrainProgram, MistypedLoaderPositionIsNamed) {
+  TempDir dir;
+  std::string corpus = dir.write("fox.txt", english(30));
+  std::string args = corpus + kTiny + " --steps 4 --eval-every 1000 --sample-every 100000 --out " + dir.file("run");
+  ASSERT_EQ(run("train", args).status, 0);
+  edit_checkpoint(dir.file("run/last.safetensors"), [](std::map<std::string, std::string>& meta) {
+    nlohmann::json loader = nlohmann::json::parse(meta.at("loader"));
+    loader["batches"] = 1e300;
+    meta["loader"] = loader.dump();
+  });
+  EXPECT_ONE_LINE_ERROR(run("train", args + " --steps 8 --resume"),
+                        "malformed loader position: 'batches' must be a 64-bit integer, found a JSON float");
+}
+
 // A checkpoint records its task and model: --resume on other data or with another model, and
 // ./generate on a non-text checkpoint, each say so in one line.
 TEST(TrainProgram, CheckpointsOfAnotherTaskOrModelAreRefused) {

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "optim/adamw.h"
+#include "programs/lib/json_fields.h"
 #include "optim/param_group.h"
 #include "tensor/error.h"
 
@@ -49,22 +50,6 @@ void save_checkpoint(const std::string& path, const NamedTensors& model_state, c
   save_safetensors(path, tensors, metadata);
 }
 
-// The state's entries are read by type rather than with nlohmann's get<int64_t>(), which casts
-// a float (undefined behaviour past the int64 range) and wraps an unsigned integer above 2^63.
-static int64_t state_integer(const nlohmann::json& s, const char* key) {
-  const nlohmann::json& v = s.at(key);
-  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)))
-    throw Error(std::string("'") + key + "' must be a 64-bit integer, found a JSON " +
-                (v.is_number_float() ? std::string("float") : v.is_number() ? "integer beyond 2^63" : v.type_name()));
-  return v.get<int64_t>();
-}
-
-static double state_number(const nlohmann::json& s, const char* key) {
-  const nlohmann::json& v = s.at(key);
-  if (!v.is_number()) throw Error(std::string("'") + key + "' must be a number, found a JSON " + v.type_name());
-  return v.get<double>();
-}
-
 static SafetensorsData with_prefix(const SafetensorsData& all, const std::string& prefix) {
   SafetensorsData part;
   part.path = all.path;
@@ -96,19 +81,13 @@ Checkpoint load_checkpoint(const std::string& path) {
     if (s.is_discarded()) throw Error("not JSON");
     if (!s.is_object()) throw Error(std::string("a JSON ") + s.type_name() + ", expected an object");
     TrainState& st = ckpt.state;
-    st.step = state_integer(s, "step");
-    st.total_steps = state_integer(s, "total_steps");
+    st.step = json_integer(s, "step");
+    st.total_steps = json_integer(s, "total_steps");
     st.best_val_loss = s.at("best_val_loss").is_null() ? std::numeric_limits<double>::infinity()
-                                                       : state_number(s, "best_val_loss");
-    st.best_step = state_integer(s, "best_step");
-    st.elapsed_seconds = state_number(s, "elapsed_seconds");
-    const nlohmann::json& rng = s.at("dropout_rng");
-    if (!rng.is_array() || rng.size() != st.dropout_rng.size())
-      throw Error("'dropout_rng' must be an array of " + std::to_string(st.dropout_rng.size()) + " integers");
-    for (size_t i = 0; i < st.dropout_rng.size(); i++) {
-      if (!rng[i].is_number_unsigned()) throw Error("'dropout_rng' must hold unsigned 64-bit integers");
-      st.dropout_rng[i] = rng[i].get<uint64_t>();
-    }
+                                                       : json_number(s, "best_val_loss");
+    st.best_step = json_integer(s, "best_step");
+    st.elapsed_seconds = json_number(s, "elapsed_seconds");
+    st.dropout_rng = json_generator_state(s, "dropout_rng");
   } catch (const std::exception& e) {
     throw Error("checkpoint '" + path + "' has a malformed training state: " + e.what());
   }

@@ -10,6 +10,7 @@
 #include "autograd/functions/crossentropy.h"
 #include "nn/cnn.h"
 #include "ops/flops.h"
+#include "programs/lib/json_fields.h"
 #include "programs/lib/progress.h"
 #include "tensor/error.h"
 
@@ -292,9 +293,9 @@ void ImageTask::restore(const Checkpoint& ckpt) {
   ImageLoaderPosition position;
   try {
     nlohmann::json j = nlohmann::json::parse(ckpt.task.metadata.at("loader"));
-    position.epoch = j.at("epoch").get<int64_t>();
-    position.index = j.at("index").get<int64_t>();
-    position.rng = j.at("rng").get<Generator::State>();
+    position.epoch = json_integer(j, "epoch");
+    position.index = json_integer(j, "index");
+    position.rng = json_generator_state(j, "rng");
   } catch (const std::exception& e) {
     throw Error("checkpoint '" + ckpt.path + "' has a malformed image loader position: " + e.what());
   }

@@ -8,6 +8,7 @@
 #include "data/bpe_tokenizer.h"
 #include "data/char_tokenizer.h"
 #include "data/text_file.h"
+#include "programs/lib/json_fields.h"
 #include "programs/lib/progress.h"
 #include "programs/lib/sampling.h"
 #include "tensor/error.h"
@@ -185,8 +186,8 @@ void TextTask::restore(const Checkpoint& ckpt) {
   try {
     if (entry == metadata.end()) throw Error("no 'loader' entry");
     nlohmann::json j = nlohmann::json::parse(entry->second);
-    position.rng = j.at(legacy ? "loader_rng" : "rng").get<Generator::State>();
-    position.batches = j.at(legacy ? "loader_batches" : "batches").get<int64_t>();
+    position.rng = json_generator_state(j, legacy ? "loader_rng" : "rng");
+    position.batches = json_integer(j, legacy ? "loader_batches" : "batches");
   } catch (const std::exception& e) {
     throw Error("checkpoint '" + ckpt.path + "' has a malformed loader position: " + e.what());
   }
