@@ -58,14 +58,17 @@ std::vector<Layer> layers(bool quick) {
       {"cnn-ref.conv3 64->128", B, 14, 14, 64, 128, 3, 3, 1, 1},
   };
   if (quick) return out;
+  // resnet (nn/cnn.cpp): a 3x3 stem 1->32, then stages of 32, 64 and 128 channels at 28, 14 and 7;
+  // each later stage opens with a stride-2 3x3 conv and a stride-2 1x1 shortcut.
   std::vector<Layer> resnet = {
-      {"res.64 3x3 @28", B, 28, 28, 64, 64, 3, 3, 1, 1},
-      {"res.128 3x3 s2 @28", B, 28, 28, 64, 128, 3, 3, 2, 1},
-      {"res.128 1x1 s2 @28", B, 28, 28, 64, 128, 1, 1, 2, 0},
-      {"res.128 3x3 @14", B, 14, 14, 128, 128, 3, 3, 1, 1},
-      {"res.256 3x3 s2 @14", B, 14, 14, 128, 256, 3, 3, 2, 1},
-      {"res.256 1x1 s2 @14", B, 14, 14, 128, 256, 1, 1, 2, 0},
-      {"res.256 3x3 @7", B, 7, 7, 256, 256, 3, 3, 1, 1},
+      {"resnet.conv1 1->32", B, 28, 28, 1, 32, 3, 3, 1, 1},
+      {"resnet.32 3x3 @28", B, 28, 28, 32, 32, 3, 3, 1, 1},
+      {"resnet.64 3x3 s2 @28", B, 28, 28, 32, 64, 3, 3, 2, 1},
+      {"resnet.64 1x1 s2 @28", B, 28, 28, 32, 64, 1, 1, 2, 0},
+      {"resnet.64 3x3 @14", B, 14, 14, 64, 64, 3, 3, 1, 1},
+      {"resnet.128 3x3 s2 @14", B, 14, 14, 64, 128, 3, 3, 2, 1},
+      {"resnet.128 1x1 s2 @14", B, 14, 14, 64, 128, 1, 1, 2, 0},
+      {"resnet.128 3x3 @7", B, 7, 7, 128, 128, 3, 3, 1, 1},
   };
   out.insert(out.end(), resnet.begin(), resnet.end());
   return out;
