@@ -75,11 +75,11 @@ std::string gradcheck_leaves(const std::function<Tensor()>& fn, const std::vecto
   return report.str();
 }
 
-std::string gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& fn, const std::vector<Tensor>& inputs,
-                      const GradcheckOptions& options) {
+std::string gradcheck_with_leaves(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
+                                  const std::vector<Tensor>& inputs, std::vector<GradcheckLeaf> leaves,
+                                  const GradcheckOptions& options) {
   // Work on private copies so the caller's tensors are untouched and are leaves.
   std::vector<Tensor> xs;
-  std::vector<GradcheckLeaf> leaves;
   for (size_t k = 0; k < inputs.size(); k++) {
     Tensor copy = inputs[k].clone();
     if (inputs[k].requires_grad()) {
@@ -89,6 +89,11 @@ std::string gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f
     xs.push_back(copy);
   }
   return gradcheck_leaves([&] { return fn(xs); }, leaves, options);
+}
+
+std::string gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& fn, const std::vector<Tensor>& inputs,
+                      const GradcheckOptions& options) {
+  return gradcheck_with_leaves(fn, inputs, {}, options);
 }
 
 }  // namespace tg

@@ -42,4 +42,10 @@ struct GradcheckLeaf {
 std::string gradcheck_leaves(const std::function<Tensor()>& fn, const std::vector<GradcheckLeaf>& leaves,
                              const GradcheckOptions& options = {});
 
+// Both at once: the inputs copied as gradcheck does (checked after `leaves`, named "input k"),
+// and `leaves` perturbed in place.
+std::string gradcheck_with_leaves(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
+                                  const std::vector<Tensor>& inputs, std::vector<GradcheckLeaf> leaves,
+                                  const GradcheckOptions& options = {});
+
 }  // namespace tg

@@ -37,19 +37,10 @@ inline std::string gradcheck_module(const Module& module, const std::function<Te
     for (const std::string& n : names) wanted = wanted || n == name;
     if (wanted) leaves.push_back({name, tensor});
   }
-  std::vector<Tensor> xs;
-  for (size_t k = 0; k < inputs.size(); k++) {
-    Tensor copy = inputs[k].clone();
-    if (inputs[k].requires_grad()) {
-      copy.requires_grad_(true);
-      leaves.push_back({"input " + std::to_string(k), copy});
-    }
-    xs.push_back(copy);
-  }
   // Parameters left out of `names` still receive gradients in the backward: put theirs back too.
   std::vector<Tensor> saved_grads;
   for (const auto& [name, tensor] : parameters) saved_grads.push_back(tensor.grad());
-  std::string report = gradcheck_leaves([&] { return fn(xs); }, leaves, options);
+  std::string report = gradcheck_with_leaves(fn, inputs, leaves, options);
   for (size_t k = 0; k < parameters.size(); k++) Tensor(parameters[k].second).set_grad(saved_grads[k]);
   return report;
 }
