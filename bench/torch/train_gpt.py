@@ -211,6 +211,28 @@ def cosine_lr(step, warmup, max_steps, max_lr, min_lr):
     return min_lr + 0.5 * (1 + math.cos(math.pi * r)) * (max_lr - min_lr)
 
 
+def add_schedule_args(p):
+    """The optimizer, schedule, evaluation and machine flags, with ./train's defaults (train_lstm.py too)."""
+    p.add_argument('--lr', type=float, default=1e-3)
+    p.add_argument('--warmup', type=int, default=-1, help='default: 5%% of the steps, at most 100 (as ./train)')
+    p.add_argument('--min-lr', type=float, default=-1, help='default: lr / 10')
+    p.add_argument('--weight-decay', type=float, default=0.1)
+    p.add_argument('--clip', type=float, default=1.0)
+    p.add_argument('--seed', type=int, default=1337)
+    p.add_argument('--val-fraction', type=float, default=0.1)
+    p.add_argument('--eval-every', type=int, default=0, help='default: steps / 10, at most 250 (as ./train)')
+    p.add_argument('--eval-batches', type=int, default=20)
+    p.add_argument('--log-every', type=int, default=10)
+    p.add_argument('--threads', type=int, default=0)
+
+
+def resolve_schedule_defaults(a):
+    """The defaults that depend on other flags, derived as ./train derives them."""
+    if a.warmup < 0: a.warmup = min(100, a.steps // 20)
+    if a.min_lr < 0: a.min_lr = a.lr / 10
+    if a.eval_every == 0: a.eval_every = max(1, min(250, a.steps // 10))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('corpus')
@@ -223,21 +245,9 @@ def main():
     p.add_argument('--batch', type=int, default=12)
     p.add_argument('--grad-accum', type=int, default=1)
     p.add_argument('--steps', type=int, default=2000)
-    p.add_argument('--lr', type=float, default=1e-3)
-    p.add_argument('--warmup', type=int, default=-1, help='default: 5%% of the steps, at most 100 (as ./train)')
-    p.add_argument('--min-lr', type=float, default=-1, help='default: lr / 10')
-    p.add_argument('--weight-decay', type=float, default=0.1)
-    p.add_argument('--clip', type=float, default=1.0)
-    p.add_argument('--seed', type=int, default=1337)
-    p.add_argument('--val-fraction', type=float, default=0.1)
-    p.add_argument('--eval-every', type=int, default=0, help='default: steps / 10, at most 250 (as ./train)')
-    p.add_argument('--eval-batches', type=int, default=20)
-    p.add_argument('--log-every', type=int, default=10)
-    p.add_argument('--threads', type=int, default=0)
+    add_schedule_args(p)
     a = p.parse_args()
-    if a.warmup < 0: a.warmup = min(100, a.steps // 20)
-    if a.min_lr < 0: a.min_lr = a.lr / 10
-    if a.eval_every == 0: a.eval_every = max(1, min(250, a.steps // 10))
+    resolve_schedule_defaults(a)
     if a.threads: torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
 

@@ -31,7 +31,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_gpt import Generator, batch, char_symbols, cosine_lr, encode_corpus  # noqa: E402
+from train_gpt import (Generator, add_schedule_args, batch, char_symbols, cosine_lr, encode_corpus,  # noqa: E402
+                       resolve_schedule_defaults)
 
 
 class LSTMLanguageModel(nn.Module):
@@ -107,9 +108,7 @@ def greedy(a):
 # ---- training ------------------------------------------------------------------------------------
 
 def train(a):
-    if a.warmup < 0: a.warmup = min(100, a.steps // 20)
-    if a.min_lr < 0: a.min_lr = a.lr / 10
-    if a.eval_every == 0: a.eval_every = max(1, min(250, a.steps // 10))
+    resolve_schedule_defaults(a)
     torch.manual_seed(a.seed)
 
     ids, V = encode_corpus(a.corpus, a.tokenizer_json)
@@ -175,17 +174,7 @@ def main():
     p.add_argument('--dropout', type=float, default=0.0)
     p.add_argument('--batch', type=int, default=12)
     p.add_argument('--steps', type=int, default=200)
-    p.add_argument('--lr', type=float, default=1e-3)
-    p.add_argument('--warmup', type=int, default=-1, help='default: 5%% of the steps, at most 100 (as ./train)')
-    p.add_argument('--min-lr', type=float, default=-1, help='default: lr / 10')
-    p.add_argument('--weight-decay', type=float, default=0.1)
-    p.add_argument('--clip', type=float, default=1.0)
-    p.add_argument('--seed', type=int, default=1337)
-    p.add_argument('--val-fraction', type=float, default=0.1)
-    p.add_argument('--eval-every', type=int, default=0, help='default: steps / 10, at most 250 (as ./train)')
-    p.add_argument('--eval-batches', type=int, default=20)
-    p.add_argument('--log-every', type=int, default=10)
-    p.add_argument('--threads', type=int, default=0)
+    add_schedule_args(p)
     a = p.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     if a.ckpt:
