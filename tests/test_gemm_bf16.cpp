@@ -171,11 +171,13 @@ void check_batches() {
   }
 }
 
-// K past the 1536-element K block (partial sums: in C for f32, in the f32 scratch for bf16), M
-// past the 448-row scratch chunk, N past the 2048-column B panel.
+// K past the 1536-element K block (partial sums: in C for f32, in the f32 scratch for bf16) and
+// past two of them (a middle block adds onto the first), M past the 448-row scratch chunk, N past
+// the 2048-column B panel.
 void check_large_blocks() {
   for (bool out_bf16 : {false, true}) {
     check({false, true, 460, 40, 1601, 1.0f, 0.0f, out_bf16});
+    check({true, true, 20, 20, 3203, 1.0f, 0.0f, out_bf16});
     check({true, false, 30, 33, 1601, 0.75f, 1.0f, out_bf16});
     check({false, false, 5, 2100, 7, 1.0f, 0.5f, out_bf16});
   }
