@@ -92,10 +92,11 @@ $(BUILD)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
-# The AVX512_BF16 GEMM kernel is compiled for that ISA whatever -march says; gemm_bf16.cpp calls
-# it only after checking the CPU at run time (ops/cpu/gemm_bf16.h).
+# Files named *_avx512bf16.cpp (the bf16 GEMM kernel, the bf16 peak probe) are compiled for that
+# ISA whatever -march says; their callers run them only after checking the CPU at run time
+# (cpu::cpu_has_avx512_bf16 in ops/cpu/gemm_bf16.h).
 BF16_KERNEL_FLAGS := -mavx512f -mavx512bf16 -mavx512bw -mavx512vl -mavx512dq -mfma
-$(BUILD)/obj/ops/cpu/gemm_bf16_avx512bf16.o: CXXFLAGS += $(BF16_KERNEL_FLAGS)
+$(BUILD)/obj/%_avx512bf16.o: CXXFLAGS += $(BF16_KERNEL_FLAGS)
 
 $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -196,7 +197,7 @@ $(FUZZ_BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
-$(FUZZ_BUILD)/obj/ops/cpu/gemm_bf16_avx512bf16.o: FUZZ_CXXFLAGS += $(BF16_KERNEL_FLAGS)
+$(FUZZ_BUILD)/obj/%_avx512bf16.o: FUZZ_CXXFLAGS += $(BF16_KERNEL_FLAGS)
 
 $(FUZZ_LIB): $(FUZZ_LIB_OBJS)
 	@rm -f $@ && ar rcs $@ $^ && echo "ar $@"

@@ -105,16 +105,14 @@ class Bf16PackA : public GemmPackA {
   void pack(int64_t i0, int64_t m, int64_t p0, int64_t k, float* a_pack) const override {
     for (int64_t s = 0; s * kGemmMR < m; s++) {
       float* sliver = a_pack + s * kGemmMR * k;
-      for (int r = 0; r < kGemmMR; r++) {
-        const int64_t i = i0 + s * kGemmMR + r;
-        if (s * kGemmMR + r >= m) {
-          for (int64_t p = 0; p < k; p++) sliver[p * kGemmMR + r] = 0.0f;
-        } else if (trans_) {
-          for (int64_t p = 0; p < k; p++) sliver[p * kGemmMR + r] = widen(a_[(p0 + p) * ld_ + i]);
-        } else {
-          const uint16_t* row = a_ + i * ld_ + p0;
-          for (int64_t p = 0; p < k; p++) sliver[p * kGemmMR + r] = widen(row[p]);
-        }
+      const int64_t rows = std::min<int64_t>(kGemmMR, m - s * kGemmMR), i = i0 + s * kGemmMR;
+      // Loops run along the stored rows, so every read is unit stride.
+      if (trans_) {
+        for (int64_t p = 0; p < k; p++)
+          for (int64_t r = 0; r < kGemmMR; r++) sliver[p * kGemmMR + r] = r < rows ? widen(a_[(p0 + p) * ld_ + i + r]) : 0.0f;
+      } else {
+        for (int64_t r = 0; r < kGemmMR; r++)
+          for (int64_t p = 0; p < k; p++) sliver[p * kGemmMR + r] = r < rows ? widen(a_[(i + r) * ld_ + p0 + p]) : 0.0f;
       }
     }
   }
@@ -133,10 +131,13 @@ class Bf16PackB : public GemmPackB {
     for (int64_t s = 0; s * kGemmNR < n; s++) {
       float* sliver = b_pack + s * kGemmNR * k;
       const int64_t cols = std::min<int64_t>(kGemmNR, n - s * kGemmNR), j = j0 + s * kGemmNR;
-      for (int64_t p = 0; p < k; p++)
+      if (trans_) {
         for (int64_t c = 0; c < kGemmNR; c++)
-          sliver[p * kGemmNR + c] =
-              c >= cols ? 0.0f : widen(trans_ ? b_[(j + c) * ld_ + p0 + p] : b_[(p0 + p) * ld_ + j + c]);
+          for (int64_t p = 0; p < k; p++) sliver[p * kGemmNR + c] = c < cols ? widen(b_[(j + c) * ld_ + p0 + p]) : 0.0f;
+      } else {
+        for (int64_t p = 0; p < k; p++)
+          for (int64_t c = 0; c < kGemmNR; c++) sliver[p * kGemmNR + c] = c < cols ? widen(b_[(p0 + p) * ld_ + j + c]) : 0.0f;
+      }
     }
   }
 

@@ -14,7 +14,7 @@
 // A bf16 C is rounded once, on store, with the same round-to-nearest-even as tg::f32_to_bf16 (done
 // in integer SIMD rather than vcvtneps2bf16, which would flush subnormals). When K spans several
 // KC blocks a bf16 C cannot hold the partial sums, so they go to an f32 scratch tile instead and
-// only the last block rounds (at most kRowChunk rows of the block at a time, which bounds it).
+// only the last block rounds (a chunk of the block's rows at a time, which bounds the scratch).
 #include "ops/cpu/gemm_bf16_avx512bf16.h"
 
 #include <immintrin.h>
@@ -46,9 +46,11 @@ constexpr int kMR = kGemmBf16MR, kNR = kGemmBf16NR;
 constexpr int64_t kKC = TG_GEMM_BF16_KC, kMC = TG_GEMM_BF16_MC, kNC = TG_GEMM_BF16_NC;
 static_assert(kKC % 2 == 0, "K blocks must hold whole k pairs");
 static_assert(kMC % kMR == 0 && kNC % kNR == 0, "cache blocks must hold whole register tiles");
-// Rows per f32 scratch tile of a bf16 C with K > KC: 448 x 2048 x 4 = 3.5 MiB, and B is packed
-// again per chunk, which costs one packed element per 2 * 448 flops.
-constexpr int64_t kRowChunk = 4 * kMC;
+// The f32 scratch of a bf16 C with K > KC covers as many rows of the block as fit in 4 MiB (at
+// least one A block): B is packed again for every such chunk of rows, so the chunk is as tall as
+// the budget allows (the weight gradients' narrow C, N = 384, fits 2688 rows; 2048 columns 448).
+constexpr int64_t kPartialBytes = int64_t(4) << 20;
+int64_t partial_rows(int64_t nc) { return std::max<int64_t>(kMC, kPartialBytes / (4 * nc) / kMC * kMC); }
 
 // Intrinsics below use the maskz forms with this all-ones mask, which compile to the plain
 // instructions; the plain intrinsics trip gcc 12's -Wuninitialized through their undefined
@@ -200,6 +202,15 @@ inline void store_bf16(__mmask16 mask, uint16_t* p, __m512 v) {
 template <int NV>
 void micro_kernel(int64_t kp, const uint16_t* __restrict a, const uint16_t* __restrict b, int m, int n,
                   const TileOut& out) {
+  // C (or the partial sums) is read and written only after the k loop: start fetching its lines
+  // now so that the loop hides their latency, as the f32 kernel does.
+  char* c = out.c_f32 ? reinterpret_cast<char*>(out.c_f32) : reinterpret_cast<char*>(out.c_bf16);
+  const int64_t row_bytes = out.c_f32 ? 4 * out.ldc : 2 * out.ldc, tile_bytes = (out.c_f32 ? 64 : 32) * NV;
+#pragma GCC unroll 16
+  for (int r = 0; r < kMR; r++) {
+    _mm_prefetch(c + r * row_bytes, _MM_HINT_T0);
+    _mm_prefetch(c + r * row_bytes + tile_bytes - 1, _MM_HINT_T0);
+  }
   __m512 acc[kMR][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < kMR; r++)
@@ -282,7 +293,7 @@ void gemm_bf16_block_avx512bf16(const GemmBf16Problem& p, int64_t i0, int64_t m,
   const int64_t K = p.K;
   const bool via_partial = p.c_bf16 && K > kKC;  // a bf16 C that needs partial sums kept in f32
   const int64_t kp_max = (std::min(kKC, K) + 1) / 2;
-  const int64_t nc_max = std::min(kNC, n), chunk = via_partial ? kRowChunk : m;
+  const int64_t nc_max = std::min(kNC, n), chunk = via_partial ? partial_rows(nc_max) : m;
   Buffers& buf = buffers();
   uint16_t* a_pack = buf.a.grow(static_cast<size_t>(round_up(std::min(kMC, m), kMR) * 2 * kp_max));
   uint16_t* b_pack = buf.b.grow(static_cast<size_t>(round_up(nc_max, kNR) * 2 * kp_max));
