@@ -270,27 +270,32 @@ TEST(GemmBf16Rounding, BothPathsRoundTheExactProductOnceToNearestEven) {
 }
 
 // With beta == 0 a bf16 C is, bit for bit, the f32 C of the same call rounded: the same sums, one
-// rounding (also across K blocks, where the bf16 C keeps its partial sums in f32 scratch). The
-// last shape is too big for the double reference but needs two scratch chunks of rows (448 rows
-// of a 2048-column panel fit the 4 MiB scratch) and two B panels, so compare it with the f32 C,
-// which the reference tests check.
-TEST(GemmBf16Native, Bf16OutputIsTheF32OutputRoundedOnce) {
-  if (skip_native()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
-  PathScope scope(cpu::GemmBf16Path::Avx512Bf16);
+// rounding (also across K blocks, where the native bf16 C keeps its partial sums in f32 scratch).
+// The last shape of each path is too big for the double reference but needs two bands of rows
+// (448 rows of a 2048-column panel fill the native path's 4 MiB scratch of partial sums, 255 rows
+// of 4100 columns the f32 path's 4 MiB copy of C) and two or more B panels, so compare it with
+// the f32 C, which the reference tests check.
+TEST(GemmBf16Paths, Bf16OutputIsTheF32OutputRoundedOnce) {
   struct Mnk {
     int64_t M, N, K;
   };
-  for (const Mnk& shape : {Mnk{31, 45, 37}, Mnk{31, 45, 1601}, Mnk{449, 2050, 1601}}) {
-    const int64_t M = shape.M, N = shape.N, K = shape.K;
-    Generator gen(7);
-    const std::vector<uint16_t> A = random_bf16(static_cast<size_t>(M * K), gen);
-    const std::vector<uint16_t> B = random_bf16(static_cast<size_t>(N * K), gen);
-    std::vector<float> C32(static_cast<size_t>(M * N));
-    std::vector<uint16_t> C16(static_cast<size_t>(M * N));
-    cpu::gemm_bf16(false, true, M, N, K, 0.5f, A.data(), K, B.data(), K, 0.0f, C32.data(), N);
-    cpu::gemm_bf16(false, true, M, N, K, 0.5f, A.data(), K, B.data(), K, 0.0f, C16.data(), N);
-    for (size_t i = 0; i < C32.size(); i++)
-      ASSERT_EQ(C16[i], f32_to_bf16(C32[i])) << "M=" << M << " N=" << N << " K=" << K << " element " << i;
+  for (cpu::GemmBf16Path path : {cpu::GemmBf16Path::Avx512Bf16, cpu::GemmBf16Path::F32}) {
+    if (path == cpu::GemmBf16Path::Avx512Bf16 && skip_native()) continue;
+    PathScope scope(path);
+    const Mnk bands = path == cpu::GemmBf16Path::F32 ? Mnk{300, 4100, 33} : Mnk{449, 2050, 1601};
+    for (const Mnk& shape : {Mnk{31, 45, 37}, Mnk{31, 45, 1601}, bands}) {
+      const int64_t M = shape.M, N = shape.N, K = shape.K;
+      Generator gen(7);
+      const std::vector<uint16_t> A = random_bf16(static_cast<size_t>(M * K), gen);
+      const std::vector<uint16_t> B = random_bf16(static_cast<size_t>(N * K), gen);
+      std::vector<float> C32(static_cast<size_t>(M * N));
+      std::vector<uint16_t> C16(static_cast<size_t>(M * N));
+      cpu::gemm_bf16(false, true, M, N, K, 0.5f, A.data(), K, B.data(), K, 0.0f, C32.data(), N);
+      cpu::gemm_bf16(false, true, M, N, K, 0.5f, A.data(), K, B.data(), K, 0.0f, C16.data(), N);
+      for (size_t i = 0; i < C32.size(); i++)
+        ASSERT_EQ(C16[i], f32_to_bf16(C32[i]))
+            << cpu::gemm_bf16_path_name(path) << " M=" << M << " N=" << N << " K=" << K << " element " << i;
+    }
   }
 }
 

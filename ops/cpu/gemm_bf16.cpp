@@ -1,7 +1,7 @@
 // gemm_bf16's front: the run-time choice of path, the threading of the AVX512_BF16 kernel (the f32
 // GEMM's policy: a grid of disjoint C blocks, or whole batch items per thread), and the f32 path,
 // which packs bf16 straight into the f32 GEMM's panels (GemmPackA / GemmPackB), so it needs no
-// f32 copy of A or B, only of a bf16 C.
+// f32 copy of A or B, only of a band of a bf16 C's rows.
 #include "ops/cpu/gemm_bf16.h"
 
 #include <omp.h>
@@ -132,8 +132,11 @@ class Bf16PackB : public GemmPackB {
       float* sliver = b_pack + s * kGemmNR * k;
       const int64_t cols = std::min<int64_t>(kGemmNR, n - s * kGemmNR), j = j0 + s * kGemmNR;
       if (trans_) {
-        for (int64_t c = 0; c < kGemmNR; c++)
-          for (int64_t p = 0; p < k; p++) sliver[p * kGemmNR + c] = c < cols ? widen(b_[(j + c) * ld_ + p0 + p]) : 0.0f;
+        // 64 k at a time, so the 64 sliver rows being filled column by column stay in L1.
+        for (int64_t q = 0; q < k; q += 64)
+          for (int64_t c = 0; c < kGemmNR; c++)
+            for (int64_t p = q; p < std::min<int64_t>(k, q + 64); p++)
+              sliver[p * kGemmNR + c] = c < cols ? widen(b_[(j + c) * ld_ + p0 + p]) : 0.0f;
       } else {
         for (int64_t p = 0; p < k; p++)
           for (int64_t c = 0; c < kGemmNR; c++) sliver[p * kGemmNR + c] = c < cols ? widen(b_[(p0 + p) * ld_ + j + c]) : 0.0f;
@@ -149,17 +152,23 @@ class Bf16PackB : public GemmPackB {
 
 void f32_path(const GemmBf16Problem& p) {
   if (p.M <= 0 || p.N <= 0) return;
-  const Bf16PackA a(p.trans_a, p.A, p.lda);
   const Bf16PackB b(p.trans_b, p.B, p.ldb);
-  if (p.c_f32) return gemm_packed(p.M, p.N, p.K, p.alpha, a, b, p.beta, p.c_f32, p.ldc);
-  // A bf16 C: form v = alpha * acc + beta * C in an f32 copy, then round once.
-  std::vector<float> c(static_cast<size_t>(p.M * p.N));
-  if (p.beta != 0.0f)
-    for (int64_t i = 0; i < p.M; i++)
-      for (int64_t j = 0; j < p.N; j++) c[i * p.N + j] = widen(p.c_bf16[i * p.ldc + j]);
-  gemm_packed(p.M, p.N, p.K, p.alpha, a, b, p.beta, c.data(), p.N);
-  for (int64_t i = 0; i < p.M; i++)
-    for (int64_t j = 0; j < p.N; j++) p.c_bf16[i * p.ldc + j] = f32_to_bf16(c[i * p.N + j]);
+  if (p.c_f32) return gemm_packed(p.M, p.N, p.K, p.alpha, Bf16PackA(p.trans_a, p.A, p.lda), b, p.beta, p.c_f32, p.ldc);
+  // A bf16 C: form v = alpha * acc + beta * C in f32, then round once; a band of rows at a time,
+  // so that the f32 copy stays about 4 MiB (in cache) however large C is.
+  const int64_t band = std::max<int64_t>(8 * kGemmMR, (int64_t(1) << 20) / std::max<int64_t>(p.N, 1));
+  std::vector<float> c(static_cast<size_t>(std::min(band, p.M) * p.N));
+  for (int64_t i0 = 0; i0 < p.M; i0 += band) {
+    const int64_t rows = std::min(band, p.M - i0);
+    uint16_t* c16 = p.c_bf16 + i0 * p.ldc;
+    if (p.beta != 0.0f)
+      for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < p.N; j++) c[i * p.N + j] = widen(c16[i * p.ldc + j]);
+    const Bf16PackA a_band(p.trans_a, p.trans_a ? p.A + i0 : p.A + i0 * p.lda, p.lda);
+    gemm_packed(rows, p.N, p.K, p.alpha, a_band, b, p.beta, c.data(), p.N);
+    for (int64_t i = 0; i < rows; i++)
+      for (int64_t j = 0; j < p.N; j++) c16[i * p.ldc + j] = f32_to_bf16(c[i * p.N + j]);
+  }
 }
 
 // ---- batches ----------------------------------------------------------------------------------
