@@ -109,7 +109,8 @@ class Bf16PackA : public GemmPackA {
       // Loops run along the stored rows, so every read is unit stride.
       if (trans_) {
         for (int64_t p = 0; p < k; p++)
-          for (int64_t r = 0; r < kGemmMR; r++) sliver[p * kGemmMR + r] = r < rows ? widen(a_[(p0 + p) * ld_ + i + r]) : 0.0f;
+          for (int64_t r = 0; r < kGemmMR; r++)
+            sliver[p * kGemmMR + r] = r < rows ? widen(a_[(p0 + p) * ld_ + i + r]) : 0.0f;
       } else {
         for (int64_t r = 0; r < kGemmMR; r++)
           for (int64_t p = 0; p < k; p++) sliver[p * kGemmMR + r] = r < rows ? widen(a_[(i + r) * ld_ + p0 + p]) : 0.0f;
@@ -139,7 +140,8 @@ class Bf16PackB : public GemmPackB {
               sliver[p * kGemmNR + c] = c < cols ? widen(b_[(j + c) * ld_ + p0 + p]) : 0.0f;
       } else {
         for (int64_t p = 0; p < k; p++)
-          for (int64_t c = 0; c < kGemmNR; c++) sliver[p * kGemmNR + c] = c < cols ? widen(b_[(p0 + p) * ld_ + j + c]) : 0.0f;
+          for (int64_t c = 0; c < kGemmNR; c++)
+            sliver[p * kGemmNR + c] = c < cols ? widen(b_[(p0 + p) * ld_ + j + c]) : 0.0f;
       }
     }
   }

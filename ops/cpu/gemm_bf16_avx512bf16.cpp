@@ -56,8 +56,9 @@ int64_t partial_rows(int64_t nc) { return std::max<int64_t>(kMC, kPartialBytes /
 // instructions; the plain intrinsics trip gcc 12's -Wuninitialized through their undefined
 // pass-through operand (as in gemm.cpp).
 constexpr __mmask16 kAll = 0xffff;
-inline __mmask32 mask32(int64_t n) { return n >= 32 ? 0xffffffffu : (1u << n) - 1u; }
-inline __mmask16 mask16(int64_t n) { return static_cast<__mmask16>(n >= 16 ? 0xffffu : (1u << n) - 1u); }
+// The low n bits set (none for n <= 0, all for n past the width).
+inline __mmask32 mask32(int64_t n) { return n <= 0 ? 0u : n >= 32 ? 0xffffffffu : (1u << n) - 1u; }
+inline __mmask16 mask16(int64_t n) { return static_cast<__mmask16>(n <= 0 ? 0u : n >= 16 ? 0xffffu : (1u << n) - 1u); }
 
 // ---- packing ----------------------------------------------------------------------------------
 
@@ -102,7 +103,8 @@ void pack_k_along_rows(const uint16_t* src, int64_t ld, int rows, int64_t k, uin
   for (int64_t q0 = 0; q0 < kp; q0 += 16) {
     const __mmask32 load = mask32(k - 2 * q0);
     for (int r = 0; r < 16; r++)
-      v[r] = r < rows ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(load, src + r * ld + 2 * q0)) : _mm512_setzero_ps();
+      v[r] = r < rows ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(load, src + r * ld + 2 * q0))
+                      : _mm512_setzero_ps();
     transpose16x16(v);
     const int64_t count = std::min<int64_t>(16, kp - q0);
     for (int64_t j = 0; j < count; j++)
@@ -315,16 +317,14 @@ void gemm_bf16_block_avx512bf16(const GemmBf16Problem& p, int64_t i0, int64_t m,
               const int mt = static_cast<int>(std::min<int64_t>(kMR, mc - ir));
               const int64_t row = i0 + rc + ic + ir, col = j0 + jc + jr;
               float* part = via_partial ? partial + (ic + ir) * nc + jr : nullptr;
-              TileOut out{};
-              out.alpha = p.alpha;
-              if (p.c_f32) {
-                // Later K blocks add onto the sums the first one wrote.
-                out = {p.c_f32 + row * p.ldc + col, nullptr, p.ldc, nullptr, 0, p.alpha, first ? p.beta : 1.0f};
-              } else if (via_partial && !last) {
-                out = {part, nullptr, nc, nullptr, 0, p.alpha, first ? 0.0f : 1.0f};
-              } else {
-                out = {nullptr, p.c_bf16 + row * p.ldc + col, p.ldc, part, nc, p.alpha, p.beta};
-              }
+              // Later K blocks add onto the sums the first one wrote: in an f32 C itself, in the
+              // scratch for a bf16 C, whose last block adds the scratch and rounds into C.
+              const TileOut out =
+                  p.c_f32 ? TileOut{p.c_f32 + row * p.ldc + col, nullptr, p.ldc, nullptr, 0, p.alpha,
+                                    first ? p.beta : 1.0f}
+                  : via_partial && !last
+                      ? TileOut{part, nullptr, nc, nullptr, 0, p.alpha, first ? 0.0f : 1.0f}
+                      : TileOut{nullptr, p.c_bf16 + row * p.ldc + col, p.ldc, part, nc, p.alpha, p.beta};
               const uint16_t* a = a_pack + ir * 2 * kp;
               const uint16_t* b = b_pack + jr * 2 * kp;
               if (nt <= 16) micro_kernel<1>(kp, a, b, mt, nt, out);
