@@ -92,6 +92,12 @@ $(BUILD)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
+# Files named *_avx512bf16.cpp (the bf16 GEMM kernel, the bf16 peak probe) are compiled for that
+# ISA whatever -march says; their callers run them only after checking the CPU at run time
+# (cpu::cpu_has_avx512_bf16 in ops/cpu/gemm_bf16.h).
+BF16_KERNEL_FLAGS := -mavx512f -mavx512bf16 -mavx512bw -mavx512vl -mavx512dq -mfma
+$(BUILD)/obj/%_avx512bf16.o: CXXFLAGS += $(BF16_KERNEL_FLAGS)
+
 $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	@rm -f $@ && ar rcs $@ $^ && echo "ar $@"
@@ -190,6 +196,8 @@ FUZZ_BINS     := $(patsubst tests/fuzz/%.cpp,$(FUZZ_BUILD)/%,$(FUZZ_SRCS))
 $(FUZZ_BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/obj/%_avx512bf16.o: FUZZ_CXXFLAGS += $(BF16_KERNEL_FLAGS)
 
 $(FUZZ_LIB): $(FUZZ_LIB_OBJS)
 	@rm -f $@ && ar rcs $@ $^ && echo "ar $@"

@@ -45,6 +45,15 @@ double measured_fma_peak_gflops(int threads) {
   return peak;
 }
 
+double measured_bf16_peak_gflops(int threads) {
+  static double cached[256] = {0};
+  int n = threads > 0 ? threads : omp_get_max_threads();
+  if (n < 256 && cached[n] > 0) return cached[n];
+  double peak = cpu_bf16_peak_gflops(n, 20000000);
+  if (n < 256) cached[n] = peak;
+  return peak;
+}
+
 double measured_copy_bandwidth_gbs() {
   static double cached = 0;
   if (cached > 0) return cached;

@@ -20,6 +20,9 @@ double time_ms(const std::function<void()>& fn, int repeats = 10, int warmup = 2
 // with ten times its default iterations. Cached after the first call.
 double measured_fma_peak_gflops(int threads = 0);
 
+// bf16 peak (vdpbf16ps, tg::cpu_bf16_peak_gflops) the same way; 0 on a CPU without AVX512_BF16.
+double measured_bf16_peak_gflops(int threads = 0);
+
 // Copy bandwidth in GB/s (bytes read + bytes written) on a buffer far larger than the last-level
 // cache, with all OpenMP threads. Cached after the first call.
 double measured_copy_bandwidth_gbs();

@@ -7,6 +7,8 @@
 
 #include <chrono>
 
+#include "ops/cpu/gemm_bf16.h"
+
 namespace tg {
 
 // Twelve chains so the FMA units never wait on a result (latency 4 cycles x 2 units needs 8).
@@ -42,17 +44,26 @@ static double fma_flops(long iterations) {
   return 2.0 * kLanes * kChains * static_cast<double>(iterations);
 }
 
-double cpu_peak_gflops(int threads, long iterations) {
+// The best of three timed runs of `flops_of(iterations)` on every thread at once, in GFLOP/s.
+template <typename Fn>
+static double best_gflops(int threads, long iterations, Fn flops_of) {
   double best = 0;
   for (int rep = 0; rep < 3; rep++) {
     double flops = 0;
     auto start = std::chrono::steady_clock::now();
 #pragma omp parallel num_threads(threads) reduction(+ : flops)
-    flops += fma_flops(iterations);
+    flops += flops_of(iterations);
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (seconds > 0 && flops / seconds > best) best = flops / seconds;
   }
   return best / 1e9;
+}
+
+double cpu_peak_gflops(int threads, long iterations) { return best_gflops(threads, iterations, fma_flops); }
+
+double cpu_bf16_peak_gflops(int threads, long iterations) {
+  if (!cpu::cpu_has_avx512_bf16()) return 0;
+  return best_gflops(threads, iterations, bf16_dot_flops_avx512bf16);
 }
 
 }  // namespace tg

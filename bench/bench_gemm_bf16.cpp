@@ -1,0 +1,167 @@
+// bf16 GEMM throughput: tg::cpu::gemm_bf16 against this machine's measured bf16 peak (vdpbf16ps)
+// and against our f32 GEMM on the same shape in the same run.
+//
+//   build/bench/bench_gemm_bf16            2048^3 + every GEMM of the small GPT preset's training step
+//   build/bench/bench_gemm_bf16 --quick    2048^3 and the preset's fc GEMMs
+//   build/bench/bench_gemm_bf16 --f32-path adds a column for the path CPUs without AVX512_BF16 take
+//   build/bench/bench_gemm_bf16 --csv      name,m,n,k,f32_gflops,bf16_gflops,bf16_f32out_gflops[,f32path_gflops]
+//
+// Columns: f32 is cpu::gemm on f32 copies of the operands; bf16 is gemm_bf16 with a bf16 C (the
+// forward and dx of a bf16 Linear), f32out with an f32 C (a weight gradient accumulated in f32);
+// %peak is the bf16 column over the bf16 peak; x f32 its ratio to the f32 column.
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/bench_common.h"
+#include "ops/cpu/gemm.h"
+#include "ops/cpu/gemm_bf16.h"
+#include "tensor/dtype.h"
+#include "tensor/random.h"
+
+namespace {
+
+struct Shape3 {
+  std::string name;
+  bool trans_a, trans_b;
+  int64_t m, n, k;
+  float beta;
+};
+
+// The three GEMMs of one Linear (IN -> OUT) over `tokens` rows, as the training step runs them:
+// forward y = x W^T, backward dx = dy W, and dW += dy^T x (beta = 1). As in bench_gemm.
+void add_linear(std::vector<Shape3>& shapes, const std::string& name, int64_t tokens, int64_t in, int64_t out) {
+  shapes.push_back({name + ".fwd", false, true, tokens, out, in, 0.0f});
+  shapes.push_back({name + ".dx", false, false, tokens, in, out, 0.0f});
+  shapes.push_back({name + ".dW", true, false, out, in, tokens, 1.0f});
+}
+
+// The small preset (6 layers, C 384, block 256) at batch 64: 16384 tokens, a 65-character vocabulary.
+std::vector<Shape3> all_shapes(bool quick) {
+  std::vector<Shape3> shapes = {{"square2048", false, false, 2048, 2048, 2048, 0.0f}};
+  const int64_t tokens = 64 * 256, C = 384;
+  if (quick) {
+    add_linear(shapes, "small.fc", tokens, C, 4 * C);
+    return shapes;
+  }
+  add_linear(shapes, "small.qkv", tokens, C, 3 * C);
+  add_linear(shapes, "small.attn_proj", tokens, C, C);
+  add_linear(shapes, "small.fc", tokens, C, 4 * C);
+  add_linear(shapes, "small.mlp_proj", tokens, 4 * C, C);
+  add_linear(shapes, "small.lm_head", tokens, C, 65);
+  return shapes;
+}
+
+// The best of enough repeats for about half a second (at least 3), after a pause that lets the
+// previous measurement's spinning OpenMP workers go to sleep (as bench_gemm does): on a shared
+// machine the fastest run is the one least disturbed by others.
+double best_ms(const std::function<void()>& fn) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  double once = tg::bench::time_ms(fn, 1, 1);
+  int repeats = std::clamp(static_cast<int>(500.0 / std::max(once, 1e-3)), 3, 200);
+  double best = once;
+  for (int i = 0; i < repeats; i++) best = std::min(best, tg::bench::time_ms(fn, 1, 0));
+  return best;
+}
+
+struct Operands {
+  std::vector<uint16_t> a, b, c16;
+  std::vector<float> a32, b32, c32;
+  int64_t lda, ldb;
+};
+
+Operands make_operands(const Shape3& s) {
+  tg::Generator gen(42);
+  Operands o;
+  o.a.resize(static_cast<size_t>(s.m * s.k));
+  o.b.resize(static_cast<size_t>(s.k * s.n));
+  for (uint16_t& x : o.a) x = tg::f32_to_bf16(gen.normal());
+  for (uint16_t& x : o.b) x = tg::f32_to_bf16(gen.normal());
+  for (uint16_t x : o.a) o.a32.push_back(tg::bf16_to_f32(x));
+  for (uint16_t x : o.b) o.b32.push_back(tg::bf16_to_f32(x));
+  o.c16.assign(static_cast<size_t>(s.m * s.n), 0);
+  o.c32.assign(static_cast<size_t>(s.m * s.n), 0.0f);
+  o.lda = s.trans_a ? s.m : s.k;
+  o.ldb = s.trans_b ? s.k : s.n;
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool csv = false, quick = false, f32_path = false;
+  for (int i = 1; i < argc; i++) {
+    std::string arg = argv[i];
+    if (arg == "--csv") csv = true;
+    else if (arg == "--quick") quick = true;
+    else if (arg == "--f32-path") f32_path = true;
+    else {
+      std::fprintf(stderr, "bench_gemm_bf16: unknown argument '%s' (expected --quick, --f32-path, --csv)\n", argv[i]);
+      return 2;
+    }
+  }
+  const int threads = omp_get_max_threads();
+  const double fma_peak = tg::bench::measured_fma_peak_gflops(threads);
+  const double bf16_peak = tg::bench::measured_bf16_peak_gflops(threads);
+  const tg::cpu::GemmBf16Path path = tg::cpu::gemm_bf16_path();
+  if (csv) {
+    std::printf("name,m,n,k,f32_gflops,bf16_gflops,bf16_f32out_gflops%s\n", f32_path ? ",f32path_gflops" : "");
+  } else {
+    double load = 0;
+    if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+      if (std::fscanf(f, "%lf", &load) != 1) load = 0;
+      std::fclose(f);
+    }
+    std::printf("bf16 GEMM path %s, %d threads, measured peaks: bf16 %.1f GFLOP/s (vdpbf16ps), f32 FMA %.1f GFLOP/s;"
+                " load average %.2f at start\n",
+                tg::cpu::gemm_bf16_path_name(path), threads, bf16_peak, fma_peak, load);
+    std::printf("GFLOP/s from the best of ~0.5 s of repeats; %%peak: bf16 over the bf16 peak; x f32: bf16 over f32\n");
+    std::printf("%-20s %6s %6s %6s %9s %9s %7s %7s %9s%s\n", "shape", "m", "n", "k", "f32", "bf16", "%peak", "x f32",
+                "f32out", f32_path ? "  f32-path" : "");
+  }
+  for (const Shape3& s : all_shapes(quick)) {
+    Operands o = make_operands(s);
+    const double flops = 2.0 * s.m * s.n * s.k;
+    auto gflops = [&](double ms) { return flops / (ms * 1e-3) * 1e-9; };
+    const double f32 = gflops(best_ms([&] {
+      tg::cpu::gemm(s.trans_a, s.trans_b, s.m, s.n, s.k, 1.0f, o.a32.data(), o.lda, o.b32.data(), o.ldb, s.beta,
+                    o.c32.data(), s.n);
+    }));
+    const double bf16 = gflops(best_ms([&] {
+      tg::cpu::gemm_bf16(s.trans_a, s.trans_b, s.m, s.n, s.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, s.beta,
+                         o.c16.data(), s.n);
+    }));
+    const double f32out = gflops(best_ms([&] {
+      tg::cpu::gemm_bf16(s.trans_a, s.trans_b, s.m, s.n, s.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, s.beta,
+                         o.c32.data(), s.n);
+    }));
+    double fallback = 0;
+    if (f32_path) {
+      tg::cpu::force_gemm_bf16_f32_path(true);
+      fallback = gflops(best_ms([&] {
+        tg::cpu::gemm_bf16(s.trans_a, s.trans_b, s.m, s.n, s.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, s.beta,
+                           o.c16.data(), s.n);
+      }));
+      tg::cpu::force_gemm_bf16_f32_path(false);
+    }
+    if (csv) {
+      std::printf("%s,%lld,%lld,%lld,%.2f,%.2f,%.2f", s.name.c_str(), static_cast<long long>(s.m),
+                  static_cast<long long>(s.n), static_cast<long long>(s.k), f32, bf16, f32out);
+      if (f32_path) std::printf(",%.2f", fallback);
+      std::printf("\n");
+    } else {
+      std::printf("%-20s %6lld %6lld %6lld %9.1f %9.1f %6.1f%% %7.2f %9.1f", s.name.c_str(),
+                  static_cast<long long>(s.m), static_cast<long long>(s.n), static_cast<long long>(s.k), f32, bf16,
+                  bf16_peak > 0 ? 100.0 * bf16 / bf16_peak : 0.0, bf16 / f32, f32out);
+      if (f32_path) std::printf(" %9.1f", fallback);
+      std::printf("\n");
+    }
+    std::fflush(stdout);
+  }
+  return 0;
+}

@@ -1,0 +1,340 @@
+// bf16 GEMM on AVX512_BF16: the f32 GEMM's BLIS loop nest (ops/cpu/gemm.cpp, read its header
+// comment first) with vdpbf16ps in the micro-kernel. vdpbf16ps multiplies 32 bf16 pairs and adds
+// each 32-bit lane's two products into an f32 accumulator:
+//
+//   acc.f32[j] += a.bf16[2j] * b.bf16[2j] + a.bf16[2j+1] * b.bf16[2j+1]
+//
+// so one instruction advances 16 columns of C by two k. The packers therefore pair k: a B sliver
+// is (kp, NR, 2), column j's values at k = 2q and 2q+1 side by side, and an A sliver is (kp, MR, 2),
+// whose 32-bit pair (row r, pair q) the kernel broadcasts to all lanes. kp = ceil(k/2); an odd k
+// pads its last pair with a zero, which adds nothing.
+//
+// Rounding: every bf16 x bf16 product is exact in f32, and each is added to the f32 accumulator
+// with one rounding (the instruction is two chained adds), so the error bound is the f32 GEMM's.
+// A bf16 C is rounded once, on store, with the same round-to-nearest-even as tg::f32_to_bf16 (done
+// in integer SIMD rather than vcvtneps2bf16, which would flush subnormals). When K spans several
+// KC blocks a bf16 C cannot hold the partial sums, so they go to an f32 scratch tile instead and
+// only the last block rounds (a chunk of the block's rows at a time, which bounds the scratch).
+#include "ops/cpu/gemm_bf16_avx512bf16.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+
+namespace tg::cpu {
+
+namespace {
+
+constexpr int kMR = kGemmBf16MR, kNR = kGemmBf16NR;
+
+// Cache blocks: the f32 GEMM's byte budgets (measured on Zen 5, see gemm.cpp) at half the bytes
+// per element, so KC doubles: A block MC*KC*2 = 336 KiB in L2, B sliver KC*NR*2 = 96 KiB, B panel
+// KC*NC*2 = 6 MiB in L3. KC is even so that only a GEMM's last K block can end in a padded pair.
+#ifndef TG_GEMM_BF16_KC
+#define TG_GEMM_BF16_KC 1536
+#endif
+#ifndef TG_GEMM_BF16_MC
+#define TG_GEMM_BF16_MC (kMR * 8)
+#endif
+#ifndef TG_GEMM_BF16_NC
+#define TG_GEMM_BF16_NC 2048
+#endif
+constexpr int64_t kKC = TG_GEMM_BF16_KC, kMC = TG_GEMM_BF16_MC, kNC = TG_GEMM_BF16_NC;
+static_assert(kKC % 2 == 0, "K blocks must hold whole k pairs");
+static_assert(kMC % kMR == 0 && kNC % kNR == 0, "cache blocks must hold whole register tiles");
+// The f32 scratch of a bf16 C with K > KC covers as many rows of the block as fit in 4 MiB (at
+// least one A block): B is packed again for every such chunk of rows, so the chunk is as tall as
+// the budget allows (the weight gradients' narrow C, N = 384, fits 2688 rows; 2048 columns 448).
+constexpr int64_t kPartialBytes = int64_t(4) << 20;
+int64_t partial_rows(int64_t nc) { return std::max<int64_t>(kMC, kPartialBytes / (4 * nc) / kMC * kMC); }
+
+// Intrinsics below use the maskz forms with this all-ones mask, which compile to the plain
+// instructions; the plain intrinsics trip gcc 12's -Wuninitialized through their undefined
+// pass-through operand (as in gemm.cpp).
+constexpr __mmask16 kAll = 0xffff;
+// The low n bits set (none for n <= 0, all for n past the width).
+inline __mmask32 mask32(int64_t n) { return n <= 0 ? 0u : n >= 32 ? 0xffffffffu : (1u << n) - 1u; }
+inline __mmask16 mask16(int64_t n) { return static_cast<__mmask16>(n <= 0 ? 0u : n >= 16 ? 0xffffu : (1u << n) - 1u); }
+
+// ---- packing ----------------------------------------------------------------------------------
+
+// In-register transpose of a 16 x 16 block of 32-bit elements (gemm.cpp's, here on bf16 pairs):
+// v[r] holds row r on entry, column r on exit.
+inline void transpose16x16(__m512 v[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_maskz_unpacklo_ps(kAll, v[i], v[i + 1]);
+    t[i + 1] = _mm512_maskz_unpackhi_ps(kAll, v[i], v[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    v[i] = _mm512_maskz_shuffle_ps(kAll, t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    v[i + 1] = _mm512_maskz_shuffle_ps(kAll, t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    v[i + 2] = _mm512_maskz_shuffle_ps(kAll, t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    v[i + 3] = _mm512_maskz_shuffle_ps(kAll, t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; i++) {
+    t[i] = _mm512_maskz_shuffle_f32x4(kAll, v[i], v[i + 4], 0x88);
+    t[i + 4] = _mm512_maskz_shuffle_f32x4(kAll, v[i], v[i + 4], 0xdd);
+    t[i + 8] = _mm512_maskz_shuffle_f32x4(kAll, v[i + 8], v[i + 12], 0x88);
+    t[i + 12] = _mm512_maskz_shuffle_f32x4(kAll, v[i + 8], v[i + 12], 0xdd);
+  }
+  for (int i = 0; i < 4; i++) {
+    v[i] = _mm512_maskz_shuffle_f32x4(kAll, t[i], t[i + 8], 0x88);
+    v[i + 8] = _mm512_maskz_shuffle_f32x4(kAll, t[i], t[i + 8], 0xdd);
+    v[i + 4] = _mm512_maskz_shuffle_f32x4(kAll, t[i + 4], t[i + 12], 0x88);
+    v[i + 12] = _mm512_maskz_shuffle_f32x4(kAll, t[i + 4], t[i + 12], 0xdd);
+  }
+}
+
+// Operand stored with k running along its rows (A as (M,K), B as (N,K): the Linear weight).
+// `rows` (<= 16) rows of k bf16 each, row stride ld -> dst[q * dst_stride + r] = the pair
+// (src[r][2q], src[r][2q+1]) as one 32-bit element, for q < ceil(k/2) and r < width (<= 16). Rows
+// past `rows` and the odd k's missing partner are zeros. 16 pairs of 16 rows per transpose; the
+// masked loads never read past a row's k elements.
+void pack_k_along_rows(const uint16_t* src, int64_t ld, int rows, int64_t k, uint32_t* dst, int64_t dst_stride,
+                       int width) {
+  const int64_t kp = (k + 1) / 2;
+  const __mmask16 store = mask16(width);
+  __m512 v[16];
+  for (int64_t q0 = 0; q0 < kp; q0 += 16) {
+    const __mmask32 load = mask32(k - 2 * q0);
+    for (int r = 0; r < 16; r++)
+      v[r] = r < rows ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(load, src + r * ld + 2 * q0))
+                      : _mm512_setzero_ps();
+    transpose16x16(v);
+    const int64_t count = std::min<int64_t>(16, kp - q0);
+    for (int64_t j = 0; j < count; j++)
+      _mm512_mask_storeu_epi32(dst + (q0 + j) * dst_stride, store, _mm512_castps_si512(v[j]));
+  }
+}
+
+// Operand stored with k running down its columns (A as (K,M), B as (K,N)): stored rows 2q and
+// 2q+1, `cols` (<= 32) bf16 each, interleave into dst[q * dst_stride + 2j + t] = src[2q+t][j] for
+// j < width (<= 32); columns past `cols` and the odd k's missing row are zeros. One vpermt2w per
+// 16 columns of a pair.
+void pack_k_down_columns(const uint16_t* src, int64_t ld, int cols, int64_t k, uint16_t* dst, int64_t dst_stride,
+                         int width) {
+  alignas(64) static const uint16_t kInterleave[2][32] = {
+      {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39, 8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15,
+       47},
+      {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55, 24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61,
+       30, 62, 31, 63}};
+  const __m512i lo_index = _mm512_load_si512(kInterleave[0]), hi_index = _mm512_load_si512(kInterleave[1]);
+  const __mmask32 load = mask32(cols), store_lo = mask32(2 * width), store_hi = mask32(2 * width - 32);
+  const int64_t kp = (k + 1) / 2;
+  for (int64_t q = 0; q < kp; q++) {
+    const __m512i even = _mm512_maskz_loadu_epi16(load, src + 2 * q * ld);
+    const __m512i odd = 2 * q + 1 < k ? _mm512_maskz_loadu_epi16(load, src + (2 * q + 1) * ld) : _mm512_setzero_si512();
+    uint16_t* d = dst + q * dst_stride;
+    _mm512_mask_storeu_epi16(d, store_lo, _mm512_permutex2var_epi16(even, lo_index, odd));
+    if (width > 16) _mm512_mask_storeu_epi16(d + 32, store_hi, _mm512_permutex2var_epi16(even, hi_index, odd));
+  }
+}
+
+// op(A)[i0 : i0+m, p0 : p0+k] -> a_pack (ceil(m/MR), kp, MR, 2).
+void pack_a(const GemmBf16Problem& p, int64_t i0, int64_t m, int64_t p0, int64_t k, uint16_t* a_pack) {
+  const int64_t kp = (k + 1) / 2;
+  for (int64_t s = 0; s * kMR < m; s++) {
+    const int64_t row = i0 + s * kMR;
+    const int rows = static_cast<int>(std::min<int64_t>(kMR, m - s * kMR));
+    uint16_t* sliver = a_pack + s * kMR * 2 * kp;
+    if (p.trans_a) pack_k_down_columns(p.A + p0 * p.lda + row, p.lda, rows, k, sliver, 2 * kMR, kMR);
+    else pack_k_along_rows(p.A + row * p.lda + p0, p.lda, rows, k, reinterpret_cast<uint32_t*>(sliver), kMR, kMR);
+  }
+}
+
+// op(B)[p0 : p0+k, j0 : j0+n] -> b_pack (ceil(n/NR), kp, NR, 2).
+void pack_b(const GemmBf16Problem& p, int64_t p0, int64_t k, int64_t j0, int64_t n, uint16_t* b_pack) {
+  const int64_t kp = (k + 1) / 2;
+  for (int64_t s = 0; s * kNR < n; s++) {
+    const int64_t col = j0 + s * kNR;
+    const int cols = static_cast<int>(std::min<int64_t>(kNR, n - s * kNR));
+    uint16_t* sliver = b_pack + s * kNR * 2 * kp;
+    if (!p.trans_b) {
+      pack_k_down_columns(p.B + p0 * p.ldb + col, p.ldb, cols, k, sliver, 2 * kNR, kNR);
+    } else {
+      // Two 16-column halves of the sliver, each a 16-row transpose of the stored (N,K) rows.
+      for (int half = 0; half < kNR / 16; half++)
+        pack_k_along_rows(p.B + (col + 16 * half) * p.ldb + p0, p.ldb, std::clamp(cols - 16 * half, 0, 16), k,
+                          reinterpret_cast<uint32_t*>(sliver) + 16 * half, kNR, 16);
+    }
+  }
+}
+
+// ---- micro-kernel -----------------------------------------------------------------------------
+
+// Where one C tile goes: an f32 C (v = alpha * acc + beta * C), or a bf16 C
+// (C = round(alpha * acc + partial + beta * C), partial being the f32 scratch of earlier K blocks
+// when set). beta == 0 never reads C.
+struct TileOut {
+  float* c_f32;
+  uint16_t* c_bf16;
+  int64_t ldc;
+  const float* partial;
+  int64_t ld_partial;
+  float alpha, beta;
+};
+
+inline __m512 load_bf16(__mmask16 mask, const uint16_t* p) {
+  const __m512i wide = _mm512_maskz_cvtepu16_epi32(kAll, _mm256_maskz_loadu_epi16(mask, p));
+  return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(kAll, wide, 16));
+}
+
+// Round to nearest even, bit for bit tg::f32_to_bf16: add 0x7fff plus the lowest kept bit and
+// truncate; a NaN keeps its top bits and is made quiet.
+inline void store_bf16(__mmask16 mask, uint16_t* p, __m512 v) {
+  const __m512i x = _mm512_castps_si512(v);
+  const __m512i high = _mm512_maskz_srli_epi32(kAll, x, 16);
+  const __m512i bias = _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(high, _mm512_set1_epi32(1)));
+  __m512i rounded = _mm512_maskz_srli_epi32(kAll, _mm512_add_epi32(x, bias), 16);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)),
+                                                _mm512_set1_epi32(0x7f800000));
+  rounded = _mm512_mask_or_epi32(rounded, nan, high, _mm512_set1_epi32(0x40));
+  _mm256_mask_storeu_epi16(p, mask, _mm512_maskz_cvtepi32_epi16(kAll, rounded));
+}
+
+// a (kp, MR, 2) and b (kp, NR, 2) packed slivers -> the top-left m x n of a C tile (m <= MR,
+// n <= 16 * NV). NV = 1 for a right-edge tile at most 16 wide, which would otherwise pay for 32
+// columns. The pragmas unroll before register allocation, so the accumulators stay in registers
+// (as in the f32 kernel).
+template <int NV>
+void micro_kernel(int64_t kp, const uint16_t* __restrict a, const uint16_t* __restrict b, int m, int n,
+                  const TileOut& out) {
+  // C (or the partial sums) is read and written only after the k loop: start fetching its lines
+  // now so that the loop hides their latency, as the f32 kernel does.
+  char* c = out.c_f32 ? reinterpret_cast<char*>(out.c_f32) : reinterpret_cast<char*>(out.c_bf16);
+  const int64_t row_bytes = out.c_f32 ? 4 * out.ldc : 2 * out.ldc, tile_bytes = (out.c_f32 ? 64 : 32) * NV;
+#pragma GCC unroll 16
+  for (int r = 0; r < kMR; r++) {
+    _mm_prefetch(c + r * row_bytes, _MM_HINT_T0);
+    _mm_prefetch(c + r * row_bytes + tile_bytes - 1, _MM_HINT_T0);
+  }
+  __m512 acc[kMR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < kMR; r++)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
+  for (int64_t q = 0; q < kp; q++) {
+    __m512bh bv[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; v++) bv[v] = (__m512bh)_mm512_load_si512(b + q * 2 * kNR + 32 * v);
+#pragma GCC unroll 16
+    for (int r = 0; r < kMR; r++) {
+      int32_t pair;
+      std::memcpy(&pair, a + q * 2 * kMR + 2 * r, sizeof pair);
+      const __m512bh ar = (__m512bh)_mm512_set1_epi32(pair);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], ar, bv[v]);
+    }
+  }
+  __mmask16 cols[NV];
+  for (int v = 0; v < NV; v++) cols[v] = mask16(n - 16 * v);
+  const __m512 va = _mm512_set1_ps(out.alpha), vb = _mm512_set1_ps(out.beta);
+  const bool read_c = out.beta != 0.0f;
+#pragma GCC unroll 16
+  for (int r = 0; r < kMR; r++) {
+    if (r >= m) break;
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; v++) {
+      __m512 value = _mm512_mul_ps(va, acc[r][v]);
+      if (out.c_f32) {
+        float* c = out.c_f32 + r * out.ldc + 16 * v;
+        if (read_c) value = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(cols[v], c), value);
+        _mm512_mask_storeu_ps(c, cols[v], value);
+      } else {
+        uint16_t* c = out.c_bf16 + r * out.ldc + 16 * v;
+        if (out.partial)
+          value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(cols[v], out.partial + r * out.ld_partial + 16 * v));
+        if (read_c) value = _mm512_fmadd_ps(vb, load_bf16(cols[v], c), value);
+        store_bf16(cols[v], c, value);
+      }
+    }
+  }
+}
+
+// ---- the serial blocked GEMM ------------------------------------------------------------------
+
+// A per-thread buffer, grown on demand and kept (GEMMs run thousands of times per training run),
+// 64-byte aligned for the kernel's aligned B loads.
+template <typename T>
+struct Buffer {
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  std::unique_ptr<T, Free> data;
+  size_t size = 0;
+  T* grow(size_t needed) {
+    if (size < needed) {
+      data.reset(static_cast<T*>(std::aligned_alloc(64, (needed * sizeof(T) + 63) / 64 * 64)));
+      if (!data) throw std::bad_alloc();
+      size = needed;
+    }
+    return data.get();
+  }
+};
+
+struct Buffers {
+  Buffer<uint16_t> a, b;
+  Buffer<float> partial;
+};
+
+Buffers& buffers() {
+  static thread_local Buffers b;
+  return b;
+}
+
+int64_t round_up(int64_t x, int64_t multiple) { return (x + multiple - 1) / multiple * multiple; }
+
+}  // namespace
+
+void gemm_bf16_block_avx512bf16(const GemmBf16Problem& p, int64_t i0, int64_t m, int64_t j0, int64_t n) {
+  const int64_t K = p.K;
+  const bool via_partial = p.c_bf16 && K > kKC;  // a bf16 C that needs partial sums kept in f32
+  const int64_t kp_max = (std::min(kKC, K) + 1) / 2;
+  const int64_t nc_max = std::min(kNC, n), chunk = via_partial ? partial_rows(nc_max) : m;
+  Buffers& buf = buffers();
+  uint16_t* a_pack = buf.a.grow(static_cast<size_t>(round_up(std::min(kMC, m), kMR) * 2 * kp_max));
+  uint16_t* b_pack = buf.b.grow(static_cast<size_t>(round_up(nc_max, kNR) * 2 * kp_max));
+  float* partial = via_partial ? buf.partial.grow(static_cast<size_t>(std::min(chunk, m) * nc_max)) : nullptr;
+  for (int64_t jc = 0; jc < n; jc += kNC) {
+    const int64_t nc = std::min(kNC, n - jc);
+    for (int64_t rc = 0; rc < m; rc += chunk) {
+      const int64_t rows = std::min(chunk, m - rc);
+      for (int64_t pc = 0; pc < K; pc += kKC) {
+        const int64_t kc = std::min(kKC, K - pc), kp = (kc + 1) / 2;
+        const bool first = pc == 0, last = pc + kc == K;
+        pack_b(p, pc, kc, j0 + jc, nc, b_pack);
+        for (int64_t ic = 0; ic < rows; ic += kMC) {
+          const int64_t mc = std::min(kMC, rows - ic);
+          pack_a(p, i0 + rc + ic, mc, pc, kc, a_pack);
+          for (int64_t jr = 0; jr < nc; jr += kNR) {
+            const int nt = static_cast<int>(std::min<int64_t>(kNR, nc - jr));
+            for (int64_t ir = 0; ir < mc; ir += kMR) {
+              const int mt = static_cast<int>(std::min<int64_t>(kMR, mc - ir));
+              const int64_t row = i0 + rc + ic + ir, col = j0 + jc + jr;
+              float* part = via_partial ? partial + (ic + ir) * nc + jr : nullptr;
+              // Later K blocks add onto the sums the first one wrote: in an f32 C itself, in the
+              // scratch for a bf16 C, whose last block adds the scratch and rounds into C.
+              const TileOut out =
+                  p.c_f32 ? TileOut{p.c_f32 + row * p.ldc + col, nullptr, p.ldc, nullptr, 0, p.alpha,
+                                    first ? p.beta : 1.0f}
+                  : via_partial && !last
+                      ? TileOut{part, nullptr, nc, nullptr, 0, p.alpha, first ? 0.0f : 1.0f}
+                      : TileOut{nullptr, p.c_bf16 + row * p.ldc + col, p.ldc, part, nc, p.alpha, p.beta};
+              const uint16_t* a = a_pack + ir * 2 * kp;
+              const uint16_t* b = b_pack + jr * 2 * kp;
+              if (nt <= 16) micro_kernel<1>(kp, a, b, mt, nt, out);
+              else micro_kernel<2>(kp, a, b, mt, nt, out);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace tg::cpu
