@@ -86,10 +86,13 @@ bool is_supported_format(const uint8_t* bytes, size_t size) {
   return size >= 2 && bytes[0] == 'P' && (bytes[1] == '5' || bytes[1] == '6');            // PGM, PPM
 }
 
-// stb_image reads past the end of a JPEG as zeros instead of failing, so a cut-off file decodes
-// into an image whose lower part is grey noise. A whole JPEG ends with the end-of-image marker
-// FF D9; some writers pad the file after it with zero or 0xFF fill bytes, which are skipped. Inside
-// the entropy-coded data a literal FF is always stuffed as FF 00, so FF D9 there is a marker.
+// A whole JPEG ends with the end-of-image marker FF D9; some writers pad the file after it with
+// zero or 0xFF fill bytes, which are skipped (inside the entropy-coded data a literal FF is always
+// stuffed as FF 00, so FF D9 there is a marker). A cut-off file is refused here, before any
+// decoding, as truncated. stb_image feeds a scan that runs out zeros; v2.27 then still fails on
+// the missing marker ("expected marker", which says nothing of a cut), so this check names the
+// cause and does not rest on how a given stb ends. A scan cut short but followed by an FF D9 is
+// not caught: only decoding the whole scan could tell, and stb decodes it with the zero fill.
 void check_jpeg_end(const uint8_t* bytes, size_t size, const std::string& path) {
   if (size < 2 || bytes[0] != 0xFF || bytes[1] != 0xD8) return;
   size_t end = size;

@@ -360,9 +360,10 @@ TEST(ImageFolder, ChannelMeanStdOfAKnownSet) {
   expect_close(std, {0.5, 0.0}, 1e-7, 1e-7, "std");
 }
 
-// stb_image decodes a cut-off JPEG as if the missing bytes were zeros; the decoder refuses a JPEG
-// that does not end with its end-of-image marker, and still takes one padded after the marker
-// with zero or 0xFF fill bytes, as some writers leave it.
+// A JPEG that does not end with its end-of-image marker is refused as truncated, naming the file
+// (stb 2.27 refuses these too, but as "expected marker" after decoding what it has); one padded
+// after the marker with zero or 0xFF fill bytes, as some writers leave it, decodes to the same
+// pixels.
 TEST(ImageFolder, TruncatedJpegIsRefusedAndPaddedOneDecodes) {
   Generator gen(61);
   TempDir dir;
