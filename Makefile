@@ -6,17 +6,29 @@
 #   make deps       install the Debian packages that building, running and `make test` need (idempotent)
 #   make deps-bench install the yardsticks the benchmarks and fixture scripts compare with (OpenBLAS, PyTorch)
 #   make data       write the default corpus, data/corpus/kjv.txt, and link Fashion-MNIST into data/fashion-mnist/
-#   make SAN=1 ...  AddressSanitizer + UndefinedBehaviorSanitizer build (in build-san/)
+#   make SAN=1 ...  AddressSanitizer + UndefinedBehaviorSanitizer build (in build-san/); `make SAN=1 test`
+#                   runs the whole suite under them, leak checks included
+#   make TSAN=1 ... ThreadSanitizer build (in build-tsan/, CPU only); `make TSAN=1 test` runs the tests
+#                   of the loaders' prefetch threads and of ./train's signal handling
 #   make CUDA=0|1   force the CUDA backend off or on (default: on when nvcc and CUDA sources exist)
 
 CXX      ?= g++
 SAN      ?= 0
-BUILD    ?= $(if $(filter 1,$(SAN)),build-san,build)
+TSAN     ?= 0
+BUILD    ?= $(if $(filter 1,$(SAN)),build-san,$(if $(filter 1,$(TSAN)),build-tsan,build))
+ifeq ($(SAN)$(TSAN),11)
+  $(error SAN=1 and TSAN=1 cannot be combined: ThreadSanitizer and AddressSanitizer exclude each other)
+endif
 
 CXXFLAGS := -std=c++17 -Wall -Wextra -fopenmp -I. -MMD -MP
 ifeq ($(SAN),1)
-  CXXFLAGS += -O1 -g -march=native -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  # -g1: the line tables that the reports' stack traces need, at a fraction of full debug information's
+  # compile time.
+  CXXFLAGS += -O1 -g1 -march=native -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
   LDFLAGS  += -fsanitize=address,undefined
+else ifeq ($(TSAN),1)
+  CXXFLAGS += -O1 -g1 -march=native -fno-omit-frame-pointer -fsanitize=thread
+  LDFLAGS  += -fsanitize=thread
 else
   CXXFLAGS += -O3 -march=native
 endif
@@ -30,6 +42,13 @@ LDLIBS   := -lpthread -lz -lstb
 CUDA_HOME ?= /usr/local/cuda
 NVCC      := $(or $(shell command -v nvcc 2>/dev/null),$(wildcard $(CUDA_HOME)/bin/nvcc))
 CU_SRCS   := $(wildcard tensor/*.cu ops/cuda/*.cu optim/*.cu dist/*.cu)
+# ThreadSanitizer cannot see into the CUDA runtime's threads, so its build is CPU only.
+ifeq ($(TSAN),1)
+  CUDA ?= 0
+  ifeq ($(CUDA),1)
+    $(error TSAN=1 builds without CUDA (the CUDA runtime is not instrumented); drop CUDA=1)
+  endif
+endif
 CUDA      ?= $(if $(and $(NVCC),$(CU_SRCS)),1,0)
 ifeq ($(CUDA),1)
   ifeq ($(NVCC),)
@@ -62,6 +81,12 @@ LIB_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(LIB_SRCS)) $(patsubst %.cu,$(BU
 LIB       := $(BUILD)/libtilegrad.a
 
 TEST_SRCS  := $(wildcard tests/*.cpp)
+# The ThreadSanitizer binary holds only the suites of the threads it checks (see TSAN_TESTS below).
+TSAN_TEST_SRCS := tests/main.cpp tests/test_data.cpp tests/test_image_loader.cpp tests/test_train.cpp \
+                  tests/test_train_images.cpp tests/test_train_loop.cpp tests/test_stop_signal.cpp
+ifeq ($(TSAN),1)
+  TEST_SRCS := $(TSAN_TEST_SRCS)
+endif
 TEST_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(TEST_SRCS))
 TEST_BIN   := $(BUILD)/tilegrad_tests
 
@@ -73,10 +98,10 @@ BENCH_GPU_BINS := $(patsubst bench/%.cu,$(BUILD)/bench/%,$(BENCH_CU_SRCS))
 BENCH_BINS     := $(BENCH_CPU_BINS) $(BENCH_GPU_BINS)
 BENCH_COMMON := $(if $(wildcard bench/bench_common.cpp),$(BUILD)/obj/bench/bench_common.o,)
 
-# Programs live at the root so that `./train` works from a fresh clone; the sanitizer build keeps
-# its own copies so it never replaces the optimised ones.
+# Programs live at the root so that `./train` works from a fresh clone; the sanitizer builds keep
+# their own copies (build-san/bin/, build-tsan/bin/) so they never replace the optimised ones.
 PROGRAM_NAMES := $(patsubst programs/%.cpp,%,$(wildcard programs/*.cpp))
-PROGRAM_DIR   := $(if $(filter 1,$(SAN)),$(BUILD)/bin/,)
+PROGRAM_DIR   := $(if $(filter 1,$(SAN) $(TSAN)),$(BUILD)/bin/,)
 PROGRAMS      := $(addprefix $(PROGRAM_DIR),$(PROGRAM_NAMES))
 
 .PHONY: all test bench deps deps-bench data clean programs
@@ -107,13 +132,30 @@ $(PROGRAMS): $(PROGRAM_DIR)%: $(BUILD)/obj/programs/%.o $(LIB)
 	$(CXX) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 # The GTest main prints the "N passed, M failed" line. Tests that run the programs find them
-# through TG_PROGRAM_DIR ("./" or "build-san/bin/").
+# through TG_PROGRAM_DIR ("./", or "build-san/bin/" and "build-tsan/bin/" under the sanitizers).
 $(BUILD)/obj/tests/%.o: CXXFLAGS += -DTG_PROGRAM_DIR='"./$(PROGRAM_DIR)"'
 $(TEST_BIN): $(TEST_OBJS) $(LIB)
 	$(CXX) $(LDFLAGS) $^ -o $@ -lgtest $(LDLIBS)
 
+# Under the sanitizers the suite, and every program it starts (they inherit the environment), stop
+# at the first report.
+ifeq ($(SAN),1)
+  TEST_ENV := ASAN_OPTIONS=detect_leaks=1:check_initialization_order=1:strict_string_checks=1 \
+              UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+endif
+# TSAN=1 runs the tests that start, stop, restore and destroy the prefetch threads, and those that
+# signal ./train mid-run (TEST_ARGS picks others among the suites it builds). libgomp is not built
+# with ThreadSanitizer, so it cannot see the ordering its barriers give and would report races
+# between OpenMP workers: one OpenMP thread leaves the pairs under test, the prefetch threads and
+# the training thread, and the signal handler and the thread that polls its flag.
+TSAN_TESTS := --gtest_filter='Loader.*:ImageLoader*:TrainLoop.*:StopSignal*:TrainProgram.ResumeAfterSigint*:TrainProgram.Sigterm*:ImageProgram.ResumeAfterSigint*'
+ifeq ($(TSAN),1)
+  TEST_ARGS ?= $(TSAN_TESTS)
+  TEST_ENV  := OMP_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+endif
+
 test: $(TEST_BIN) $(PROGRAMS)
-	@./$(TEST_BIN) $(TEST_ARGS)
+	@$(TEST_ENV) ./$(TEST_BIN) $(TEST_ARGS)
 
 $(BUILD)/obj/bench/%.o: CXXFLAGS += $(PEER_FLAGS)
 # The benchmark objects are rebuilt when OpenBLAS comes or goes: the stamp's name holds whether
@@ -172,7 +214,7 @@ $(FASHION_MNIST_FILES) &:
 	./data/make_fashion_mnist.sh data/fashion-mnist
 
 clean:
-	rm -rf build build-san build-fuzz $(PROGRAM_NAMES)
+	rm -rf build build-san build-tsan build-fuzz $(PROGRAM_NAMES)
 
 -include $(LIB_OBJS:.o=.d) $(patsubst bench/%.cu,$(BUILD)/obj/bench/%.d,$(BENCH_CU_SRCS)) $(TEST_OBJS:.o=.d) $(BENCH_COMMON:.o=.d) $(patsubst bench/%.cpp,$(BUILD)/obj/bench/%.d,$(BENCH_SRCS)) $(patsubst %,$(BUILD)/obj/programs/%.d,$(PROGRAM_NAMES))
 

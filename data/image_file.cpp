@@ -86,6 +86,21 @@ bool is_supported_format(const uint8_t* bytes, size_t size) {
   return size >= 2 && bytes[0] == 'P' && (bytes[1] == '5' || bytes[1] == '6');            // PGM, PPM
 }
 
+// A whole JPEG ends with the end-of-image marker FF D9; some writers pad the file after it with
+// zero or 0xFF fill bytes, which are skipped (inside the entropy-coded data a literal FF is always
+// stuffed as FF 00, so FF D9 there is a marker). A cut-off file is refused here, before any
+// decoding, as truncated. stb_image feeds a scan that runs out zeros; v2.27 then still fails on
+// the missing marker ("expected marker", which says nothing of a cut), so this check names the
+// cause and does not rest on how a given stb ends. A scan cut short but followed by an FF D9 is
+// not caught: only decoding the whole scan could tell, and stb decodes it with the zero fill.
+void check_jpeg_end(const uint8_t* bytes, size_t size, const std::string& path) {
+  if (size < 2 || bytes[0] != 0xFF || bytes[1] != 0xD8) return;
+  size_t end = size;
+  while (end > 2 && (bytes[end - 1] == 0x00 || bytes[end - 1] == 0xFF)) end--;
+  TG_CHECK(end >= 4 && bytes[end - 2] == 0xFF && bytes[end - 1] == 0xD9,
+           "image file '" + path + "' is truncated: the JPEG does not end with an end-of-image marker (FF D9)");
+}
+
 // Binary PGM (P5) and PPM (P6): stb_image 2.27 decodes 16-bit ones (maxval above 255) wrongly
 // when it converts the channel count (it reads twice the converted buffer: a heap over-read that
 // fuzz_image found), and copies nothing when the pixels are cut short, returning uninitialised
@@ -142,6 +157,7 @@ DecodedImage decode_image_bytes(const uint8_t* bytes, size_t size, const std::st
     throw Error("image file '" + name + "' is not a PNG, JPEG, BMP or PGM/PPM image (stb_image: " +
                 stbi_failure_reason() + ")");
   check_bmp_length(bytes, size, name);
+  check_jpeg_end(bytes, size, name);
   check_pnm(bytes, size, name);
   check_pixels_fit(width, height, size, name);
   const int wanted = channels != 0 ? static_cast<int>(channels) : (file_channels <= 2 ? 1 : 3);

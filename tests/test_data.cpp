@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "data/bpe_tokenizer.h"
@@ -323,6 +324,49 @@ TEST(Loader, PositionRestoresTheExactStream) {
     EXPECT_EQ(fresh.next().inputs.to_int_vector(), ahead[i]);
   }
   EXPECT_EQ(fresh.position().batches, 7);
+}
+
+// The prefetch thread stopped and restarted hundreds of times at random points: restores to
+// earlier and later positions while it is building a batch, loaders replaced mid-prefetch, and
+// loaders destroyed right after they start. Every batch handed out must still be the
+// uninterrupted stream's. This is the start/stop stress that `make TSAN=1 test` runs (README).
+TEST(Loader, StoppingAndRestartingAtRandomPointsKeepsTheStream) {
+  auto tokens = std::make_shared<const std::vector<int32_t>>(iota_tokens(500));
+  const int64_t B = 2, T = 4, kBatches = 24;
+  const uint64_t seed = 77;
+  std::vector<std::vector<int32_t>> reference;
+  std::vector<LoaderPosition> positions;  // positions[k]: the stream after k batches
+  Generator gen(seed);
+  for (int64_t k = 0; k <= kBatches; k++) {
+    positions.push_back({gen.state(), k});
+    reference.push_back(sample_batch(*tokens, B, T, gen).inputs.to_int_vector());
+  }
+  Generator chaos(5);
+  auto depth = [&] { return 1 + static_cast<int>(chaos.below(4)); };
+  auto loader = std::make_unique<BatchLoader>(tokens, B, T, seed, depth());
+  int64_t at = 0;
+  for (int step = 0; step < 400; step++) {
+    switch (chaos.below(4)) {
+      case 0:
+      case 1:
+        if (at < kBatches) {
+          ASSERT_EQ(loader->next().inputs.to_int_vector(), reference[at]) << "step " << step;
+          at++;
+        }
+        break;
+      case 2:
+        at = static_cast<int64_t>(chaos.below(kBatches + 1));
+        loader->restore(positions[at]);
+        break;
+      default:
+        { BatchLoader doomed(tokens, B, T, seed + step, depth()); }  // destroyed while its thread starts
+        loader = std::make_unique<BatchLoader>(tokens, B, T, seed + 1 + step, depth());
+        at = static_cast<int64_t>(chaos.below(kBatches + 1));
+        loader->restore(positions[at]);
+    }
+    ASSERT_EQ(loader->position().batches, at) << "step " << step;
+    ASSERT_EQ(loader->position().rng, positions[at].rng) << "step " << step;
+  }
 }
 
 TEST(Loader, RejectsACorpusShorterThanOneWindow) {

@@ -359,3 +359,22 @@ TEST(ImageFolder, ChannelMeanStdOfAKnownSet) {
   expect_close(mean, {0.5, 0.2}, 0, 1e-7, "mean");  // rounded once from double: half an ulp of f32
   expect_close(std, {0.5, 0.0}, 1e-7, 1e-7, "std");
 }
+
+// A JPEG that does not end with its end-of-image marker is refused as truncated, naming the file
+// (stb 2.27 refuses these too, but as "expected marker" after decoding what it has); one padded
+// after the marker with zero or 0xFF fill bytes, as some writers leave it, decodes to the same
+// pixels.
+TEST(ImageFolder, TruncatedJpegIsRefusedAndPaddedOneDecodes) {
+  Generator gen(61);
+  TempDir dir;
+  std::string whole = read_bytes(write_image(dir, "whole.jpg", random_image(gen, 24, 24, 3)));
+  ASSERT_GT(whole.size(), 100u);
+  const std::vector<uint8_t> pixels = decode_image_file(dir.file("whole.jpg"), 3).pixels;
+  DecodedImage padded = decode_image_file(dir.write("padded.jpg", whole + std::string("\0\0\xFF\0", 4)), 3);
+  EXPECT_EQ(padded.pixels, pixels);
+  EXPECT_ERROR_MENTIONS(decode_image_file(dir.write("half.jpg", whole.substr(0, whole.size() / 2)), 3),
+                        "image file '" + dir.file("half.jpg") + "' is truncated", "end-of-image marker (FF D9)");
+  EXPECT_ERROR_MENTIONS(decode_image_file(dir.write("no_eoi.jpg", whole.substr(0, whole.size() - 2)), 3),
+                        "no_eoi.jpg' is truncated");
+  EXPECT_ERROR_MENTIONS(decode_image_file(dir.write("header.jpg", whole.substr(0, 4)), 0), "header.jpg'");
+}

@@ -115,6 +115,54 @@ TEST(ImageLoader, RestoreReproducesTheBatchesBitForBit) {
   EXPECT_ERROR_MENTIONS(uninterrupted.restore(bad), "ImageLoader::restore", "index 14", "13 images");
 }
 
+// The prefetch thread stopped and restarted hundreds of times at random points (restores while it
+// builds a batch, loaders replaced or destroyed right after they start), across epoch boundaries
+// and with augmentation drawing from the generator: every batch handed out is still the
+// uninterrupted run's, bit for bit. The start/stop stress that `make TSAN=1 test` runs (README).
+TEST(ImageLoader, StoppingAndRestartingAtRandomPointsKeepsTheBatches) {
+  Generator gen(35);
+  auto set = labelled_set(gen, 13, 5, 4, 3);
+  const int kBatches = 12;  // three epochs of 4
+  std::vector<Recorded> reference;
+  std::vector<ImageLoaderPosition> positions;  // positions[k]: after k batches
+  {
+    ImageLoader uninterrupted(set, kMean, kStd, 3, 5, all_augmentations());
+    positions.push_back(uninterrupted.position());
+    for (int k = 0; k < kBatches; k++) {
+      reference.push_back(take(uninterrupted, 1)[0]);
+      positions.push_back(uninterrupted.position());
+    }
+  }
+  Generator chaos(6);
+  auto depth = [&] { return 1 + static_cast<int>(chaos.below(4)); };
+  auto loader = std::make_unique<ImageLoader>(set, kMean, kStd, 3, 5, all_augmentations(), depth());
+  int at = 0;
+  for (int step = 0; step < 300; step++) {
+    switch (chaos.below(4)) {
+      case 0:
+      case 1:
+        if (at < kBatches) {
+          ASSERT_TRUE(take(*loader, 1)[0] == reference[at]) << "step " << step;
+          at++;
+        }
+        break;
+      case 2:
+        at = static_cast<int>(chaos.below(kBatches + 1));
+        loader->restore(positions[at]);
+        break;
+      default:
+        { ImageLoader doomed(set, kMean, kStd, 3, 5 + step, all_augmentations(), depth()); }
+        loader = std::make_unique<ImageLoader>(set, kMean, kStd, 3, 5, all_augmentations(), depth());
+        at = static_cast<int>(chaos.below(kBatches + 1));
+        loader->restore(positions[at]);
+    }
+    ImageLoaderPosition now = loader->position();
+    ASSERT_EQ(now.epoch, positions[at].epoch) << "step " << step;
+    ASSERT_EQ(now.index, positions[at].index) << "step " << step;
+    ASSERT_EQ(now.rng, positions[at].rng) << "step " << step;
+  }
+}
+
 TEST(ImageLoader, NormalisationMatchesADoubleComputation) {
   Generator gen(34);
   auto set = labelled_set(gen, 6, 3, 5, 3);
