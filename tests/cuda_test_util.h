@@ -122,7 +122,8 @@ inline Tolerance f32_tolerance(DType dtype, double f32_ulps, int64_t length = 1,
 
 // The verdict of an element-wise comparison: how many elements broke their bound, and the worst
 // one (the largest |out - ref| / bound; NaN counts as infinitely far), with both values and its
-// bound. An element passes when out == ref (equal infinities included) or |out - ref| <= bound.
+// bound. An element passes when out == ref (equal infinities included) or, for a finite ref,
+// |out - ref| <= bound.
 struct ElementwiseReport {
   int64_t count = 0;       // elements compared
   int64_t violations = 0;  // elements outside their bound (a size mismatch counts every element)
@@ -146,9 +147,11 @@ ElementwiseReport compare_elementwise_with(const std::vector<float>& out, const 
     const double a = out[i], b = ref[i];
     const double bound = bound_of(i, b);
     const double diff = std::fabs(a - b);
-    const bool pass = a == b || diff <= bound;
-    // NaN anywhere makes diff NaN: rank it past every finite ratio.
-    const double ratio = a == b ? 0.0 : (diff != diff ? INFINITY : (bound > 0 ? diff / bound : INFINITY));
+    // An infinite ref is matched only by itself (its relative bound would be infinite too).
+    const bool pass = a == b || (std::isfinite(b) && diff <= bound);
+    // NaN anywhere makes diff NaN: rank it, and any other miss without a finite ratio, past every
+    // finite ratio.
+    const double ratio = a == b ? 0.0 : (std::isfinite(b) && std::isfinite(diff) && bound > 0 ? diff / bound : INFINITY);
     if (!pass) r.violations++;
     if (ratio > worst_ratio) {
       worst_ratio = ratio;
