@@ -7,8 +7,9 @@
 //   build/bench/bench_gpu_train cuda 6 6 384 256 64 50 bf16 - 65
 //   python3 bench/torch/torch_gpt.py cuda 6 6 384 256 64 50 bf16 - 65
 //
-// Prints ms/step, tokens/s, TFLOP/s by the peer's formula (6N per token plus 6*L*D*T for
-// attention), MFU against the GPU's dense peak (programs/lib/gpu_peak.h), and peak GPU memory.
+// Prints ms/step, tokens/s, TFLOP/s by the model's own count (GPT::flops_per_token, which ./train's
+// MFU uses too: 6 (N - wpe) + 12*L*D*T per token, the peer computes the same), MFU against the
+// GPU's dense peak (programs/lib/gpu_peak.h), and peak GPU memory.
 // --dtype fp16 trains with the GradScaler, as ./train does. On a machine without a GPU, "cuda"
 // exits 0 with a message; "cpu" runs on the CPU (fp32 only).
 #include <chrono>
@@ -102,9 +103,10 @@ int main(int argc, char** argv) {
     double seconds = (now_seconds() - start) / static_cast<double>(steps);
 
     double params = static_cast<double>(model.num_parameters());
-    double flops = static_cast<double>(B * T) * (6.0 * params + 6.0 * static_cast<double>(L * D * T));
+    // block_size = T, so this is the count at the benchmarked sequence length.
+    double flops = static_cast<double>(B * T) * model.flops_per_token();
     std::printf("tilegrad %s L%lld H%lld D%lld T%lld B%lld V%lld params=%.2fM dtype=%s: %.1f ms/step %.0f tok/s "
-                "%.2f TFLOP/s loss=%.3f",
+                "%.2f TFLOP/s [6(N-wpe)+12LDT per token] loss=%.3f",
                 device.str().c_str(), static_cast<long long>(L), static_cast<long long>(H), static_cast<long long>(D),
                 static_cast<long long>(T), static_cast<long long>(B), static_cast<long long>(V), params / 1e6,
                 dtype_name(dtype), seconds * 1000, static_cast<double>(B * T) / seconds, flops / seconds / 1e12,

@@ -8,13 +8,8 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 
-#ifdef __CUDACC__
-#define TG_HOST_DEVICE __host__ __device__
-#else
-#define TG_HOST_DEVICE
-#endif
+#include "tensor/host_device.h"
 
 namespace tg::optim_math {
 
@@ -66,26 +61,6 @@ TG_HOST_DEVICE inline uint64_t rounding_bits(uint64_t key, int64_t index) {
 // would drop every time survive on average. Exactly representable values, infinities and NaN
 // (as a quiet NaN) come through unchanged. Like round-to-nearest, values past the largest finite
 // half may become infinity.
-
-TG_HOST_DEVICE inline uint32_t float_bits(float x) {
-#ifdef __CUDA_ARCH__
-  return __float_as_uint(x);
-#else
-  uint32_t bits;
-  std::memcpy(&bits, &x, sizeof bits);
-  return bits;
-#endif
-}
-
-TG_HOST_DEVICE inline float bits_float(uint32_t bits) {
-#ifdef __CUDA_ARCH__
-  return __uint_as_float(bits);
-#else
-  float x;
-  std::memcpy(&x, &bits, sizeof x);
-  return x;
-#endif
-}
 
 // bf16 keeps the top 16 bits of an f32. Adding 16 uniform random bits to the 16 that are dropped
 // carries into the kept part with probability (dropped bits) / 2^16: exactly the rule above, for

@@ -17,6 +17,7 @@
 #include <type_traits>
 
 #include "tensor/cuda_check.h"
+#include "tensor/half_bits.h"
 
 namespace tg::cuda {
 
@@ -29,55 +30,11 @@ unsigned blocks_for(int64_t n) {
   return static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(blocks, 1), 65535 * 8));
 }
 
-// ---- element conversions: the CPU's (tensor/dtype.cpp, tensor/copy.cpp), bit for bit ------------
-// Written with integer operations rather than the cuda_bf16/cuda_fp16 intrinsics so that NaN
-// payloads and every rounding case match the CPU converter exactly; the tests compare all 2^16
-// half values and millions of random floats bit for bit.
-
-__device__ __forceinline__ uint16_t f32_to_bf16_bits(float value) {
-  uint32_t x = __float_as_uint(value);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x0040u);  // quiet NaN
-  x += 0x7fffu + ((x >> 16) & 1u);  // round to nearest even; a carry into the exponent is correct
-  return static_cast<uint16_t>(x >> 16);
-}
-
-__device__ __forceinline__ uint32_t round_shift_right(uint32_t mantissa, int shift) {
-  uint32_t kept = mantissa >> shift;
-  uint32_t rest = mantissa & ((1u << shift) - 1u);
-  uint32_t half = 1u << (shift - 1);
-  if (rest > half || (rest == half && (kept & 1u))) kept++;
-  return kept;
-}
-
-__device__ __forceinline__ uint16_t f32_to_f16_bits(float value) {
-  uint32_t x = __float_as_uint(value);
-  uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
-  uint32_t ax = x & 0x7fffffffu;
-  if (ax > 0x7f800000u) return sign | 0x7e00u;   // NaN
-  if (ax >= 0x477ff000u) return sign | 0x7c00u;  // >= 65520 rounds to infinity
-  if (ax < 0x38800000u) {                        // below 2^-14: f16 subnormal range
-    if (ax <= 0x33000000u) return sign;          // <= 2^-25 rounds to zero
-    uint32_t exponent = ax >> 23;                // 102..112 here, so the shift is 14..24
-    uint32_t mantissa = (ax & 0x7fffffu) | 0x800000u;
-    return sign | static_cast<uint16_t>(round_shift_right(mantissa, 126 - static_cast<int>(exponent)));
-  }
-  uint32_t half = (((ax >> 23) - 112u) << 10) | ((ax & 0x7fffffu) >> 13);
-  uint32_t rest = ax & 0x1fffu;
-  if (rest > 0x1000u || (rest == 0x1000u && (half & 1u))) half++;
-  return sign | static_cast<uint16_t>(half);
-}
-
-__device__ __forceinline__ float f16_bits_to_f32(uint16_t bits) {
-  uint32_t sign = static_cast<uint32_t>(bits & 0x8000u) << 16;
-  uint32_t exponent = (bits >> 10) & 0x1fu;
-  uint32_t mantissa = bits & 0x3ffu;
-  if (exponent == 0x1f) return __uint_as_float(sign | 0x7f800000u | (mantissa << 13));
-  if (exponent == 0) {
-    float magnitude = static_cast<float>(mantissa) * 5.9604644775390625e-8f;  // exact: m * 2^-24
-    return __uint_as_float(sign | __float_as_uint(magnitude));
-  }
-  return __uint_as_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));
-}
+// ---- element conversions: the CPU's (tensor/copy.cpp), bit for bit ----------------------------
+// bf16 and f16 go through tensor/half_bits.h, the very functions tensor/dtype.cpp's converters
+// call: integer operations rather than the cuda_bf16/cuda_fp16 intrinsics, so that NaN payloads
+// and every rounding case match the CPU; the tests compare all 2^16 half values and millions of
+// random floats bit for bit.
 
 // Truncation toward zero with saturation, NaN -> 0: what tensor/copy.cpp does on the CPU.
 __device__ __forceinline__ int32_t f32_to_i32_saturated(float v) {
@@ -102,7 +59,7 @@ template <> struct Elem<DType::F32> {
 };
 template <> struct Elem<DType::BF16> {
   using type = uint16_t;
-  static __device__ __forceinline__ float load(uint16_t x) { return __uint_as_float(static_cast<uint32_t>(x) << 16); }
+  static __device__ __forceinline__ float load(uint16_t x) { return bf16_bits_to_f32(x); }
   static __device__ __forceinline__ uint16_t store(float v) { return f32_to_bf16_bits(v); }
 };
 template <> struct Elem<DType::F16> {

@@ -10,12 +10,7 @@
 
 #include "tensor/dtype.h"
 #include "tensor/error.h"
-
-#ifdef __CUDACC__
-#define TG_HOST_DEVICE __host__ __device__
-#else
-#define TG_HOST_DEVICE
-#endif
+#include "tensor/host_device.h"
 
 namespace tg::cuda {
 

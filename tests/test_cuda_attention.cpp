@@ -23,8 +23,31 @@
 //   with random signs that is about one unit of the sum itself, so 2 units + the f32 1e-5.
 // - lse: f32 on every path (scores from 16-bit inputs are exact products summed in f32, the
 //   softmax sum uses unrounded P): 1e-5 for every dtype.
+//
+// Element-wise bounds (test::elementwise_close), from the terms summed into each element, which
+// attention_bounds() computes in double (u = 2^-24, R the dtype's unit roundoff, 0 for f32):
+// - a score s_tj = scale q_t . k_j, HS products summed in f32 in any order on each side, differs
+//   by 2 HS u sigma_tj, sigma_tj = scale sum_i |q_ti k_ji|;
+// - P_tj = exp(s_tj - lse_t): relative difference 2 HS u sigma_tj + 8 u (two exps within 2 ulp
+//   and a subtraction each), and in the forward the lse's own difference (below) besides; both
+//   sides' online softmax rescales its running sum and output at most once per block of 16 or
+//   more keys, 4 u per rescale: (T / 16 + 1) 8 u more;
+// - out_td = sum_j P_tj v_jd: P's relative difference times M_td = sum_j P_tj |v_jd|, plus the sums
+//   over up to T keys, 2 T u M_td; on the tensor-core path P is rounded to the dtype first: R M_td;
+// - lse_t: the largest score difference of the row plus 2 T u of the sum of exps (relative, so
+//   absolute in the log) and 8 u |lse_t| for the log and the max;
+// - backward, dS_tj = P_tj (dP_tj - D_t) with dP_tj = dO_t . V_j and D_t = dO_t . out_t (HS terms
+//   each) has a difference of at most (P's relative difference + 2 HS u) A_tj,
+//   A_tj = P_tj (sum_i |dO_ti V_ji| + sum_i |dO_ti out_ti|), and R A_tj more where the tensor-core
+//   path rounds dS (or P, for dV); then dQ_t = scale sum_j dS_tj K_j, dK_j = scale sum_t dS_tj Q_t,
+//   dV_j = sum_t P_tj dO_t add 2 T u of their magnitudes M = scale sum |dS| |K| (etc.), and the add
+//   into the buffer 2 u (|start| + |gradient|).
+// Each GPU element is then rounded once to the dtype: + R (|ref| + d) + the subnormal half-spacing.
+// These worst-case sums are far above the errors the norm-wise checks see (random signs cancel),
+// but still far below a wrong element, which is off by the size of M itself.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -85,6 +108,96 @@ struct Forward {
   Tensor out, lse;  // CPU f32
 };
 
+// Per-element bounds for out, lse and dqkv (see the top of the file), from qkv, the rounded out and
+// dout as both sides see them, and the buffer's start.
+struct Bounds {
+  std::vector<double> out, lse, dqkv;
+};
+
+Bounds attention_bounds(const Case& c, DType dtype, const Tensor& qkv_t, const Tensor& out_t, const Tensor& dout_t,
+                        const Tensor& start_t, const Tensor& out_ref, const Tensor& lse_ref, const Tensor& dqkv_ref) {
+  const double u = std::ldexp(1.0, -24), R = rounding_unit(dtype);
+  const double tc = tensor_core_path(dtype, c.HS) ? R : 0.0;
+  const int64_t T = c.T, HS = c.HS, C = c.NH * HS;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(HS));
+  const std::vector<float> qkv = qkv_t.to_vector(), out = out_t.to_vector(), dout = dout_t.to_vector();
+  const std::vector<float> start = start_t.to_vector(), oref = out_ref.to_vector(), lref = lse_ref.to_vector();
+  const std::vector<float> gref = dqkv_ref.to_vector();
+  std::vector<double> m_out(out.size(), 0), d_lse(lref.size(), 0), m_dqkv(qkv.size(), 0), d_out(out.size(), 0);
+  std::vector<double> d_dqkv(qkv.size(), 0);
+  const double rescales = (static_cast<double>(T) / 16 + 1) * 8 * u;
+  std::vector<double> s(T), sigma(T), p(T);
+  for (int64_t b = 0; b < c.B; b++)
+    for (int64_t h = 0; h < c.NH; h++) {
+      auto q = [&](int64_t t, int64_t i) { return static_cast<double>(qkv[(b * T + t) * 3 * C + h * HS + i]); };
+      auto k = [&](int64_t t, int64_t i) { return static_cast<double>(qkv[(b * T + t) * 3 * C + C + h * HS + i]); };
+      auto v = [&](int64_t t, int64_t i) { return static_cast<double>(qkv[(b * T + t) * 3 * C + 2 * C + h * HS + i]); };
+      auto o = [&](int64_t t, int64_t i) { return static_cast<double>(out[(b * T + t) * C + h * HS + i]); };
+      auto g = [&](int64_t t, int64_t i) { return static_cast<double>(dout[(b * T + t) * C + h * HS + i]); };
+      auto grad_at = [&](int64_t t, int64_t part, int64_t i) { return (b * T + t) * 3 * C + part * C + h * HS + i; };
+      for (int64_t t = 0; t < T; t++) {
+        double mx = -INFINITY, max_ds = 0;
+        for (int64_t j = 0; j <= t; j++) {
+          double dot = 0, mag = 0;
+          for (int64_t i = 0; i < HS; i++) {
+            dot += q(t, i) * k(j, i);
+            mag += std::fabs(q(t, i) * k(j, i));
+          }
+          s[j] = dot * scale;
+          sigma[j] = mag * scale;
+          mx = std::max(mx, s[j]);
+          max_ds = std::max(max_ds, 2 * HS * u * sigma[j]);
+        }
+        double sum = 0;
+        for (int64_t j = 0; j <= t; j++) sum += std::exp(s[j] - mx);
+        const double lse = mx + std::log(sum);
+        for (int64_t j = 0; j <= t; j++) p[j] = std::exp(s[j] - lse);
+        const size_t li = static_cast<size_t>((b * c.NH + h) * T + t);
+        d_lse[li] = max_ds + 2 * T * u + 8 * u * std::fabs(lse);
+        // D_t and the dS magnitudes of row t.
+        double D_mag = 0;
+        for (int64_t i = 0; i < HS; i++) D_mag += std::fabs(g(t, i) * o(t, i));
+        for (int64_t j = 0; j <= t; j++) {
+          const double rel_p_fwd = 2 * HS * u * sigma[j] + 8 * u + d_lse[li] + rescales;
+          const double rel_p_bwd = 2 * HS * u * sigma[j] + 8 * u;
+          double dP_mag = 0;
+          for (int64_t i = 0; i < HS; i++) dP_mag += std::fabs(g(t, i) * v(j, i));
+          const double A = p[j] * (dP_mag + D_mag);
+          for (int64_t i = 0; i < HS; i++) {
+            const size_t oi = static_cast<size_t>((b * T + t) * C + h * HS + i);
+            m_out[oi] += p[j] * std::fabs(v(j, i));
+            d_out[oi] += (rel_p_fwd + tc) * p[j] * std::fabs(v(j, i));
+            // dQ_t += scale dS_tj K_j, dK_j += scale dS_tj Q_t, dV_j += P_tj dO_t.
+            const double dq = scale * A * std::fabs(k(j, i)), dk = scale * A * std::fabs(q(t, i));
+            const double dv = p[j] * std::fabs(g(t, i));
+            const size_t qi = static_cast<size_t>(grad_at(t, 0, i)), ki = static_cast<size_t>(grad_at(j, 1, i));
+            const size_t vi = static_cast<size_t>(grad_at(j, 2, i));
+            m_dqkv[qi] += dq;
+            m_dqkv[ki] += dk;
+            m_dqkv[vi] += dv;
+            d_dqkv[qi] += (rel_p_bwd + 2 * HS * u + tc) * dq;
+            d_dqkv[ki] += (rel_p_bwd + 2 * HS * u + tc) * dk;
+            d_dqkv[vi] += (rel_p_bwd + tc) * dv;
+          }
+        }
+      }
+    }
+  Bounds bounds;
+  const double tiny = test::subnormal_half_spacing(dtype);
+  bounds.out.resize(out.size());
+  for (size_t i = 0; i < out.size(); i++) {
+    const double d = d_out[i] + 2 * T * u * m_out[i];
+    bounds.out[i] = d + R * (std::fabs(oref[i]) + d) + tiny;
+  }
+  bounds.lse = d_lse;
+  bounds.dqkv.resize(qkv.size());
+  for (size_t i = 0; i < qkv.size(); i++) {
+    const double d = d_dqkv[i] + 2 * T * u * m_dqkv[i] + 2 * u * (std::fabs(start[i]) + std::fabs(gref[i] - start[i]));
+    bounds.dqkv[i] = d + R * (std::fabs(gref[i]) + d) + tiny;
+  }
+  return bounds;
+}
+
 Forward cpu_forward(const Tensor& qkv, int64_t NH) {
   Tensor out = Tensor::empty({qkv.size(0), qkv.size(1), qkv.size(2) / 3});
   Tensor lse = Tensor::empty({qkv.size(0), NH, qkv.size(1)});
@@ -105,11 +218,16 @@ TEST(CudaAttention, ForwardMatchesCpu) {
       ops::attention_forward(out, lse, to_device(qkv, dtype), c.NH);
       EXPECT_LT(rel_error(out, ref.out), tolerance(dtype, c.HS)) << c.str(dtype);
       EXPECT_LT(rel_error(lse, ref.lse), kF32Tolerance) << c.str(dtype);
+      const Tensor none = Tensor::zeros(qkv.shape());
+      const Bounds b = attention_bounds(c, dtype, qkv, ref.out, Tensor::zeros(ref.out.shape()), none, ref.out, ref.lse, none);
+      EXPECT_TRUE(test::elementwise_close(out, ref.out, b.out)) << c.str(dtype);
+      EXPECT_TRUE(test::elementwise_close(lse, ref.lse, b.lse)) << c.str(dtype);
     }
 }
 
 // Runs the CPU and GPU backward on the same qkv, out (rounded to the dtype), lse and dout, into
-// buffers that start as `initial` (rounded to the dtype); returns the relative error.
+// buffers that start as `initial` (rounded to the dtype, the GPU's poisoned-free start: every
+// element is added into); checks every element against its bound and returns the relative error.
 double backward_error(const Case& c, DType dtype, uint64_t seed, bool random_initial) {
   Generator gen(seed);
   const int64_t C = c.NH * c.HS;
@@ -125,6 +243,8 @@ double backward_error(const Case& c, DType dtype, uint64_t seed, bool random_ini
   Tensor dqkv = to_device(initial, dtype);
   ops::attention_backward(dqkv, to_device(dout, dtype), to_device(qkv, dtype), to_device(out, dtype),
                           f.lse.to(gpu()), c.NH);
+  const Bounds b = attention_bounds(c, dtype, qkv, out, dout, initial, f.out, f.lse, ref);
+  EXPECT_TRUE(test::elementwise_close(dqkv, ref, b.dqkv)) << c.str(dtype);
   return rel_error(dqkv, ref);
 }
 
@@ -156,7 +276,7 @@ TEST(CudaAttention, BackwardIsBitwiseDeterministic) {
       const int64_t C = c.NH * c.HS;
       Tensor qkv = to_device(rounded_randn({c.B, c.T, 3 * C}, gen, dtype), dtype);
       Tensor dout = to_device(rounded_randn({c.B, c.T, C}, gen, dtype), dtype);
-      Tensor out = Tensor::empty({c.B, c.T, C}, dtype, gpu()), lse = Tensor::empty({c.B, c.NH, c.T}, DType::F32, gpu());
+      Tensor out = test::poisoned({c.B, c.T, C}, dtype), lse = test::poisoned({c.B, c.NH, c.T}, DType::F32);
       ops::attention_forward(out, lse, qkv, c.NH);
       std::vector<float> first;
       for (int run = 0; run < 2; run++) {
@@ -190,6 +310,12 @@ TEST(CudaAttention, AutogradOutputDtypeAndGradient) {
     Tensor y_cpu = causal_self_attention(qkv_cpu, c.NH);
     backward(y_cpu, dout_cpu);
     EXPECT_LT(rel_error(y, y_cpu), tolerance(dtype, c.HS)) << dtype_name(dtype);
+    {
+      const Tensor none = Tensor::zeros(qkv_cpu.shape()), yd = y_cpu.detach();
+      const Bounds b = attention_bounds(c, dtype, qkv_cpu.detach(), yd, Tensor::zeros(yd.shape()), none, yd,
+                                        cpu_forward(qkv_cpu.detach(), c.NH).lse, none);
+      EXPECT_TRUE(test::elementwise_close(y, yd, b.out)) << dtype_name(dtype);
+    }
     // The GPU backward ran on the GPU forward's out and lse, so the forward's error reaches the
     // gradient through D = rowsum(dout * out): the two budgets add.
     EXPECT_LT(rel_error(qkv.grad(), qkv_cpu.grad()), 2 * tolerance(dtype, c.HS)) << dtype_name(dtype);

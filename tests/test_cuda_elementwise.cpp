@@ -3,9 +3,11 @@
 // bf16 and f16, with poisoned outputs. Plus the CPU-side contract: half precision on the CPU is a
 // clear error naming the op and the dtype.
 //
-// Tolerances are norm-wise relative errors (test::rel_error). One round-to-nearest into a format
-// with p significand bits moves a value by at most u = 2^-p of itself (f32 p = 24, bf16 p = 8, f16
-// p = 11), so k roundings of the GPU's result stay within k u of the CPU's f32 value, in norm too.
+// Tolerances are relative errors. One round-to-nearest into a format with p significand bits moves
+// a value by at most u = 2^-p of itself (f32 p = 24, bf16 p = 8, f16 p = 11), so k roundings of the
+// GPU's result stay within k u of the CPU's f32 value. Each bound below holds for every element
+// (one operation per element, or sums of terms of one sign), so each is checked element by element
+// (test::elementwise_close, via per_element) as well as in norm (test::rel_error).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -27,6 +29,12 @@ using namespace tg;
 namespace {
 
 double roundoff(DType dtype) { return test::unit_roundoff(dtype); }
+
+// A relative bound that holds per element, with the subnormal half-spacing of up to four roundings
+// as its floor: near zero a rounding is off by half the spacing, not by a fraction of the value.
+test::Tolerance per_element(DType dtype, double relative) {
+  return {4 * test::subnormal_half_spacing(dtype), relative};
+}
 
 // Same-shape and broadcast elementwise results: the GPU does the CPU's f32 operation on the same
 // inputs and rounds once (u). The f32 slack of 1e-6 (16 f32 ulps) covers FMA contraction, which may
@@ -132,6 +140,7 @@ TEST(CudaElementwise, BroadcastForwardMatchesCpu) {
         Tensor out = test::poisoned(ref.shape(), dtype);
         op.forward(out, test::to_device(a, dtype), test::to_device(b, dtype));
         EXPECT_LT(test::rel_error(out, ref), elementwise_tolerance(dtype)) << describe(op.name, dtype, sa, sb);
+        EXPECT_TRUE(test::elementwise_close(out, ref, per_element(dtype, elementwise_tolerance(dtype)))) << describe(op.name, dtype, sa, sb);
       }
 }
 
@@ -148,6 +157,7 @@ TEST(CudaElementwise, ForwardOnStridedAndMisalignedViews) {
       Tensor out = test::poisoned({33, 257}, dtype);
       op.forward(out, test::to_device(base, dtype).transpose(0, 1), test::to_device(row, dtype));
       EXPECT_LT(test::rel_error(out, ref), elementwise_tolerance(dtype)) << op.name << " transposed " << dtype_name(dtype);
+      EXPECT_TRUE(test::elementwise_close(out, ref, per_element(dtype, elementwise_tolerance(dtype)))) << op.name << " transposed " << dtype_name(dtype);
 
       Tensor a = test::rounded_randn({1001}, gen, dtype), b = divisors({1002}, gen, dtype);
       Tensor ref2 = Tensor::empty({1000});
@@ -156,6 +166,7 @@ TEST(CudaElementwise, ForwardOnStridedAndMisalignedViews) {
       Tensor out2 = out_base.slice(0, 1, 1001);
       op.forward(out2, test::to_device(a, dtype).slice(0, 1, 1001), test::to_device(b, dtype).slice(0, 2, 1002));
       EXPECT_LT(test::rel_error(out2, ref2), elementwise_tolerance(dtype)) << op.name << " misaligned " << dtype_name(dtype);
+      EXPECT_TRUE(test::elementwise_close(out2, ref2, per_element(dtype, elementwise_tolerance(dtype)))) << op.name << " misaligned " << dtype_name(dtype);
       EXPECT_TRUE(std::isnan(out_base.to_vector()[0])) << "wrote outside the output view";
     }
 }
@@ -219,9 +230,11 @@ TEST(CudaElementwise, BackwardMatchesCpu) {
           std::string what = describe(op.name, dtype, layout.a, layout.b) + " mode " + std::to_string(mode);
           if (da.defined()) {
             EXPECT_LT(test::rel_error(da, da_ref), tol_a) << what << " da";
+            EXPECT_TRUE(test::elementwise_close(da, da_ref, per_element(dtype, tol_a))) << what << " da";
           }
           if (db.defined()) {
             EXPECT_LT(test::rel_error(db, db_ref), tol_b) << what << " db";
+            EXPECT_TRUE(test::elementwise_close(db, db_ref, per_element(dtype, tol_b))) << what << " db";
           }
         }
 }
@@ -262,16 +275,30 @@ TEST(CudaElementwise, ScalarOpsMatchCpu) {
       ops::scale_forward(ref, x, -1.75f);
       ops::scale_forward(out, xd, -1.75f);
       EXPECT_LT(test::rel_error(out, ref), elementwise_tolerance(dtype)) << "scale " << what;
+      EXPECT_TRUE(test::elementwise_close(out, ref, per_element(dtype, elementwise_tolerance(dtype)))) << "scale " << what;
 
       ops::add_scalar_forward(ref, x, 0.3f);
       out = test::poisoned({n}, dtype);
       ops::add_scalar_forward(out, xd, 0.3f);
       EXPECT_LT(test::rel_error(out, ref), elementwise_tolerance(dtype)) << "add_scalar " << what;
+      EXPECT_TRUE(test::elementwise_close(out, ref, per_element(dtype, elementwise_tolerance(dtype)))) << "add_scalar " << what;
 
       Tensor g_ref = g0.clone(), g = test::to_device(g0, dtype);
       ops::scale_backward(g_ref, x, 0.7f);
       ops::scale_backward(g, xd, 0.7f);
       EXPECT_LT(test::rel_error(g, g_ref), elementwise_tolerance(dtype)) << "scale_backward " << what;
+      // g0 + 0.7 x may be one FMA on one side and two roundings on the other: they differ by up to an
+      // f32 ulp of each term (2 u (|g0| + 0.7 |x|), u = 2^-24), not of the sum, which may cancel.
+      {
+        const double u = std::ldexp(1.0, -24), R = dtype == DType::F32 ? 0.0 : roundoff(dtype);
+        std::vector<float> gv = g0.to_vector(), xv = x.to_vector(), rv = g_ref.to_vector();
+        std::vector<double> bounds(rv.size());
+        for (size_t i = 0; i < rv.size(); i++) {
+          const double d = 2 * u * (std::fabs(gv[i]) + 0.7 * std::fabs(xv[i]));
+          bounds[i] = d + R * (std::fabs(rv[i]) + d) + test::subnormal_half_spacing(dtype);
+        }
+        EXPECT_TRUE(test::elementwise_close(g, g_ref, bounds)) << "scale_backward " << what;
+      }
     }
 }
 
@@ -288,6 +315,7 @@ TEST(CudaElementwise, AccumulateMatchesCpu) {
       ops::accumulate(ref_view, src_view(src));
       ops::accumulate(got_view, src_view(test::to_device(src, dtype)));
       EXPECT_LT(test::rel_error(got, ref), elementwise_tolerance(dtype)) << what << " " << dtype_name(dtype);
+      EXPECT_TRUE(test::elementwise_close(got, ref, per_element(dtype, elementwise_tolerance(dtype)))) << what << " " << dtype_name(dtype);
     };
     auto same = [](const Tensor& t) { return t; };
     check(test::rounded_randn({100003}, gen, dtype), same, test::rounded_randn({100003}, gen, dtype), same, "dense");
@@ -328,8 +356,11 @@ TEST(CudaElementwise, AutogradOnTheGpuKeepsDtypeAndMatchesCpu) {
     EXPECT_EQ(ad.grad().dtype(), dtype);
     EXPECT_EQ(bd.grad().dtype(), dtype);
     EXPECT_LT(test::rel_error(y, y_ref), 3 * roundoff(dtype) + 1e-6) << dtype_name(dtype);
+    EXPECT_TRUE(test::elementwise_close(y, y_ref, per_element(dtype, 3 * roundoff(dtype) + 1e-6))) << dtype_name(dtype);
     EXPECT_LT(test::rel_error(ad.grad(), a.grad()), 3 * roundoff(dtype) + 1e-6) << dtype_name(dtype);
+    EXPECT_TRUE(test::elementwise_close(ad.grad(), a.grad(), per_element(dtype, 3 * roundoff(dtype) + 1e-6))) << dtype_name(dtype);
     EXPECT_LT(test::rel_error(bd.grad(), b.grad()), 3 * roundoff(dtype) + 1e-6) << dtype_name(dtype);
+    EXPECT_TRUE(test::elementwise_close(bd.grad(), b.grad(), per_element(dtype, 3 * roundoff(dtype) + 1e-6))) << dtype_name(dtype);
 
     // Scalars: x / s multiplies by 1 / s in f32 for half dtypes (one rounding from x * (1/s), which
     // is within an f32 ulp of x / s); s / x divides by x with s rounded to the dtype (exact here).
@@ -337,6 +368,8 @@ TEST(CudaElementwise, AutogradOnTheGpuKeepsDtypeAndMatchesCpu) {
     EXPECT_EQ(q.dtype(), dtype);
     EXPECT_EQ(r.dtype(), dtype);
     EXPECT_LT(test::rel_error(q, a0 / 3.0f), roundoff(dtype) + 1e-6) << dtype_name(dtype);
+    EXPECT_TRUE(test::elementwise_close(q, a0 / 3.0f, per_element(dtype, roundoff(dtype) + 1e-6))) << dtype_name(dtype);
     EXPECT_LT(test::rel_error(r, 2.0f / b0), roundoff(dtype) + 1e-6) << dtype_name(dtype);
+    EXPECT_TRUE(test::elementwise_close(r, 2.0f / b0, per_element(dtype, roundoff(dtype) + 1e-6))) << dtype_name(dtype);
   }
 }

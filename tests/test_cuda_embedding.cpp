@@ -33,6 +33,30 @@ double rounded_tolerance(DType dtype) {
   return (dtype == DType::F32 ? 0.0 : test::unit_roundoff(dtype)) + kF32Tolerance;
 }
 
+// Element-wise: dweight[v][c] = start + the sum of the k rows with id v, added in different
+// groupings on the two sides; each side's k + 1 f32 additions are within k u of the sum of the
+// magnitudes (u = 2^-24), so the two differ by 2 k u (|start| + sum |rows|); the GPU then rounds once
+// to the dtype: + R (|ref| + d) + the subnormal half-spacing. Untouched rows stay exact.
+std::vector<double> backward_bounds(DType dtype, const Tensor& ids_t, const Tensor& dout_t, const Tensor& start_t,
+                                    const Tensor& ref_t) {
+  const double u = std::ldexp(1.0, -24), R = dtype == DType::F32 ? 0.0 : test::unit_roundoff(dtype);
+  const std::vector<int32_t> ids = ids_t.to_int_vector();
+  const std::vector<float> dout = dout_t.to_vector(), start = start_t.to_vector(), ref = ref_t.to_vector();
+  const size_t C = dout.size() / ids.size();
+  std::vector<double> count(ref.size() / C, 0), magnitude(ref.size());
+  for (size_t i = 0; i < ref.size(); i++) magnitude[i] = std::fabs(start[i]);
+  for (size_t n = 0; n < ids.size(); n++) {
+    count[static_cast<size_t>(ids[n])] += 1;
+    for (size_t c = 0; c < C; c++) magnitude[static_cast<size_t>(ids[n]) * C + c] += std::fabs(dout[n * C + c]);
+  }
+  std::vector<double> bounds(ref.size());
+  for (size_t i = 0; i < ref.size(); i++) {
+    const double d = 2 * count[i / C] * u * magnitude[i];
+    bounds[i] = d + R * (std::fabs(ref[i]) + d) + test::subnormal_half_spacing(dtype);
+  }
+  return bounds;
+}
+
 Tensor random_ids(int64_t N, int64_t V, Generator& gen) {
   std::vector<int32_t> ids(static_cast<size_t>(N));
   for (int32_t& id : ids) id = static_cast<int32_t>(gen.below(V));
@@ -81,6 +105,7 @@ TEST(CudaEmbedding, ForwardCopiesTheRowsExactly) {
         Tensor out = test::poisoned({N, C}, dtype);
         ops::embedding_forward(out, ids.to(test::gpu()), test::to_device(weight, dtype));
         EXPECT_EQ(test::rel_error(out, ref), 0.0);
+        EXPECT_TRUE(test::elementwise_close(out, ref, test::Tolerance{0.0, 0.0}));
       }
     }
   }
@@ -97,9 +122,11 @@ TEST(CudaEmbedding, BackwardAccumulatesAndMatchesCpu) {
       Tensor dout = test::rounded_randn(out_shape, gen, dtype);
       Tensor dweight = test::rounded_randn({c.V, c.C}, gen, dtype);  // pre-filled: the kernels must add
       Tensor dweight_gpu = test::to_device(dweight, dtype);
+      const Tensor start = dweight.clone();
       ops::embedding_backward(dweight, dout, c.ids);
       ops::embedding_backward(dweight_gpu, test::to_device(dout, dtype), c.ids.to(test::gpu()));
       EXPECT_LT(test::rel_error(dweight_gpu, dweight), rounded_tolerance(dtype));
+      EXPECT_TRUE(test::elementwise_close(dweight_gpu, dweight, backward_bounds(dtype, c.ids, dout, start, dweight)));
     }
   }
 }
@@ -117,9 +144,11 @@ TEST(CudaEmbedding, BackwardAtGpt2Size) {
     Tensor dweight = test::rounded_randn({c.V, 768}, gen, dtype);
     Tensor dweight_gpu = test::to_device(dweight, dtype);
     Tensor ids = c.ids.reshape({16384});
+    const Tensor start = dweight.clone();
     ops::embedding_backward(dweight, dout, ids);
     ops::embedding_backward(dweight_gpu, test::to_device(dout, dtype), ids.to(test::gpu()));
     EXPECT_LT(test::rel_error(dweight_gpu, dweight), rounded_tolerance(dtype));
+    EXPECT_TRUE(test::elementwise_close(dweight_gpu, dweight, backward_bounds(dtype, ids, dout, start, dweight)));
   }
 }
 

@@ -479,6 +479,23 @@ TEST(CudaGemm, MatmulFrontTransposedViewsAndBatches) {
     ops::matmul(out, test::to_device(a, dtype).transpose(1, 2), test::to_device(b, dtype));
     // One rounding of each output: rel error < R, plus f32 accumulation slack (K u ~ 1e-5).
     EXPECT_LT(test::rel_error(out, ref), dtype == DType::F32 ? 1e-5 : 1.1 * unit_roundoff(dtype));
+    // Element by element, the bound of the launcher tests: 2 (K + 8) u_acc sum_k |a_ik b_kj| for
+    // the two sides' accumulations, then the output's rounding, R (|ref| + d).
+    auto abs_of = [](const Tensor& t) {
+      std::vector<float> v = t.to_vector();
+      for (float& e : v) e = std::fabs(e);
+      return Tensor::from_vector(v, t.shape());
+    };
+    Tensor mag = Tensor::empty({Bt, M, N});  // f32 sums of positive terms: within K u, the (1 + ...) below
+    ops::matmul(mag, abs_of(a).transpose(1, 2), abs_of(b));
+    const std::vector<float> m = mag.to_vector(), r = ref.to_vector();
+    const double R = dtype == DType::F32 ? 0.0 : unit_roundoff(dtype);
+    std::vector<double> bounds(r.size());
+    for (size_t i = 0; i < r.size(); i++) {
+      const double d = 2 * (K + 8) * accumulation_roundoff(dtype) * m[i] * (1 + 4 * kU32 * (K + 8));
+      bounds[i] = d + R * (std::fabs(r[i]) + d) + test::subnormal_half_spacing(dtype);
+    }
+    EXPECT_TRUE(test::elementwise_close(out, ref, bounds));
   }
 }
 
@@ -515,6 +532,81 @@ LinearRun run_linear(int which, Device device, DType dtype, const Shape& x_shape
   run.db = b.grad().to_vector();
   if (which == 2) run.dr = r.grad().to_vector();
   return run;
+}
+
+// Per-element bounds for run_linear's outputs, from the same inputs (drawn again in run_linear's
+// order) in double: with u_acc the accumulation roundoff and R the dtype's (f32: 0),
+//   y:       2 (IN + 8) u_acc sum |x w| + |b| (+ |r|), times gelu' <= 1.13 for linear_gelu, whose
+//            pre-activation may also round the other way on the two sides: 2.3 R |u| (f32: expf's
+//            128 u |y| + 4 u |u|, as in the launcher test);
+//   dx, dw, db: GEMMs (or the column sum) of length OUT or rows over g = |dy| (linear_gelu:
+//            (1.13 + 1.2 |u|) |dy|, gelu' and a flip of u's rounding through |gelu''| <= 0.6), each
+//            2 (K + 8) u_acc of its magnitude; linear_gelu's du is also rounded (R) and may see u
+//            rounded the other way: R of the magnitude (f32: gelu' differs by up to ~700 u of it).
+// Then the output's rounding R (|ref| + d) and the subnormal half-spacing.
+struct LinearBounds {
+  std::vector<double> y, dx, dw, db;
+};
+
+LinearBounds linear_bounds(int which, DType dtype, const Shape& x_shape, int64_t OUT, const LinearRun& ref) {
+  Generator gen(77);
+  const int64_t IN = x_shape.back(), rows = shape_numel(x_shape) / IN;
+  Shape y_shape = x_shape;
+  y_shape.back() = OUT;
+  const std::vector<float> x = test::rounded_randn(x_shape, gen, dtype).to_vector();
+  const std::vector<float> w = test::rounded_randn({OUT, IN}, gen, dtype, 0.2f).to_vector();
+  const std::vector<float> b = test::rounded_randn({OUT}, gen, dtype).to_vector();
+  const std::vector<float> r = test::rounded_randn(y_shape, gen, dtype).to_vector();
+  const std::vector<float> dy = test::rounded_randn(y_shape, gen, dtype).to_vector();
+  const double R = dtype == DType::F32 ? 0.0 : unit_roundoff(dtype), acc = accumulation_roundoff(dtype);
+  const bool gelu = which == 1, f32 = dtype == DType::F32;
+  auto finish = [&](double d, float value) {
+    return d + R * (std::fabs(static_cast<double>(value)) + d) + test::subnormal_half_spacing(dtype);
+  };
+  LinearBounds out;
+  std::vector<double> g(static_cast<size_t>(rows * OUT));
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t o = 0; o < OUT; o++) {
+      double u = b[o], mag = std::fabs(b[o]);
+      for (int64_t k = 0; k < IN; k++) {
+        u += static_cast<double>(x[i * IN + k]) * w[o * IN + k];
+        mag += std::fabs(static_cast<double>(x[i * IN + k]) * w[o * IN + k]);
+      }
+      const size_t at = static_cast<size_t>(i * OUT + o);
+      if (which == 2) mag += std::fabs(r[at]);
+      double d = 2 * (IN + 8) * acc * mag;
+      if (gelu) {
+        const double y = ref.y[at];
+        d = 1.13 * d + (f32 ? 128 * kU32 * std::fabs(y) + 4 * kU32 * std::fabs(u) : 2.3 * R * std::fabs(u));
+      }
+      out.y.push_back(finish(d, ref.y[at]));
+      g[at] = (gelu ? 1.13 + 1.2 * std::fabs(u) : 1.0) * std::fabs(dy[at]);
+    }
+  const double extra = gelu ? (f32 ? 700 * kU32 : R) : 0.0;
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t k = 0; k < IN; k++) {
+      double mag = 0;
+      for (int64_t o = 0; o < OUT; o++) mag += g[static_cast<size_t>(i * OUT + o)] * std::fabs(w[o * IN + k]);
+      out.dx.push_back(finish((2 * (OUT + 8) * acc + extra) * mag, ref.dx[static_cast<size_t>(i * IN + k)]));
+    }
+  for (int64_t o = 0; o < OUT; o++)
+    for (int64_t k = 0; k < IN; k++) {
+      double mag = 0;
+      for (int64_t i = 0; i < rows; i++) mag += g[static_cast<size_t>(i * OUT + o)] * std::fabs(x[i * IN + k]);
+      out.dw.push_back(finish((2 * (rows + 8) * acc + extra) * mag, ref.dw[static_cast<size_t>(o * IN + k)]));
+    }
+  for (int64_t o = 0; o < OUT; o++) {
+    double mag = 0;
+    for (int64_t i = 0; i < rows; i++) mag += g[static_cast<size_t>(i * OUT + o)];
+    out.db.push_back(finish((2 * (rows + 8) * acc + extra) * mag, ref.db[static_cast<size_t>(o)]));
+  }
+  return out;
+}
+
+// Every element of got within its bound of want.
+::testing::AssertionResult within(const std::vector<float>& got, const std::vector<float>& want,
+                                  const std::vector<double>& bounds) {
+  return test::elementwise_verdict(test::compare_elementwise(got, want, bounds), "their bounds");
 }
 
 double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
@@ -561,6 +653,11 @@ TEST(CudaLinear, ForwardAndBackwardMatchCpu) {
         EXPECT_LT(rel_error(gpu.dx, cpu.dx), backward_tol) << "dx";
         EXPECT_LT(rel_error(gpu.dw, cpu.dw), backward_tol) << "dw";
         EXPECT_LT(rel_error(gpu.db, cpu.db), backward_tol) << "db";
+        const LinearBounds bounds = linear_bounds(which, dtype, x_shape, OUT, cpu);
+        EXPECT_TRUE(within(gpu.y, cpu.y, bounds.y)) << "y";
+        EXPECT_TRUE(within(gpu.dx, cpu.dx, bounds.dx)) << "dx";
+        EXPECT_TRUE(within(gpu.dw, cpu.dw, bounds.dw)) << "dw";
+        EXPECT_TRUE(within(gpu.db, cpu.db, bounds.db)) << "db";
         if (which == 2) {
           EXPECT_EQ(gpu.dr, cpu.dr) << "dresidual = dy exactly";
         }

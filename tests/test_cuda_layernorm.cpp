@@ -34,6 +34,126 @@ double rounded_tolerance(DType dtype) {
 
 Shape rows_of(int64_t N) { return {N}; }
 
+// Element-wise bounds (test::elementwise_close), worst cases of the reduction lengths, u = 2^-24:
+//   mean = sum x / C: each side within (C - 1) u of sum |x| / C, so they differ by
+//     2 C u mean|x| (per row).
+//   rstd = 1 / sqrt(var + eps): var sums C squares (terms of one sign; a side that forms
+//     E[x^2] - mean^2 instead loses at most a factor 2 to cancellation for these inputs, whose
+//     mean is small against their spread): (2C + 8) u relative between the sides, halved by the
+//     sqrt, plus the roundings of sqrt, the division and the square: (2C + 8) u relative.
+//   y = (x - mean) rstd w + b: the mean's difference times rstd, norm's relative difference from
+//     rstd and 2 roundings, then w and b: d = |w| (2 C u mean|x| rstd + (2C + 10) u |norm|)
+//     + 2 u (|norm w| + |b|).
+//   backward dx = dx0 + rstd (dnorm - mean(dnorm) - norm mean(dnorm norm)), dnorm = dout w: the two
+//     means sum C terms (2 (C + 2) u of their magnitudes between the sides), the rest rounds a few
+//     times (6 u of the terms' sizes T), the add 2 u (|dx0| + |term|).
+//   dw = dw0 + sum_n dout norm, db = db0 + sum_n dout: 2 (N + 2) u of the magnitudes.
+// Then the GPU rounds once to the dtype: + R (|ref| + d) + the subnormal half-spacing.
+struct RowStats {
+  std::vector<double> mean, rstd, mean_abs;
+};
+RowStats row_stats(const Tensor& x_t, float eps) {
+  const std::vector<float> x = x_t.to_vector();
+  const int64_t C = x_t.size(1), N = x_t.size(0);
+  RowStats r;
+  for (int64_t n = 0; n < N; n++) {
+    double sum = 0, abs = 0, var = 0;
+    for (int64_t c = 0; c < C; c++) {
+      sum += x[n * C + c];
+      abs += std::fabs(x[n * C + c]);
+    }
+    const double m = sum / C;
+    for (int64_t c = 0; c < C; c++) var += (x[n * C + c] - m) * (x[n * C + c] - m);
+    r.mean.push_back(m);
+    r.rstd.push_back(1 / std::sqrt(var / C + eps));
+    r.mean_abs.push_back(abs / C);
+  }
+  return r;
+}
+
+double finish(DType dtype, double d, double ref) {
+  const double R = dtype == DType::F32 ? 0.0 : test::unit_roundoff(dtype);
+  return d + R * (std::fabs(ref) + d) + test::subnormal_half_spacing(dtype);
+}
+
+std::vector<double> forward_bounds(DType dtype, const Tensor& x_t, const Tensor& w_t, const Tensor& b_t,
+                                   const Tensor& ref_t) {
+  const double u = std::ldexp(1.0, -24);
+  const int64_t N = x_t.size(0), C = x_t.size(1);
+  const RowStats st = row_stats(x_t, 1e-5f);
+  const std::vector<float> x = x_t.to_vector(), ref = ref_t.to_vector();
+  const std::vector<float> w = w_t.defined() ? w_t.to_vector() : std::vector<float>(C, 1.0f);
+  const std::vector<float> b = b_t.defined() ? b_t.to_vector() : std::vector<float>(C, 0.0f);
+  std::vector<double> bounds(ref.size());
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t c = 0; c < C; c++) {
+      const size_t i = static_cast<size_t>(n * C + c);
+      const double norm = (x[i] - st.mean[n]) * st.rstd[n];
+      const double d = std::fabs(w[c]) * (2 * C * u * st.mean_abs[n] * st.rstd[n] + (2 * C + 10) * u * std::fabs(norm)) +
+                       2 * u * (std::fabs(norm * w[c]) + std::fabs(b[c]));
+      bounds[i] = finish(dtype, d, ref[i]);
+    }
+  return bounds;
+}
+
+// mean: 2 C u mean|x| absolute per row; rstd: (2C + 8) u relative.
+std::vector<double> mean_bounds(const Tensor& x_t) {
+  const RowStats st = row_stats(x_t, 1e-5f);
+  std::vector<double> b;
+  for (double a : st.mean_abs) b.push_back(2.0 * static_cast<double>(x_t.size(1)) * std::ldexp(1.0, -24) * a + 1e-45);
+  return b;
+}
+test::Tolerance rstd_tolerance(int64_t C) { return {0.0, (2.0 * static_cast<double>(C) + 8) * std::ldexp(1.0, -24)}; }
+
+struct GradBounds {
+  std::vector<double> dx, dw, db;
+};
+GradBounds backward_bounds(DType dtype, const Tensor& x_t, const Tensor& w_t, const Tensor& dout_t, const Tensor& mean_t,
+                           const Tensor& rstd_t, const Tensor& dx0_t, const Tensor& dw0_t, const Tensor& db0_t,
+                           const Tensor& dx_t, const Tensor& dw_t, const Tensor& db_t) {
+  const double u = std::ldexp(1.0, -24);
+  const int64_t N = x_t.size(0), C = x_t.size(1);
+  const std::vector<float> x = x_t.to_vector(), g = dout_t.to_vector(), mean = mean_t.to_vector(), rstd = rstd_t.to_vector();
+  const std::vector<float> w = w_t.defined() ? w_t.to_vector() : std::vector<float>(C, 1.0f);
+  GradBounds out;
+  std::vector<double> dw_mag(C, 0), db_mag(C, 0);
+  if (dx_t.defined()) {
+    const std::vector<float> dx0 = dx0_t.to_vector(), dx = dx_t.to_vector();
+    out.dx.resize(dx.size());
+    for (int64_t n = 0; n < N; n++) {
+      double m1 = 0, m2 = 0;
+      for (int64_t c = 0; c < C; c++) {
+        const double norm = (x[n * C + c] - mean[n]) * rstd[n];
+        m1 += std::fabs(g[n * C + c] * w[c]) / C;
+        m2 += std::fabs(g[n * C + c] * w[c] * norm) / C;
+      }
+      for (int64_t c = 0; c < C; c++) {
+        const size_t i = static_cast<size_t>(n * C + c);
+        const double norm = (x[i] - mean[n]) * rstd[n];
+        const double T = rstd[n] * (std::fabs(g[i] * w[c]) + m1 + std::fabs(norm) * m2);
+        const double d = rstd[n] * 2 * (C + 2) * u * (m1 + std::fabs(norm) * m2) + 6 * u * T +
+                         2 * u * (std::fabs(dx0[i]) + std::fabs(dx[i] - dx0[i]));
+        out.dx[i] = finish(dtype, d, dx[i]);
+      }
+    }
+  }
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t c = 0; c < C; c++) {
+      const double norm = (x[n * C + c] - mean[n]) * rstd[n];
+      dw_mag[c] += std::fabs(g[n * C + c] * norm);
+      db_mag[c] += std::fabs(g[n * C + c]);
+    }
+  if (dw_t.defined()) {
+    const std::vector<float> dw0 = dw0_t.to_vector(), dw = dw_t.to_vector();
+    for (int64_t c = 0; c < C; c++) out.dw.push_back(finish(dtype, 2 * (N + 2) * u * (dw_mag[c] + std::fabs(dw0[c])), dw[c]));
+  }
+  if (db_t.defined()) {
+    const std::vector<float> db0 = db0_t.to_vector(), db = db_t.to_vector();
+    for (int64_t c = 0; c < C; c++) out.db.push_back(finish(dtype, 2 * (N + 2) * u * (db_mag[c] + std::fabs(db0[c])), db[c]));
+  }
+  return out;
+}
+
 struct Sizes {
   int64_t N, C;
 };
@@ -66,6 +186,9 @@ TEST(CudaLayerNorm, ForwardMatchesCpu) {
       EXPECT_LT(test::rel_error(out, ref), rounded_tolerance(dtype));
       EXPECT_LT(test::rel_error(mean, ref_mean), kF32Tolerance);
       EXPECT_LT(test::rel_error(rstd, ref_rstd), kF32Tolerance);
+      EXPECT_TRUE(test::elementwise_close(out, ref, forward_bounds(dtype, x, w, b, ref)));
+      EXPECT_TRUE(test::elementwise_close(mean, ref_mean, mean_bounds(x)));
+      EXPECT_TRUE(test::elementwise_close(rstd, ref_rstd, rstd_tolerance(s.C)));
     }
   }
 }
@@ -83,11 +206,13 @@ TEST(CudaLayerNorm, ForwardWithoutAffine) {
       Tensor out = test::poisoned({11, C}, dtype), mg = test::poisoned({11}, DType::F32), rg = test::poisoned({11}, DType::F32);
       ops::layernorm_forward(out, mg, rg, test::to_device(x, dtype), Tensor(), Tensor(), 1e-5f);
       EXPECT_LT(test::rel_error(out, ref), rounded_tolerance(dtype));
+      EXPECT_TRUE(test::elementwise_close(out, ref, forward_bounds(dtype, x, Tensor(), Tensor(), ref)));
       // Weight only.
       ops::layernorm_forward(ref, m, r, x, w, Tensor(), 1e-5f);
       out = test::poisoned({11, C}, dtype);
       ops::layernorm_forward(out, mg, rg, test::to_device(x, dtype), test::to_device(w, dtype), Tensor(), 1e-5f);
       EXPECT_LT(test::rel_error(out, ref), rounded_tolerance(dtype));
+      EXPECT_TRUE(test::elementwise_close(out, ref, forward_bounds(dtype, x, w, Tensor(), ref)));
     }
   }
 }
@@ -109,6 +234,7 @@ TEST(CudaLayerNorm, MisalignedRowsTakeTheElementPath) {
     Tensor out = test::poisoned({N, C}, dtype), mg = test::poisoned({N}, DType::F32), rg = test::poisoned({N}, DType::F32);
     ops::layernorm_forward(out, mg, rg, xg, Tensor(), Tensor(), 1e-5f);
     EXPECT_LT(test::rel_error(out, ref), rounded_tolerance(dtype));
+    EXPECT_TRUE(test::elementwise_close(out, ref, forward_bounds(dtype, x, Tensor(), Tensor(), ref)));
   }
 }
 
@@ -136,6 +262,9 @@ TEST(CudaLayerNorm, AddLayerNormMatchesCpuComposition) {
       EXPECT_LT(test::rel_error(out, ref), rounded_tolerance(dtype));
       EXPECT_LT(test::rel_error(mean, ref_mean), kF32Tolerance);
       EXPECT_LT(test::rel_error(rstd, ref_rstd), kF32Tolerance);
+      EXPECT_TRUE(test::elementwise_close(out, ref, forward_bounds(dtype, ref_residual, w, bias, ref)));
+      EXPECT_TRUE(test::elementwise_close(mean, ref_mean, mean_bounds(ref_residual)));
+      EXPECT_TRUE(test::elementwise_close(rstd, ref_rstd, rstd_tolerance(s.C)));
     }
   }
 }
@@ -160,12 +289,17 @@ TEST(CudaLayerNorm, BackwardAccumulatesAndMatchesCpu) {
       Tensor dx = test::rounded_randn({s.N, s.C}, gen, dtype), dw = test::rounded_randn({s.C}, gen, dtype),
              db = test::rounded_randn({s.C}, gen, dtype);
       Tensor dxg = test::to_device(dx, dtype), dwg = test::to_device(dw, dtype), dbg = test::to_device(db, dtype);
+      const Tensor dx0 = dx.clone(), dw0 = dw.clone(), db0 = db.clone();
       ops::layernorm_backward(dx, dw, db, dout, x, w, mean, rstd);
       ops::layernorm_backward(dxg, dwg, dbg, test::to_device(dout, dtype), test::to_device(x, dtype),
                               test::to_device(w, dtype), mean.to(test::gpu()), rstd.to(test::gpu()));
       EXPECT_LT(test::rel_error(dxg, dx), rounded_tolerance(dtype));
       EXPECT_LT(test::rel_error(dwg, dw), rounded_tolerance(dtype));
       EXPECT_LT(test::rel_error(dbg, db), rounded_tolerance(dtype));
+      const GradBounds b = backward_bounds(dtype, x, w, dout, mean, rstd, dx0, dw0, db0, dx, dw, db);
+      EXPECT_TRUE(test::elementwise_close(dxg, dx, b.dx));
+      EXPECT_TRUE(test::elementwise_close(dwg, dw, b.dw));
+      EXPECT_TRUE(test::elementwise_close(dbg, db, b.db));
     }
   }
 }
@@ -185,15 +319,21 @@ TEST(CudaLayerNorm, BackwardPartialGradients) {
     // dx only.
     Tensor dx = test::rounded_randn({N, C}, gen, dtype), none;
     Tensor dxg = test::to_device(dx, dtype);
+    const Tensor dx0 = dx.clone();
     ops::layernorm_backward(dx, none, none, dout, x, Tensor(), mean, rstd);
     ops::layernorm_backward(dxg, none, none, doutg, xg, Tensor(), meang, rstdg);
     EXPECT_LT(test::rel_error(dxg, dx), rounded_tolerance(dtype));
+    EXPECT_TRUE(test::elementwise_close(
+        dxg, dx, backward_bounds(dtype, x, Tensor(), dout, mean, rstd, dx0, none, none, dx, none, none).dx));
     // dbias only.
     Tensor db = test::rounded_randn({C}, gen, dtype);
     Tensor dbg = test::to_device(db, dtype);
+    const Tensor db0 = db.clone();
     ops::layernorm_backward(none, none, db, dout, x, Tensor(), mean, rstd);
     ops::layernorm_backward(none, none, dbg, doutg, xg, Tensor(), meang, rstdg);
     EXPECT_LT(test::rel_error(dbg, db), rounded_tolerance(dtype));
+    EXPECT_TRUE(test::elementwise_close(
+        dbg, db, backward_bounds(dtype, x, Tensor(), dout, mean, rstd, none, none, db0, none, none, db).db));
   }
 }
 
@@ -207,8 +347,8 @@ TEST(CudaLayerNorm, BackwardIsDeterministic) {
       Tensor x = test::to_device(test::rounded_randn({s.N, s.C}, gen, dtype), dtype);
       Tensor w = test::to_device(test::rounded_randn({s.C}, gen, dtype), dtype);
       Tensor dout = test::to_device(test::rounded_randn({s.N, s.C}, gen, dtype), dtype);
-      Tensor y = Tensor::empty({s.N, s.C}, dtype, test::gpu());
-      Tensor mean = Tensor::empty({s.N}, DType::F32, test::gpu()), rstd = Tensor::empty({s.N}, DType::F32, test::gpu());
+      Tensor y = test::poisoned({s.N, s.C}, dtype);
+      Tensor mean = test::poisoned({s.N}, DType::F32), rstd = test::poisoned({s.N}, DType::F32);
       ops::layernorm_forward(y, mean, rstd, x, w, Tensor(), 1e-5f);
       auto run = [&] {
         Tensor dx = Tensor::zeros({s.N, s.C}, dtype, test::gpu()), dw = Tensor::zeros({s.C}, dtype, test::gpu()),

@@ -3,10 +3,12 @@
 // determinism (bit-identical reruns, and the same bits from the 16-byte and element load paths).
 // Plus the CPU-side contract: half precision on the CPU is a clear error.
 //
-// Tolerances are norm-wise relative errors (test::rel_error); one rounding into a format with p
-// significand bits moves a value by at most u = 2^-p of itself (f32 24, bf16 8, f16 11).
+// Tolerances are relative errors, checked in norm (test::rel_error) and element by element
+// (test::elementwise_close): each bound below holds for every element. One rounding into a format
+// with p significand bits moves a value by at most u = 2^-p of itself (f32 24, bf16 8, f16 11).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -39,6 +41,24 @@ Tensor positive(const Shape& shape, Generator& gen, DType dtype) {
   float* p = x.data<float>();
   for (int64_t i = 0; i < x.numel(); i++) p[i] = (p[i] + 0.5f) / 64.0f;
   return x.to(dtype).to(DType::F32);
+}
+
+// A relative bound that holds per element, with the subnormal half-spacing of up to four
+// roundings as its floor.
+test::Tolerance per_element(DType dtype, double relative) {
+  return {4 * test::subnormal_half_spacing(dtype), relative};
+}
+
+// dinp0 + scale dout, which one side may fuse into an FMA: the two differ by up to an f32 ulp of
+// each term (2 u (max |dinp0| + |scale| max |dout|), u = 2^-24), not of the sum, which may cancel;
+// then one rounding to the dtype.
+test::Tolerance added_tolerance(DType dtype, const Tensor& dinp0, const Tensor& dout, double scale) {
+  double a = 0, b = 0;
+  for (float v : dinp0.to_vector()) a = std::max(a, std::fabs(static_cast<double>(v)));
+  for (float v : dout.to_vector()) b = std::max(b, std::fabs(static_cast<double>(v)));
+  const double R = dtype == DType::F32 ? 0.0 : test::unit_roundoff(dtype);
+  const double d = 2 * std::ldexp(1.0, -24) * (a + std::fabs(scale) * b);
+  return {d * (1 + R) + test::subnormal_half_spacing(dtype), R};
 }
 
 Shape without(const Shape& shape, int64_t dim) {
@@ -91,6 +111,8 @@ TEST(CudaReduce, SumAndMeanOfEverythingMatchCpu) {
         ops::sum_forward(out, test::to_device(x, dtype), scale);
         EXPECT_LT(test::rel_error(out, ref), sum_tolerance(dtype))
             << (is_mean ? "mean " : "sum ") << dtype_name(dtype) << " n=" << n;
+        EXPECT_TRUE(test::elementwise_close(out, ref, per_element(dtype, sum_tolerance(dtype))))
+            << (is_mean ? "mean " : "sum ") << dtype_name(dtype) << " n=" << n;
       }
 }
 
@@ -105,6 +127,8 @@ TEST(CudaReduce, SumOverOneDimensionMatchesCpu) {
       ops::sum_dim_forward(ref, x, dim, scale);
       ops::sum_dim_forward(out, test::to_device(x, dtype), dim, scale);
       EXPECT_LT(test::rel_error(out, ref), sum_tolerance(dtype))
+          << dtype_name(dtype) << " " << shape_str(shape) << " dim " << dim;
+      EXPECT_TRUE(test::elementwise_close(out, ref, per_element(dtype, sum_tolerance(dtype))))
           << dtype_name(dtype) << " " << shape_str(shape) << " dim " << dim;
     }
 }
@@ -122,6 +146,8 @@ TEST(CudaReduce, BackwardMatchesCpu) {
       ops::sum_dim_backward(got, test::to_device(dout, dtype), dim, 0.5f);
       EXPECT_LT(test::rel_error(got, ref), roundoff(dtype) + 2e-7)
           << dtype_name(dtype) << " " << shape_str(shape) << " dim " << dim;
+      EXPECT_TRUE(test::elementwise_close(got, ref, added_tolerance(dtype, dinp0, dout, 0.5)))
+          << dtype_name(dtype) << " " << shape_str(shape) << " dim " << dim;
     }
     for (int64_t n : {1, 7, 100003}) {
       Tensor dout = test::rounded_randn({}, gen, dtype), dinp0 = test::rounded_randn({n}, gen, dtype);
@@ -129,6 +155,8 @@ TEST(CudaReduce, BackwardMatchesCpu) {
       ops::sum_backward(ref, dout, 1.0f / static_cast<float>(n));
       ops::sum_backward(got, test::to_device(dout, dtype), 1.0f / static_cast<float>(n));
       EXPECT_LT(test::rel_error(got, ref), roundoff(dtype) + 2e-7) << dtype_name(dtype) << " all, n=" << n;
+      EXPECT_TRUE(test::elementwise_close(got, ref, added_tolerance(dtype, dinp0, dout, 1.0 / static_cast<double>(n))))
+          << dtype_name(dtype) << " all, n=" << n;
     }
   }
 }
@@ -144,6 +172,7 @@ TEST(CudaReduce, SumToMatchesCpu) {
     EXPECT_EQ(got.dtype(), dtype);
     EXPECT_EQ(got.shape(), Shape({4, 1}));
     EXPECT_LT(test::rel_error(got, ref), 2 * roundoff(dtype) + 3e-5) << dtype_name(dtype);
+    EXPECT_TRUE(test::elementwise_close(got, ref, per_element(dtype, 2 * roundoff(dtype) + 3e-5))) << dtype_name(dtype);
   }
 }
 
@@ -199,11 +228,15 @@ TEST(CudaReduce, AutogradOnTheGpuKeepsDtype) {
     EXPECT_EQ(m.dtype(), dtype);
     EXPECT_EQ(m.shape(), Shape({6, 1}));
     EXPECT_LT(test::rel_error(m, mean(x0, 1, true)), sum_tolerance(dtype)) << dtype_name(dtype);
+    EXPECT_TRUE(test::elementwise_close(m, mean(x0, 1, true), per_element(dtype, sum_tolerance(dtype))))
+        << dtype_name(dtype);
     backward(m, Tensor::ones({6, 1}, dtype, test::gpu()));
     ASSERT_TRUE(x.grad().defined());
     EXPECT_EQ(x.grad().dtype(), dtype);
     // 1/40 rounded once to the dtype.
     EXPECT_LT(test::rel_error(x.grad(), Tensor::full({6, 40}, 1.0f / 40.0f)), roundoff(dtype)) << dtype_name(dtype);
+    EXPECT_TRUE(test::elementwise_close(x.grad(), Tensor::full({6, 40}, 1.0f / 40.0f), per_element(dtype, roundoff(dtype))))
+        << dtype_name(dtype);
     Tensor s = sum(x);
     EXPECT_EQ(s.dtype(), dtype);
     EXPECT_EQ(s.dim(), 0);

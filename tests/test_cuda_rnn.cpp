@@ -6,6 +6,8 @@
 // significand bits moves a value by at most u = 2^-p of itself (f32 24, bf16 8, f16 11).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,24 @@ namespace {
 // forward; the backward recomputes tanh(c) and chains a few more products: 32 ulp (2e-6).
 constexpr double kF32Forward = 1e-6;
 constexpr double kF32Backward = 2e-6;
+
+// Element-wise (test::elementwise_close), u = 2^-24, R the dtype's unit roundoff (0 for f32):
+// gate activations and products are relative (16 u forward, as above), but the cells add terms of
+// either sign (c = f c_prev + i g; h = (1 - z) n + z h_prev; n's argument gx + r gh; the backward's
+// dc + dh o (1 - tanh^2 c) and every add into the start), where only the size of the terms bounds
+// the difference. Those sizes are bounded through the tensors' largest elements (gates and tanh
+// are at most 1 in size): absolute(terms) = 32 u (terms) for the forward and 64 u (terms) for the
+// backward (twice the relative budgets above, for the two sides), plus R of the result for the
+// GPU's rounding and the subnormal half-spacing.
+double largest(const Tensor& t) {
+  double m = 0;
+  for (float v : t.to_vector()) m = std::max(m, std::fabs(static_cast<double>(v)));
+  return m;
+}
+test::Tolerance cell_tolerance(DType dtype, double relative_f32, double absolute) {
+  const double R = dtype == DType::F32 ? 0.0 : test::unit_roundoff(dtype);
+  return {absolute * (1 + R) + test::subnormal_half_spacing(dtype), (R + relative_f32) * (1 + R)};
+}
 
 // Odd sizes: H not a multiple of a warp, B·H not a multiple of the block.
 const std::vector<std::pair<int64_t, int64_t>>& sizes() {
@@ -56,6 +76,13 @@ TEST(CudaRnn, LstmCellMatchesCpu) {
       EXPECT_LT(test::rel_error(h, h_ref), u + kF32Forward) << what << " h";
       EXPECT_LT(test::rel_error(c, c_ref), u + kF32Forward) << what << " c";
       EXPECT_LT(test::rel_error(gates, gates_ref), u + kF32Forward) << what << " gates";
+      {
+        // c = f c_prev + i g: terms of size |c_prev| + 1; h = o tanh(c) inherits c's difference.
+        const double u32 = std::ldexp(1.0, -24), terms = largest(cp) + 1;
+        EXPECT_TRUE(test::elementwise_close(gates, gates_ref, cell_tolerance(dtype, 16 * u32, 0))) << what << " gates";
+        EXPECT_TRUE(test::elementwise_close(c, c_ref, cell_tolerance(dtype, 16 * u32, 32 * u32 * terms))) << what << " c";
+        EXPECT_TRUE(test::elementwise_close(h, h_ref, cell_tolerance(dtype, 16 * u32, 32 * u32 * terms))) << what << " h";
+      }
 
       Tensor gates_f = gates.to(Device::cpu()).to(DType::F32), c_f = c.to(Device::cpu()).to(DType::F32);
       Tensor dh = test::rounded_randn({B, H}, gen, dtype), dc = test::rounded_randn({B, H}, gen, dtype);
@@ -69,6 +96,18 @@ TEST(CudaRnn, LstmCellMatchesCpu) {
       EXPECT_LT(test::rel_error(dgx, dgx_ref), 2 * u + kF32Backward) << what << " dgates_x";
       EXPECT_LT(test::rel_error(dgh, dgh_ref), 2 * u + kF32Backward) << what << " dgates_h";
       EXPECT_LT(test::rel_error(dcp, dcp_ref), 2 * u + kF32Backward) << what << " dc_prev";
+      {
+        // dc_total = dc + dh o (1 - tanh^2 c), then times gates, c_prev or tanh(c) (size <=
+        // max(1, |c_prev|)), and added into the start: terms of size (|dc| + |dh|) max(1, |c_prev|)
+        // + |start|.
+        const double u32 = std::ldexp(1.0, -24);
+        const double terms = (largest(dc) + largest(dh)) * std::max(1.0, largest(cp));
+        const double start = std::max({largest(sx), largest(sh), largest(sc)});
+        const test::Tolerance tol = cell_tolerance(dtype, 2 * u32, 64 * u32 * terms + 2 * u32 * start);
+        EXPECT_TRUE(test::elementwise_close(dgx, dgx_ref, tol)) << what << " dgates_x";
+        EXPECT_TRUE(test::elementwise_close(dgh, dgh_ref, tol)) << what << " dgates_h";
+        EXPECT_TRUE(test::elementwise_close(dcp, dcp_ref, tol)) << what << " dc_prev";
+      }
     }
 }
 
@@ -87,6 +126,15 @@ TEST(CudaRnn, GruCellMatchesCpu) {
       ops::gru_cell_forward(h, saved, test::to_device(gx, dtype), test::to_device(gh, dtype), test::to_device(hp, dtype));
       EXPECT_LT(test::rel_error(h, h_ref), u + kF32Forward) << what << " h";
       EXPECT_LT(test::rel_error(saved, saved_ref), u + kF32Forward) << what << " saved";
+      {
+        // n = tanh(gx_n + r gh_n): the argument's terms |gx| + |gh| (tanh' <= 1); h = (1 - z) n +
+        // z h_prev: terms 1 + |h_prev|. The saved gates carry the argument's difference too.
+        const double u32 = std::ldexp(1.0, -24);
+        const double arg = largest(gx) + largest(gh), terms = 1 + largest(hp) + arg;
+        EXPECT_TRUE(test::elementwise_close(saved, saved_ref, cell_tolerance(dtype, 16 * u32, 32 * u32 * arg)))
+            << what << " saved";
+        EXPECT_TRUE(test::elementwise_close(h, h_ref, cell_tolerance(dtype, 16 * u32, 32 * u32 * terms))) << what << " h";
+      }
 
       Tensor saved_f = saved.to(Device::cpu()).to(DType::F32);
       Tensor dh = test::rounded_randn({B, H}, gen, dtype);
@@ -99,6 +147,17 @@ TEST(CudaRnn, GruCellMatchesCpu) {
       EXPECT_LT(test::rel_error(dgx, dgx_ref), 2 * u + kF32Backward) << what << " dgates_x";
       EXPECT_LT(test::rel_error(dgh, dgh_ref), 2 * u + kF32Backward) << what << " dgates_h";
       EXPECT_LT(test::rel_error(dhp, dhp_ref), 2 * u + kF32Backward) << what << " dh_prev";
+      {
+        // dh times gates, n, h_prev or the saved gh_n (sizes <= max(1, |h_prev|, the saved
+        // values)), combined with either sign and added into the start.
+        const double u32 = std::ldexp(1.0, -24);
+        const double terms = largest(dh) * std::max({1.0, largest(hp), largest(saved_f)});
+        const double start = std::max({largest(sx), largest(sh), largest(sp)});
+        const test::Tolerance tol = cell_tolerance(dtype, 2 * u32, 64 * u32 * terms + 2 * u32 * start);
+        EXPECT_TRUE(test::elementwise_close(dgx, dgx_ref, tol)) << what << " dgates_x";
+        EXPECT_TRUE(test::elementwise_close(dgh, dgh_ref, tol)) << what << " dgates_h";
+        EXPECT_TRUE(test::elementwise_close(dhp, dhp_ref, tol)) << what << " dh_prev";
+      }
     }
 }
 
@@ -118,12 +177,24 @@ TEST(CudaRnn, LstmModuleMatchesCpu) {
   EXPECT_LT(test::rel_error(out.output, ref.output), 2.4e-5);
   EXPECT_LT(test::rel_error(out.h_n, ref.h_n), 2.4e-5);
   EXPECT_LT(test::rel_error(out.c_n, ref.c_n), 2.4e-5);
+  // Element-wise: the same budget, of the size of the terms that reach an element, which the
+  // tensor's largest element bounds here (every step mixes all of the previous step's H values
+  // through the recurrent GEMM): |gpu - cpu| <= 2.4e-5 (|cpu| + max |cpu|).
+  auto within = [](const Tensor& got, const Tensor& want, double budget) {
+    return test::elementwise_close(got, want, test::Tolerance{budget * largest(want), budget});
+  };
+  EXPECT_TRUE(within(out.output, ref.output, 2.4e-5));
+  EXPECT_TRUE(within(out.h_n, ref.h_n, 2.4e-5));
+  EXPECT_TRUE(within(out.c_n, ref.c_n, 2.4e-5));
   backward(sum(ref.output * w) + sum(ref.c_n));
   backward(sum(out.output * w.to(test::gpu())) + sum(out.c_n));
   EXPECT_LT(test::rel_error(x_gpu.grad(), x_cpu.grad()), 4.8e-5);
+  EXPECT_TRUE(within(x_gpu.grad(), x_cpu.grad(), 4.8e-5));
   NamedTensors pc = cpu_lstm.named_parameters(), pg = gpu_lstm.named_parameters();
-  for (size_t k = 0; k < pc.size(); k++)
+  for (size_t k = 0; k < pc.size(); k++) {
     EXPECT_LT(test::rel_error(pg[k].second.grad(), pc[k].second.grad()), 4.8e-5) << pc[k].first;
+    EXPECT_TRUE(within(pg[k].second.grad(), pc[k].second.grad(), 4.8e-5)) << pc[k].first;
+  }
 }
 
 // The CPU side of the dtype contract: half precision on the CPU is a clear error.

@@ -3,10 +3,12 @@
 // with poisoned outputs; non-finite rows behave as on the CPU. Plus the CPU-side contract: half
 // precision on the CPU is a clear error.
 //
-// Tolerances are norm-wise relative errors (test::rel_error); one rounding into a format with p
-// significand bits moves a value by at most u = 2^-p of itself (f32 24, bf16 8, f16 11).
+// Tolerances: norm-wise relative errors (test::rel_error) and element-wise bounds
+// (test::elementwise_close, see softmax_bounds); one rounding into a format with p significand bits
+// moves a value by at most u = 2^-p of itself (f32 24, bf16 8, f16 11).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -44,6 +46,75 @@ double subnormal_floor(DType dtype, const Tensor& ref) {
 // out (<= 1) over rows whose random starting gradient has norm ~ sqrt(C); log_softmax's sum(dout)
 // is exact (see exact_gradients). 2e-5 holds all of it.
 constexpr double kF32 = 2e-5;
+
+// Roundings in one row sum of C terms: on the GPU C/32 + 5 (warp per row, C <= 1024) or C/256 + 8
+// (block per row), on the CPU at most 64 per SIMD lane within a 1024-float block, one per block and
+// 16 to combine the lanes (see kF32).
+double sum_roundings(int64_t C) {
+  const double c = static_cast<double>(C);
+  return (C <= 1024 ? c / 32 + 5 : c / 256 + 8) + 64 + c / 1024 + 16;
+}
+
+// Element-wise bounds, u = 2^-24, n = sum_roundings(C), per row:
+//   softmax p_i = exp(x_i - max) / s: x_i - max rounds within u |x_i - max|, which exp turns into
+//     that much relative, and exp is within 2 ulp per side; s (positive terms) within n u relative;
+//     the division one rounding per side: d = (2 |x_i - max| + 4 + n + 2) u p_i.
+//   log_softmax x_i - max - log s: s's relative n u is that much absolute in log s, plus log's
+//     2 ulp of log s and the two subtractions' roundings: d = (n + 4) u + 2 u |log s| + 2 u |out_i|
+//     + 2 u |x_i - max|.
+//   softmax backward dinp0 + y_i (dout_i - sum_j dout_j y_j): the dot sums C products within
+//     n u max |dout| (the y sum to 1) per side, the difference and the products u each of their
+//     terms, the final add 2 u (|dinp0| + |term|).
+//   log_softmax backward dinp0 + dout_i - exp(y_i) sum_j dout_j: the sum is exact (exact_gradients),
+//     exp within 2 ulp per side: 4 u exp(y_i) |sum|, then 2 u of each term of the two additions.
+// Then the GPU rounds once to the dtype: + R (|ref| + d) + the subnormal half-spacing.
+std::vector<double> softmax_bounds(const std::string& name, bool backward, DType dtype, const Tensor& x_t,
+                                   const Tensor& y_t, const Tensor& dout_t, const Tensor& dinp0_t, const Tensor& ref_t) {
+  const double u = std::ldexp(1.0, -24), R = dtype == DType::F32 ? 0.0 : test::unit_roundoff(dtype);
+  const Shape& shape = ref_t.shape();
+  const int64_t C = shape.back(), rows = C == 0 ? 0 : ref_t.numel() / C;
+  const double n = sum_roundings(C);
+  const std::vector<float> ref = ref_t.to_vector();
+  const std::vector<float> x = backward ? std::vector<float>() : x_t.to_vector();
+  const std::vector<float> y = backward ? y_t.to_vector() : std::vector<float>();
+  const std::vector<float> g = backward ? dout_t.to_vector() : std::vector<float>();
+  const std::vector<float> d0 = backward ? dinp0_t.to_vector() : std::vector<float>();
+  std::vector<double> bounds(ref.size());
+  for (int64_t r = 0; r < rows; r++) {
+    const size_t base = static_cast<size_t>(r * C);
+    double mx = -INFINITY, sum = 0, dot = 0, gmax = 0, gsum = 0;
+    if (!backward) {
+      for (int64_t c = 0; c < C; c++) mx = std::max(mx, static_cast<double>(x[base + c]));
+      for (int64_t c = 0; c < C; c++) sum += std::exp(x[base + c] - mx);
+    } else {
+      for (int64_t c = 0; c < C; c++) {
+        dot += static_cast<double>(g[base + c]) * y[base + c];
+        gmax = std::max(gmax, std::fabs(static_cast<double>(g[base + c])));
+        gsum += g[base + c];
+      }
+    }
+    for (int64_t c = 0; c < C; c++) {
+      const size_t i = base + static_cast<size_t>(c);
+      double d;
+      if (!backward && name == "softmax") {
+        d = (2 * std::fabs(x[i] - mx) + 6 + n) * u * std::fabs(static_cast<double>(ref[i]));
+      } else if (!backward) {
+        d = (n + 4) * u + 2 * u * std::fabs(std::log(sum)) + 2 * u * std::fabs(static_cast<double>(ref[i])) +
+            2 * u * std::fabs(x[i] - mx);
+      } else if (name == "softmax") {
+        const double term = y[i] * (g[i] - dot);
+        d = std::fabs(y[i]) * (2 * n * u * gmax + 2 * u * (std::fabs(g[i]) + std::fabs(dot))) + 2 * u * std::fabs(term) +
+            2 * u * (std::fabs(d0[i]) + std::fabs(term));
+      } else {
+        const double e = std::exp(static_cast<double>(y[i]));
+        d = 4 * u * e * std::fabs(gsum) + 2 * u * (std::fabs(g[i]) + e * std::fabs(gsum)) +
+            2 * u * (std::fabs(d0[i]) + std::fabs(g[i] - e * gsum));
+      }
+      bounds[i] = d + R * (std::fabs(static_cast<double>(ref[i])) + d) + test::subnormal_half_spacing(dtype);
+    }
+  }
+  return bounds;
+}
 
 // Row lengths for both kernels: a warp per row up to 1024, a block per row beyond; 1 and 7 are
 // shorter than a warp, 257 and 1000 not multiples of it, 50257 is GPT-2's vocabulary.
@@ -106,6 +177,7 @@ TEST(CudaSoftmax, ForwardAndBackwardMatchCpu) {
         op.forward(ref, x);
         op.forward(out, test::to_device(x, dtype));
         EXPECT_LT(test::rel_error(out, ref), roundoff(dtype) + kF32 + subnormal_floor(dtype, ref)) << what;
+        EXPECT_TRUE(test::elementwise_close(out, ref, softmax_bounds(op.name, false, dtype, x, x, x, x, ref))) << what;
 
         Tensor y = ref.to(dtype).to(DType::F32);
         Tensor dout = exact_gradients(shape, gen), dinp0 = test::rounded_randn(shape, gen, dtype);
@@ -113,6 +185,8 @@ TEST(CudaSoftmax, ForwardAndBackwardMatchCpu) {
         op.backward(dref, y, dout);
         op.backward(dgot, test::to_device(y, dtype), test::to_device(dout, dtype));
         EXPECT_LT(test::rel_error(dgot, dref), roundoff(dtype) + kF32 + subnormal_floor(dtype, dref)) << what << " backward";
+        EXPECT_TRUE(test::elementwise_close(dgot, dref, softmax_bounds(op.name, true, dtype, x, y, dout, dinp0, dref)))
+            << what << " backward";
       }
 }
 
@@ -163,6 +237,7 @@ TEST(CudaSoftmax, HugeLogitsStayAccurate) {
   ops::log_softmax_forward(ref, x);
   ops::log_softmax_forward(out, test::to_device(x, DType::F32));
   EXPECT_LT(test::rel_error(out, ref), kF32);
+  EXPECT_TRUE(test::elementwise_close(out, ref, softmax_bounds("log_softmax", false, DType::F32, x, x, x, x, ref)));
 }
 
 // The differentiable calls keep the dtype and device on the GPU.

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <vector>
 #include <omp.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include "nn/flatten.h"
 #include "nn/pool.h"
 #include "nn/relu.h"
+#include "ops/flops.h"
 #include "tilegrad.h"  // the umbrella header, so that the test build compiles it
 #include "tests/test_util.h"
 
@@ -293,10 +295,34 @@ TEST(GPT, ParameterCountMatchesAHandCount) {
   for (const auto& entry : no_bias.named_parameters()) EXPECT_EQ(entry.first.find("bias"), std::string::npos);
   EXPECT_EQ(no_bias.forward(Tensor::from_ints({1, 2, 3}, {1, 3})).shape(), (Shape{1, 3, 11}));
 
-  // flops_per_token: 6 (N - wpe) + 12 L C T, nanoGPT's estimate.
-  GPT model(tiny_config(), 0);
-  double n = static_cast<double>(model.num_parameters() - T * C);
-  EXPECT_DOUBLE_EQ(model.flops_per_token(), 6 * n + 12.0 * L * C * T);
+}
+
+// flops_per_token against a count by hand, the one FLOP model of the GPT (bench_gpu_train and its
+// PyTorch peer print it too). Per token, forward: 2 FLOPs per multiply-add of the matmuls, through
+// 12 C^2 weights per block (c_attn 3C^2, attn.c_proj C^2, c_fc 4C^2, mlp.c_proj 4C^2) and the tied
+// lm_head's V C; attention's QK^T and AV each 2 T C per layer over the full T x T scores. Training
+// is 3x the forward (the backward forms two products per forward one). The formula's 6N also
+// counts 6 per bias and LayerNorm parameter (13 C per block with biases, 2 C without, plus ln_f):
+// nanoGPT's approximation, stated here so the count is exact.
+TEST(GPT, FlopsPerTokenIsTheHandCount) {
+  for (bool bias : {true, false}) {
+    GPTConfig c = tiny_config();
+    c.bias = bias;
+    const double V = c.vocab_size, T = c.block_size, L = c.n_layer, C = c.n_embd;
+    const double matmul_forward = 2 * (12 * L * C * C + V * C);
+    const double attention_forward = 2 * 2 * T * C * L;
+    const double vectors = bias ? L * 13 * C + 2 * C : L * 2 * C + C;
+    GPT model(c, 0);
+    EXPECT_DOUBLE_EQ(model.flops_per_token(), 3 * (matmul_forward + attention_forward) + 6 * vectors)
+        << "bias " << bias;
+    // The matmul part is what the fronts count in one forward of T tokens (attention is fused and
+    // counts nothing).
+    ops::FlopCounter counter;
+    std::vector<int32_t> ids(static_cast<size_t>(c.block_size));
+    for (size_t i = 0; i < ids.size(); i++) ids[i] = static_cast<int32_t>(i % static_cast<size_t>(c.vocab_size));
+    model.forward(Tensor::from_ints(ids, {1, c.block_size}));
+    EXPECT_DOUBLE_EQ(counter.flops(), T * matmul_forward) << "bias " << bias;
+  }
 }
 
 TEST(GPT, InitIsGPT2sAndFixedBySeed) {

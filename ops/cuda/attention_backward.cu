@@ -182,10 +182,10 @@ __global__ void __launch_bounds__(kMmaThreads) attention_dkdv_mma(T* __restrict_
         uint32_t bq[4], bo[4];
         load_b_rows_n(bq, cQ, LD, 16 * np, 16 * ks, lane);
         load_b_rows_n(bo, cdO, LD, 16 * np, 16 * ks, lane);
-        mma16816<T>(s[2 * np], ka, bq[0], bq[1]);
-        mma16816<T>(s[2 * np + 1], ka, bq[2], bq[3]);
-        mma16816<T>(dp[2 * np], va, bo[0], bo[1]);
-        mma16816<T>(dp[2 * np + 1], va, bo[2], bo[3]);
+        mma_m16n8k16<T>(s[2 * np], ka, bq[0], bq[1]);
+        mma_m16n8k16<T>(s[2 * np + 1], ka, bq[2], bq[3]);
+        mma_m16n8k16<T>(dp[2 * np], va, bo[0], bo[1]);
+        mma_m16n8k16<T>(dp[2 * np + 1], va, bo[2], bo[3]);
       }
     }
 
@@ -213,10 +213,10 @@ __global__ void __launch_bounds__(kMmaThreads) attention_dkdv_mma(T* __restrict_
         uint32_t bo[4], bq[4];
         load_b_rows_k(bo, cdO, LD, 16 * kk, 16 * dn, lane);
         load_b_rows_k(bq, cQ, LD, 16 * kk, 16 * dn, lane);
-        mma16816<T>(dv[2 * dn], pa, bo[0], bo[1]);
-        mma16816<T>(dv[2 * dn + 1], pa, bo[2], bo[3]);
-        mma16816<T>(dk[2 * dn], dsa, bq[0], bq[1]);
-        mma16816<T>(dk[2 * dn + 1], dsa, bq[2], bq[3]);
+        mma_m16n8k16<T>(dv[2 * dn], pa, bo[0], bo[1]);
+        mma_m16n8k16<T>(dv[2 * dn + 1], pa, bo[2], bo[3]);
+        mma_m16n8k16<T>(dk[2 * dn], dsa, bq[0], bq[1]);
+        mma_m16n8k16<T>(dk[2 * dn + 1], dsa, bq[2], bq[3]);
       }
     }
     __syncthreads();  // every warp is done with buffer `buf` before it is refilled
@@ -307,10 +307,10 @@ __global__ void __launch_bounds__(kMmaThreads) attention_dq_mma(T* __restrict__ 
         uint32_t bk[4], bv[4];
         load_b_rows_n(bk, cK, LD, 16 * np, 16 * ks, lane);
         load_b_rows_n(bv, cV, LD, 16 * np, 16 * ks, lane);
-        mma16816<T>(s[2 * np], qa, bk[0], bk[1]);
-        mma16816<T>(s[2 * np + 1], qa, bk[2], bk[3]);
-        mma16816<T>(dp[2 * np], oa, bv[0], bv[1]);
-        mma16816<T>(dp[2 * np + 1], oa, bv[2], bv[3]);
+        mma_m16n8k16<T>(s[2 * np], qa, bk[0], bk[1]);
+        mma_m16n8k16<T>(s[2 * np + 1], qa, bk[2], bk[3]);
+        mma_m16n8k16<T>(dp[2 * np], oa, bv[0], bv[1]);
+        mma_m16n8k16<T>(dp[2 * np + 1], oa, bv[2], bv[3]);
       }
     }
 
@@ -333,8 +333,8 @@ __global__ void __launch_bounds__(kMmaThreads) attention_dq_mma(T* __restrict__ 
       for (int dn = 0; dn < HS / 16; dn++) {
         uint32_t bk[4];
         load_b_rows_k(bk, cK, LD, 16 * kk, 16 * dn, lane);
-        mma16816<T>(dq[2 * dn], dsa, bk[0], bk[1]);
-        mma16816<T>(dq[2 * dn + 1], dsa, bk[2], bk[3]);
+        mma_m16n8k16<T>(dq[2 * dn], dsa, bk[0], bk[1]);
+        mma_m16n8k16<T>(dq[2 * dn + 1], dsa, bk[2], bk[3]);
       }
     }
     __syncthreads();  // every warp is done with buffer kt & 1 before it is refilled

@@ -100,8 +100,8 @@ __global__ void __launch_bounds__(kMmaThreads, 1) attention_forward_mma(T* __res
       for (int np = 0; np < kFwdBK / 16; np++) {
         uint32_t bk[4];
         load_b_rows_n(bk, cK, LD, 16 * np, 16 * ks, lane);
-        mma16816<T>(s[2 * np], qf[ks], bk[0], bk[1]);
-        mma16816<T>(s[2 * np + 1], qf[ks], bk[2], bk[3]);
+        mma_m16n8k16<T>(s[2 * np], qf[ks], bk[0], bk[1]);
+        mma_m16n8k16<T>(s[2 * np + 1], qf[ks], bk[2], bk[3]);
       }
     }
 
@@ -155,8 +155,8 @@ __global__ void __launch_bounds__(kMmaThreads, 1) attention_forward_mma(T* __res
       for (int dp = 0; dp < HS / 16; dp++) {
         uint32_t bv[4];
         load_b_rows_k(bv, cV, LD, 16 * kk, 16 * dp, lane);
-        mma16816<T>(o[2 * dp], pa, bv[0], bv[1]);
-        mma16816<T>(o[2 * dp + 1], pa, bv[2], bv[3]);
+        mma_m16n8k16<T>(o[2 * dp], pa, bv[0], bv[1]);
+        mma_m16n8k16<T>(o[2 * dp + 1], pa, bv[2], bv[3]);
       }
     }
     __syncthreads();  // every warp is done with buffer kt & 1 before it is refilled

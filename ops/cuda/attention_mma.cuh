@@ -1,13 +1,10 @@
-// What the attention kernels share: tensor-core fragments (mma.sync m16n8k16, ldmatrix), cp.async
-// tile loads, and the host-side limits and launch sizing. Device code; include from .cu files.
+// What the attention kernels share: tensor-core fragment loads and cp.async tile loads built on
+// ops/cuda/mma.cuh (which states the instructions and the fragment layouts), a SIMT dot product,
+// and the host-side limits and launch sizing. Device code; include from .cu files.
 //
-// Fragment layouts (PTX ISA, "Matrix fragments for mma.m16n8k16", 16-bit A/B, f32 C/D), with
-// g = lane / 4 and t = lane % 4:
-//   A (16 x 16, row-major): a[0] = (g, 2t..2t+1), a[1] = (g+8, 2t..), a[2] = (g, 2t+8..), a[3] = (g+8, 2t+8..)
-//   B (16 x 8, k x n):      b[0] = (k = 2t..2t+1, n = g), b[1] = (k = 2t+8..2t+9, n = g)
-//   C (16 x 8, f32):        c[0], c[1] = (g, 2t), (g, 2t+1); c[2], c[3] = (g+8, 2t), (g+8, 2t+1)
-// Two C tiles side by side (16 x 16) hold exactly the elements of one A fragment, so a score
-// tile computed by mma feeds the next mma as its A operand without leaving registers.
+// The property the kernels rely on (see the layouts in ops/cuda/mma.cuh): two C tiles side by side
+// (16 x 16) hold exactly the elements of one A fragment, so a score tile computed by mma feeds the
+// next mma as its A operand without leaving registers (scores_as_a).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -16,73 +13,18 @@
 
 #include "ops/cuda/attention.h"
 #include "ops/cuda/common.cuh"
+#include "ops/cuda/mma.cuh"
 
 namespace tg::cuda::attention_detail {
 
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-// ---- tensor-core primitives -------------------------------------------------------------------
-
-// Two floats rounded to one 32-bit register of two 16-bit values, the first in the low half
-// (the lower column index of a fragment pair).
-template <class T> __device__ __forceinline__ uint32_t pack2(float lo, float hi);
-template <> __device__ __forceinline__ uint32_t pack2<bf16>(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
-}
-template <> __device__ __forceinline__ uint32_t pack2<f16>(float lo, float hi) {
-  __half2 v = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
-}
-template <class T> __device__ __forceinline__ float2 unpack2(uint32_t v);
-template <> __device__ __forceinline__ float2 unpack2<bf16>(uint32_t v) {
-  return __bfloat1622float2(*reinterpret_cast<__nv_bfloat162*>(&v));
-}
-template <> __device__ __forceinline__ float2 unpack2<f16>(uint32_t v) {
-  return __half22float2(*reinterpret_cast<__half2*>(&v));
-}
-
-// d (16x8 f32) += a (16x16) * b (16x8), f32 accumulation.
-template <class T>
-__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
-template <>
-__device__ __forceinline__ void mma16816<bf16>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-template <>
-__device__ __forceinline__ void mma16816<f16>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// Four 8x8 16-bit matrices; lanes 8i..8i+7 give the row addresses of matrix i, and r[i] receives
-// element (lane/4, 2(lane%4)..+1) of matrix i (with .trans: of its transpose).
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p))
-               : "memory");
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p))
-               : "memory");
-}
+// ---- fragment loads (the instructions and layouts: ops/cuda/mma.cuh) ----------------------------
 
 // The A fragment of rows [r0, r0+16) x columns [c0, c0+16) of a row-major tile (ld elements per
 // row): matrices 0..3 are (rows 0-7, cols 0-7), (rows 8-15, cols 0-7), (rows 0-7, cols 8-15),
-// (rows 8-15, cols 8-15), which is a[0..3] above.
+// (rows 8-15, cols 8-15), which is a[0..3] of the A layout (ops/cuda/mma.cuh).
 template <class T>
 __device__ __forceinline__ void load_a(uint32_t (&a)[4], const T* tile, int ld, int r0, int c0, int lane) {
   ldmatrix_x4(a, tile + (r0 + (lane & 15)) * ld + c0 + (lane >> 4) * 8);
@@ -112,18 +54,7 @@ __device__ __forceinline__ void scores_as_a(uint32_t (&a)[4], const float (&s)[N
   a[3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
 }
 
-// ---- cp.async ---------------------------------------------------------------------------------
-
-// 16 bytes global -> shared, bypassing L1; src_bytes = 0 writes 16 zero bytes (src must still be
-// a valid address).
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(src_bytes)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
+// ---- tile loads ------------------------------------------------------------------------------
 
 // Rows [r0, r0+ROWS) of one head's HS columns (rows `stride` elements apart in global memory)
 // into a row-major shared tile with `ld` elements per row; rows at or past T become zeros, so
@@ -136,7 +67,7 @@ __device__ __forceinline__ void load_tile_async(T* tile, int ld, const T* head, 
     const int r = c / kChunks, chunk = c % kChunks;
     const bool inside = r0 + r < T_;
     const T* src = head + (inside ? static_cast<int64_t>(r0 + r) * stride : 0) + chunk * (16 / sizeof(T));
-    cp_async16(tile + r * ld + chunk * (16 / sizeof(T)), src, inside ? 16 : 0);
+    cp_async_16(tile + r * ld + chunk * (16 / sizeof(T)), src, inside ? 16 : 0);
   }
 }
 

@@ -1,7 +1,7 @@
 // bf16 / f16 GEMM on tensor cores: mma.sync.m16n8k16 (f32 accumulators) fed by ldmatrix from a
-// 4-stage cp.async shared-memory pipeline. Runs on sm_80 and later: sm_90 executes mma.sync too,
-// though below its wgmma peak; a wgmma + TMA kernel for sm_90a would be the next step once it can
-// be tested on the GPU.
+// 4-stage cp.async shared-memory pipeline; the PTX wrappers and the fragment layouts are in
+// ops/cuda/mma.cuh. Runs on sm_80 and later: sm_90 executes mma.sync too, though below its wgmma
+// peak; a wgmma + TMA kernel for sm_90a would be the next step once it can be tested on the GPU.
 //
 // Tiling. A block computes a 128x128 tile of C with 8 warps (256 threads) in a 2 x 4 grid; each
 // warp owns a 64x32 sub-tile = 4 x 4 mma tiles of 16x8, i.e. 64 f32 accumulators per thread.
@@ -34,6 +34,7 @@
 #include <string>
 
 #include "ops/cuda/gemm_internal.cuh"
+#include "ops/cuda/mma.cuh"
 
 namespace tg::cuda::gemm_detail {
 
@@ -60,52 +61,6 @@ template <> __device__ __forceinline__ int swizzled<kBlockM>(int row, int chunk)
   return row * kBlockM + ((chunk ^ (row & 7)) << 3);
 }
 
-__device__ __forceinline__ uint32_t smem_address(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16-byte global -> shared copy of the first `bytes` (0..16) bytes, zero-filling the rest.
-__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, int bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t address) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t address) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(address));
-}
-
-// d += a (16x16, row) @ b (16x8, col), f32 accumulators. Fragment ownership (PTX ISA, mma.m16n8k16,
-// g = lane / 4, t = lane % 4): a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..);
-// b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g); d0,d1 (g, 2t..2t+1), d2,d3 (g+8, 2t..2t+1).
-template <class T> __device__ __forceinline__ void mma_16x8x16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                                               uint32_t b1);
-template <> __device__ __forceinline__ void mma_16x8x16<bf16>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                                              uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-template <> __device__ __forceinline__ void mma_16x8x16<f16>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                                             uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 // Loads one operand's stage: the ROWS x COLS block of a row-major matrix (row stride ld) starting at
 // (row0, col0), of which rows < row_limit and columns < col_limit exist; the rest is zero.
 // Thread tid copies chunks tid and tid + 256 (consecutive threads take consecutive chunks of a row,
@@ -126,7 +81,7 @@ __device__ __forceinline__ void load_tile(uint16_t* tile, const uint16_t* base, 
     const uint16_t* src = base + grow * ld + gcol;
     if (vector) {
       // With nothing to copy the source is never read, but keep a valid address anyway.
-      cp_async_16(smem_address(dst), valid > 0 ? src : base, static_cast<int>(valid) * 2);
+      cp_async_16(dst, valid > 0 ? src : base, static_cast<int>(valid) * 2);
     } else {
       uint16_t e[8];
 #pragma unroll
@@ -210,11 +165,11 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_tensorcore_kernel(const Gemm
             // k tile [k][m]: matrix q = lane / 8 covers m + (q & 1) * 8, k + (q >> 1) * 8.
             const int q = lane >> 3;
             const int k = ks * 16 + (q >> 1) * 8 + (lane & 7), m = mbase + (q & 1) * 8;
-            ldmatrix_x4_trans(a[mt], smem_address(a_tile + swizzled<kBlockM>(k, m >> 3)));
+            ldmatrix_x4_trans(a[mt], a_tile + swizzled<kBlockM>(k, m >> 3));
           } else {
             // row tile [m][k]: lanes 0-15 give rows m..m+15 at k, lanes 16-31 the same rows at k + 8.
             const int m = mbase + (lane & 15), chunk = ks * 2 + (lane >> 4);
-            ldmatrix_x4(a[mt], smem_address(a_tile + swizzled<kBlockK>(m, chunk)));
+            ldmatrix_x4(a[mt], a_tile + swizzled<kBlockK>(m, chunk));
           }
         }
 #pragma unroll
@@ -225,11 +180,11 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_tensorcore_kernel(const Gemm
           if (TRANS_B) {
             // row tile [n][k]: matrix q covers n + (q >> 1) * 8, k + (q & 1) * 8.
             const int n = nbase + (q >> 1) * 8 + (lane & 7), chunk = ks * 2 + (q & 1);
-            ldmatrix_x4(r, smem_address(b_tile + swizzled<kBlockK>(n, chunk)));
+            ldmatrix_x4(r, b_tile + swizzled<kBlockK>(n, chunk));
           } else {
             // k tile [k][n]: matrix q covers k + (q & 1) * 8, n + (q >> 1) * 8, transposed.
             const int k = ks * 16 + (q & 1) * 8 + (lane & 7), n = nbase + (q >> 1) * 8;
-            ldmatrix_x4_trans(r, smem_address(b_tile + swizzled<kBlockN>(k, n >> 3)));
+            ldmatrix_x4_trans(r, b_tile + swizzled<kBlockN>(k, n >> 3));
           }
           b[2 * np][0] = r[0];
           b[2 * np][1] = r[1];
@@ -239,7 +194,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_tensorcore_kernel(const Gemm
 #pragma unroll
         for (int mt = 0; mt < 4; mt++)
 #pragma unroll
-          for (int nt = 0; nt < 4; nt++) mma_16x8x16<T>(acc[mt][nt], a[mt], b[nt][0], b[nt][1]);
+          for (int nt = 0; nt < 4; nt++) mma_m16n8k16<T>(acc[mt][nt], a[mt], b[nt][0], b[nt][1]);
       }
     }
     // Drain (only empty groups can remain) and let every warp finish reading the pipeline before

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""How far PyTorch itself lands from the float64 GPT fixture when the whole tiny GPT runs in bf16:
-the yardstick for the bf16 tolerances in tests/test_cuda_gpt.cpp.
+"""How far PyTorch itself lands from the float64 GPT fixture when the whole tiny GPT runs in bf16
+(norm-wise and largest element) and in float32 (largest element): the yardstick for the
+tolerances in tests/test_cuda_gpt.cpp.
 
 Same model and data as make_gpt_fixture.py; every parameter and activation is bf16 (as in
 tilegrad's --dtype bf16, where the parameters themselves are bf16 and only the optimizer keeps f32
@@ -53,6 +54,20 @@ def main():
     print(f"torch bf16 vs float64 relative errors: logits {fx.relative_error(logits, ref_logits):.1e}, "
           f"loss {fx.relative_error(loss, ref_loss):.1e}, worst gradient {worst:.1e}, median gradient {median:.1e} "
           f"(reference loss {ref_loss.item():.6f})")
+    # The element-wise yardstick of tests/test_cuda_gpt.cpp: the largest element's error relative
+    # to the tensor's largest reference element, max |ours - ref| / max |ref|, in bf16 and float32.
+    print(f"torch bf16 vs float64 max-element errors: logits {max_element_error(logits, ref_logits):.1e}, "
+          f"worst gradient {max(max_element_error(grads[n], ref_grads[n]) for n, _ in shapes):.1e}")
+    params = {name: torch.nn.Parameter(initial[name].to(torch.float32)) for name, _ in shapes}
+    logits = fx.forward(params, idx, cfg)
+    fx.loss_of(logits, targets).backward()
+    print(f"torch float32 vs float64 max-element errors: logits {max_element_error(logits, ref_logits):.1e}, "
+          f"worst gradient {max(max_element_error(params[n].grad, ref_grads[n]) for n, _ in shapes):.1e}")
+
+
+def max_element_error(ours, ref):
+    ours, ref = ours.detach().double(), ref.double()
+    return ((ours - ref).abs().max() / ref.abs().max()).item()
 
 
 if __name__ == "__main__":
