@@ -3,6 +3,7 @@
 #include <string>
 
 #include "ops/check.h"
+#include "ops/profiler.h"
 #include "ops/cpu/optim.h"
 #include "ops/optim_math.h"
 #ifdef TG_CUDA
@@ -112,6 +113,13 @@ void adamw_update(const std::vector<AdamWParam>& params, const AdamWSettings& se
     if (params[i].param.device() != device)
       throw Error(std::string(op) + ": parameter " + std::to_string(i) + " is on " + params[i].param.device().str() +
                   " but parameter 0 is on " + device.str() + "; one step updates parameters on one device");
+  // About 12 FLOPs per element: two moment updates, the bias corrections, sqrt, divide and decay.
+  ProfiledOp profiled(op, [&](OpCost& c) {
+    for (const AdamWParam& p : params) {
+      c.updates("param", p.param).reads("grad", p.grad).updates("master", p.master).updates("m", p.m).updates("v", p.v);
+      c.flops += 12.0 * static_cast<double>(p.param.numel());
+    }
+  });
   switch (device.type) {
     case DeviceType::CPU:
       for (const AdamWParam& p : params) adamw_cpu(p, settings);
@@ -156,6 +164,10 @@ void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, float l
   if (momentum != 0.0f) check_like_param(op, momentum_buf, "momentum_buf", param);
   Device device = check_same_device(op, {&param, &grad, &momentum_buf});
   float* buf = momentum != 0.0f ? momentum_buf.data<float>() : nullptr;
+  ProfiledOp profiled(op, [&](OpCost& c) {
+    c.updates("param", param).reads("grad", grad).updates("momentum", momentum_buf);
+    c.flops = 6.0 * static_cast<double>(param.numel());
+  });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::sgd_update(param.data<float>(), grad.data<float>(), buf, param.numel(), lr, momentum, dampening,
@@ -257,6 +269,12 @@ double sum_of_squares(const std::vector<Tensor>& tensors) {
   const char* op = "sum_of_squares";
   Device device;
   std::vector<Tensor> list = defined_on_one_device(op, tensors, device);
+  ProfiledOp profiled(op, [&](OpCost& c) {
+    for (const Tensor& t : list) {
+      c.reads("t", t);
+      c.flops += 2.0 * static_cast<double>(t.numel());
+    }
+  });
   switch (device.type) {
     case DeviceType::CPU: {
       double sum = 0.0;
@@ -279,6 +297,12 @@ double sum_of_squares(const Tensor& t) {
 static bool scale_list(const char* op, const std::vector<Tensor>& tensors, float s, bool check) {
   Device device;
   std::vector<Tensor> list = defined_on_one_device(op, tensors, device);
+  ProfiledOp profiled(op, [&](OpCost& c) {
+    for (const Tensor& t : list) {
+      c.updates("t", t);
+      c.flops += (check ? 2.0 : 1.0) * static_cast<double>(t.numel());
+    }
+  });
   switch (device.type) {
     case DeviceType::CPU: {
       bool found = false;
