@@ -115,10 +115,18 @@ void adamw_update(const std::vector<AdamWParam>& params, const AdamWSettings& se
                   " but parameter 0 is on " + device.str() + "; one step updates parameters on one device");
   // About 12 FLOPs per element: two moment updates, the bias corrections, sqrt, divide and decay.
   ProfiledOp profiled(op, [&](OpCost& c) {
+    std::vector<Tensor> param, grad, master, moments;
     for (const AdamWParam& p : params) {
-      c.updates("param", p.param).reads("grad", p.grad).updates("master", p.master).updates("m", p.m).updates("v", p.v);
+      param.push_back(p.param);
+      grad.push_back(p.grad);
+      master.push_back(p.master);
+      moments.push_back(p.m);
+      moments.push_back(p.v);
       c.flops += 12.0 * static_cast<double>(p.param.numel());
     }
+    // Parameters, masters and moments are read and written; gradients read.
+    c.reads_list("params", param, 2).reads_list("grads", grad).reads_list("masters", master, 2);
+    c.reads_list("moments", moments, 2);
   });
   switch (device.type) {
     case DeviceType::CPU:
@@ -270,10 +278,8 @@ double sum_of_squares(const std::vector<Tensor>& tensors) {
   Device device;
   std::vector<Tensor> list = defined_on_one_device(op, tensors, device);
   ProfiledOp profiled(op, [&](OpCost& c) {
-    for (const Tensor& t : list) {
-      c.reads("t", t);
-      c.flops += 2.0 * static_cast<double>(t.numel());
-    }
+    c.reads_list("tensors", list);
+    for (const Tensor& t : list) c.flops += 2.0 * static_cast<double>(t.numel());
   });
   switch (device.type) {
     case DeviceType::CPU: {
@@ -298,10 +304,8 @@ static bool scale_list(const char* op, const std::vector<Tensor>& tensors, float
   Device device;
   std::vector<Tensor> list = defined_on_one_device(op, tensors, device);
   ProfiledOp profiled(op, [&](OpCost& c) {
-    for (const Tensor& t : list) {
-      c.updates("t", t);
-      c.flops += (check ? 2.0 : 1.0) * static_cast<double>(t.numel());
-    }
+    c.reads_list("tensors", list, 2);  // read and written
+    for (const Tensor& t : list) c.flops += (check ? 2.0 : 1.0) * static_cast<double>(t.numel());
   });
   switch (device.type) {
     case DeviceType::CPU: {

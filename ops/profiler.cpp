@@ -50,12 +50,28 @@ OpCost& OpCost::shape_of(const char* name, const Tensor& t) {
   return *this;
 }
 
+OpCost& OpCost::reads_list(const char* name, const std::vector<Tensor>& list, int passes) {
+  int64_t count = 0, elements = 0;
+  for (const Tensor& t : list) {
+    if (!t.defined()) continue;
+    if (count++ == 0 && operands.empty() && summary.empty()) device = t.device();
+    elements += t.numel();
+    bytes += static_cast<double>(passes) * static_cast<double>(t.nbytes());
+  }
+  if (count == 0) return *this;  // an empty list (no f32 masters) is left out of the description
+  summary += (summary.empty() ? "" : " ") + std::string(name) + "[" + std::to_string(count) + " tensors, " +
+             std::to_string(elements) + " values]";
+  return *this;
+}
+
+std::string OpRecord::shapes() const { return summary.empty() ? operands_str(operands) : summary; }
+
 std::string operands_str(const std::vector<std::pair<std::string, Shape>>& operands) {
   std::string text;
   for (const auto& [name, shape] : operands) {
     if (!text.empty()) text += ' ';
     text += name + '[';
-    for (size_t i = 0; i < shape.size(); i++) text += (i ? "," : "") + std::to_string(shape[i]);
+    for (size_t i = 0; i < shape.size(); i++) text += (i ? "x" : "") + std::to_string(shape[i]);
     text += ']';
   }
   return text;
@@ -80,6 +96,7 @@ void Profiler::begin_op(const char* op, OpCost&& cost) {
   record.node = phase_ == Phase::Backward ? node_ : std::string();
   record.phase = phase_;
   record.operands = std::move(cost.operands);
+  record.summary = std::move(cost.summary);
   record.flops = cost.flops;
   record.bytes = cost.bytes;
   open_ = static_cast<int64_t>(records_.size());

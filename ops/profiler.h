@@ -40,9 +40,13 @@ struct OpCost {
   OpCost& updates(const char* name, const Tensor& t);  // read and written
   // An operand whose traffic is not a whole tensor (an index vector, a scalar): shape only.
   OpCost& shape_of(const char* name, const Tensor& t);
+  // Ops over a list of tensors (the optimizer's): their traffic and elements, summed, shown as one
+  // operand "name[N tensors, E values]" instead of N shapes.
+  OpCost& reads_list(const char* name, const std::vector<Tensor>& list, int passes = 1);
+  std::string summary;  // when set, the operands' description in place of their shapes
 };
 
-// "x[768,384] weight[1152,384] out[768,1152]"
+// "x[768x384] weight[1152x384] out[768x1152]": no commas, so a CSV field needs no quoting
 std::string operands_str(const std::vector<std::pair<std::string, Shape>>& operands);
 
 struct OpRecord {
@@ -50,8 +54,11 @@ struct OpRecord {
   std::string node;  // the autograd node whose backward called it ("" outside a backward)
   Phase phase = Phase::Forward;
   std::vector<std::pair<std::string, Shape>> operands;
+  std::string summary;  // OpCost::summary, for ops over lists of tensors
   double flops = 0, bytes = 0;
   double seconds = 0;
+
+  std::string shapes() const;  // the summary, else operands_str(operands)
 };
 
 class Profiler {
