@@ -59,8 +59,8 @@ OpCost& OpCost::reads_list(const char* name, const std::vector<Tensor>& list, in
     bytes += static_cast<double>(passes) * static_cast<double>(t.nbytes());
   }
   if (count == 0) return *this;  // an empty list (no f32 masters) is left out of the description
-  summary += (summary.empty() ? "" : " ") + std::string(name) + "[" + std::to_string(count) + " tensors, " +
-             std::to_string(elements) + " values]";
+  summary += (summary.empty() ? "" : " ") + std::string(name) + "[" + std::to_string(elements) + " values in " +
+             std::to_string(count) + " tensors]";
   return *this;
 }
 

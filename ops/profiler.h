@@ -41,7 +41,7 @@ struct OpCost {
   // An operand whose traffic is not a whole tensor (an index vector, a scalar): shape only.
   OpCost& shape_of(const char* name, const Tensor& t);
   // Ops over a list of tensors (the optimizer's): their traffic and elements, summed, shown as one
-  // operand "name[N tensors, E values]" instead of N shapes.
+  // operand "name[E values in N tensors]" instead of N shapes.
   OpCost& reads_list(const char* name, const std::vector<Tensor>& list, int passes = 1);
   std::string summary;  // when set, the operands' description in place of their shapes
 };

@@ -153,7 +153,7 @@ std::string ImageTask::architecture() const {
 }
 
 Tensor ImageTask::micro_batch_loss() {
-  ImageBatch batch = loader_->next();
+  ImageBatch batch = next_batch(*loader_);
   return cross_entropy(model_->forward(batch_to(batch.images, device_)), batch_to(batch.labels, device_), -1,
                        static_cast<float>(config_.image.label_smoothing));
 }

@@ -81,6 +81,12 @@ std::string format(const char* fmt, double value) {
   return buffer;
 }
 
+// "compute", "memory", or "none" for a row with neither FLOPs nor bytes (waiting for the loader).
+const char* bound_by(const ProfileRow& r, const Roofline& roof) {
+  if (r.flops <= 0 && r.bytes <= 0) return "none";
+  return r.compute_bound(roof) ? "compute" : "memory";
+}
+
 std::string megabytes(double bytes) { return bytes < 0 ? "unknown" : format("%.1f MB", bytes / 1e6); }
 
 }  // namespace
@@ -109,7 +115,7 @@ std::string format_profile(const ProfileSummary& s, size_t max_rows) {
                   row_label(r).c_str(), r.phase.c_str(), r.calls, ms, step_ms > 0 ? 100 * ms / step_ms : 0,
                   r.flops / 1e6, r.bytes / 1e6, r.intensity(), r.seconds > 0 ? r.flops / r.seconds / 1e9 : 0,
                   r.seconds > 0 ? r.bytes / r.seconds / 1e9 : 0, bound_ms, ms > 0 ? 100 * bound_ms / ms : 0,
-                  r.compute_bound(s.roof) ? "compute" : "memory", ms - bound_ms, r.shapes.c_str());
+                  bound_by(r, s.roof), ms - bound_ms, r.shapes.c_str());
     out += line;
   }
   if (rest.calls > 0) {
@@ -128,7 +134,18 @@ std::string format_profile(const ProfileSummary& s, size_t max_rows) {
                 step_ms, static_cast<long long>(s.steps), op_ms, step_ms > 0 ? 100 * op_ms / step_ms : 0);
   out += line;
   out += "; the rest is outside the op fronts (allocation, zero-filled gradient buffers, graph bookkeeping, "
-         "copies made by views, the loader)\n";
+         "copies made by views)\n";
+  if (s.cpu_seconds >= 0 && s.step_seconds > 0) {
+    // On a machine shared with other work the process waits for a core, and that wait lands in
+    // whichever op (or gap) it falls in: this line says how much of the step it was.
+    std::snprintf(line, sizeof(line),
+                  "CPU time: %.3f ms per step, %.0f%% of %d thread(s) x the step's wall time%s\n", 1e3 * s.cpu_seconds,
+                  100 * s.cpu_seconds / (s.threads * s.step_seconds), s.threads,
+                  s.cpu_seconds < 0.8 * s.threads * s.step_seconds
+                      ? " (the machine was busy: the times include waits for a core)"
+                      : "");
+    out += line;
+  }
   std::snprintf(line, sizeof(line), "sum of the bounds: %.3f ms, %.1f%% of the step: a step could take that long at best\n",
                 bound_ms, step_ms > 0 ? 100 * bound_ms / step_ms : 0);
   out += line;
@@ -167,7 +184,7 @@ void write_profile_csv(const std::string& path, const ProfileSummary& s) {
     std::snprintf(numbers, sizeof(numbers), "%g,%.6f,%.3f,%.6g,%.6g,%.6g,%.6g,%.6g,%.6f,%.3f,%s,%.6f", r.calls, ms,
                   step_ms > 0 ? 100 * ms / step_ms : 0, r.flops, r.bytes, r.intensity(),
                   r.seconds > 0 ? r.flops / r.seconds / 1e9 : 0, r.seconds > 0 ? r.bytes / r.seconds / 1e9 : 0,
-                  bound_ms, ms > 0 ? 100 * bound_ms / ms : 0, r.compute_bound(s.roof) ? "compute" : "memory",
+                  bound_ms, ms > 0 ? 100 * bound_ms / ms : 0, bound_by(r, s.roof),
                   ms - bound_ms);
     csv << r.op << ',' << r.node << ',' << r.phase << ',' << r.shapes << ',' << numbers << "\n";
   }

@@ -53,6 +53,8 @@ struct ProfileSummary {
   int64_t steps = 0;
   double step_seconds = 0;         // the measured wall time of one step (mean over the steps)
   double model_flops_per_step = 0;  // the task's model FLOPs (forward + backward), for MFU
+  double cpu_seconds = -1;  // the process's CPU time per step, every thread (the loader's too); < 0: unknown
+  int threads = 1;          // the OpenMP threads the ops ran on
   Roofline roof;
   std::vector<ProfileRow> rows;
   MemoryByKind memory;

@@ -101,7 +101,7 @@ std::string TextTask::architecture() const {
 }
 
 Tensor TextTask::micro_batch_loss() {
-  Batch batch = loader_->next();
+  Batch batch = next_batch(*loader_);
   return model_->loss(model_->forward(batch_to(batch.inputs, device_)), batch_to(batch.targets, device_));
 }
 

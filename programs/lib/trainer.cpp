@@ -1,6 +1,7 @@
 #include "programs/lib/trainer.h"
 
 #include <omp.h>
+#include <time.h>
 
 #include <chrono>
 #include <cmath>
@@ -35,6 +36,13 @@ namespace tg {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// CPU time of the whole process (every thread), for --profile's busy-machine line.
+double process_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
@@ -180,6 +188,7 @@ class Trainer {
     for (int step = 0; step < 2; step++)
       if (!train_step(static_cast<float>(c_.lr), loss)) return 3;
     ops::Profiler profiler;
+    const double cpu_start = process_cpu_seconds();
     for (int64_t step = 0; step < c_.profile_steps; step++) {
       drain();
       Clock::time_point start = Clock::now();
@@ -187,6 +196,8 @@ class Trainer {
       drain();
       summary.step_seconds += seconds_since(start);
     }
+    summary.cpu_seconds = (process_cpu_seconds() - cpu_start) / static_cast<double>(c_.profile_steps);
+    summary.threads = omp_get_max_threads();
     summary.steps = c_.profile_steps;
     summary.step_seconds /= static_cast<double>(c_.profile_steps);
     summary.model_flops_per_step = task_.flops_per_example() * examples_per_step_;
