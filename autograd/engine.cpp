@@ -4,6 +4,8 @@
 #include <queue>
 #include <unordered_map>
 
+#include "ops/profiler.h"
+
 namespace tg {
 
 static thread_local bool t_grad_enabled = true;
@@ -157,7 +159,10 @@ void backward(const Tensor& root, const Tensor& grad_output, bool retain_graph) 
     for (size_t j = 0; j < grad_outputs.size(); j++)  // outputs no gradient reached contribute zeros
       if (!grad_outputs[j].defined())
         grad_outputs[j] = Tensor::zeros(node->outputs[j].shape, node->outputs[j].dtype, node->outputs[j].device);
-    node->backward(grad_outputs, grad_inputs);
+    {
+      ops::NodeScope profiled(node->name);  // the profiler files this node's kernels under its name
+      node->backward(grad_outputs, grad_inputs);
+    }
     if (!retain_graph) node->backward = nullptr;  // frees the saved tensors now, not at graph death
 
     for (const Node::Edge& edge : node->inputs) {

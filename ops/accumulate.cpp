@@ -3,6 +3,7 @@
 #include <string>
 
 #include "ops/check.h"
+#include "ops/profiler.h"
 #include "ops/cpu/accumulate.h"
 #ifdef TG_CUDA
 #include "ops/cuda/accumulate.h"
@@ -22,6 +23,7 @@ void accumulate(Tensor& dst, const Tensor& src) {
       throw Error(std::string(op) + ": dst of shape " + shape_str(dst.shape()) + " has stride 0 in dimension " +
                   std::to_string(d) + "; it must not overlap itself");
   Device device = check_same_device(op, {&dst, &src});
+  ProfiledOp profiled(op, [&](OpCost& c) { c.reads("src", src).updates("dst", dst); c.flops = static_cast<double>(src.numel()); });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::accumulate_strided(dst.data<float>(), dst.strides(), src.data<float>(), src.strides(), src.shape());

@@ -1,6 +1,7 @@
 #include "ops/activation.h"
 
 #include "ops/check.h"
+#include "ops/profiler.h"
 #include "ops/cpu/activation.h"
 #ifdef TG_CUDA
 #include "ops/cuda/activation.h"
@@ -22,6 +23,9 @@ Device check_backward(const char* op, const Tensor& dinp, const Tensor& saved, c
 void gelu_forward(Tensor& out, const Tensor& inp) {
   const char* op = "gelu";
   Device device = check_forward(op, out, inp);
+  // Profiler FLOPs per element (ops/profiler.h) count a tanh or exp as one: these passes are
+  // memory-bound by far, and the roofline needs only their order.
+  ProfiledOp profiled("gelu", [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 9 * static_cast<double>(inp.numel()); });
   switch (device.type) {
     case DeviceType::CPU: cpu::gelu_forward(out.data<float>(), inp.data<float>(), inp.numel()); break;
 #ifdef TG_CUDA
@@ -34,6 +38,7 @@ void gelu_forward(Tensor& out, const Tensor& inp) {
 void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
   const char* op = "gelu_backward";
   Device device = check_backward(op, dinp, inp, "inp", dout);
+  ProfiledOp profiled("gelu_backward", [&](OpCost& c) { c.reads("dout", dout).reads("inp", inp).updates("dinp", dinp); c.flops = 18 * static_cast<double>(dout.numel()); });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::gelu_backward(dinp.data<float>(), inp.data<float>(), dout.data<float>(), dout.numel());
@@ -50,6 +55,7 @@ void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
 void relu_forward(Tensor& out, const Tensor& inp) {
   const char* op = "relu";
   Device device = check_forward(op, out, inp);
+  ProfiledOp profiled("relu", [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 1 * static_cast<double>(inp.numel()); });
   switch (device.type) {
     case DeviceType::CPU: cpu::relu_forward(out.data<float>(), inp.data<float>(), inp.numel()); break;
 #ifdef TG_CUDA
@@ -62,6 +68,7 @@ void relu_forward(Tensor& out, const Tensor& inp) {
 void relu_backward(Tensor& dinp, const Tensor& out, const Tensor& dout) {
   const char* op = "relu_backward";
   Device device = check_backward(op, dinp, out, "out", dout);
+  ProfiledOp profiled("relu_backward", [&](OpCost& c) { c.reads("dout", dout).reads("out", out).updates("dinp", dinp); c.flops = 2 * static_cast<double>(dout.numel()); });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::relu_backward(dinp.data<float>(), out.data<float>(), dout.data<float>(), dout.numel());
@@ -78,6 +85,7 @@ void relu_backward(Tensor& dinp, const Tensor& out, const Tensor& dout) {
 void tanh_forward(Tensor& out, const Tensor& inp) {
   const char* op = "tanh";
   Device device = check_forward(op, out, inp);
+  ProfiledOp profiled("tanh", [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 1 * static_cast<double>(inp.numel()); });
   switch (device.type) {
     case DeviceType::CPU: cpu::tanh_forward(out.data<float>(), inp.data<float>(), inp.numel()); break;
 #ifdef TG_CUDA
@@ -90,6 +98,7 @@ void tanh_forward(Tensor& out, const Tensor& inp) {
 void tanh_backward(Tensor& dinp, const Tensor& out, const Tensor& dout) {
   const char* op = "tanh_backward";
   Device device = check_backward(op, dinp, out, "out", dout);
+  ProfiledOp profiled("tanh_backward", [&](OpCost& c) { c.reads("dout", dout).reads("out", out).updates("dinp", dinp); c.flops = 4 * static_cast<double>(dout.numel()); });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::tanh_backward(dinp.data<float>(), out.data<float>(), dout.data<float>(), dout.numel());
@@ -106,6 +115,7 @@ void tanh_backward(Tensor& dinp, const Tensor& out, const Tensor& dout) {
 void sigmoid_forward(Tensor& out, const Tensor& inp) {
   const char* op = "sigmoid";
   Device device = check_forward(op, out, inp);
+  ProfiledOp profiled("sigmoid", [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 4 * static_cast<double>(inp.numel()); });
   switch (device.type) {
     case DeviceType::CPU: cpu::sigmoid_forward(out.data<float>(), inp.data<float>(), inp.numel()); break;
 #ifdef TG_CUDA
@@ -118,6 +128,7 @@ void sigmoid_forward(Tensor& out, const Tensor& inp) {
 void sigmoid_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
   const char* op = "sigmoid_backward";
   Device device = check_backward(op, dinp, inp, "inp", dout);
+  ProfiledOp profiled("sigmoid_backward", [&](OpCost& c) { c.reads("dout", dout).reads("inp", inp).updates("dinp", dinp); c.flops = 8 * static_cast<double>(dout.numel()); });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::sigmoid_backward(dinp.data<float>(), inp.data<float>(), dout.data<float>(), dout.numel());
@@ -134,6 +145,7 @@ void sigmoid_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
 void silu_forward(Tensor& out, const Tensor& inp) {
   const char* op = "silu";
   Device device = check_forward(op, out, inp);
+  ProfiledOp profiled("silu", [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 5 * static_cast<double>(inp.numel()); });
   switch (device.type) {
     case DeviceType::CPU: cpu::silu_forward(out.data<float>(), inp.data<float>(), inp.numel()); break;
 #ifdef TG_CUDA
@@ -146,6 +158,7 @@ void silu_forward(Tensor& out, const Tensor& inp) {
 void silu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
   const char* op = "silu_backward";
   Device device = check_backward(op, dinp, inp, "inp", dout);
+  ProfiledOp profiled("silu_backward", [&](OpCost& c) { c.reads("dout", dout).reads("inp", inp).updates("dinp", dinp); c.flops = 10 * static_cast<double>(dout.numel()); });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::silu_backward(dinp.data<float>(), inp.data<float>(), dout.data<float>(), dout.numel());

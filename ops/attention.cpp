@@ -3,6 +3,7 @@
 #include <string>
 
 #include "ops/check.h"
+#include "ops/profiler.h"
 #include "ops/cpu/attention.h"
 #ifdef TG_CUDA
 #include "ops/cuda/attention.h"
@@ -63,6 +64,12 @@ void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int64_t n_he
   check_like_qkv(out, "out", qkv, {B, T, C}, "(B, T, C) for qkv (B, T, 3C)");
   check_lse(lse, {B, n_head, T});
   Device device = check_same_device(kOp, {&out, &lse, &qkv});
+  // Per head, QK^T and PV are (T,HS)x(HS,T) and (T,T)x(T,HS) products, half of each under the causal
+  // mask: 2*2*T*T*HS/2 FLOPs per head, 2*B*T*T*C in all (the softmax's elementwise work uncounted).
+  ProfiledOp profiled("attention", [&](OpCost& c) {
+    c.reads("qkv", qkv).writes("out", out).writes("lse", lse);
+    c.flops = 2.0 * static_cast<double>(B) * static_cast<double>(T) * static_cast<double>(T) * static_cast<double>(C);
+  });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::attention_forward(out.data<float>(), lse.data<float>(), qkv.data<float>(), B, T, C, n_head);
@@ -87,6 +94,11 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, con
   check_like_qkv(out, "out", qkv, {B, T, C}, "(B, T, C) for qkv (B, T, 3C)");
   check_lse(lse, {B, n_head, T});
   Device device = check_same_device(kOp, {&dqkv, &dout, &qkv, &out, &lse});
+  // The backward recomputes QK^T and forms dV, dP, dQ and dK: five such products, 5*B*T*T*C.
+  ProfiledOp profiled("attention_backward", [&](OpCost& c) {
+    c.reads("dout", dout).reads("qkv", qkv).reads("out", out).reads("lse", lse).updates("dqkv", dqkv);
+    c.flops = 5.0 * static_cast<double>(B) * static_cast<double>(T) * static_cast<double>(T) * static_cast<double>(C);
+  });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::attention_backward(dqkv.data<float>(), dout.data<float>(), qkv.data<float>(), out.data<float>(),

@@ -4,6 +4,7 @@
 
 #include "ops/accumulate.h"
 #include "ops/check.h"
+#include "ops/profiler.h"
 #include "ops/cpu/concat.h"
 #ifdef TG_CUDA
 #include "ops/cuda/concat.h"
@@ -69,6 +70,10 @@ void concat_forward(Tensor& out, const std::vector<Tensor>& inputs, int64_t dim)
     run_bytes.push_back(inputs[i].shape()[dim] * inner * element);
   }
   const Device device = out.device();
+  ProfiledOp profiled(op, [&](OpCost& c) {
+    for (const Tensor& input : inputs) c.reads("input", input);
+    c.writes("out", out);
+  });
   switch (device.type) {
     case DeviceType::CPU: cpu::concat_forward(out.data_raw(), pointers, run_bytes, outer); break;
 #ifdef TG_CUDA
@@ -93,6 +98,11 @@ void concat_backward(std::vector<Tensor>& dinputs, const Tensor& dout, int64_t d
     throw Error(std::string(op) + ": sizes sum to " + std::to_string(total) + " but dout of shape " +
                 shape_str(dout.shape()) + " has " + std::to_string(dout.shape()[dim]) + " in dimension " +
                 std::to_string(dim));
+  ProfiledOp profiled(op, [&](OpCost& c) {
+    c.reads("dout", dout);
+    for (const Tensor& d : dinputs) c.updates("dinput", d);
+    c.flops = static_cast<double>(dout.numel());
+  });
   int64_t start = 0;
   for (size_t i = 0; i < sizes.size(); i++) {
     if (dinputs[i].defined()) accumulate(dinputs[i], dout.narrow(dim, start, sizes[i]));

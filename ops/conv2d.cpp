@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ops/check.h"
+#include "ops/profiler.h"
 #include "ops/cpu/conv2d.h"
 #include "ops/cpu/conv2d_winograd.h"
 #include "ops/flops.h"
@@ -221,6 +222,10 @@ void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& weight, const Te
   check_activation(out, "out", {g.N, g.P, g.Q, g.K}, "(N, P, Q, K)", x, "x");
   const Device device = check_same_device(kOp, {&out, &x, &weight, &bias});
   count_flops(multiply_add_flops(g));
+  ProfiledOp profiled("conv2d", [&](OpCost& c) {
+    c.reads("x", x).reads("weight", weight).reads("bias", bias).writes("out", out);
+    c.flops = multiply_add_flops(g);  // nominal: Winograd does fewer multiplies for the same result
+  });
   switch (device.type) {
     case DeviceType::CPU:
       run_forward(conv2d_algorithm(x, weight, p, ConvPass::Forward), out.data<float>(), x.data<float>(),
@@ -235,6 +240,10 @@ void conv2d_backward_input(Tensor& dx, const Tensor& dout, const Tensor& weight,
   check_activation(dout, "dout", {g.N, g.P, g.Q, g.K}, "(N, P, Q, K), the output's shape", dx, "dx");
   const Device device = check_same_device(kOp, {&dx, &dout, &weight});
   count_flops(multiply_add_flops(g));
+  ProfiledOp profiled("conv2d_backward_input", [&](OpCost& c) {
+    c.reads("dout", dout).reads("weight", weight).updates("dx", dx);
+    c.flops = multiply_add_flops(g);
+  });
   switch (device.type) {
     case DeviceType::CPU:
       run_backward_input(conv2d_algorithm(dx, weight, p, ConvPass::InputGradient), dx.data<float>(),
@@ -251,6 +260,10 @@ void conv2d_backward_weight(Tensor& dweight, Tensor& dbias, const Tensor& dout, 
   check_activation(dout, "dout", {g.N, g.P, g.Q, g.K}, "(N, P, Q, K), the output's shape", x, "x");
   const Device device = check_same_device(kOp, {&dweight, &dbias, &dout, &x});
   count_flops(multiply_add_flops(g));
+  ProfiledOp profiled("conv2d_backward_weight", [&](OpCost& c) {
+    c.reads("dout", dout).reads("x", x).updates("dweight", dweight).updates("dbias", dbias);
+    c.flops = multiply_add_flops(g);
+  });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::conv2d_backward_weight(dweight.data<float>(), optional_data(dbias), dout.data<float>(), x.data<float>(), g);

@@ -1,6 +1,7 @@
 #include "ops/crossentropy.h"
 
 #include "ops/check.h"
+#include "ops/profiler.h"
 #include "ops/cpu/crossentropy.h"
 #ifdef TG_CUDA
 #include "ops/cuda/crossentropy.h"
@@ -74,6 +75,11 @@ void crossentropy_forward(Tensor& loss, Tensor& lse, const Tensor& logits, const
   check_label_smoothing(label_smoothing, device);
   const int64_t V = logits.size(-1), N = targets.numel();
   check_targets_in_range(targets, V, ignore_index);
+  // Per logit: max, exp and sum (3 FLOPs); the backward's softmax minus the target, 4.
+  ProfiledOp profiled("cross_entropy", [&](OpCost& c) {
+    c.reads("logits", logits).reads("targets", targets).writes("lse", lse).writes("loss", loss);
+    c.flops = 3.0 * static_cast<double>(logits.numel());
+  });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::crossentropy_forward(loss.data<float>(), lse.data<float>(), logits.data<float>(), targets.data<int32_t>(), N,
@@ -101,6 +107,10 @@ void crossentropy_backward(Tensor& dlogits, const Tensor& dloss, const Tensor& l
   Device device = check_backward(dloss, logits, targets, lse, ignore_index, {&dlogits});
   check_label_smoothing(label_smoothing, device);
   const int64_t V = logits.size(-1), N = targets.numel();
+  ProfiledOp profiled("cross_entropy_backward", [&](OpCost& c) {
+    c.reads("logits", logits).reads("targets", targets).reads("lse", lse).updates("dlogits", dlogits);
+    c.flops = 4.0 * static_cast<double>(logits.numel());
+  });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::crossentropy_backward(dlogits.data<float>(), dloss.data<float>(), logits.data<float>(),
@@ -124,6 +134,10 @@ void crossentropy_backward_inplace(Tensor& logits, const Tensor& dloss, const Te
   Device device = check_backward(dloss, logits, targets, lse, ignore_index, {});
   check_label_smoothing(label_smoothing, device);
   const int64_t V = logits.size(-1), N = targets.numel();
+  ProfiledOp profiled("cross_entropy_backward", [&](OpCost& c) {
+    c.reads("targets", targets).reads("lse", lse).updates("logits", logits);
+    c.flops = 4.0 * static_cast<double>(logits.numel());
+  });
   switch (device.type) {
     case DeviceType::CPU: {
       // The CPU kernel accumulates: run it into zeros, then copy over the logits it has finished reading.

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "ops/check.h"
+#include "ops/profiler.h"
 #include "ops/cpu/dropout.h"
 #ifdef TG_CUDA
 #include "ops/cuda/dropout.h"
@@ -21,6 +22,7 @@ void dropout_forward(Tensor& out, const Tensor& inp, float p, uint64_t key) {
   const char* op = "dropout";
   check_dropout_probability(op, p);
   Device device = check_elementwise(op, {{&out, "out"}, {&inp, "inp"}});
+  ProfiledOp profiled(op, [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 2.0 * static_cast<double>(inp.numel()); });
   switch (device.type) {
     case DeviceType::CPU: cpu::dropout_forward(out.data<float>(), inp.data<float>(), inp.numel(), p, key); break;
 #ifdef TG_CUDA
@@ -34,6 +36,7 @@ void dropout_backward(Tensor& dinp, const Tensor& dout, float p, uint64_t key) {
   const char* op = "dropout_backward";
   check_dropout_probability(op, p);
   Device device = check_elementwise(op, {{&dinp, "dinp"}, {&dout, "dout"}});
+  ProfiledOp profiled(op, [&](OpCost& c) { c.reads("dout", dout).updates("dinp", dinp); c.flops = 2.0 * static_cast<double>(dout.numel()); });
   switch (device.type) {
     case DeviceType::CPU: cpu::dropout_backward(dinp.data<float>(), dout.data<float>(), dout.numel(), p, key); break;
 #ifdef TG_CUDA

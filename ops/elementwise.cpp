@@ -4,6 +4,7 @@
 #include <string>
 
 #include "ops/check.h"
+#include "ops/profiler.h"
 #include "ops/cpu/elementwise.h"
 #include "ops/reduce.h"
 #ifdef TG_CUDA
@@ -49,6 +50,7 @@ void binary_forward(const char* op, BinaryOp kind, Tensor& out, const Tensor& a,
   check_contiguous(op, out, "out");
   Device device = check_same_device(op, {&out, &a, &b});
   Shape a_strides = broadcast_strides(a, out.shape()), b_strides = broadcast_strides(b, out.shape());
+  ProfiledOp profiled(op, [&](OpCost& c) { c.reads("a", a).reads("b", b).writes("out", out); c.flops = static_cast<double>(out.numel()); });
   switch (device.type) {
     case DeviceType::CPU: {
       const float* pa = a.data<float>();
@@ -147,6 +149,10 @@ void check_operands(const char* op, const Tensor& dout, const Tensor& a, const T
 void add_sub_backward(const char* op, Tensor& da, Tensor& db, const Tensor& dout, float sign) {
   check_backward(op, da, db, dout);
   Device device = check_same_device(op, {&da, &db, &dout});
+  ProfiledOp profiled(op, [&](OpCost& c) {
+    c.reads("dout", dout).updates("da", da).updates("db", db);
+    c.flops = static_cast<double>(da.defined() + db.defined()) * static_cast<double>(dout.numel());
+  });
   bool da_same = !da.defined() || da.shape() == dout.shape();
   bool db_same = !db.defined() || db.shape() == dout.shape();
   if (da_same && db_same) {
@@ -252,6 +258,10 @@ void mul_backward(Tensor& da, Tensor& db, const Tensor& dout, const Tensor& a, c
   check_operands(op, dout, a, b);
   Device device = check_same_device(op, {&da, &db, &dout, &a, &b});
   // Multiplication commutes, so a row operand on either side takes the fused pass.
+  ProfiledOp profiled(op, [&](OpCost& c) {
+    c.reads("dout", dout).reads("a", a).reads("b", b).updates("da", da).updates("db", db);
+    c.flops = 2.0 * static_cast<double>(da.defined() + db.defined()) * static_cast<double>(dout.numel());
+  });
   switch (classify(dout, a, b)) {
     case Layout::Same: product_same(op, Product::Mul, device, da, db, dout, a, b); return;
     case Layout::Rows: product_rows(op, Product::Mul, device, da, db, dout, a, b); return;
@@ -278,6 +288,10 @@ void div_backward(Tensor& da, Tensor& db, const Tensor& dout, const Tensor& a, c
   check_backward(op, da, db, dout);
   check_operands(op, dout, a, b);
   Device device = check_same_device(op, {&da, &db, &dout, &a, &b});
+  ProfiledOp profiled(op, [&](OpCost& c) {
+    c.reads("dout", dout).reads("a", a).reads("b", b).updates("da", da).updates("db", db);
+    c.flops = (2.0 * da.defined() + 4.0 * db.defined()) * static_cast<double>(dout.numel());
+  });
   switch (classify(dout, a, b)) {
     case Layout::Same: product_same(op, Product::Div, device, da, db, dout, a, b); return;
     case Layout::Rows: product_rows(op, Product::Div, device, da, db, dout, a, b); return;
@@ -300,6 +314,7 @@ void div_backward(Tensor& da, Tensor& db, const Tensor& dout, const Tensor& a, c
 void scale_forward(Tensor& out, const Tensor& inp, float s) {
   const char* op = "scale";
   Device device = check_elementwise(op, {{&out, "out"}, {&inp, "inp"}});
+  ProfiledOp profiled(op, [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = static_cast<double>(out.numel()); });
   switch (device.type) {
     case DeviceType::CPU: cpu::scale_forward(out.data<float>(), inp.data<float>(), s, inp.numel()); break;
 #ifdef TG_CUDA
@@ -312,6 +327,7 @@ void scale_forward(Tensor& out, const Tensor& inp, float s) {
 void scale_backward(Tensor& dinp, const Tensor& dout, float s) {
   const char* op = "scale_backward";
   Device device = check_elementwise(op, {{&dinp, "dinp"}, {&dout, "dout"}});
+  ProfiledOp profiled(op, [&](OpCost& c) { c.reads("dout", dout).updates("dinp", dinp); c.flops = 2.0 * static_cast<double>(dout.numel()); });
   switch (device.type) {
     case DeviceType::CPU: cpu::scale_backward(dinp.data<float>(), dout.data<float>(), s, dout.numel()); break;
 #ifdef TG_CUDA
@@ -324,6 +340,7 @@ void scale_backward(Tensor& dinp, const Tensor& dout, float s) {
 void add_scalar_forward(Tensor& out, const Tensor& inp, float s) {
   const char* op = "add_scalar";
   Device device = check_elementwise(op, {{&out, "out"}, {&inp, "inp"}});
+  ProfiledOp profiled(op, [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = static_cast<double>(out.numel()); });
   switch (device.type) {
     case DeviceType::CPU: cpu::add_scalar_forward(out.data<float>(), inp.data<float>(), s, inp.numel()); break;
 #ifdef TG_CUDA

@@ -1,6 +1,7 @@
 #include "ops/embedding.h"
 
 #include "ops/check.h"
+#include "ops/profiler.h"
 #include "ops/cpu/embedding.h"
 #ifdef TG_CUDA
 #include "ops/cuda/embedding.h"
@@ -53,6 +54,11 @@ void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& weight) {
   check_rows(out, "out", ids, weight, "weight");
   Device device = check_same_device(kOp, {&out, &ids, &weight});
   check_ids_in_range(ids, V);
+  // A gather: the traffic is the rows touched, not the whole table.
+  ProfiledOp profiled("embedding", [&](OpCost& c) {
+    c.reads("ids", ids).shape_of("weight", weight).writes("out", out);
+    c.bytes += static_cast<double>(out.nbytes());  // the rows gathered
+  });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::embedding_forward(out.data<float>(), ids.data<int32_t>(), weight.data<float>(), ids.numel(), C);
@@ -72,6 +78,11 @@ void embedding_backward(Tensor& dweight, const Tensor& dout, const Tensor& ids) 
   check_rows(dout, "dout", ids, dweight, "dweight");
   Device device = check_same_device(kOp, {&dweight, &dout, &ids});
   check_ids_in_range(ids, V);
+  ProfiledOp profiled("embedding_backward", [&](OpCost& c) {
+    c.reads("ids", ids).reads("dout", dout).shape_of("dweight", dweight);
+    c.bytes += 2.0 * static_cast<double>(dout.nbytes());  // the rows updated, read and written
+    c.flops = static_cast<double>(dout.numel());
+  });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::embedding_backward(dweight.data<float>(), dout.data<float>(), ids.data<int32_t>(), ids.numel(), C);

@@ -5,6 +5,7 @@
 
 #include "ops/check.h"
 #include "ops/flops.h"
+#include "ops/profiler.h"
 #include "ops/cpu/activation.h"
 #include "ops/cpu/elementwise.h"
 #include "ops/cpu/gemm.h"
@@ -88,8 +89,15 @@ void matmul(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool tr
   // way round: flip the flag instead of copying.
   const bool ta = trans_a != la.transposed, tb = trans_b != lb.transposed;
   const int64_t stride_a = a.dim() == 3 ? a.strides()[0] : 0, stride_b = b.dim() == 3 ? b.strides()[0] : 0;
-  count_flops(2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) *
-              static_cast<double>(batch ? batch : 1));
+  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) *
+                       static_cast<double>(batch ? batch : 1);
+  count_flops(flops);
+  ProfiledOp profiled(op, [&](OpCost& cost) {
+    cost.reads("a", a).reads("b", b);
+    if (beta != 0.0f) cost.updates("out", out);
+    else cost.writes("out", out);
+    cost.flops = flops;
+  });
   switch (device.type) {
     case DeviceType::CPU: {
       if (!batch) {
@@ -151,7 +159,15 @@ void linear(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bi
   Device device = check_same_device(op, {&out, &x, &weight, &bias, &epilogue.pre_gelu, &epilogue.residual});
   // weight (OUT, IN) is read transposed; a transposed view flips the flag, as in matmul.
   const bool tx = lx.transposed, tw = !lw.transposed;
-  count_flops(2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K));
+  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  count_flops(flops);
+  // The epilogue's elementwise work (bias, GELU, residual: a few FLOPs per output) is left out of
+  // the FLOPs, as MFU leaves it out; its traffic (the extra tensors) is in the bytes.
+  ProfiledOp profiled(op, [&](OpCost& cost) {
+    cost.reads("x", x).reads("weight", weight).reads("bias", bias).writes("out", out);
+    cost.writes("pre_gelu", epilogue.pre_gelu).reads("residual", epilogue.residual);
+    cost.flops = flops;
+  });
   switch (device.type) {
     case DeviceType::CPU: {
       // The passes below overwrite out before the residual is added: keep a residual that is out
@@ -205,6 +221,7 @@ static int64_t check_row_against_rows(const char* op, const Tensor& row, const c
 void broadcast_rows(Tensor& out, const Tensor& bias) {
   const char* op = "broadcast_rows";
   const int64_t N = check_row_against_rows(op, bias, "bias", out, "out");
+  ProfiledOp profiled(op, [&](OpCost& cost) { cost.reads("bias", bias).writes("out", out); });
   Device device = out.device();
   switch (device.type) {
     case DeviceType::CPU: cpu::broadcast_rows(out.data<float>(), bias.data<float>(), N ? out.numel() / N : 0, N); break;
@@ -220,6 +237,10 @@ void broadcast_rows(Tensor& out, const Tensor& bias) {
 void column_sums_accumulate(Tensor& dbias, const Tensor& dout) {
   const char* op = "column_sums_accumulate";
   const int64_t N = check_row_against_rows(op, dbias, "dbias", dout, "dout");
+  ProfiledOp profiled(op, [&](OpCost& cost) {
+    cost.updates("dbias", dbias).reads("dout", dout);
+    cost.flops = static_cast<double>(dout.numel());  // one add per element
+  });
   Device device = dout.device();
   switch (device.type) {
     case DeviceType::CPU:

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "ops/check.h"
+#include "ops/profiler.h"
 #include "ops/cpu/optim.h"
 #include "ops/optim_math.h"
 #ifdef TG_CUDA
@@ -112,6 +113,21 @@ void adamw_update(const std::vector<AdamWParam>& params, const AdamWSettings& se
     if (params[i].param.device() != device)
       throw Error(std::string(op) + ": parameter " + std::to_string(i) + " is on " + params[i].param.device().str() +
                   " but parameter 0 is on " + device.str() + "; one step updates parameters on one device");
+  // About 12 FLOPs per element: two moment updates, the bias corrections, sqrt, divide and decay.
+  ProfiledOp profiled(op, [&](OpCost& c) {
+    std::vector<Tensor> param, grad, master, moments;
+    for (const AdamWParam& p : params) {
+      param.push_back(p.param);
+      grad.push_back(p.grad);
+      master.push_back(p.master);
+      moments.push_back(p.m);
+      moments.push_back(p.v);
+      c.flops += 12.0 * static_cast<double>(p.param.numel());
+    }
+    // Parameters, masters and moments are read and written; gradients read.
+    c.reads_list("params", param, 2).reads_list("grads", grad).reads_list("masters", master, 2);
+    c.reads_list("moments", moments, 2);
+  });
   switch (device.type) {
     case DeviceType::CPU:
       for (const AdamWParam& p : params) adamw_cpu(p, settings);
@@ -156,6 +172,10 @@ void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, float l
   if (momentum != 0.0f) check_like_param(op, momentum_buf, "momentum_buf", param);
   Device device = check_same_device(op, {&param, &grad, &momentum_buf});
   float* buf = momentum != 0.0f ? momentum_buf.data<float>() : nullptr;
+  ProfiledOp profiled(op, [&](OpCost& c) {
+    c.updates("param", param).reads("grad", grad).updates("momentum", momentum_buf);
+    c.flops = 6.0 * static_cast<double>(param.numel());
+  });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::sgd_update(param.data<float>(), grad.data<float>(), buf, param.numel(), lr, momentum, dampening,
@@ -257,6 +277,10 @@ double sum_of_squares(const std::vector<Tensor>& tensors) {
   const char* op = "sum_of_squares";
   Device device;
   std::vector<Tensor> list = defined_on_one_device(op, tensors, device);
+  ProfiledOp profiled(op, [&](OpCost& c) {
+    c.reads_list("tensors", list);
+    for (const Tensor& t : list) c.flops += 2.0 * static_cast<double>(t.numel());
+  });
   switch (device.type) {
     case DeviceType::CPU: {
       double sum = 0.0;
@@ -279,6 +303,10 @@ double sum_of_squares(const Tensor& t) {
 static bool scale_list(const char* op, const std::vector<Tensor>& tensors, float s, bool check) {
   Device device;
   std::vector<Tensor> list = defined_on_one_device(op, tensors, device);
+  ProfiledOp profiled(op, [&](OpCost& c) {
+    c.reads_list("tensors", list, 2);  // read and written
+    for (const Tensor& t : list) c.flops += (check ? 2.0 : 1.0) * static_cast<double>(t.numel());
+  });
   switch (device.type) {
     case DeviceType::CPU: {
       bool found = false;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "ops/check.h"
+#include "ops/profiler.h"
 #include "ops/cpu/pool.h"
 
 namespace tg::ops {
@@ -89,6 +90,11 @@ void maxpool2d_forward(Tensor& out, Tensor& argmax, const Tensor& x, const Pool2
   if (x.size(1) * x.size(2) > INT32_MAX)
     throw Error(std::string(kMaxOp) + ": x has shape " + shape_str(x.shape()) + ", more than 2^31 positions for i32 argmax");
   Device device = check_same_device(kMaxOp, {&out, &argmax, &x});
+  // One compare per element under each window.
+  ProfiledOp profiled("max_pool2d", [&](OpCost& c) {
+    c.reads("x", x).writes("out", out).writes("argmax", argmax);
+    c.flops = static_cast<double>(out.numel()) * static_cast<double>(p.kernel_h * p.kernel_w);
+  });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::maxpool2d_forward(out.data<float>(), argmax.data<int32_t>(), x.data<float>(), x.size(0), x.size(3),
@@ -109,6 +115,10 @@ void maxpool2d_backward(Tensor& dx, const Tensor& dout, const Tensor& argmax) {
   check_same_dtype(kMaxOp, dx, "dx", dout, "dout");
   check_argmax(argmax, pooled);
   Device device = check_same_device(kMaxOp, {&dx, &dout, &argmax});
+  ProfiledOp profiled("max_pool2d_backward", [&](OpCost& c) {
+    c.reads("dout", dout).reads("argmax", argmax).updates("dx", dx);
+    c.flops = static_cast<double>(dout.numel());
+  });
   switch (device.type) {
     case DeviceType::CPU: {
       // Only H, W, P and Q are read: the taps were resolved into argmax by the forward.
@@ -150,6 +160,13 @@ static void average(const char* op, bool backward, Tensor& grad_or_out, const Te
   const Tensor& image = backward ? grad_or_out : x_or_dout;  // (N,H,W,C)
   const int64_t N = image.size(0), H = image.size(1), W = image.size(2), C = image.size(3);
   const int64_t P = static_cast<int64_t>(h_bins.size()), Q = static_cast<int64_t>(w_bins.size());
+  ProfiledOp profiled(backward ? (op == kAvgOp ? "avg_pool2d_backward" : "adaptive_avg_pool2d_backward") : op,
+                      [&](OpCost& c) {
+                        c.reads(backward ? "dout" : "x", x_or_dout);
+                        if (backward) c.updates("dx", grad_or_out);
+                        else c.writes("out", grad_or_out);
+                        c.flops = static_cast<double>(image.numel());
+                      });
   switch (device.type) {
     case DeviceType::CPU:
       if (backward)

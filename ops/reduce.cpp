@@ -3,6 +3,7 @@
 #include <string>
 
 #include "ops/check.h"
+#include "ops/profiler.h"
 #include "ops/cpu/reduce.h"
 #ifdef TG_CUDA
 #include "ops/cuda/reduce.h"
@@ -66,6 +67,7 @@ void sum_forward(Tensor& out, const Tensor& inp, float scale) {
   check_pair(op, out, "out", inp, "inp");
   TG_CHECK(out.numel() == 1, std::string(op) + ": out has shape " + shape_str(out.shape()) + ", expected one element");
   Device device = check_same_device(op, {&out, &inp});
+  ProfiledOp profiled(op, [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = static_cast<double>(inp.numel()); });
   switch (device.type) {
     case DeviceType::CPU: cpu::sum_forward(out.data<float>(), inp.data<float>(), 1, inp.numel(), 1, scale); break;
 #ifdef TG_CUDA
@@ -80,6 +82,7 @@ void sum_backward(Tensor& dinp, const Tensor& dout, float scale) {
   check_pair(op, dinp, "dinp", dout, "dout");
   TG_CHECK(dout.numel() == 1, std::string(op) + ": dout has shape " + shape_str(dout.shape()) + ", expected one element");
   Device device = check_same_device(op, {&dinp, &dout});
+  ProfiledOp profiled(op, [&](OpCost& c) { c.reads("dout", dout).updates("dinp", dinp); c.flops = static_cast<double>(dinp.numel()); });
   switch (device.type) {
     case DeviceType::CPU: cpu::sum_backward(dinp.data<float>(), dout.data<float>(), 1, dinp.numel(), 1, scale); break;
 #ifdef TG_CUDA
@@ -98,6 +101,7 @@ void sum_dim_forward(Tensor& out, const Tensor& inp, int64_t dim, float scale) {
   check_reduced(op, out, "out", inp, "inp", dim);
   Device device = check_same_device(op, {&out, &inp});
   Span s = span_of(inp.shape(), dim);
+  ProfiledOp profiled(op, [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = static_cast<double>(inp.numel()); });
   switch (device.type) {
     case DeviceType::CPU: cpu::sum_forward(out.data<float>(), inp.data<float>(), s.outer, s.size, s.inner, scale); break;
 #ifdef TG_CUDA
@@ -114,6 +118,7 @@ void sum_dim_backward(Tensor& dinp, const Tensor& dout, int64_t dim, float scale
   check_reduced(op, dout, "dout", dinp, "dinp", dim);
   Device device = check_same_device(op, {&dinp, &dout});
   Span s = span_of(dinp.shape(), dim);
+  ProfiledOp profiled(op, [&](OpCost& c) { c.reads("dout", dout).updates("dinp", dinp); c.flops = static_cast<double>(dinp.numel()); });
   switch (device.type) {
     case DeviceType::CPU: cpu::sum_backward(dinp.data<float>(), dout.data<float>(), s.outer, s.size, s.inner, scale); break;
 #ifdef TG_CUDA

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "ops/check.h"
+#include "ops/profiler.h"
 #include "ops/cpu/rnn.h"
 #ifdef TG_CUDA
 #include "ops/cuda/rnn.h"
@@ -79,6 +80,11 @@ void lstm_cell_forward(Tensor& h, Tensor& c, Tensor& gates, const Tensor& gates_
                                   {&h, "h", {B, H}, false},
                                   {&c, "c", {B, H}, false},
                                   {&gates, "gates", {B, 4 * H}, false}});
+  // Per hidden unit: the gate sums, three sigmoids, two tanhs and the state update (about 20 FLOPs).
+  ProfiledOp profiled(op, [&](OpCost& cost) {
+    cost.reads("gates_x", gates_x).reads("gates_h", gates_h).reads("c_prev", c_prev).writes("h", h).writes("c", c).writes("gates", gates);
+    cost.flops = 20.0 * static_cast<double>(B) * static_cast<double>(H);
+  });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::lstm_cell_forward(h.data<float>(), c.data<float>(), gates.data<float>(), gates_x.data<float>(),
@@ -107,6 +113,11 @@ void lstm_cell_backward(Tensor& dgates_x, Tensor& dgates_h, Tensor& dc_prev, con
                                   {&dgates_x, "dgates_x", {B, 4 * H}, true},
                                   {&dgates_h, "dgates_h", {B, 4 * H}, true},
                                   {&dc_prev, "dc_prev", {B, H}, true}});
+  ProfiledOp profiled(op, [&](OpCost& cost) {
+    cost.reads("gates", gates).reads("c_prev", c_prev).reads("c", c).reads("dh", dh).reads("dc", dc);
+    cost.updates("dgates_x", dgates_x).updates("dgates_h", dgates_h).updates("dc_prev", dc_prev);
+    cost.flops = 30.0 * static_cast<double>(B) * static_cast<double>(H);
+  });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::lstm_cell_backward(data_or_null<float>(dgates_x), data_or_null<float>(dgates_h),
@@ -132,6 +143,10 @@ void gru_cell_forward(Tensor& h, Tensor& saved, const Tensor& gates_x, const Ten
                                   {&h_prev, "h_prev", {B, H}, false},
                                   {&h, "h", {B, H}, false},
                                   {&saved, "saved", {B, 4 * H}, false}});
+  ProfiledOp profiled(op, [&](OpCost& cost) {
+    cost.reads("gates_x", gates_x).reads("gates_h", gates_h).reads("h_prev", h_prev).writes("h", h).writes("saved", saved);
+    cost.flops = 15.0 * static_cast<double>(B) * static_cast<double>(H);
+  });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::gru_cell_forward(h.data<float>(), saved.data<float>(), gates_x.data<float>(), gates_h.data<float>(),
@@ -159,6 +174,11 @@ void gru_cell_backward(Tensor& dgates_x, Tensor& dgates_h, Tensor& dh_prev, cons
                                   {&dgates_x, "dgates_x", {B, 3 * H}, true},
                                   {&dgates_h, "dgates_h", {B, 3 * H}, true},
                                   {&dh_prev, "dh_prev", {B, H}, true}});
+  ProfiledOp profiled(op, [&](OpCost& cost) {
+    cost.reads("saved", saved).reads("h_prev", h_prev).reads("dh", dh);
+    cost.updates("dgates_x", dgates_x).updates("dgates_h", dgates_h).updates("dh_prev", dh_prev);
+    cost.flops = 25.0 * static_cast<double>(B) * static_cast<double>(H);
+  });
   switch (device.type) {
     case DeviceType::CPU:
       cpu::gru_cell_backward(data_or_null<float>(dgates_x), data_or_null<float>(dgates_h),

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "ops/check.h"
+#include "ops/profiler.h"
 #include "ops/cpu/softmax.h"
 #ifdef TG_CUDA
 #include "ops/cuda/softmax.h"
@@ -41,6 +42,7 @@ Rows check_backward(const char* op, const Tensor& dinp, const Tensor& out, const
 void softmax_forward(Tensor& out, const Tensor& inp) {
   const char* op = "softmax";
   Rows r = check_forward(op, out, inp);
+  ProfiledOp profiled(op, [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 4.0 * static_cast<double>(inp.numel()); });
   switch (r.device.type) {
     case DeviceType::CPU: cpu::softmax_forward(out.data<float>(), inp.data<float>(), r.rows, r.C); break;
 #ifdef TG_CUDA
@@ -53,6 +55,7 @@ void softmax_forward(Tensor& out, const Tensor& inp) {
 void softmax_backward(Tensor& dinp, const Tensor& out, const Tensor& dout) {
   const char* op = "softmax_backward";
   Rows r = check_backward(op, dinp, out, dout);
+  ProfiledOp profiled(op, [&](OpCost& c) { c.reads("out", out).reads("dout", dout).updates("dinp", dinp); c.flops = 3.0 * static_cast<double>(dout.numel()); });
   switch (r.device.type) {
     case DeviceType::CPU:
       cpu::softmax_backward(dinp.data<float>(), out.data<float>(), dout.data<float>(), r.rows, r.C);
@@ -69,6 +72,7 @@ void softmax_backward(Tensor& dinp, const Tensor& out, const Tensor& dout) {
 void log_softmax_forward(Tensor& out, const Tensor& inp) {
   const char* op = "log_softmax";
   Rows r = check_forward(op, out, inp);
+  ProfiledOp profiled(op, [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 4.0 * static_cast<double>(inp.numel()); });
   switch (r.device.type) {
     case DeviceType::CPU: cpu::log_softmax_forward(out.data<float>(), inp.data<float>(), r.rows, r.C); break;
 #ifdef TG_CUDA
@@ -81,6 +85,7 @@ void log_softmax_forward(Tensor& out, const Tensor& inp) {
 void log_softmax_backward(Tensor& dinp, const Tensor& out, const Tensor& dout) {
   const char* op = "log_softmax_backward";
   Rows r = check_backward(op, dinp, out, dout);
+  ProfiledOp profiled(op, [&](OpCost& c) { c.reads("out", out).reads("dout", dout).updates("dinp", dinp); c.flops = 3.0 * static_cast<double>(dout.numel()); });
   switch (r.device.type) {
     case DeviceType::CPU:
       cpu::log_softmax_backward(dinp.data<float>(), out.data<float>(), dout.data<float>(), r.rows, r.C);

@@ -10,6 +10,7 @@
 #include "autograd/functions/crossentropy.h"
 #include "nn/cnn.h"
 #include "ops/flops.h"
+#include "programs/lib/batch_copy.h"
 #include "programs/lib/json_fields.h"
 #include "programs/lib/progress.h"
 #include "tensor/error.h"
@@ -152,8 +153,8 @@ std::string ImageTask::architecture() const {
 }
 
 Tensor ImageTask::micro_batch_loss() {
-  ImageBatch batch = loader_->next();
-  return cross_entropy(model_->forward(batch.images.to(device_)), batch.labels.to(device_), -1,
+  ImageBatch batch = next_batch(*loader_);
+  return cross_entropy(model_->forward(batch_to(batch.images, device_)), batch_to(batch.labels, device_), -1,
                        static_cast<float>(config_.image.label_smoothing));
 }
 

@@ -1,5 +1,9 @@
-// The machine's peak FLOP/s, the denominator of the MFU the status line prints.
+// The machine's roofs and caches: the peak FLOP/s (the denominator of the MFU the status line
+// prints), the copy bandwidth (the profiler's memory roof) and the L2 per core (the planner's fast
+// memory).
 #pragma once
+#include <cstddef>
+#include <cstdint>
 
 namespace tg {
 
@@ -16,5 +20,15 @@ double cpu_bf16_peak_gflops(int threads, long iterations = 2000000);
 // The vdpbf16ps chains behind it (machine_peak_avx512bf16.cpp, built for that ISA): flops done in
 // `iterations` rounds on the calling thread. Call only where cpu::cpu_has_avx512_bf16().
 double bf16_dot_flops_avx512bf16(long iterations);
+
+// Copy bandwidth in GB/s (bytes read + bytes written per second) on `threads` OpenMP threads: the
+// best of five copies between two buffers of `buffer_bytes`, large enough to miss every cache
+// (256 MB, as bench_roofline measures it), after one untimed copy that maps the pages.
+double cpu_copy_bandwidth_gbs(int threads, size_t buffer_bytes = size_t(256) << 20);
+
+// The L2 cache of one core in bytes, from sysfs (/sys/devices/system/cpu/cpu0/cache/index*/ with
+// level 2, its size divided by the CPUs that share it, hyper-threads counting as one core);
+// 0 when the machine does not say.
+int64_t cpu_l2_bytes_per_core();
 
 }  // namespace tg

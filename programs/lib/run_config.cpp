@@ -86,6 +86,15 @@ void add_train_flags(FlagSet& flags, RunConfig& c) {
                    "rounding instead of to nearest");
   flags.add_switch("mem-stats", &c.mem_stats, "GPU memory on every status line: peak allocated and reserved");
 
+  flags.add_section("all tasks: measuring");
+  flags.add_switch("profile", &c.profile,
+                   "time every op of a few steps after warm-up against the measured roofline; print the table, "
+                   "write profile.csv, profile.txt and roofline.png to the run folder, and exit (no checkpoint)");
+  flags.add_int("profile-steps", &c.profile_steps, "steps --profile times (after 2 warm-up steps)", 1, 1000);
+  flags.add_switch("plan", &c.plan,
+                   "print the fusion planner's decisions for each transformer block (activations vs weights, "
+                   "chunk size) and exit");
+
   // Each task's own flags, under headings of their own (make_task.h).
   add_task_flags(flags, c);
 }

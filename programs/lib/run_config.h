@@ -43,6 +43,11 @@ struct RunConfig {
   bool mem_stats = false;
   bool stochastic_rounding = false;  // bf16/fp16: round the f32 masters into the weights stochastically
 
+  // Measuring instead of training; actions of one invocation, not kept in config.json.
+  bool profile = false;       // --profile: time the ops of profile_steps steps, write the report, exit
+  int64_t profile_steps = 3;
+  bool plan = false;          // --plan: print the planner's decisions and exit
+
   // The tasks' own settings.
   TextOptions text;
   ImageOptions image;

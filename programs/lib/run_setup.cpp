@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include "programs/lib/make_task.h"
+#include "programs/lib/roofline_probe.h"
+#include "programs/lib/run_plan.h"
 #include "tensor/device.h"
 #include "tensor/error.h"
 
@@ -168,7 +170,7 @@ std::optional<RunSetup> setup_run(int argc, char** argv) {
     run.resume_from = load_checkpoint(run.last_path);
     check_resumed_task(c, *run.resume_from);
     overlay_checkpoint_config(c, flags, *run.resume_from);
-  } else if (fs::exists(run.last_path)) {
+  } else if (fs::exists(run.last_path) && !c.plan) {  // --plan writes nothing
     throw Error("'" + c.out + "' already holds a run (" + run.last_path +
                 "); add --resume to continue it, or pass --out with a new folder");
   }
@@ -182,6 +184,16 @@ std::optional<RunSetup> setup_run(int argc, char** argv) {
   resolve_defaults(c, flags);
   check_machine(c);
   if (c.threads > 0) omp_set_num_threads(static_cast<int>(c.threads));
+
+  // --plan needs the model's shape and the machine, not the data: it prints before anything is read
+  // or written.
+  if (c.plan) {
+    Device device = parse_device(c.device);
+    set_device(device);
+    Roofline roof = measure_roofline(device, parse_dtype(c.dtype), omp_get_max_threads());
+    std::printf("%s", describe_run_plan(c, planner_machine(device, roof)).c_str());
+    return std::nullopt;
+  }
 
   run.task = make_task(c, run.resume_from ? &*run.resume_from : nullptr);
   run.task->complete_config(c);

@@ -22,7 +22,7 @@ struct RunSetup {
   std::string last_path, best_path;
 };
 
-// Parses argv and prepares the run. Returns nullopt after printing --help. Throws tg::Error with
+// Parses argv and prepares the run. Returns nullopt after printing --help or the --plan. Throws tg::Error with
 // one line naming the problem for any bad input.
 std::optional<RunSetup> setup_run(int argc, char** argv);
 

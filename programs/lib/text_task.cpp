@@ -8,6 +8,7 @@
 #include "data/bpe_tokenizer.h"
 #include "data/char_tokenizer.h"
 #include "data/text_file.h"
+#include "programs/lib/batch_copy.h"
 #include "programs/lib/json_fields.h"
 #include "programs/lib/progress.h"
 #include "programs/lib/sampling.h"
@@ -100,8 +101,8 @@ std::string TextTask::architecture() const {
 }
 
 Tensor TextTask::micro_batch_loss() {
-  Batch batch = loader_->next();
-  return model_->loss(model_->forward(batch.inputs.to(device_)), batch.targets.to(device_));
+  Batch batch = next_batch(*loader_);
+  return model_->loss(model_->forward(batch_to(batch.inputs, device_)), batch_to(batch.targets, device_));
 }
 
 // Mean loss over eval_batches batches of the validation split. The batches come from a generator

@@ -1,25 +1,32 @@
 #include "programs/lib/trainer.h"
 
 #include <omp.h>
+#include <time.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <limits>
 
 #include "autograd/engine.h"
+#include "ops/profiler.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "optim/grad_scaler.h"
 #include "optim/param_group.h"
 #include "optim/schedule.h"
 #include "optim/sgd.h"
+#include "tensor/cpu_allocator.h"
 #include "tensor/cuda_allocator.h"
 #include "tensor/error.h"
 #include "programs/lib/gpu_peak.h"
 #include "programs/lib/machine_peak.h"
 #include "programs/lib/metrics.h"
+#include "programs/lib/profile_report.h"
 #include "programs/lib/progress.h"
+#include "programs/lib/roofline_probe.h"
+#include "programs/lib/run_plan.h"
 #include "programs/lib/run_setup.h"
 #include "programs/lib/stop_signal.h"
 #include "programs/lib/task.h"
@@ -29,6 +36,13 @@ namespace tg {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// CPU time of the whole process (every thread), for --profile's busy-machine line.
+double process_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
@@ -96,6 +110,7 @@ class Trainer {
   }
 
   int run() {
+    if (c_.profile) return profile();
     print_header();
     install_stop_handlers();
     session_start_ = Clock::now();
@@ -131,7 +146,10 @@ class Trainer {
   // reporting a NaN or inf loss or gradient norm, with the optimizer step not taken.
   bool train_step(float lr, double& loss) {
     optimizer_->set_lr(lr);
-    optimizer_->zero_grad();
+    {
+      ops::PhaseScope phase(ops::Phase::Optimizer);
+      optimizer_->zero_grad();
+    }
     double loss_sum = 0;
     for (int64_t micro = 0; micro < c_.grad_accum; micro++) {
       Tensor micro_loss = task_.micro_batch_loss();
@@ -143,6 +161,7 @@ class Trainer {
       scaler_.backward(micro_loss, 1.0f / static_cast<float>(c_.grad_accum));
     }
     loss = loss_sum / static_cast<double>(c_.grad_accum);
+    ops::PhaseScope phase(ops::Phase::Optimizer);  // unscaling, clipping and the update
     // fp16: an overflowed gradient skips this update and halves the scale; training goes on.
     bool finite = scaler_.unscale_(model_.parameters());
     if (finite && c_.clip > 0) {
@@ -153,6 +172,78 @@ class Trainer {
     scaler_.update();
     state_.step++;
     return true;
+  }
+
+  // --profile: two warm-up steps, then profile_steps steps under an ops::Profiler, each timed
+  // whole; the report is printed and written to the run folder, and the run ends there (no
+  // checkpoint: the steps were a measurement, and the folder can still start a real run).
+  int profile() {
+    print_header();
+    std::printf("profiling: measuring the roofline, 2 warm-up steps, then %lld steps\n",
+                static_cast<long long>(c_.profile_steps));
+    std::fflush(stdout);
+    ProfileSummary summary;
+    summary.roof = measure_roofline(device_, dtype_, omp_get_max_threads());
+    double loss = 0;
+    for (int step = 0; step < 2; step++)
+      if (!train_step(static_cast<float>(c_.lr), loss)) return 3;
+    ops::Profiler profiler;
+    const double cpu_start = process_cpu_seconds();
+    for (int64_t step = 0; step < c_.profile_steps; step++) {
+      drain();
+      Clock::time_point start = Clock::now();
+      if (!train_step(static_cast<float>(c_.lr), loss)) return 3;
+      drain();
+      summary.step_seconds += seconds_since(start);
+    }
+    summary.cpu_seconds = (process_cpu_seconds() - cpu_start) / static_cast<double>(c_.profile_steps);
+    summary.threads = omp_get_max_threads();
+    summary.steps = c_.profile_steps;
+    summary.step_seconds /= static_cast<double>(c_.profile_steps);
+    summary.model_flops_per_step = task_.flops_per_example() * examples_per_step_;
+    summary.rows = profile_rows(profiler.records(), summary.steps, summary.roof);
+    summary.memory = memory_by_kind();
+    std::string report = format_profile(summary);
+    std::printf("\n%s", report.c_str());
+    const std::string csv = c_.out + "/profile.csv", png = c_.out + "/roofline.png";
+    write_profile_csv(csv, summary);
+    {
+      std::ofstream text(c_.out + "/profile.txt");
+      text << report;
+    }
+    std::string problem = plot_roofline(csv, png, summary.roof);
+    std::printf("written: %s, %s/profile.txt%s\n", csv.c_str(), c_.out.c_str(),
+                problem.empty() ? (", " + png).c_str() : ("; note: " + problem).c_str());
+    std::fflush(stdout);
+    return 0;
+  }
+
+  // Waits for the device's queued work (a no-op on the CPU), so that a step's wall time is all of it.
+  void drain() {
+    if (!device_.is_cuda()) return;
+    for (const Tensor& p : model_.parameters()) {
+      p.reshape({-1}).narrow(0, 0, 1).item();  // a copy to the host waits for the stream
+      return;
+    }
+  }
+
+  MemoryByKind memory_by_kind() const {
+    MemoryByKind m;
+    for (const Tensor& p : model_.parameters()) {
+      m.parameters += static_cast<double>(p.nbytes());
+      Tensor g = p.grad();
+      if (g.defined()) m.gradients += static_cast<double>(g.nbytes());
+    }
+    for (const auto& [name, t] : optimizer_->state_tensors())
+      if (t.defined()) m.optimizer_state += static_cast<double>(t.nbytes());
+    if (device_.is_cpu()) {
+      m.peak_in_use = static_cast<double>(cpu_memory_stats().peak_in_use);
+      m.activations = m.peak_in_use - m.parameters - m.gradients - m.optimizer_state;
+      m.note = "activations: the CPU allocator's peak in use less the other three";
+    } else {
+      m.note = "activations: not split out on CUDA; --mem-stats shows the caching allocator's peak";
+    }
+    return m;
   }
 
   // --minutes: the schedule's length is re-fitted to the measured speed (the first two steps, slow
@@ -306,6 +397,17 @@ class Trainer {
       std::printf("resuming %s at step %lld/%lld\n", run_.resume_from->path.c_str(),
                   static_cast<long long>(state_.step), static_cast<long long>(state_.total_steps));
     std::printf("run folder %s\n", c_.out.c_str());
+    if (run_has_transformer_blocks(c_)) {
+      // The planner's figures: the status line's peak and a quick copy (64 MB buffers) on the CPU.
+      Roofline roof;
+      if (device_.is_cpu()) {
+        roof.peak_flops = peak_flops_;
+        roof.bandwidth = cpu_copy_bandwidth_gbs(omp_get_max_threads(), size_t(64) << 20) * 1e9;
+      } else {
+        roof = measure_roofline(device_, dtype_, omp_get_max_threads());
+      }
+      std::printf("%s", describe_run_plan(c_, planner_machine(device_, roof)).c_str());
+    }
     std::fflush(stdout);
   }
 

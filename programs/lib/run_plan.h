@@ -1,0 +1,19 @@
+// The fusion planner (nn/planner.h) applied to a run: printed at the start of a GPT run and by
+// ./train --plan.
+#pragma once
+#include <string>
+
+#include "nn/planner.h"
+#include "programs/lib/run_config.h"
+
+namespace tg {
+
+// True when the run's model has transformer blocks (the text task's GPT).
+bool run_has_transformer_blocks(const RunConfig& config);
+
+// The planner's decisions for every block of the run's model (d_model --embd, n --batch sequences
+// of c --block tokens, the dtype's bytes per value), or, for a model without transformer blocks,
+// one line saying that the planner has nothing to decide for it.
+std::string describe_run_plan(const RunConfig& config, const PlannerMachine& machine);
+
+}  // namespace tg
