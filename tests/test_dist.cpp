@@ -9,9 +9,12 @@
 #include <optional>
 #include <regex>
 
+#include "autograd/engine.h"
+#include "dist/data_parallel.h"
 #include "dist/launch.h"
 #include "dist/mpi_communicator.h"
 #include "dist/single_process_communicator.h"
+#include "tests/dist_test_model.h"
 #include "tests/mpi_test_util.h"
 #include "tests/program_test_util.h"
 
@@ -165,8 +168,67 @@ TEST(DistLaunch, TwoRanksUnderMpirun) {
   auto begin = std::sregex_iterator(out.begin(), out.end(), summary);
   int ranks = 0;
   for (auto it = begin; it != std::sregex_iterator(); ++it) {
-    EXPECT_EQ((*it)[1].str(), "7") << out;
+    EXPECT_EQ((*it)[1].str(), "9") << out;
     ranks++;
   }
   EXPECT_EQ(ranks, 2) << out;
+}
+
+// ---- DataParallel on one rank ----------------------------------------------------------------
+
+TEST(DistDataParallel, BucketsInReverseOrderSmallFirstOneDtypeEach) {
+  // 4 layers of 16x16 weights (1024 B) and 16 biases (64 B), in reverse order: layer3.bias,
+  // layer3.weight, layer2.bias, ... With a 1100-byte first bucket and 2200-byte buckets after it:
+  // {layer3.bias, layer3.weight} (1088 B), then two layers per bucket while they fit.
+  tg::test::TanhStack model(4, 16, 1);
+  SingleProcessCommunicator comm;
+  DataParallel ddp(model, comm, DataParallelOptions{2200e-6, 1100e-6});
+  const auto& buckets = ddp.buckets();
+  ASSERT_EQ(buckets.size(), 3u);
+  EXPECT_EQ(buckets[0].names, (std::vector<std::string>{"layer3.bias", "layer3.weight"}));
+  EXPECT_EQ(buckets[1].names, (std::vector<std::string>{"layer2.bias", "layer2.weight", "layer1.bias", "layer1.weight"}));
+  EXPECT_EQ(buckets[2].names, (std::vector<std::string>{"layer0.bias", "layer0.weight"}));
+  EXPECT_EQ(buckets[1].bytes(), 2176u);
+  // Every .grad is a view into its bucket: backward writes what is sent.
+  EXPECT_EQ(model.layers[2]->weight.grad().storage(), buckets[1].buffer.storage());
+  EXPECT_EQ(model.layers[2]->weight.grad().offset(), 16);
+}
+
+TEST(DistDataParallel, OneRankGradientsEqualPlainBackwardAndBucketsIssueInOrder) {
+  tg::test::TanhStack plain(4, 16, 2), wrapped(4, 16, 2);
+  Tensor x = tg::test::rank_batch(0, 0, 16);
+  backward(plain.loss(x));
+  SingleProcessCommunicator comm;
+  DataParallel ddp(wrapped, comm, DataParallelOptions{1100e-6, 1100e-6});  // one layer (1088 B) per bucket
+  backward(wrapped.loss(x));
+  ddp.finish_gradient_sync();
+  auto want = plain.named_parameters(), got = wrapped.named_parameters();
+  for (size_t i = 0; i < want.size(); i++)
+    EXPECT_EQ(got[i].second.grad().to_vector(), want[i].second.grad().to_vector()) << got[i].first;
+  const auto& trace = ddp.last_sync();
+  ASSERT_EQ(trace.issue_seconds.size(), 4u);
+  for (size_t b = 0; b < 4; b++) {
+    EXPECT_TRUE(trace.issued_by_hook[b]) << "bucket " << b << " waited for finish_gradient_sync";
+    if (b > 0) {
+      EXPECT_GE(trace.issue_seconds[b], trace.issue_seconds[b - 1]) << "bucket " << b;
+    }
+  }
+  EXPECT_LE(trace.issue_seconds[3], trace.finish_called_seconds);
+}
+
+TEST(DistDataParallel, NoSyncAccumulatesAndASecondSyncedBackwardIsRefused) {
+  tg::test::TanhStack model(2, 8, 3);
+  SingleProcessCommunicator comm;
+  DataParallel ddp(model, comm);
+  {
+    auto scope = ddp.no_sync();
+    backward(model.loss(tg::test::rank_batch(0, 0, 8)));
+  }
+  backward(model.loss(tg::test::rank_batch(0, 1, 8)));
+  ddp.finish_gradient_sync();
+  EXPECT_TRUE(ddp.last_sync().issued_by_hook[0]);  // the synced pass issued from its hooks
+  // Without finish_gradient_sync in between, the second pass would add into buffers in flight.
+  backward(model.loss(tg::test::rank_batch(0, 2, 8)));
+  EXPECT_ERROR_MENTIONS(backward(model.loss(tg::test::rank_batch(0, 3, 8))), "DataParallel", "computed twice",
+                        "finish_gradient_sync()", "no_sync()");
 }

@@ -14,8 +14,11 @@
 #include <memory>
 #include <vector>
 
+#include "autograd/engine.h"
+#include "dist/data_parallel.h"
 #include "dist/launch.h"
 #include "dist/mpi_communicator.h"
+#include "tests/dist_test_model.h"
 #include "tests/test_util.h"
 
 using namespace tg;
@@ -247,4 +250,92 @@ TEST(DistRanks, BadArgumentsNameTheRankTheOpAndTheTensor) {
   Tensor half_out = Tensor::zeros({static_cast<int64_t>(6 * comm->world_size())}, DType::BF16);
   Tensor row = Tensor::zeros({6});
   EXPECT_ERROR_MENTIONS(comm->all_gather(row, half_out, "p"), rank, "all_gather", "f32", "bf16", "one dtype");
+}
+
+// ---- DataParallel on several ranks -----------------------------------------------------------
+
+namespace {
+
+// Every parameter's gradient, in named_parameters order, after backward on rank `rank`'s
+// micro-batches 0..micros-1 (accumulated), computed here without DataParallel from the model
+// rank 0 starts with. The kernels and the thread count are the ranks', so these are bit for bit
+// the gradients each rank holds before the average.
+std::vector<std::vector<float>> local_gradients(int rank, int micros) {
+  tg::test::TanhStack model(4, 16, 10);
+  for (int m = 0; m < micros; m++) backward(model.loss(tg::test::rank_batch(rank, m, 16)));
+  std::vector<std::vector<float>> grads;
+  for (const Tensor& p : model.parameters()) grads.push_back(p.grad().to_vector());
+  return grads;
+}
+
+// The average over the ranks, with its bound: the ranks' gradients before the average are exactly
+// local_gradients' (their local accumulation included), so only the all-reduce's world - 1
+// additions and the division round, each by at most u times the magnitude sum over the ranks
+// (divided by the world size, as the value is).
+std::vector<Expected> averaged_gradients(int world, int micros) {
+  std::vector<Expected> out;
+  std::vector<std::vector<std::vector<float>>> per_rank;
+  for (int r = 0; r < world; r++) per_rank.push_back(local_gradients(r, micros));
+  const double u = unit_roundoff(DType::F32);
+  for (size_t k = 0; k < per_rank[0].size(); k++) {
+    size_t n = per_rank[0][k].size();
+    Expected e{std::vector<double>(n, 0.0), std::vector<double>(n, 0.0)};
+    for (size_t i = 0; i < n; i++) {
+      double sum = 0, magnitude = 0;
+      for (int r = 0; r < world; r++) {
+        sum += per_rank[r][k][i];
+        magnitude += std::fabs(per_rank[r][k][i]);
+      }
+      e.value[i] = sum / world;
+      e.tolerance[i] = world * u * magnitude / world;
+    }
+    out.push_back(e);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(DistRanks, DataParallelStartsFromRankZeroAndAveragesBucketsDuringBackward) {
+  REQUIRE_RANKS();
+  // Each rank initialises its own way; DataParallel makes every rank rank 0's model (seed 10).
+  tg::test::TanhStack model(4, 16, 10 + static_cast<uint64_t>(comm->rank()));
+  DataParallel ddp(model, *comm, DataParallelOptions{1100e-6, 1100e-6});  // a bucket per layer
+  tg::test::TanhStack rank0(4, 16, 10);
+  auto got_state = model.state_dict(), want_state = rank0.state_dict();
+  for (size_t k = 0; k < want_state.size(); k++)
+    EXPECT_EQ(got_state[k].second.to_vector(), want_state[k].second.to_vector()) << got_state[k].first;
+
+  backward(model.loss(tg::test::rank_batch(comm->rank(), 0, 16)));
+  ddp.finish_gradient_sync();
+  std::vector<Expected> want = averaged_gradients(comm->world_size(), 1);
+  auto params = model.named_parameters();
+  for (size_t k = 0; k < params.size(); k++) expect_within(params[k].second.grad(), want[k], params[k].first);
+
+  // The trace: buckets issued from the hooks, in index order, the first while backward was still
+  // computing the layers below it (before the last bucket's gradients were ready).
+  const auto& trace = ddp.last_sync();
+  ASSERT_EQ(trace.issue_seconds.size(), 4u);
+  for (size_t b = 0; b < 4; b++) {
+    EXPECT_TRUE(trace.issued_by_hook[b]) << "bucket " << b;
+    if (b > 0) {
+      EXPECT_GE(trace.issue_seconds[b], trace.issue_seconds[b - 1]) << "bucket " << b;
+    }
+  }
+  EXPECT_LT(trace.issue_seconds[0], trace.issue_seconds[3]);
+  EXPECT_LE(trace.issue_seconds[3], trace.finish_called_seconds);
+}
+
+TEST(DistRanks, DataParallelNoSyncAveragesTheAccumulatedGradients) {
+  REQUIRE_RANKS();
+  tg::test::TanhStack model(4, 16, 10);
+  DataParallel ddp(model, *comm);
+  for (int micro = 0; micro < 3; micro++) {
+    auto scope = micro < 2 ? ddp.no_sync() : DataParallel::NoSync();
+    backward(model.loss(tg::test::rank_batch(comm->rank(), micro, 16)));
+  }
+  ddp.finish_gradient_sync();
+  std::vector<Expected> want = averaged_gradients(comm->world_size(), 3);
+  auto params = model.named_parameters();
+  for (size_t k = 0; k < params.size(); k++) expect_within(params[k].second.grad(), want[k], params[k].first);
 }
