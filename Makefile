@@ -68,6 +68,16 @@ else
   CU_SRCS :=
 endif
 
+# MPI for data-parallel CPU ranks (dist/mpi_communicator.cpp), when Open MPI's compiler wrapper is
+# installed (`make deps`). Only dist/ sees mpi.h; everything links libmpi. Without it dist/ builds
+# its single-process engine and a run under mpirun says that this build has no MPI.
+MPICXX := $(shell command -v mpicxx 2>/dev/null)
+ifneq ($(MPICXX),)
+  # The C API only: the deprecated C++ bindings in mpi.h do not compile cleanly under -Wextra.
+  MPI_COMPILE := -DTG_MPI -DOMPI_SKIP_MPICXX=1 -DMPICH_SKIP_MPICXX=1 $(shell $(MPICXX) --showme:compile)
+  LDLIBS      += $(shell $(MPICXX) --showme:link)
+endif
+
 # OpenBLAS is a yardstick in the benchmarks only (`make deps-bench`), never in the library or tests.
 HAVE_OPENBLAS := $(if $(wildcard /usr/include/x86_64-linux-gnu/cblas.h /usr/include/cblas.h /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h),1,0)
 OPENBLAS_INC  := $(dir $(firstword $(wildcard /usr/include/x86_64-linux-gnu/openblas-pthread/cblas.h /usr/include/x86_64-linux-gnu/cblas.h /usr/include/cblas.h)))
@@ -75,7 +85,7 @@ PEER_FLAGS    := $(if $(filter 1,$(HAVE_OPENBLAS)),-DTG_HAVE_OPENBLAS -I$(OPENBL
 PEER_LIBS     := $(if $(filter 1,$(HAVE_OPENBLAS)),-lopenblas,)
 
 # ---- sources -------------------------------------------------------------------------------
-LIB_DIRS  := tensor ops ops/cpu ops/cuda autograd autograd/functions nn optim data programs/lib
+LIB_DIRS  := tensor ops ops/cpu ops/cuda autograd autograd/functions nn optim dist data programs/lib
 LIB_SRCS  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.cpp))
 LIB_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(LIB_SRCS)) $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRCS))
 LIB       := $(BUILD)/libtilegrad.a
@@ -112,6 +122,8 @@ programs: $(PROGRAMS)
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/obj/dist/%.o: CXXFLAGS += $(MPI_COMPILE)
 
 $(BUILD)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
@@ -176,11 +188,13 @@ $(BENCH_GPU_BINS): $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCH_COMMON) $(LI
 bench: $(BENCH_BINS)
 
 # Debian packages. `make deps`: the build (g++, make, OpenMP via libgomp, GoogleTest,
-# nlohmann-json, stb, zlib), the default corpus (bible-kjv) and the loss plot (gnuplot). `make
+# nlohmann-json, stb, zlib), the default corpus (bible-kjv), the loss plot (gnuplot) and Open MPI for
+# several CPU ranks (libopenmpi-dev, openmpi-bin; `make test` runs two). `make
 # deps-bench`: the yardsticks, used only by bench/ and the fixture scripts in tests/reference/
 # (OpenBLAS for bench_gemm and bench_conv; PyTorch and NumPy for bench/torch/*.py and the fixtures,
 # which are committed, so `make test` never runs them). Sizes on a fresh Debian 12: README.md.
-DEB_PACKAGES       := g++ make libgtest-dev nlohmann-json3-dev libstb-dev zlib1g-dev bible-kjv gnuplot-nox
+DEB_PACKAGES       := g++ make libgtest-dev nlohmann-json3-dev libstb-dev zlib1g-dev bible-kjv gnuplot-nox \
+                      libopenmpi-dev openmpi-bin
 DEB_BENCH_PACKAGES := libopenblas-dev python3 python3-numpy python3-torch
 
 # $(call apt_install,TARGET,PACKAGES): installs the missing ones when run as root, prints the

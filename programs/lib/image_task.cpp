@@ -99,9 +99,12 @@ ImageTask::ImageTask(const RunConfig& config, const Checkpoint* resume_from)
                   "' (" + std::to_string(data_.class_names.size()) + " vs " + std::to_string(classes.size()) +
                   "): a resumed run keeps its data");
   }
-  if (data_.train.size() < config_.batch)
-    throw Error("--batch " + std::to_string(config_.batch) + " is larger than the " +
-                std::to_string(data_.train.size()) + " training images of '" + config_.data +
+  if (data_.train.size() < config_.global_batch())
+    throw Error("--batch " + std::to_string(config_.batch) +
+                (config_.world_size > 1 ? " on " + std::to_string(config_.world_size) + " ranks (a global batch of " +
+                                              std::to_string(config_.global_batch()) + ")"
+                                        : std::string()) +
+                " is larger than the " + std::to_string(data_.train.size()) + " training images of '" + config_.data +
                 "': use a smaller --batch or a smaller --val-fraction");
   if (data_.val.size() == 0)
     throw Error("'" + config_.data + "' leaves no validation images at --val-fraction " +
@@ -113,7 +116,7 @@ ImageTask::ImageTask(const RunConfig& config, const Checkpoint* resume_from)
 }
 
 void ImageTask::complete_config(RunConfig& c) {
-  int64_t batches_per_epoch = std::max<int64_t>(1, train_->size() / c.batch);
+  int64_t batches_per_epoch = std::max<int64_t>(1, train_->size() / c.global_batch());
   if (c.steps == 0) c.steps = c.image.epochs * batches_per_epoch;
   if (c.eval_every == 0) c.eval_every = batches_per_epoch;  // once an epoch
   config_.steps = c.steps;
@@ -129,7 +132,7 @@ void ImageTask::build_model(Device device) {
   augment.crop_padding = config_.image.crop_padding;
   augment.flip = config_.image.flip == "yes";
   augment.erase_probability = config_.image.erase;
-  loader_ = std::make_unique<ImageLoader>(train_, data_.mean, data_.std, config_.batch,
+  loader_ = std::make_unique<ImageLoader>(train_, data_.mean, data_.std, config_.global_batch(),
                                           static_cast<uint64_t>(config_.seed), augment);
   // The FLOPs of one image's forward and backward, counted at the matrix-product fronts on a copy
   // of the model (eval mode, so no running statistic moves): the exact work, first layer's missing
@@ -154,7 +157,8 @@ std::string ImageTask::architecture() const {
 
 Tensor ImageTask::micro_batch_loss() {
   ImageBatch batch = next_batch(*loader_);
-  return cross_entropy(model_->forward(batch_to(batch.images, device_)), batch_to(batch.labels, device_), -1,
+  Tensor images = rank_rows(batch.images, config_), labels = rank_rows(batch.labels, config_);
+  return cross_entropy(model_->forward(batch_to(images, device_)), batch_to(labels, device_), -1,
                        static_cast<float>(config_.image.label_smoothing));
 }
 

@@ -44,6 +44,11 @@ std::string status_line(const StepReport& r) {
                                                                : " | MFU %.1f%%", 100.0 * r.peak_fraction);
     line += buffer;
   }
+  if (r.world_size > 1) {
+    std::snprintf(buffer, sizeof(buffer), " | %d ranks, comm wait %.1f%%", r.world_size,
+                  100.0 * std::max(0.0, r.comm_wait_fraction));
+    line += buffer;
+  }
   return line + " | ETA " + format_duration(r.eta_seconds);
 }
 

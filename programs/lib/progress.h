@@ -16,10 +16,12 @@ struct StepReport {
   std::string example_unit = "tok";  // what the task counts: "tok", "img"
   double peak_fraction = -1;  // model FLOP/s over the machine's peak; < 0 when unknown
   double eta_seconds = 0;
+  int world_size = 1;               // ranks training together (examples_per_second counts them all)
+  double comm_wait_fraction = -1;   // share of the time spent waiting on the other ranks; < 0: alone
 };
 
 // "step   120/2000 | loss 2.3456 | lr 1.00e-03 | 85.3 ms/step | 9,012 tok/s | MFU 12.3% | ETA 2m41s"
-// (img/s for an image task)
+// (img/s for an image task); with several ranks "| 2 ranks, comm wait 3.1%" before the ETA
 std::string status_line(const StepReport& report);
 
 class ProgressBar {

@@ -85,6 +85,9 @@ void add_train_flags(FlagSet& flags, RunConfig& c) {
                    "bf16/fp16: write the f32 master weights into the model's weights with unbiased stochastic "
                    "rounding instead of to nearest");
   flags.add_switch("mem-stats", &c.mem_stats, "GPU memory on every status line: peak allocated and reserved");
+  flags.add_float("dist-timeout", &c.dist_timeout,
+                  "under mpirun: seconds a collective may wait for the other ranks before the job ends with an "
+                  "error (a rank died or hangs)", 1.0, 1e7);
 
   flags.add_section("all tasks: measuring");
   flags.add_switch("profile", &c.profile,
@@ -161,6 +164,8 @@ std::string config_to_json(const RunConfig& c) {
   j["threads"] = c.threads;
   j["mem-stats"] = c.mem_stats;
   j["stochastic-rounding"] = c.stochastic_rounding;
+  j["dist-timeout"] = c.dist_timeout;
+  j["world-size"] = c.world_size;
   return j.dump(2);
 }
 
@@ -199,6 +204,8 @@ RunConfig config_from_json(const std::string& text, const std::string& source) {
     c.threads = j.at("threads").get<int64_t>();
     c.mem_stats = j.value("mem-stats", false);  // absent from configs written before they existed
     c.stochastic_rounding = j.value("stochastic-rounding", false);
+    c.dist_timeout = j.value("dist-timeout", 300.0);  // absent before data parallel existed: one process
+    c.world_size = j.value("world-size", 1);
   } catch (const nlohmann::json::exception& e) {
     throw Error("run configuration in '" + source + "' is incomplete or mistyped: " + e.what());
   }

@@ -47,6 +47,14 @@ struct RunConfig {
   bool profile = false;       // --profile: time the ops of profile_steps steps, write the report, exit
   int64_t profile_steps = 3;
   bool plan = false;          // --plan: print the planner's decisions and exit
+  // Several processes (dist/launch.h). rank and world_size are not flags: the launcher's
+  // environment sets them (mpirun, or RANK/WORLD_SIZE); config.json records the world size.
+  int rank = 0, world_size = 1;
+  double dist_timeout = 300;  // seconds a collective may take before the job is ended
+  // The examples of one optimizer micro-step over every rank: --batch per rank times the ranks.
+  // Each rank's loader draws this global batch, exactly what one process at --batch N*B draws,
+  // and keeps its own B rows (rank_rows in task.h).
+  int64_t global_batch() const { return batch * world_size; }
 
   // The tasks' own settings.
   TextOptions text;

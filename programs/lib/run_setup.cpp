@@ -11,6 +11,7 @@
 #include <sstream>
 #include <nlohmann/json.hpp>
 
+#include "dist/launch.h"
 #include "programs/lib/make_task.h"
 #include "programs/lib/roofline_probe.h"
 #include "programs/lib/run_plan.h"
@@ -163,6 +164,11 @@ std::optional<RunSetup> setup_run(int argc, char** argv) {
   run.last_path = last_checkpoint_path(c.out);
   run.best_path = best_checkpoint_path(c.out);
 
+  // Several processes: each rank reads the data and the checkpoint; rank 0 alone writes the run
+  // folder (here and in the loop).
+  dist::LaunchInfo launch = dist::detect_launch();
+  const bool writer = launch.rank == 0;
+
   if (c.resume) {
     if (!fs::exists(run.last_path))
       throw Error("--resume: no checkpoint in '" + c.out + "' (expected " + run.last_path +
@@ -170,6 +176,12 @@ std::optional<RunSetup> setup_run(int argc, char** argv) {
     run.resume_from = load_checkpoint(run.last_path);
     check_resumed_task(c, *run.resume_from);
     overlay_checkpoint_config(c, flags, *run.resume_from);
+    // The loader's stream is the global batch's: at another world size the batches differ.
+    if (c.world_size != launch.world_size && writer)
+      std::printf("note: %s was trained on %d rank(s) and resumes on %d: the global batch changes from %lld to %lld "
+                  "sequences, so the run continues correctly but not bit for bit as it would have\n",
+                  run.last_path.c_str(), c.world_size, launch.world_size, static_cast<long long>(c.batch * c.world_size),
+                  static_cast<long long>(c.batch * launch.world_size));
   } else if (fs::exists(run.last_path) && !c.plan) {  // --plan writes nothing
     throw Error("'" + c.out + "' already holds a run (" + run.last_path +
                 "); add --resume to continue it, or pass --out with a new folder");
@@ -180,6 +192,8 @@ std::optional<RunSetup> setup_run(int argc, char** argv) {
       throw Error("no FILE given and the default corpus " + c.data + " is missing: run `make data` or pass a text file");
   }
   if (!run.resume_from) c.task = task_kind_for(c.data);
+  c.rank = launch.rank;
+  c.world_size = launch.world_size;
 
   resolve_defaults(c, flags);
   check_machine(c);
@@ -200,9 +214,11 @@ std::optional<RunSetup> setup_run(int argc, char** argv) {
   resolve_schedule_defaults(c);
   c.data = canonical_or_same(c.data);
 
-  prepare_out_dir(c.out);
-  write_text(c.out + "/config.json", config_to_json(c));
-  run.task->write_run_files(c.out);
+  if (writer) {
+    prepare_out_dir(c.out);
+    write_text(c.out + "/config.json", config_to_json(c));
+    run.task->write_run_files(c.out);
+  }
 
   // The same command with --resume continues the run (its folder is derived from the corpus).
   run.resume_command = "./train";

@@ -33,6 +33,13 @@ struct ExampleUnit {
   std::string noun;        // "token", "image": the loss is in nats per one of these
 };
 
+// This rank's rows of a tensor holding the global batch (run_config.h: global_batch), rows
+// [rank * batch, (rank + 1) * batch); the tensor itself in a single process.
+inline Tensor rank_rows(const Tensor& global, const RunConfig& config) {
+  if (config.world_size == 1) return global;
+  return global.narrow(0, config.rank * config.batch, config.batch).contiguous();
+}
+
 class Task {
  public:
   virtual ~Task() = default;

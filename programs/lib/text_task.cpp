@@ -80,7 +80,7 @@ TextTask::TextTask(const RunConfig& config, const Checkpoint* resume_from)
 void TextTask::build_model(Device device) {
   device_ = device;
   model_ = make_language_model(config_.text, tokenizer_->vocab_size(), static_cast<uint64_t>(config_.seed));
-  loader_ = std::make_unique<BatchLoader>(data_.train, config_.batch, config_.text.block,
+  loader_ = std::make_unique<BatchLoader>(data_.train, config_.global_batch(), config_.text.block,
                                           static_cast<uint64_t>(config_.seed));
 }
 
@@ -102,7 +102,8 @@ std::string TextTask::architecture() const {
 
 Tensor TextTask::micro_batch_loss() {
   Batch batch = next_batch(*loader_);
-  return model_->loss(model_->forward(batch_to(batch.inputs, device_)), batch_to(batch.targets, device_));
+  Tensor inputs = rank_rows(batch.inputs, config_), targets = rank_rows(batch.targets, config_);
+  return model_->loss(model_->forward(batch_to(inputs, device_)), batch_to(targets, device_));
 }
 
 // Mean loss over eval_batches batches of the validation split. The batches come from a generator
@@ -114,7 +115,8 @@ Metrics TextTask::evaluate() {
   model_->eval();
   double total = 0;
   for (int64_t i = 0; i < config_.eval_batches; i++) {
-    Batch batch = sample_batch(*data_.val, config_.batch, config_.text.block, gen);
+    // The global batch's worth (rank 0 evaluates alone), so the figure does not depend on the ranks.
+    Batch batch = sample_batch(*data_.val, config_.global_batch(), config_.text.block, gen);
     total += model_->loss(model_->forward(batch.inputs.to(device_)), batch.targets.to(device_)).item();
   }
   model_->train();

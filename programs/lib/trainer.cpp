@@ -10,6 +10,8 @@
 #include <limits>
 
 #include "autograd/engine.h"
+#include "dist/data_parallel.h"
+#include "dist/launch.h"
 #include "ops/profiler.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
@@ -97,16 +99,26 @@ class Trainer {
         model_(built_model(task_, device_, dtype_)),
         optimizer_(make_optimizer(c_, model_)),
         scaler_(scaler_options(dtype_)),
-        metrics_(c_.out + "/metrics.csv", task_.example_unit().column, task_.metric_columns(),
-                 run.resume_from.has_value(), run.resume_from ? run.resume_from->state.step : 0) {
+        comm_(dist::make_communicator(device_.type)),
+        writer_(c_.rank == 0) {
+    // Rank 0 alone writes the run folder's files.
+    if (writer_)
+      metrics_ = std::make_unique<MetricsLog>(c_.out + "/metrics.csv", task_.example_unit().column, task_.metric_columns(),
+                                              run.resume_from.has_value(), run.resume_from ? run.resume_from->state.step : 0);
     state_.best_val_loss = std::numeric_limits<double>::infinity();
     set_device(device_);  // kernels launch on the current device
     state_.total_steps = c_.steps;
-    manual_seed(static_cast<uint64_t>(c_.seed));  // dropout draws from the default generator
+    // Dropout draws from the default generator; each rank its own masks (rank 0: the seed itself).
+    manual_seed(static_cast<uint64_t>(c_.seed + c_.rank));
     if (run.resume_from) restore(*run.resume_from);
-    examples_per_step_ = task_.examples_per_micro_batch() * static_cast<double>(c_.grad_accum);
-    // MFU against the CPU's measured FMA peak, or the GPU's dense datasheet peak for the dtype.
-    peak_flops_ = device_.is_cpu() ? cpu_peak_gflops(omp_get_max_threads()) * 1e9 : gpu_peak(device_, dtype_).flops;
+    comm_->set_timeout(std::chrono::seconds(static_cast<int64_t>(c_.dist_timeout)));
+    // After restore: DataParallel starts every rank from rank 0's parameters.
+    if (comm_->world_size() > 1) ddp_ = std::make_unique<dist::DataParallel>(model_, *comm_);
+    examples_per_step_ = task_.examples_per_micro_batch() * static_cast<double>(c_.grad_accum * c_.world_size);
+    // MFU against the CPU's measured FMA peak (every rank's threads), or the GPU's dense datasheet
+    // peak for the dtype (one GPU per rank).
+    peak_flops_ = (device_.is_cpu() ? cpu_peak_gflops(omp_get_max_threads()) * 1e9 : gpu_peak(device_, dtype_).flops) *
+                  c_.world_size;
   }
 
   int run() {
@@ -114,6 +126,7 @@ class Trainer {
     print_header();
     install_stop_handlers();
     session_start_ = Clock::now();
+    interval_wall_start_ = session_start_;
     session_start_elapsed_ = state_.elapsed_seconds;
     fitting_minutes_ = c_.minutes > 0 && !run_.resume_from;
 
@@ -126,6 +139,11 @@ class Trainer {
       last_lr_ = lr;
       double step_seconds = seconds_since(step_start);
       state_.elapsed_seconds = session_start_elapsed_ + seconds_since(session_start_);
+      agree_across_ranks(loss, step_seconds);
+      if (!std::isfinite(loss)) {  // with several ranks: the mean over them, so every rank stops here
+        stop_on_non_finite("loss", static_cast<float>(loss));
+        return 3;
+      }
       interval_seconds_ += step_seconds;
       interval_steps_++;
       // The first steps of a process are slow (page faults, thread start-up): an average that
@@ -144,6 +162,12 @@ class Trainer {
  private:
   // One optimizer step over grad_accum micro-batches; `loss` gets their mean. Returns false after
   // reporting a NaN or inf loss or gradient norm, with the optimizer step not taken.
+  //
+  // With several ranks each computes the loss of its rows of the global batch, the gradient
+  // buckets are averaged during the last micro-batch's backward (the ones before it accumulate
+  // under no_sync), and every rank then takes the same update from the same averaged gradients:
+  // the fp16 overflow skip and the clipping agree by construction. A non-finite loss is judged
+  // after the step, on the mean over the ranks (run: agree_across_ranks), so all ranks stop together.
   bool train_step(float lr, double& loss) {
     optimizer_->set_lr(lr);
     {
@@ -152,14 +176,17 @@ class Trainer {
     }
     double loss_sum = 0;
     for (int64_t micro = 0; micro < c_.grad_accum; micro++) {
+      dist::DataParallel::NoSync local_only =
+          ddp_ && micro + 1 < c_.grad_accum ? ddp_->no_sync() : dist::DataParallel::NoSync();
       Tensor micro_loss = task_.micro_batch_loss();
       float value = micro_loss.item();
-      if (!std::isfinite(value)) return stop_on_non_finite("loss", value);
+      if (!std::isfinite(value) && !ddp_) return stop_on_non_finite("loss", value);
       loss_sum += value;
       // The mean over micro-batches, by scaling each backward's seed gradient (and, for fp16, by
       // the loss scale: the scaler divides it out of the gradients before they are used).
       scaler_.backward(micro_loss, 1.0f / static_cast<float>(c_.grad_accum));
     }
+    if (ddp_) ddp_->finish_gradient_sync();
     loss = loss_sum / static_cast<double>(c_.grad_accum);
     ops::PhaseScope phase(ops::Phase::Optimizer);  // unscaling, clipping and the update
     // fp16: an overflowed gradient skips this update and halves the scale; training goes on.
@@ -269,6 +296,30 @@ class Trainer {
 
   double eta() const { return ema_step_seconds_ * static_cast<double>(state_.total_steps - state_.step); }
 
+  // With several ranks, one small all-reduce per step makes every decision the loop takes from
+  // local observations a common one: the loss shown is the mean over the ranks, a stop signal
+  // that reached any rank stops all of them at this step, and the time (--minutes fits the
+  // schedule to it) is the ranks' mean, so every rank computes the same number of steps.
+  void agree_across_ranks(double& loss, double& step_seconds) {
+    stop_agreed_ = stop_requested();
+    if (!ddp_) return;
+    Clock::time_point start = Clock::now();
+    Tensor shared = Tensor::from_vector({static_cast<float>(loss), stop_agreed_ ? 1.0f : 0.0f,
+                                         static_cast<float>(step_seconds), static_cast<float>(state_.elapsed_seconds)},
+                                        {4});
+    comm_->all_reduce(shared, dist::ReduceOp::Average, "the step's loss, stop flag and time");
+    std::vector<float> mean = shared.to_vector();
+    loss = mean[0];
+    stop_agreed_ = mean[1] > 0;
+    step_seconds = mean[2];
+    state_.elapsed_seconds = mean[3];
+    agree_seconds_ += seconds_since(start);
+  }
+
+  // Seconds this rank has spent waiting for the others so far: the gradient buckets still in
+  // flight after backward, and the step's agreement.
+  double comm_wait_seconds() const { return ddp_ ? ddp_->total_wait_seconds() + agree_seconds_ : 0.0; }
+
   // Status line, validation, sample, metrics row, checkpoints and plot for the step just taken.
   // Returns true when a signal asked to stop (the checkpoint is written by then).
   bool report_and_save(double loss, float lr) {
@@ -293,6 +344,12 @@ class Trainer {
       report.peak_fraction =
           peak_flops_ > 0 ? task_.flops_per_example() * report.examples_per_second / peak_flops_ : -1;
       report.eta_seconds = eta();
+      report.world_size = c_.world_size;
+      // Against this rank's wall time since the last line (the steps' times are the ranks' mean).
+      report.comm_wait_fraction =
+          ddp_ ? (comm_wait_seconds() - interval_wait_start_) / seconds_since(interval_wall_start_) : -1;
+      interval_wait_start_ = comm_wait_seconds();
+      interval_wall_start_ = Clock::now();
       bar_.clear();
       std::printf("%s\n", status_line(report).c_str());
       if (scaler_.enabled() && scaler_.skipped_steps() > reported_skips_) {
@@ -307,7 +364,7 @@ class Trainer {
       interval_steps_ = 0;
     }
     bool improved = false;
-    if (eval) {
+    if (eval && writer_) {  // evaluation, samples, metrics and plots: rank 0's
       Metrics metrics = task_.evaluate();
       for (const auto& [name, value] : metrics)
         if (name == "val_loss") row.val_loss = value;
@@ -322,15 +379,15 @@ class Trainer {
                   improved ? " (best so far)" : "");
       std::fflush(stdout);
     }
-    if (log || eval) metrics_.append(row);
-    if (s % c_.sample_every == 0 || last) {
+    if ((log || eval) && writer_) metrics_->append(row);
+    if ((s % c_.sample_every == 0 || last) && writer_) {
       bar_.clear();
       task_.print_sample(s);
     }
-    if (eval || last || s % c_.save_every == 0 || stop_requested()) save(improved);
+    if (eval || last || s % c_.save_every == 0 || stop_agreed_) save(improved);
     // gnuplot takes a few hundred milliseconds: redraw at most every half minute, and at the end.
-    if (eval && (last || seconds_since(last_plot_) > 30)) plot();
-    if (!stop_requested() || last) return false;
+    if (eval && writer_ && (last || seconds_since(last_plot_) > 30)) plot();
+    if (!stop_agreed_ || last) return false;
     bar_.clear();
     std::printf("%s: stopped at step %lld/%lld; checkpoint saved to %s\nresume with: %s\n", stop_signal_name(),
                 static_cast<long long>(s), static_cast<long long>(state_.total_steps), run_.last_path.c_str(),
@@ -357,6 +414,8 @@ class Trainer {
   }
 
   void save(bool improved) {
+    saved_step_ = state_.step;
+    if (!writer_) return;
     state_.dropout_rng = default_generator().state();
     std::string config = config_to_json(c_);
     TaskCheckpoint extras = task_.checkpoint_extras();
@@ -393,6 +452,11 @@ class Trainer {
                 format_count(static_cast<double>(model_.num_parameters())).c_str(), task_.describe_batch().c_str(),
                 c_.grad_accum > 1 ? (" x " + std::to_string(c_.grad_accum) + " accumulated").c_str() : "",
                 (c_.device + " in " + c_.dtype).c_str(), optimizer_->name(), omp_get_max_threads());
+    if (ddp_)
+      std::printf("data parallel: %d ranks (%s), global batch %s = %d x %s, gradients averaged in %zu buckets during "
+                  "backward\n",
+                  c_.world_size, comm_->engine().c_str(), std::to_string(c_.global_batch()).c_str(), c_.world_size,
+                  task_.describe_batch().c_str(), ddp_->buckets().size());
     if (run_.resume_from)
       std::printf("resuming %s at step %lld/%lld\n", run_.resume_from->path.c_str(),
                   static_cast<long long>(state_.step), static_cast<long long>(state_.total_steps));
@@ -413,6 +477,7 @@ class Trainer {
 
   // The task's last evaluation, if it has one (a test split): printed and kept in metrics.csv.
   void final_evaluation() {
+    if (!writer_) return;
     Metrics metrics = task_.final_evaluation();
     if (metrics.empty()) return;
     std::printf("step %lld: %s\n", static_cast<long long>(state_.step), describe_metrics(metrics).c_str());
@@ -422,7 +487,7 @@ class Trainer {
     row.time_seconds = state_.elapsed_seconds;
     row.lr = last_lr_;
     for (const auto& [name, value] : metrics) row.extra[name] = value;
-    metrics_.append(row);
+    metrics_->append(row);
   }
 
   void print_summary() {
@@ -447,7 +512,13 @@ class Trainer {
   Module& model_;
   std::unique_ptr<Optimizer> optimizer_;
   GradScaler scaler_;
-  MetricsLog metrics_;
+  std::unique_ptr<dist::Communicator> comm_;  // the single-process engine when launched alone
+  std::unique_ptr<dist::DataParallel> ddp_;   // with several ranks only
+  bool writer_;                               // rank 0: prints, evaluates, writes files
+  std::unique_ptr<MetricsLog> metrics_;       // rank 0's
+  bool stop_agreed_ = false;                  // a stop signal reached some rank (agree_across_ranks)
+  double agree_seconds_ = 0, interval_wait_start_ = 0;
+  Clock::time_point interval_wall_start_ = Clock::now();
   TrainState state_;
   double examples_per_step_ = 0, peak_flops_ = 0;
   float last_lr_ = 0;  // the last step's, for the final evaluation's metrics row
@@ -469,6 +540,14 @@ int run_training(RunSetup& run) {
 }
 
 int train_main(int argc, char** argv) {
+  // Under mpirun every rank runs this; rank 0 alone prints progress (errors go to stderr from any rank).
+  try {
+    if (dist::detect_launch().rank != 0 && !std::freopen("/dev/null", "w", stdout))
+      throw Error("cannot silence stdout on this rank");
+  } catch (const Error& e) {
+    std::fprintf(stderr, "train: %s\n", e.what());
+    return 1;
+  }
   try {
     std::optional<RunSetup> run = setup_run(argc, argv);
     if (!run) return 0;

@@ -1,0 +1,45 @@
+// All-reduce bandwidth of the engine at hand, as nccl-tests defines it: for S bytes reduced over N
+// ranks in t seconds, algbw = S / t and busbw = algbw * 2 (N - 1) / N, the traffic each rank's
+// link carries in a ring all-reduce, comparable with the link's bandwidth whatever N is.
+//
+//   mpirun --allow-run-as-root --oversubscribe -np 2 -x OMP_NUM_THREADS=1 build/bench/bench_dist [MAX_MB]
+//
+// Sizes from 1 KB to MAX_MB (256 by default) in powers of 4; f32 sums through the communicator's
+// asynchronous all-reduce and wait (what DataParallel issues), best of several repetitions after
+// a barrier, timed on rank 0. Alone (no mpirun) it measures the single-process engine: nothing moves.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+
+#include "dist/launch.h"
+
+using namespace tg;
+using Clock = std::chrono::steady_clock;
+
+int main(int argc, char** argv) {
+  double max_mb = argc > 1 ? std::atof(argv[1]) : 256.0;
+  std::unique_ptr<dist::Communicator> comm = dist::make_communicator(DeviceType::CPU);
+  const int n = comm->world_size();
+  if (comm->rank() == 0)
+    std::printf("all-reduce (sum, f32) over %d rank(s), %s engine; best of the repetitions\n%12s %8s %12s %12s %12s\n",
+                n, comm->engine().c_str(), "bytes", "reps", "time (us)", "algbw GB/s", "busbw GB/s");
+  for (double bytes = 1024; bytes <= max_mb * 1048576.0; bytes *= 4) {
+    int64_t count = static_cast<int64_t>(bytes / 4);
+    Tensor x = Tensor::ones({count});
+    int reps = bytes < 1e6 ? 50 : bytes < 3e7 ? 10 : 3;
+    double best = 1e30;
+    comm->all_reduce(x);  // warm-up: connections, pages
+    for (int r = 0; r < reps; r++) {
+      comm->barrier();
+      Clock::time_point start = Clock::now();
+      comm->all_reduce_async(x, dist::ReduceOp::Sum).wait();
+      best = std::min(best, std::chrono::duration<double>(Clock::now() - start).count());
+    }
+    double algbw = bytes / best / 1e9;
+    if (comm->rank() == 0)
+      std::printf("%12.0f %8d %12.1f %12.3f %12.3f\n", bytes, reps, best * 1e6, algbw,
+                  algbw * 2.0 * (n - 1) / std::max(n, 1));
+  }
+  return 0;
+}
