@@ -8,6 +8,8 @@
 #include <limits>
 
 #include "autograd/engine.h"
+#include "ops/cpu/gemm.h"
+#include "ops/cpu/isa.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "optim/grad_scaler.h"
@@ -302,6 +304,9 @@ class Trainer {
                 format_count(static_cast<double>(model_.num_parameters())).c_str(), task_.describe_batch().c_str(),
                 c_.grad_accum > 1 ? (" x " + std::to_string(c_.grad_accum) + " accumulated").c_str() : "",
                 (c_.device + " in " + c_.dtype).c_str(), optimizer_->name(), omp_get_max_threads());
+    if (device_.is_cpu())
+      std::printf("cpu kernels: %s (gemm tile %dx%d; TG_CPU_ISA forces a level)\n", cpu::cpu_isa_name(cpu::cpu_isa()),
+                  cpu::gemm_mr(), cpu::gemm_nr());
     if (run_.resume_from)
       std::printf("resuming %s at step %lld/%lld\n", run_.resume_from->path.c_str(),
                   static_cast<long long>(state_.step), static_cast<long long>(state_.total_steps));
@@ -368,6 +373,7 @@ int run_training(RunSetup& run) {
 
 int train_main(int argc, char** argv) {
   try {
+    cpu::cpu_isa();  // a bad TG_CPU_ISA stops the run here, before any work
     std::optional<RunSetup> run = setup_run(argc, argv);
     if (!run) return 0;
     return run_training(*run);
