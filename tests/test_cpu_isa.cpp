@@ -3,6 +3,8 @@
 // The kernels themselves are tested at every level by their suites (tests/cpu_isa_test_util.h).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <fstream>
 #include <string>
 
 #include "ops/cpu/fma_peak.h"
@@ -12,20 +14,21 @@
 #include "tests/test_util.h"
 
 using namespace tg;
+using namespace tg::test;
 using cpu::CpuIsa;
 
-TEST(CpuIsa, NamesParseBackToTheirLevels) {
+TEST(CpuIsaDispatch, NamesParseBackToTheirLevels) {
   for (CpuIsa isa : cpu::kCpuIsaLevels)
     EXPECT_EQ(cpu::parse_cpu_isa(cpu::cpu_isa_name(isa), CpuIsa::avx512), isa) << cpu::cpu_isa_name(isa);
 }
 
-TEST(CpuIsa, UnknownValueNamesTheVariableAndTheLevels) {
+TEST(CpuIsaDispatch, UnknownValueNamesTheVariableAndTheLevels) {
   for (const char* bad : {"avx1024", "AVX2", "sse2", " avx2"})
     EXPECT_ERROR_MENTIONS(cpu::parse_cpu_isa(bad, CpuIsa::avx512), "TG_CPU_ISA", std::string("'") + bad + "'",
                           "expected avx512, avx2 or scalar");
 }
 
-TEST(CpuIsa, LevelAboveTheCpusIsRefusedNamingWhatItHas) {
+TEST(CpuIsaDispatch, LevelAboveTheCpusIsRefusedNamingWhatItHas) {
   // A CPU whose best is AVX2 (or baseline) refuses avx512 (and avx2), listing what it supports.
   EXPECT_ERROR_MENTIONS(cpu::parse_cpu_isa("avx512", CpuIsa::avx2), "TG_CPU_ISA=avx512", "this CPU lacks avx512",
                         "it supports scalar, avx2)");
@@ -34,14 +37,14 @@ TEST(CpuIsa, LevelAboveTheCpusIsRefusedNamingWhatItHas) {
   EXPECT_EQ(cpu::parse_cpu_isa("scalar", CpuIsa::scalar), CpuIsa::scalar);
 }
 
-TEST(CpuIsa, SupportIsEveryLevelUpToTheBest) {
+TEST(CpuIsaDispatch, SupportIsEveryLevelUpToTheBest) {
   for (CpuIsa isa : cpu::kCpuIsaLevels) EXPECT_EQ(cpu::cpu_isa_supported(isa), isa <= cpu::cpu_isa_best());
   EXPECT_TRUE(cpu::cpu_isa_supported(CpuIsa::scalar));
 }
 
 // The forced level's own copies run: the GEMM reports its micro-kernel and tile, and the FMA probe
 // counts the level's vector width (16, 8 or 1 lanes, 12 chains, 2 FLOPs a lane).
-TEST(CpuIsa, ForcedLevelRunsItsOwnKernels) {
+TEST(CpuIsaDispatch, ForcedLevelRunsItsOwnKernels) {
   struct Expect {
     CpuIsa isa;
     const char* gemm;
@@ -62,7 +65,7 @@ TEST(CpuIsa, ForcedLevelRunsItsOwnKernels) {
   }
 }
 
-TEST(CpuIsa, ScopedOverridesNestAndRestore) {
+TEST(CpuIsaDispatch, ScopedOverridesNestAndRestore) {
   const CpuIsa before = cpu::cpu_isa();
   {
     cpu::ScopedCpuIsa outer(CpuIsa::scalar);
@@ -78,7 +81,7 @@ TEST(CpuIsa, ScopedOverridesNestAndRestore) {
 
 // TG_CPU_ISA is read by the program: ./train names the level it runs, and a bad value stops it
 // before any work with the message.
-TEST(CpuIsa, TrainReportsAndObeysTgCpuIsa) {
+TEST(CpuIsaDispatch, TrainReportsAndObeysTgCpuIsa) {
   TempDir dir;
   const std::string text = dir.path + "/text.txt";
   {
