@@ -68,9 +68,9 @@ LIB_SRCS  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.cpp))
 # A level's object may also hold weak (inline, template) functions from the headers it includes,
 # std:: ones among them, compiled with the level's instructions. The linker keeps one copy of each
 # weak symbol for the whole program, which could be an AVX-512 copy called from baseline code, so
-# each level's weak functions, and the virtual tables that point at them, are renamed with the
-# level as suffix (objcopy; their COMDAT groups follow the rename): every level, and the baseline,
-# calls only its own copies.
+# each level's weak functions, the virtual tables that point at them (but those of the level's own
+# classes, whose names hold the level already) and the COMDAT groups that hold them are renamed
+# with the level as suffix (objcopy): every level, and the baseline, calls only its own copies.
 ISA_LEVELS       := scalar avx2 avx512
 ISA_FLAGS_scalar := -march=x86-64
 ISA_FLAGS_avx2   := -march=x86-64-v3
@@ -85,7 +85,9 @@ define isa_rule
 $(1)/obj/%.$(2).o: %.cpp
 	@mkdir -p $$(dir $$@)
 	$(3) $$(ISA_FLAGS_$(2)) -DTG_CPU_ISA_NS=$(2) -MF $$(@:.o=.d) -MT $$@ -c $$< -o $$@
-	@nm --defined-only $$@ | awk '$$$$2 == "W" || ($$$$2 == "V" && $$$$3 ~ /^_ZTV/) { print $$$$3, $$$$3 ".$(2)" }' > $$@.syms && \
+	@{ nm --defined-only $$@ | awk '$$$$2 == "W" || ($$$$2 == "V" && $$$$3 ~ /^_ZTV/ && $$$$3 !~ /3cpu[0-9]+$(2)/) { print $$$$3 }'; \
+	   readelf -gW $$@ | sed -n 's/^COMDAT group section .*\[\(.*\)\] contains.*/\1/p'; } | \
+	  sort -u | awk '{ print $$$$1, $$$$1 ".$(2)" }' > $$@.syms && \
 	  objcopy --redefine-syms=$$@.syms $$@ && rm -f $$@.syms || { rm -f $$@ $$@.syms; exit 1; }
 endef
 $(foreach l,$(ISA_LEVELS),$(eval $(call isa_rule,$(BUILD),$(l),$$(CXX) $$(CXXFLAGS))))
