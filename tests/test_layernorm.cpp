@@ -95,9 +95,9 @@ struct ThreadCount {
 class LayerNormOp : public CpuIsaTest {};
 TG_INSTANTIATE_FOR_EACH_CPU_ISA(LayerNormOp);
 
-// Every test of AddLayerNorm runs at each instruction-set level of the CPU kernels.
-class AddLayerNorm : public CpuIsaTest {};
-TG_INSTANTIATE_FOR_EACH_CPU_ISA(AddLayerNorm);
+// Every test of AddLayerNormOp runs at each instruction-set level of the CPU kernels.
+class AddLayerNormOp : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(AddLayerNormOp);
 
 // Tolerance for the forward: f32 row statistics over up to 768 elements carry a relative error of a
 // few 1e-7 (vector-lane sums of C/16 terms); outputs are O(3), so 1e-5 absolute is 10x that margin
@@ -287,7 +287,7 @@ TEST_P(LayerNormOp, NonContiguousInput) {
 
 // Finite differences through either output alone (the other then gets no gradient, and the engine
 // hands the backward a zero-filled one) and through both, on odd shapes.
-TEST_P(AddLayerNorm, GradChecksThroughEitherOutputAndBoth) {
+TEST_P(AddLayerNormOp, GradChecksThroughEitherOutputAndBoth) {
   Generator gen(30);
   const std::vector<Shape> shapes = {{1, 1}, {5, 3}, {2, 3, 7}, {1, 37}};
   for (const Shape& shape : shapes) {
@@ -324,7 +324,7 @@ TEST_P(AddLayerNorm, GradChecksThroughEitherOutputAndBoth) {
 // in another order plus one more add (the sum output's gradient): |difference| <= (C + 2) u times
 // the sum of the terms' magnitudes, which for unit-scale inputs and C = 37 is under 1e-5; 1e-5 + 1e-5
 // relative covers it and still catches a missing or doubled term (of order 1).
-TEST_P(AddLayerNorm, EqualsAddThenLayerNorm) {
+TEST_P(AddLayerNormOp, EqualsAddThenLayerNorm) {
   Generator gen(31);
   const Shape shape = {3, 5, 37};
   Tensor x = Tensor::randn(shape, &gen), d = Tensor::randn(shape, &gen);
@@ -355,7 +355,7 @@ TEST_P(AddLayerNorm, EqualsAddThenLayerNorm) {
   }
 }
 
-TEST_P(AddLayerNorm, BadInputNamesTheOpAndShapes) {
+TEST_P(AddLayerNormOp, BadInputNamesTheOpAndShapes) {
   Generator gen(32);
   Tensor x = Tensor::randn({5, 7}, &gen), w = Tensor::randn({7}, &gen);
   EXPECT_ERROR_MENTIONS(add_layernorm(x, Tensor::randn({5, 6}, &gen), w, Tensor()), "layernorm", "(5, 6)", "(5, 7)");
