@@ -20,17 +20,20 @@ ifeq ($(SAN)$(TSAN),11)
   $(error SAN=1 and TSAN=1 cannot be combined: ThreadSanitizer and AddressSanitizer exclude each other)
 endif
 
+# Baseline x86-64, so that the binaries run on any x86-64 CPU; the kernels are compiled once per
+# instruction-set level besides (ISA_SRCS below) and chosen at run time.
+BASE_ARCH := -march=x86-64
 CXXFLAGS := -std=c++17 -Wall -Wextra -fopenmp -I. -MMD -MP
 ifeq ($(SAN),1)
   # -g1: the line tables that the reports' stack traces need, at a fraction of full debug information's
   # compile time.
-  CXXFLAGS += -O1 -g1 -march=native -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  CXXFLAGS += -O1 -g1 $(BASE_ARCH) -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
   LDFLAGS  += -fsanitize=address,undefined
 else ifeq ($(TSAN),1)
   CXXFLAGS += -O1 -g1 -march=native -fno-omit-frame-pointer -fsanitize=thread
   LDFLAGS  += -fsanitize=thread
 else
-  CXXFLAGS += -O3 -march=native
+  CXXFLAGS += -O3 $(BASE_ARCH)
 endif
 LDFLAGS  += -fopenmp
 # zlib reads gzip-compressed IDX files; Debian's libstb holds the stb_image, stb_image_resize and
@@ -87,7 +90,43 @@ PEER_LIBS     := $(if $(filter 1,$(HAVE_OPENBLAS)),-lopenblas,)
 # ---- sources -------------------------------------------------------------------------------
 LIB_DIRS  := tensor ops ops/cpu ops/cuda autograd autograd/functions nn optim dist data programs/lib
 LIB_SRCS  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.cpp))
-LIB_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(LIB_SRCS)) $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRCS))
+
+# ---- instruction-set levels (ops/cpu/isa.h) ------------------------------------------------
+# Each file in ISA_SRCS is compiled once per level, with the level's -march and TG_CPU_ISA_NS
+# naming the namespace its code goes into; ops/cpu/isa_dispatch.cpp forwards to the active level.
+# A level's object may also hold weak (inline, template) functions from the headers it includes,
+# std:: ones among them, compiled with the level's instructions. The linker keeps one copy of each
+# weak symbol for the whole program, which could be an AVX-512 copy called from baseline code, so
+# each level's weak functions, the virtual tables that point at them and the COMDAT groups that hold
+# them are renamed with the level as suffix (objcopy): every level, and the baseline, calls only its
+# own copies. Names inside the level's own namespace (tg::cpu::<level>, "3cpu<n><level>" mangled)
+# are distinct per level already and keep their names: a vtable emitted only with its class's key
+# function is referenced, undefined, from the level's other objects under that name.
+ISA_LEVELS       := scalar avx2 avx512
+ISA_FLAGS_scalar := -march=x86-64
+ISA_FLAGS_avx2   := -march=x86-64-v3
+ISA_FLAGS_avx512 := -march=x86-64-v4
+# Every kernel file of ops/cpu/: those with intrinsics, and the plain loops the compiler vectorises,
+# which baseline x86-64 (SSE2, no FMA, no SSE4.1 rounding) runs up to 40x slower (GELU, softmax).
+# The bf16 GEMM (gemm_bf16*.cpp) is left out: it checks the CPU itself (cpu_has_avx512_bf16) and its
+# kernel file is built for AVX512_BF16 below, so one copy serves every level.
+ISA_SRCS := $(filter-out ops/cpu/isa.cpp ops/cpu/isa_dispatch.cpp ops/cpu/gemm_bf16%.cpp,$(wildcard ops/cpu/*.cpp))
+# $(call isa_objs,BUILD_DIR): the per-level objects of ISA_SRCS.
+isa_objs = $(foreach l,$(ISA_LEVELS),$(patsubst %.cpp,$(1)/obj/%.$(l).o,$(ISA_SRCS)))
+# $(call isa_rule,BUILD_DIR,LEVEL,COMPILER AND FLAGS)
+define isa_rule
+$(1)/obj/%.$(2).o: %.cpp
+	@mkdir -p $$(dir $$@)
+	$(3) $$(ISA_FLAGS_$(2)) -DTG_CPU_ISA_NS=$(2) -MF $$(@:.o=.d) -MT $$@ -c $$< -o $$@
+	@{ nm --defined-only $$@ | awk '$$$$2 == "W" || ($$$$2 == "V" && $$$$3 ~ /^_ZTV/) { print $$$$3 }'; \
+	   readelf -gW $$@ | sed -n 's/^COMDAT group section .*\[\(.*\)\] contains.*/\1/p'; } | \
+	  sort -u | awk '$$$$1 !~ /3cpu[0-9]+$(2)/ { print $$$$1, $$$$1 ".$(2)" }' > $$@.syms && \
+	  objcopy --redefine-syms=$$@.syms $$@ && rm -f $$@.syms || { rm -f $$@ $$@.syms; exit 1; }
+endef
+$(foreach l,$(ISA_LEVELS),$(eval $(call isa_rule,$(BUILD),$(l),$$(CXX) $$(CXXFLAGS))))
+
+LIB_OBJS  := $(patsubst %.cpp,$(BUILD)/obj/%.o,$(filter-out $(ISA_SRCS),$(LIB_SRCS))) $(call isa_objs,$(BUILD)) \
+             $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRCS))
 LIB       := $(BUILD)/libtilegrad.a
 
 TEST_SRCS  := $(wildcard tests/*.cpp)
@@ -241,9 +280,9 @@ clean:
 FUZZ_CXX      ?= clang++
 FUZZ_BUILD    := build-fuzz
 FUZZ_SECONDS  ?= 60
-FUZZ_CXXFLAGS := -std=c++17 -Wall -Wextra -fopenmp -I. -MMD -MP -O1 -g -march=native -fno-omit-frame-pointer \
+FUZZ_CXXFLAGS := -std=c++17 -Wall -Wextra -fopenmp -I. -MMD -MP -O1 -g -march=x86-64 -fno-omit-frame-pointer \
                  -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_LIB_OBJS := $(patsubst %.cpp,$(FUZZ_BUILD)/obj/%.o,$(LIB_SRCS))
+FUZZ_LIB_OBJS := $(patsubst %.cpp,$(FUZZ_BUILD)/obj/%.o,$(filter-out $(ISA_SRCS),$(LIB_SRCS))) $(call isa_objs,$(FUZZ_BUILD))
 FUZZ_LIB      := $(FUZZ_BUILD)/libtilegrad.a
 FUZZ_SRCS     := $(wildcard tests/fuzz/fuzz_*.cpp)
 FUZZ_BINS     := $(patsubst tests/fuzz/%.cpp,$(FUZZ_BUILD)/%,$(FUZZ_SRCS))
@@ -252,6 +291,7 @@ FUZZ_BINS     := $(patsubst tests/fuzz/%.cpp,$(FUZZ_BUILD)/%,$(FUZZ_SRCS))
 $(FUZZ_BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(foreach l,$(ISA_LEVELS),$(eval $(call isa_rule,$(FUZZ_BUILD),$(l),$$(FUZZ_CXX) $$(FUZZ_CXXFLAGS) -fsanitize=fuzzer-no-link)))
 
 $(FUZZ_BUILD)/obj/%_avx512bf16.o: FUZZ_CXXFLAGS += $(BF16_KERNEL_FLAGS)
 

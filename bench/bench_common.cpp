@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "ops/cpu/isa.h"
 #include "programs/lib/machine_peak.h"
 #include "tensor/tensor.h"
 
@@ -26,15 +27,7 @@ Timing time_runs(const std::function<void()>& fn, int repeats, int warmup) {
 
 double time_ms(const std::function<void()>& fn, int repeats, int warmup) { return time_runs(fn, repeats, warmup).median_ms; }
 
-std::string simd_name() {
-#if defined(__AVX512F__)
-  return "AVX-512";
-#elif defined(__AVX2__)
-  return "AVX2";
-#else
-  return "scalar";
-#endif
-}
+std::string simd_name() { return cpu::cpu_isa_name(cpu::cpu_isa()); }
 
 double measured_fma_peak_gflops(int threads) {
   static double cached[256] = {0};

@@ -27,7 +27,7 @@ double measured_bf16_peak_gflops(int threads = 0);
 // cache, with all OpenMP threads. Cached after the first call.
 double measured_copy_bandwidth_gbs();
 
-// "AVX-512", "AVX2" or "scalar": what this binary's kernels were compiled for.
+// "avx512", "avx2" or "scalar": the instruction-set level the kernels run (ops/cpu/isa.h).
 std::string simd_name();
 
 }  // namespace tg::bench

@@ -198,8 +198,8 @@ class NchwPatchPackB : public tg::cpu::GemmPackB {
  public:
   NchwPatchPackB(const float* x, int64_t H, int64_t W, int64_t R, int64_t S, int64_t pad, int64_t Q)
       : x_(x), H_(H), W_(W), R_(R), S_(S), pad_(pad), Q_(Q) {}
-  void pack(int64_t p0, int64_t k, int64_t j0, int64_t n, float* b_pack) const override {
-    constexpr int64_t NR = tg::cpu::kGemmNR;
+  void pack(int64_t p0, int64_t k, int64_t j0, int64_t n, int nr, float* b_pack) const override {
+    const int64_t NR = nr;
     for (int64_t t0 = 0; t0 < n; t0 += NR) {
       float* sliver = b_pack + t0 * k;
       const int64_t cols = std::min(NR, n - t0);

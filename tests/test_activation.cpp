@@ -17,6 +17,7 @@
 #include "ops/cpu/fast_math.h"
 #include "tensor/tensor.h"
 #include "tests/test_util.h"
+#include "tests/cpu_isa_test_util.h"
 
 using namespace tg;
 
@@ -57,10 +58,14 @@ Tensor random_leaf(const Shape& shape, uint64_t seed) {
 
 }  // namespace
 
+// Every test of Activation runs at each instruction-set level of the CPU kernels.
+class Activation : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(Activation);
+
 // The brief for the fast functions: within ~1e-6 relative of the libm version. Cephes' polynomials
 // reach ~2 ulp (1.2e-7); 1e-6 leaves room for the float rounding of the argument, not for a wrong
 // coefficient (a typo in any of them costs more than 1e-5 somewhere on this grid).
-TEST(Activation, FastExpMatchesLibm) {
+TEST_P(Activation, FastExpMatchesLibm) {
   double worst = 0;
   for (int64_t i = 0; i <= 2000000; i++) {
     float x = -87.0f + 175.0f * static_cast<float>(i) / 2000000.0f;  // [-87, 88]
@@ -73,7 +78,7 @@ TEST(Activation, FastExpMatchesLibm) {
   EXPECT_TRUE(std::isnan(cpu::fast_exp(std::nanf(""))));
 }
 
-TEST(Activation, FastTanhMatchesLibm) {
+TEST_P(Activation, FastTanhMatchesLibm) {
   double worst = 0;
   for (int64_t i = 0; i <= 2000000; i++) {
     float x = -12.0f + 24.0f * static_cast<float>(i) / 2000000.0f;
@@ -93,7 +98,7 @@ TEST(Activation, FastTanhMatchesLibm) {
 
 // A NaN or infinity in the input must come out as the maths says, not as a finite number that
 // hides a diverged run.
-TEST(Activation, NonFiniteInputs) {
+TEST_P(Activation, NonFiniteInputs) {
   std::vector<float> y = gelu(Tensor::from_vector({std::nanf(""), INFINITY, -INFINITY}, {3})).to_vector();
   EXPECT_TRUE(std::isnan(y[0]));
   EXPECT_EQ(y[1], INFINITY);
@@ -116,7 +121,7 @@ TEST(Activation, NonFiniteInputs) {
 // - the formula in double throughout. For u < 0, gelu ~ x exp(2u) turns the float rounding of u
 //   (a few ulp of |2u|) into that much relative error, so the tolerance grows with |2u|:
 //   3e-7 |2u| on top of 1e-6. A float implementation cannot do better from a float u.
-TEST(Activation, GeluMatchesFormulaInDouble) {
+TEST_P(Activation, GeluMatchesFormulaInDouble) {
   Tensor x = sweep(-12.0f, 12.0f, 200001);
   std::vector<float> in = x.to_vector(), out = gelu(x).to_vector();
   for (size_t i = 0; i < in.size(); i++) {
@@ -130,7 +135,7 @@ TEST(Activation, GeluMatchesFormulaInDouble) {
   }
 }
 
-TEST(Activation, GeluKnownValues) {
+TEST_P(Activation, GeluKnownValues) {
   std::vector<float> x = {0.0f, 1.0f, -1.0f, 0.5f, 3.0f, 10.0f, -10.0f};
   std::vector<float> y = gelu(Tensor::from_vector(x, {7})).to_vector();
   // gelu(0) = 0; gelu(1) = 0.5 (1 + tanh(sqrt(2/pi) * 1.044715)) = 0.8411920; gelu(-1) = 1 - 0.8411920
@@ -143,7 +148,7 @@ TEST(Activation, GeluKnownValues) {
   EXPECT_NEAR(y[6], 0.0f, 1e-20);  // gelu(-10) ~ -1e-36 by the formula
 }
 
-TEST(Activation, GeluBackwardMatchesDerivativeInDouble) {
+TEST_P(Activation, GeluBackwardMatchesDerivativeInDouble) {
   Tensor x = sweep(-9.0f, 9.0f, 100001);
   x.requires_grad_(true);
   Generator gen(21);
@@ -155,7 +160,7 @@ TEST(Activation, GeluBackwardMatchesDerivativeInDouble) {
     ASSERT_NEAR(g[i], vw[i] * gelu_grad_ref(in[i]), 1e-6 * (1 + std::fabs(vw[i]))) << "x = " << in[i];
 }
 
-TEST(Activation, ReluAndTanhValues) {
+TEST_P(Activation, ReluAndTanhValues) {
   Tensor x = sweep(-6.0f, 6.0f, 100001);  // includes 0 exactly (the middle point)
   std::vector<float> in = x.to_vector(), r = relu(x).to_vector(), t = tanh(x).to_vector();
   for (size_t i = 0; i < in.size(); i++) {
@@ -165,7 +170,7 @@ TEST(Activation, ReluAndTanhValues) {
   }
 }
 
-TEST(Activation, ReluAndTanhBackward) {
+TEST_P(Activation, ReluAndTanhBackward) {
   Tensor x = sweep(-4.0f, 4.0f, 50001);
   x.requires_grad_(true);
   Generator gen(22);
@@ -184,7 +189,7 @@ TEST(Activation, ReluAndTanhBackward) {
   }
 }
 
-TEST(Activation, GradCheckOddShapes) {
+TEST_P(Activation, GradCheckOddShapes) {
   std::vector<std::pair<const char*, std::function<Tensor(const Tensor&)>>> fns = {
       {"gelu", [](const Tensor& t) { return gelu(t); }},
       {"relu", [](const Tensor& t) { return relu(t); }},
@@ -206,7 +211,7 @@ TEST(Activation, GradCheckOddShapes) {
   }
 }
 
-TEST(Activation, NonContiguousInputAndWrongDtype) {
+TEST_P(Activation, NonContiguousInputAndWrongDtype) {
   Tensor base = random_leaf({4, 3}, 22);
   Tensor xt = base.transpose(0, 1);
   std::vector<float> got = gelu(xt).to_vector(), in = xt.contiguous().to_vector();
@@ -223,7 +228,7 @@ TEST(Activation, NonContiguousInputAndWrongDtype) {
 // The subnormal-reaching exp that sigmoid's tails use. Where the result is a normal float, as
 // fast_exp (1e-6 relative); below 2^-126 the last multiply rounds into the subnormals, whose spacing
 // is 2^-149: one such step on top of the relative error.
-TEST(Activation, FastExpNonpositiveReachesTheSubnormals) {
+TEST_P(Activation, FastExpNonpositiveReachesTheSubnormals) {
   for (int64_t i = 0; i <= 1000000; i++) {
     float x = -104.0f * static_cast<float>(i) / 1000000.0f;  // [-104, 0]
     double want = std::exp(static_cast<double>(x));
@@ -241,7 +246,7 @@ TEST(Activation, FastExpNonpositiveReachesTheSubnormals) {
 // sigmoid and SiLU over [-30, 30] (several threads) against double. Both are formed from e = exp(-|x|)
 // (~2 ulp) with three or four more roundings, and x is exact, so 1e-6 relative holds everywhere,
 // including the tail where sigmoid(x) ~ e^x is tiny and SiLU's sign changes nothing.
-TEST(Activation, SigmoidAndSiluMatchDouble) {
+TEST_P(Activation, SigmoidAndSiluMatchDouble) {
   Tensor x = sweep(-30.0f, 30.0f, 200001);
   std::vector<float> in = x.to_vector(), s = sigmoid(x).to_vector(), si = silu(x).to_vector();
   for (size_t i = 0; i < in.size(); i++) {
@@ -260,7 +265,7 @@ TEST(Activation, SigmoidAndSiluMatchDouble) {
 }
 
 // The ends: no NaN from inf / inf or inf * 0, and the limits where the maths has them.
-TEST(Activation, SigmoidAndSiluExtremes) {
+TEST_P(Activation, SigmoidAndSiluExtremes) {
   Tensor x = Tensor::from_vector({-100.0f, 100.0f, -INFINITY, INFINITY, 3e38f, -3e38f, 0.0f}, {7});
   x.requires_grad_(true);
   std::vector<float> s = sigmoid(x).to_vector();
@@ -307,7 +312,7 @@ TEST(Activation, SigmoidAndSiluExtremes) {
 // for x > 17 where 1 - s rounds to 0 in float (an output-based backward would give 0 there).
 // silu' = s (1 + x c) cancels near its zero (x = -1.28), so its error is relative to the size of
 // the terms, s (1 + |x c|): a few roundings of those, 1e-6 of them.
-TEST(Activation, SigmoidAndSiluBackwardMatchDerivativeInDouble) {
+TEST_P(Activation, SigmoidAndSiluBackwardMatchDerivativeInDouble) {
   Generator gen(31);
   Tensor w = Tensor::randn({100001}, &gen);
   std::vector<float> vw = w.to_vector();
@@ -331,7 +336,7 @@ TEST(Activation, SigmoidAndSiluBackwardMatchDerivativeInDouble) {
   }
 }
 
-TEST(Activation, SigmoidAndSiluModulesAndViews) {
+TEST_P(Activation, SigmoidAndSiluModulesAndViews) {
   Generator gen(32);
   Tensor base = Tensor::randn({4, 5}, &gen);
   Tensor xt = base.transpose(0, 1);  // not contiguous

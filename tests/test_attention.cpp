@@ -15,6 +15,7 @@
 #include "autograd/gradcheck.h"
 #include "ops/attention.h"
 #include "tensor/tensor.h"
+#include "cpu_isa_test_util.h"
 
 using namespace tg;
 
@@ -136,7 +137,11 @@ constexpr double kBackwardTolerance = 4e-6;
 
 }  // namespace
 
-TEST(Attention, ForwardMatchesNaiveReference) {
+// Every test of Attention runs at each instruction-set level of the CPU kernels.
+class Attention : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(Attention);
+
+TEST_P(Attention, ForwardMatchesNaiveReference) {
   uint64_t seed = 1;
   for (const Case& c : awkward_cases()) {
     Tensor qkv = random_qkv(c, seed++);
@@ -147,7 +152,7 @@ TEST(Attention, ForwardMatchesNaiveReference) {
   }
 }
 
-TEST(Attention, LogSumExpMatchesNaiveReference) {
+TEST_P(Attention, LogSumExpMatchesNaiveReference) {
   // The backward rebuilds every probability from lse, so it is checked on its own. lse is of
   // order 1..6 (ulp 2.4e-7 .. 4.8e-7) and sums at most 130 exps: 4e-6 absolute is ~10 ulps
   // (measured: at most 7.3e-7).
@@ -162,7 +167,7 @@ TEST(Attention, LogSumExpMatchesNaiveReference) {
   }
 }
 
-TEST(Attention, ForwardStableWithLargeScores) {
+TEST_P(Attention, ForwardStableWithLargeScores) {
   // Inputs 6x larger make scores of standard deviation 36 (up to ~200): the row max jumps between
   // key blocks, so the online rescaling must be right, and exp must not overflow. A score's own
   // f32 error grows with its size (~|S| * 2^-24, 1e-5 at |S| = 200) and the softmax passes it on
@@ -178,7 +183,7 @@ TEST(Attention, ForwardStableWithLargeScores) {
   }
 }
 
-TEST(Attention, BackwardMatchesNaiveGradient) {
+TEST_P(Attention, BackwardMatchesNaiveGradient) {
   uint64_t seed = 200;
   for (const Case& c : awkward_cases()) {
     Tensor qkv = random_qkv(c, seed++);
@@ -193,7 +198,7 @@ TEST(Attention, BackwardMatchesNaiveGradient) {
   }
 }
 
-TEST(Attention, BackwardAddsIntoTheGradientBuffer) {
+TEST_P(Attention, BackwardAddsIntoTheGradientBuffer) {
   // The engine's convention: the kernel adds, never overwrites. The two results differ only by
   // rounding (the dQ update is a fused multiply-add into the buffer), ~1 ulp; an overwrite would
   // be off by the whole 0.5.
@@ -210,7 +215,7 @@ TEST(Attention, BackwardAddsIntoTheGradientBuffer) {
   for (size_t i = 0; i < g.size(); i++) ASSERT_NEAR(h[i], 0.5f + g[i], 1e-6 * (1 + std::fabs(g[i]))) << "element " << i;
 }
 
-TEST(Attention, GradCheck) {
+TEST_P(Attention, GradCheck) {
   for (const Case& c : {Case{2, 5, 2, 3}, Case{1, 7, 3, 2}, Case{3, 4, 1, 1}, Case{1, 9, 1, 5}}) {
     Tensor qkv = random_qkv(c, 21).requires_grad_(true);
     int64_t NH = c.NH;
@@ -219,7 +224,7 @@ TEST(Attention, GradCheck) {
   }
 }
 
-TEST(Attention, GradCheckThroughNonContiguousInput) {
+TEST_P(Attention, GradCheckThroughNonContiguousInput) {
   // qkv given as a transposed view: the function makes it contiguous and the gradient flows
   // back through the view into the (B, 3C, T) leaf.
   Generator gen(31);
@@ -229,7 +234,7 @@ TEST(Attention, GradCheckThroughNonContiguousInput) {
   EXPECT_EQ(failure, "");
 }
 
-TEST(Attention, FutureKeysAndValuesDoNotChangeEarlierOutputs) {
+TEST_P(Attention, FutureKeysAndValuesDoNotChangeEarlierOutputs) {
   Case c{2, 130, 2, 8};
   const int64_t C = c.NH * c.HS;
   Tensor qkv = random_qkv(c, 41);
@@ -256,7 +261,7 @@ TEST(Attention, FutureKeysAndValuesDoNotChangeEarlierOutputs) {
   }
 }
 
-TEST(Attention, RepeatedRunsAreBitIdentical) {
+TEST_P(Attention, RepeatedRunsAreBitIdentical) {
   // Each (b, h, query tile) in forward and each (b, h) in backward is summed by one thread in a
   // fixed order, so the result does not even depend on the thread count: run 2 uses one thread.
   Case c{2, 130, 3, 16};
@@ -280,7 +285,7 @@ TEST(Attention, RepeatedRunsAreBitIdentical) {
   }
 }
 
-TEST(Attention, NaNInAQueryReachesItsOutputRow) {
+TEST_P(Attention, NaNInAQueryReachesItsOutputRow) {
   // A NaN must surface (so a diverging run is caught), and only where it belongs: a NaN query at
   // t = 5 of head 0 poisons that row's head-0 outputs and nothing else.
   Case c{1, 70, 2, 4};
@@ -294,7 +299,7 @@ TEST(Attention, NaNInAQueryReachesItsOutputRow) {
     }
 }
 
-TEST(Attention, BadInputThrowsNamingOpAndShape) {
+TEST_P(Attention, BadInputThrowsNamingOpAndShape) {
   auto expect_error = [](const Tensor& qkv, int64_t n_head, const std::string& shape, const std::string& detail) {
     try {
       causal_self_attention(qkv, n_head);

@@ -17,6 +17,7 @@
 #include "nn/batchnorm.h"
 #include "ops/batchnorm.h"
 #include "tests/test_util.h"
+#include "tests/cpu_isa_test_util.h"
 
 using namespace tg;
 
@@ -91,10 +92,14 @@ Tensor small_biases(int64_t C, Generator& gen) {
 
 }  // namespace
 
+// Every test of BatchNormOp runs at each instruction-set level of the CPU kernels.
+class BatchNormOp : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(BatchNormOp);
+
 // Tolerances: f32 outputs of order 3 carry a rounding error of a few 1e-7 (the statistics are summed
 // in f32 over blocks of at most 32 rows, the blocks in double); 1e-5 is 10x that and far below the
 // 1e-2 errors of a wrong variance (biased vs unbiased at M = 30) or a misplaced eps.
-TEST(BatchNormOp, TrainForwardMatchesDoubleReference) {
+TEST_P(BatchNormOp, TrainForwardMatchesDoubleReference) {
   Generator gen(21);
   // NHWC maps with C a multiple of 16 and not, a rank-2 and a rank-3 input.
   const std::vector<Shape> shapes = {{2, 3, 5, 7}, {3, 2, 2, 16}, {1, 5, 3, 33}, {6, 4}, {2, 5, 19}};
@@ -123,7 +128,7 @@ TEST(BatchNormOp, TrainForwardMatchesDoubleReference) {
 // running variance the UNBIASED batch variances (times M / (M - 1); here M = 12, a 9% difference),
 // with momentum as PyTorch: running = (1 - momentum) running + momentum batch. Then evaluation
 // normalises with them. The module counts the batches.
-TEST(BatchNormOp, RunningStatisticsAfterThreeStepsAndEval) {
+TEST_P(BatchNormOp, RunningStatisticsAfterThreeStepsAndEval) {
   Generator gen(22);
   const int64_t N = 3, H = 2, W = 2, C = 5, M = N * H * W;
   for (float momentum : {0.1f, 0.3f}) {
@@ -170,7 +175,7 @@ TEST(BatchNormOp, RunningStatisticsAfterThreeStepsAndEval) {
 // for a first row and a mean within 4 standard deviations, so the variance is within 1e-4 relative
 // (typically ~1e-7). The outputs are then off by the f32 rounding of the saved mean, at most half
 // the ulp of 1e4 (4.9e-4), times rstd (~1): within 1e-3 of the exact values.
-TEST(BatchNormOp, LargeOffsetKeepsPrecision) {
+TEST_P(BatchNormOp, LargeOffsetKeepsPrecision) {
   Generator gen(23);
   const int64_t M = 4 * 8 * 8, C = 17;
   std::vector<float> xs = Tensor::randn({M, C}, &gen).to_vector();
@@ -188,7 +193,7 @@ TEST(BatchNormOp, LargeOffsetKeepsPrecision) {
 // dx through the batch statistics, with g = dy (masked by z > 0 with relu), norm = (x - mean) rstd:
 //   dx = w rstd (g - mean(g) - norm mean(g norm)), dweight = sum(g norm), dbias = sum(g);
 // in evaluation dx = w rstd g. Sums of up to 60 terms of order 1 in f32: 1e-5 is ~10x their rounding.
-TEST(BatchNormOp, BackwardMatchesDoubleReference) {
+TEST_P(BatchNormOp, BackwardMatchesDoubleReference) {
   Generator gen(24);
   const Shape shape = {2, 5, 3, 19};
   const int64_t C = 19, M = 30;
@@ -225,7 +230,7 @@ TEST(BatchNormOp, BackwardMatchesDoubleReference) {
   }
 }
 
-TEST(BatchNormOp, GradCheckTrain) {
+TEST_P(BatchNormOp, GradCheckTrain) {
   Generator gen(25);
   const std::vector<Shape> shapes = {{2, 3, 3, 5}, {3, 1, 1, 7}, {5, 3}};
   for (const Shape& shape : shapes) {
@@ -238,7 +243,7 @@ TEST(BatchNormOp, GradCheckTrain) {
   }
 }
 
-TEST(BatchNormOp, GradCheckEval) {
+TEST_P(BatchNormOp, GradCheckEval) {
   Generator gen(26);
   const int64_t C = 7;
   Tensor x = leaf(Tensor::randn({3, 3, 1, C}, &gen)), w = leaf(Tensor::randn({C}, &gen)), b = leaf(Tensor::randn({C}, &gen));
@@ -250,7 +255,7 @@ TEST(BatchNormOp, GradCheckEval) {
 }
 
 // The fused ReLU, on inputs whose normalised values stay clear of the kink (see away_from_kink).
-TEST(BatchNormOp, GradCheckFusedRelu) {
+TEST_P(BatchNormOp, GradCheckFusedRelu) {
   Generator gen(27);
   const int64_t C = 5;
   Tensor x = leaf(away_from_kink({2, 3, 3, C}, gen));
@@ -277,7 +282,7 @@ TEST(BatchNormOp, GradCheckFusedRelu) {
 }
 
 // Gradients add into what the buffers hold (the engine's contract).
-TEST(BatchNormOp, BackwardAccumulates) {
+TEST_P(BatchNormOp, BackwardAccumulates) {
   Generator gen(28);
   const int64_t C = 6;
   const Shape shape = {2, 3, 2, C};
@@ -302,7 +307,7 @@ TEST(BatchNormOp, BackwardAccumulates) {
 
 // Above the kernels' parallel threshold, with M not divisible by the chunk or thread counts: the
 // same bits from 1, 2 and 3 threads (fixed row chunks, merged in order).
-TEST(BatchNormOp, DeterministicAcrossThreadCounts) {
+TEST_P(BatchNormOp, DeterministicAcrossThreadCounts) {
   ThreadCount restore;
   Generator gen(29);
   const Shape shape = {3, 15, 17, 48};
@@ -322,7 +327,7 @@ TEST(BatchNormOp, DeterministicAcrossThreadCounts) {
   EXPECT_EQ(run(3), first) << "3 threads differ from 2";
 }
 
-TEST(BatchNormOp, BadInputNamesTheOpAndArgument) {
+TEST_P(BatchNormOp, BadInputNamesTheOpAndArgument) {
   Generator gen(51);
   Tensor x = Tensor::randn({2, 3, 3, 4}, &gen), w = Tensor::ones({4}), b = Tensor::zeros({4});
   Tensor rm = Tensor::zeros({4}), rv = Tensor::ones({4});

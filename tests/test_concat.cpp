@@ -19,6 +19,7 @@
 #include "ops/concat.h"
 #include "tensor/tensor.h"
 #include "tests/test_util.h"
+#include "tests/cpu_isa_test_util.h"
 
 using namespace tg;
 
@@ -66,7 +67,11 @@ std::vector<float> naive_cat(const std::vector<Tensor>& tensors, int64_t dim) {
 
 }  // namespace
 
-TEST(Concat, CatByHand) {
+// Every test of Concat runs at each instruction-set level of the CPU kernels.
+class Concat : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(Concat);
+
+TEST_P(Concat, CatByHand) {
   Tensor a = Tensor::from_vector({1, 2, 3, 4, 5, 6}, {2, 3});
   Tensor b = Tensor::from_vector({7, 8}, {2, 1});
   Tensor c = Tensor::from_vector({9, 10, 11}, {1, 3});
@@ -81,7 +86,7 @@ TEST(Concat, CatByHand) {
   EXPECT_EQ(cat({a}, 1).to_vector(), a.to_vector());
 }
 
-TEST(Concat, CatMatchesNaiveReferenceInEveryDimension) {
+TEST_P(Concat, CatMatchesNaiveReferenceInEveryDimension) {
   Generator gen(1);
   const Shape base = {3, 4, 5};
   for (int64_t dim : {0, 1, 2, -1, -3}) {
@@ -99,7 +104,7 @@ TEST(Concat, CatMatchesNaiveReferenceInEveryDimension) {
 // Large enough for the threaded paths (>= 128 KiB): whole rows per thread in blocks (7 rows of
 // odd byte counts), and, with fewer rows than threads, byte shares that start and end inside runs
 // (one row, with an empty input between two long ones).
-TEST(Concat, CatLargeUsesThreadsAndMatches) {
+TEST_P(Concat, CatLargeUsesThreadsAndMatches) {
   Generator gen(2);
   std::vector<Tensor> columns = {randn({7, 5001}, gen), randn({7, 3}, gen), randn({7, 1}, gen)};
   EXPECT_EQ(cat(columns, 1).to_vector(), naive_cat(columns, 1));
@@ -111,7 +116,7 @@ TEST(Concat, CatLargeUsesThreadsAndMatches) {
 
 // Non-contiguous inputs are read through their strides; integer tensors join like any other dtype
 // (the kernel copies bytes).
-TEST(Concat, CatOfViewsAndIntegers) {
+TEST_P(Concat, CatOfViewsAndIntegers) {
   Generator gen(3);
   Tensor base = randn({4, 3}, gen);
   Tensor transposed = base.transpose(0, 1);  // (3, 4), not contiguous
@@ -122,7 +127,7 @@ TEST(Concat, CatOfViewsAndIntegers) {
   EXPECT_EQ(ids.to_int_vector(), (std::vector<int32_t>{1, 2, 3, -4}));
 }
 
-TEST(Concat, StackMatchesCatOfUnsqueezed) {
+TEST_P(Concat, StackMatchesCatOfUnsqueezed) {
   Generator gen(4);
   std::vector<Tensor> tensors = {randn({2, 3}, gen), randn({2, 3}, gen), randn({2, 3}, gen)};
   Tensor s0 = stack(tensors, 0);
@@ -142,7 +147,7 @@ TEST(Concat, StackMatchesCatOfUnsqueezed) {
   EXPECT_EQ(stack({Tensor::scalar(1.0f), Tensor::scalar(2.0f)}).to_vector(), (std::vector<float>{1, 2}));
 }
 
-TEST(Concat, CatAndStackGradcheck) {
+TEST_P(Concat, CatAndStackGradcheck) {
   Generator gen(5);
   // Odd sizes; the joined dimension first, in the middle, last, and negative.
   struct Case {
@@ -173,7 +178,7 @@ TEST(Concat, CatAndStackGradcheck) {
 }
 
 // Only the inputs that need a gradient get one, and it is exactly the output gradient's slice.
-TEST(Concat, CatGradientGoesToItsSlice) {
+TEST_P(Concat, CatGradientGoesToItsSlice) {
   Generator gen(6);
   Tensor a = leaf({2, 3}, gen), b = randn({2, 2}, gen), c = leaf({2, 1}, gen);
   Tensor w = randn({2, 6}, gen);
@@ -183,7 +188,7 @@ TEST(Concat, CatGradientGoesToItsSlice) {
   EXPECT_FALSE(b.grad().defined());
 }
 
-TEST(Concat, SplitAndChunkParts) {
+TEST_P(Concat, SplitAndChunkParts) {
   Tensor x = Tensor::arange(14).reshape({2, 7});
   // split by size: parts of 3, the last smaller.
   std::vector<Tensor> parts = split(x, 3, 1);
@@ -218,7 +223,7 @@ TEST(Concat, SplitAndChunkParts) {
   EXPECT_EQ(cat(split(x, 2, 1), 1).to_vector(), x.to_vector());
 }
 
-TEST(Concat, SplitAndChunkGradcheck) {
+TEST_P(Concat, SplitAndChunkGradcheck) {
   Generator gen(7);
   Tensor x = leaf({5, 7, 3}, gen);
   // Parts rejoined in another order (so each part's gradient must land in its own place), some
@@ -239,7 +244,7 @@ TEST(Concat, SplitAndChunkGradcheck) {
 }
 
 // The gradient of x through split: the used parts' gradients in their places, zeros elsewhere.
-TEST(Concat, SplitGradientWhenOnlySomePartsAreUsed) {
+TEST_P(Concat, SplitGradientWhenOnlySomePartsAreUsed) {
   Generator gen(8);
   Tensor x = leaf({4, 7}, gen);
   std::vector<Tensor> parts = split(x, {2, 3, 2}, 1);
@@ -254,7 +259,7 @@ TEST(Concat, SplitGradientWhenOnlySomePartsAreUsed) {
     }
 }
 
-TEST(Concat, BadArgumentsNameTheArgument) {
+TEST_P(Concat, BadArgumentsNameTheArgument) {
   Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({2, 4}), c = Tensor::zeros({2, 3, 1});
   EXPECT_ERROR_MENTIONS(cat({}, 0), "cat", "empty");
   EXPECT_ERROR_MENTIONS(cat({a, b}, 0), "cat", "tensors[1]", "(2, 4)", "(2, 3)", "dimension but 0");

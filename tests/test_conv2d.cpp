@@ -18,6 +18,7 @@
 #include "ops/cpu/conv2d.h"
 #include "ops/cpu/conv2d_winograd.h"
 #include "tests/test_util.h"
+#include "tests/cpu_isa_test_util.h"
 
 using namespace tg;
 
@@ -36,7 +37,8 @@ Conv2dParams params(int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, 
   return p;
 }
 
-// MR is 14 and NR 32 with AVX-512 (6 / 16 with AVX2), the cache blocks MC 112 rows and KC 768 deep:
+// MR is 14 and NR 32 with AVX-512 (6 / 16 with AVX2, 4 / 16 plain; the suites run at each level),
+// the cache blocks MC = 8 MR rows (112 with AVX-512) and KC 768 deep:
 // the "tiles" cases have M = N*P*Q, N = K and K = R*S*C/groups that are multiples of none of them
 // and cross MC (and KC: 3*3*100 = 900).
 const std::vector<ConvCase> kCases = {
@@ -157,7 +159,15 @@ cpu::Conv2dGeometry geometry_of(const ConvCase& c) {
 
 }  // namespace
 
-TEST(Conv2dOp, OutputSizeIsPyTorchs) {
+// Every test of Conv2dOp runs at each instruction-set level of the CPU kernels.
+class Conv2dOp : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(Conv2dOp);
+
+// Every test of Conv2dAutograd runs at each instruction-set level of the CPU kernels.
+class Conv2dAutograd : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(Conv2dAutograd);
+
+TEST_P(Conv2dOp, OutputSizeIsPyTorchs) {
   EXPECT_EQ(ops::conv2d_output_size(28, 3, 1, 1, 1), 28);
   EXPECT_EQ(ops::conv2d_output_size(28, 3, 2, 1, 1), 14);
   EXPECT_EQ(ops::conv2d_output_size(7, 1, 2, 0, 1), 4);   // floor((7 - 1) / 2) + 1
@@ -165,7 +175,7 @@ TEST(Conv2dOp, OutputSizeIsPyTorchs) {
   EXPECT_EQ(ops::conv2d_output_size(3, 3, 1, 0, 1), 1);
 }
 
-TEST(Conv2dOp, ForwardMatchesReference) {
+TEST_P(Conv2dOp, ForwardMatchesReference) {
   Generator gen(101);
   for (const ConvCase& c : kCases) {
     Operands o = random_operands(c, gen);
@@ -181,7 +191,7 @@ TEST(Conv2dOp, ForwardMatchesReference) {
   }
 }
 
-TEST(Conv2dOp, BackwardInputAccumulatesReference) {
+TEST_P(Conv2dOp, BackwardInputAccumulatesReference) {
   Generator gen(102);
   for (const ConvCase& c : kCases) {
     Operands o = random_operands(c, gen);
@@ -196,7 +206,7 @@ TEST(Conv2dOp, BackwardInputAccumulatesReference) {
   }
 }
 
-TEST(Conv2dOp, BackwardWeightAccumulatesReference) {
+TEST_P(Conv2dOp, BackwardWeightAccumulatesReference) {
   Generator gen(103);
   for (const ConvCase& c : kCases) {
     Operands o = random_operands(c, gen);
@@ -215,7 +225,7 @@ TEST(Conv2dOp, BackwardWeightAccumulatesReference) {
   }
 }
 
-TEST(Conv2dOp, BackwardWeightWithoutBiasGradient) {
+TEST_P(Conv2dOp, BackwardWeightWithoutBiasGradient) {
   Generator gen(104);
   const ConvCase& c = kCases[1];
   Operands o = random_operands(c, gen);
@@ -227,7 +237,7 @@ TEST(Conv2dOp, BackwardWeightWithoutBiasGradient) {
   expect_within_rounding(dweight, want, "dweight without dbias");
 }
 
-TEST(Conv2dAutograd, GradCheck) {
+TEST_P(Conv2dAutograd, GradCheck) {
   Generator gen(105);
   // Small odd shapes: plain with bias, strided + dilated + grouped, depthwise, 1x1 stride 2.
   const std::vector<ConvCase> cases = {
@@ -253,7 +263,7 @@ TEST(Conv2dAutograd, GradCheck) {
   }
 }
 
-TEST(Conv2dAutograd, FrozenWeightStillTrainsTheBias) {
+TEST_P(Conv2dAutograd, FrozenWeightStillTrainsTheBias) {
   Generator gen(106);
   const ConvCase& c = kCases[0];
   Operands o = random_operands(c, gen);
@@ -355,7 +365,7 @@ TEST(Conv2dModule, ParametersAndInit) {
 }
 
 // The front runs the kernel conv2d_algorithm names: bit-identical to calling that kernel.
-TEST(Conv2dOp, FrontRunsTheChosenKernel) {
+TEST_P(Conv2dOp, FrontRunsTheChosenKernel) {
   Generator gen(111);
   for (const ConvCase& c : kCases) {
     Operands o = random_operands(c, gen);
@@ -380,7 +390,7 @@ TEST(Conv2dOp, FrontRunsTheChosenKernel) {
   }
 }
 
-TEST(Conv2dOp, AutoChoosesWinogradFor3x3Stride1LayersOf16ChannelsOrMore) {
+TEST_P(Conv2dOp, AutoChoosesWinogradFor3x3Stride1LayersOf16ChannelsOrMore) {
   // TG_CONV_ALGO is read once per process; this checks the default rule (auto).
   const char* env = std::getenv("TG_CONV_ALGO");
   if (env && std::string(env) != "auto") GTEST_SKIP() << "TG_CONV_ALGO=" << env;

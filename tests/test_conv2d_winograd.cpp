@@ -30,6 +30,7 @@
 #include "ops/cpu/conv2d_winograd.h"
 #include "tensor/random.h"
 #include "tests/test_util.h"
+#include "tests/cpu_isa_test_util.h"
 
 using namespace tg;
 using tg::cpu::WinogradTile;
@@ -265,7 +266,11 @@ void check_backward_input(WinogradTile tile, const ConvShape& s, uint64_t seed) 
 
 }  // namespace
 
-TEST(Conv2dWinograd, ForwardMatchesDirectConvolution) {
+// Every test of Conv2dWinograd runs at each instruction-set level of the CPU kernels.
+class Conv2dWinograd : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(Conv2dWinograd);
+
+TEST_P(Conv2dWinograd, ForwardMatchesDirectConvolution) {
   uint64_t seed = 100;
   for (WinogradTile tile : kTiles)
     for (const ConvShape& s : kShapes) {
@@ -274,14 +279,14 @@ TEST(Conv2dWinograd, ForwardMatchesDirectConvolution) {
     }
 }
 
-TEST(Conv2dWinograd, BackwardInputAddsTheGradient) {
+TEST_P(Conv2dWinograd, BackwardInputAddsTheGradient) {
   uint64_t seed = 200;
   for (WinogradTile tile : kTiles)
     for (const ConvShape& s : kShapes) check_backward_input(tile, s, seed++);
 }
 
 // Enough tiles for several chunks per thread (the chunk holds about 56 tiles at these channels).
-TEST(Conv2dWinograd, ManyChunks) {
+TEST_P(Conv2dWinograd, ManyChunks) {
   const ConvShape s{2, 29, 27, 61, 67, 1, 1};
   check_forward(WinogradTile::F4x4, s, true, 300);
   check_backward_input(WinogradTile::F4x4, s, 301);
@@ -289,7 +294,7 @@ TEST(Conv2dWinograd, ManyChunks) {
 }
 
 // The default overloads pick a tile by the output size and give the same answers.
-TEST(Conv2dWinograd, DefaultTileOverloads) {
+TEST_P(Conv2dWinograd, DefaultTileOverloads) {
   EXPECT_EQ(cpu::winograd_default_tile(28, 28), WinogradTile::F4x4);
   EXPECT_EQ(cpu::winograd_default_tile(3, 28), WinogradTile::F2x2);
   const ConvShape s{1, 9, 8, 5, 6, 1, 1};
@@ -311,7 +316,7 @@ TEST(Conv2dWinograd, DefaultTileOverloads) {
 // The bound is tight enough to catch a wrong constant: the same tiled Winograd in double with one
 // entry of G, B^T or A^T off by 1% lands outside it on the test's shapes. (In double the rounding
 // is 2^29 times smaller than the kernel's, so every miss is the constant's doing.)
-TEST(Conv2dWinograd, BoundCatchesAPerturbedTransformConstant) {
+TEST_P(Conv2dWinograd, BoundCatchesAPerturbedTransformConstant) {
   const ConvShape s{1, 9, 11, 17, 33, 1, 1};
   for (WinogradTile tile : kTiles) {
     const Transform exact = transform_for(tile);
@@ -343,7 +348,7 @@ TEST(Conv2dWinograd, BoundCatchesAPerturbedTransformConstant) {
   }
 }
 
-TEST(Conv2dWinograd, Applicability) {
+TEST_P(Conv2dWinograd, Applicability) {
   EXPECT_TRUE(cpu::winograd_applicable(3, 3, 1, 1, 1, 1, 1, 1, 1));
   EXPECT_TRUE(cpu::winograd_applicable(3, 3, 1, 1, 1, 1, 1, 0, 2));
   EXPECT_FALSE(cpu::winograd_applicable(5, 5, 1, 1, 1, 1, 1, 1, 1));
@@ -355,7 +360,7 @@ TEST(Conv2dWinograd, Applicability) {
   EXPECT_FALSE(cpu::winograd_applicable(3, 3, 1, 1, 1, 1, 1, 1, -1));
 }
 
-TEST(Conv2dWinograd, BadShapesAreErrors) {
+TEST_P(Conv2dWinograd, BadShapesAreErrors) {
   std::vector<float> buf(1024, 0.0f);
   float* p = buf.data();
   EXPECT_ERROR_MENTIONS(cpu::conv2d_winograd_forward(p, p, p, nullptr, 1, 8, 8, 2, 2, 3, 1),

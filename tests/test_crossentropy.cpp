@@ -19,6 +19,7 @@
 #include "ops/cpu/crossentropy.h"
 #include "ops/crossentropy.h"
 #include "tests/test_util.h"
+#include "tests/cpu_isa_test_util.h"
 
 using namespace tg;
 
@@ -88,10 +89,14 @@ int64_t ulp_distance(float a, float b) {
 
 }  // namespace
 
+// Every test of CrossEntropyOp runs at each instruction-set level of the CPU kernels.
+class CrossEntropyOp : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(CrossEntropyOp);
+
 // Tolerances: each row's lse is exp-summed in f32 lanes (each exp within 2 ulp) and logged in
 // double, and the loss is formed in double, so the loss and lse carry a relative error of a few
 // 1e-7; 1e-5 relative is a 10x margin and far below the 1e-2 effect of a wrong row or target.
-TEST(CrossEntropyOp, ForwardMatchesDoubleReference) {
+TEST_P(CrossEntropyOp, ForwardMatchesDoubleReference) {
   Generator gen(31);
   const std::vector<Shape> shapes = {{1, 1}, {5, 3}, {13, 37}, {2, 3, 65}, {4, 1000}, {3, 5000}, {1, 17}};
   for (const Shape& shape : shapes) {
@@ -119,7 +124,7 @@ TEST(CrossEntropyOp, ForwardMatchesDoubleReference) {
 // are 0 and a finite-difference check would compare zeros (OneClassGivesZeroLossAndGradient checks
 // V = 1). Each shape must also give a gradient of order 1/N, so the check cannot pass on a kernel
 // that writes nothing.
-TEST(CrossEntropyOp, GradCheck) {
+TEST_P(CrossEntropyOp, GradCheck) {
   Generator gen(32);
   const std::vector<Shape> shapes = {{1, 2}, {5, 7}, {2, 3, 11}, {13, 3}, {1, 37}};
   for (const Shape& shape : shapes) {
@@ -141,7 +146,7 @@ TEST(CrossEntropyOp, GradCheck) {
 
 // dlogits = (softmax - onehot) * dloss / count; each element is one exp (2 ulp) of logit - lse with
 // lse rounded to f32 (|lse| ~ 10 here: 5e-7 absolute), so 1e-5 relative plus 1e-7 x the row scale.
-TEST(CrossEntropyOp, BackwardMatchesDoubleReference) {
+TEST_P(CrossEntropyOp, BackwardMatchesDoubleReference) {
   Generator gen(33);
   const std::vector<Shape> shapes = {{13, 37}, {2, 3, 65}, {3, 5000}};
   for (const Shape& shape : shapes) {
@@ -159,7 +164,7 @@ TEST(CrossEntropyOp, BackwardMatchesDoubleReference) {
 }
 
 // The gradient adds into what dlogits held.
-TEST(CrossEntropyOp, BackwardAccumulates) {
+TEST_P(CrossEntropyOp, BackwardAccumulates) {
   Generator gen(34);
   const int64_t N = 6, V = 19;
   Tensor logits = Tensor::randn({N, V}, &gen), targets = random_targets({N}, V, gen, 3);
@@ -176,7 +181,7 @@ TEST(CrossEntropyOp, BackwardAccumulates) {
 
 // Rows whose target is ignore_index change neither the loss (a mean over the other rows only) nor
 // any gradient, and get exactly zero gradient themselves; ignore_index may also be a class index.
-TEST(CrossEntropyOp, IgnoredRowsContributeNothing) {
+TEST_P(CrossEntropyOp, IgnoredRowsContributeNothing) {
   Generator gen(35);
   const int64_t N = 6, V = 9;
   Tensor logits = Tensor::randn({N, V}, &gen);
@@ -216,7 +221,7 @@ TEST(CrossEntropyOp, IgnoredRowsContributeNothing) {
 // One class: lse = the logit exactly (max + log(1)), so the loss is exactly 0, also with label
 // smoothing (every term is lse - logit), and the gradient softmax - onehot = exp(0) - 1 is 0 up to
 // the vectorised exp's 2 ulp at 1 (2.4e-7), divided by the row count.
-TEST(CrossEntropyOp, OneClassGivesZeroLossAndGradient) {
+TEST_P(CrossEntropyOp, OneClassGivesZeroLossAndGradient) {
   Generator gen(46);
   std::vector<float> values = scaled_randn({5, 1}, 3.0f, gen).to_vector();
   Tensor targets = Tensor::from_ints({0, 0, -1, 0, 0}, {5});
@@ -230,7 +235,7 @@ TEST(CrossEntropyOp, OneClassGivesZeroLossAndGradient) {
 }
 
 // PyTorch returns nan (0 / 0) here; tilegrad returns 0 with a zero gradient (see crossentropy.h).
-TEST(CrossEntropyOp, AllIgnoredGivesZeroLossAndZeroGradient) {
+TEST_P(CrossEntropyOp, AllIgnoredGivesZeroLossAndZeroGradient) {
   Generator gen(45);
   Tensor logits = Tensor::randn({2, 3, 5}, &gen).requires_grad_(true);
   Tensor loss = cross_entropy(logits, Tensor::full({2, 3}, -1.0f, DType::I32));
@@ -242,7 +247,7 @@ TEST(CrossEntropyOp, AllIgnoredGivesZeroLossAndZeroGradient) {
 // Logits of +-1e4 would overflow a naive exp. The loss is formed in double from the row max, so it
 // keeps the 1e-5 relative tolerance; the gradient's softmax uses the f32 lse, whose rounding at 1e4
 // (ulp/2 = 4.9e-4) shifts each probability by up to that relative amount: 1e-3 x the row scale.
-TEST(CrossEntropyOp, HugeLogitsStayFinite) {
+TEST_P(CrossEntropyOp, HugeLogitsStayFinite) {
   Generator gen(36);
   const int64_t N = 4, V = 50;
   std::vector<float> values = scaled_randn({N, V}, 1e4f, gen).to_vector();
@@ -261,7 +266,7 @@ TEST(CrossEntropyOp, HugeLogitsStayFinite) {
 
 // Equal logits: softmax is uniform and the loss is log V. exp(0) = 1 exactly and the row sum V is
 // exact, so the loss is log V rounded once to f32 (EXPECT_FLOAT_EQ: within 4 ulp).
-TEST(CrossEntropyOp, UniformLogitsGiveLogV) {
+TEST_P(CrossEntropyOp, UniformLogitsGiveLogV) {
   for (int64_t V : {1, 2, 65, 50304})
     for (float c : {0.0f, 7.5f, -3e3f}) {
       Tensor logits = Tensor::full({3, V}, c);
@@ -273,7 +278,7 @@ TEST(CrossEntropyOp, UniformLogitsGiveLogV) {
 
 // A NaN logit makes the loss NaN (the trainer's non-finite check must see it), unless its row is
 // ignored.
-TEST(CrossEntropyOp, NanLogitPropagatesUnlessIgnored) {
+TEST_P(CrossEntropyOp, NanLogitPropagatesUnlessIgnored) {
   std::vector<float> values(3 * 20, 0.5f);
   values[1 * 20 + 17] = std::nanf("");
   Tensor logits = Tensor::from_vector(values, {3, 20});
@@ -283,7 +288,7 @@ TEST(CrossEntropyOp, NanLogitPropagatesUnlessIgnored) {
 
 // Loss and gradient bits do not depend on the run or the thread count: rows are independent and the
 // loss is summed in row order. N x V is above the kernel's parallel threshold.
-TEST(CrossEntropyOp, DeterministicAcrossRunsAndThreadCounts) {
+TEST_P(CrossEntropyOp, DeterministicAcrossRunsAndThreadCounts) {
   ThreadCount restore;
   Generator gen(37);
   const int64_t N = 301, V = 203;
@@ -306,7 +311,7 @@ TEST(CrossEntropyOp, DeterministicAcrossRunsAndThreadCounts) {
 // The vectorised exp the kernels use, against libm's exp in double rounded to f32 (the correctly
 // rounded result but for rare double-rounding ties): within 2 ulp over the normal range, within
 // 1 subnormal step below it, and the special values exact.
-TEST(CrossEntropyOp, VectorExpMatchesLibm) {
+TEST_P(CrossEntropyOp, VectorExpMatchesLibm) {
   std::vector<float> in;
   for (int64_t i = 0; i <= 2000000; i++) in.push_back(-87.3f + static_cast<float>(i) * (88.7f + 87.3f) / 2000000.0f);
   Generator gen(38);
@@ -340,7 +345,7 @@ TEST(CrossEntropyOp, VectorExpMatchesLibm) {
   EXPECT_TRUE(std::isnan(special_out[10]));
 }
 
-TEST(CrossEntropyOp, OutOfRangeTargetNamesIt) {
+TEST_P(CrossEntropyOp, OutOfRangeTargetNamesIt) {
   Generator gen(39);
   Tensor logits = Tensor::randn({2, 3, 7}, &gen);
   expect_error([&] { cross_entropy(logits, Tensor::from_ints({0, 1, 2, 3, 4, 9}, {2, 3})); },
@@ -351,7 +356,7 @@ TEST(CrossEntropyOp, OutOfRangeTargetNamesIt) {
                {"cross_entropy", "targets[0, 1]", "-1", "ignore_index (-100)"});
 }
 
-TEST(CrossEntropyOp, BadInputNamesTheOpAndShapes) {
+TEST_P(CrossEntropyOp, BadInputNamesTheOpAndShapes) {
   Generator gen(40);
   expect_error([&] { cross_entropy(Tensor::randn({4, 6, 65}, &gen), Tensor::from_ints(std::vector<int32_t>(20, 0), {4, 5})); },
                {"cross_entropy", "targets", "(4, 5)", "(4, 6)", "(4, 6, 65)"});
@@ -403,7 +408,7 @@ Reference smoothed_reference(const std::vector<float>& logits, const std::vector
 // Same tolerances as the unsmoothed forward and backward above: the smoothing term adds the row
 // sum of the logits, taken in f32 lanes per block of 256 and in double across blocks (a relative
 // error of a few 1e-7 of sum |logit|, which is V times the mean, so still ~1e-6 of the loss).
-TEST(CrossEntropyOp, LabelSmoothingMatchesDoubleReference) {
+TEST_P(CrossEntropyOp, LabelSmoothingMatchesDoubleReference) {
   Generator gen(41);
   const std::vector<Shape> shapes = {{5, 3}, {13, 37}, {2, 3, 65}, {3, 1000}};
   for (const Shape& shape : shapes) {
@@ -426,7 +431,7 @@ TEST(CrossEntropyOp, LabelSmoothingMatchesDoubleReference) {
 }
 
 // Ignored rows are excluded from both terms and from the count, as PyTorch.
-TEST(CrossEntropyOp, LabelSmoothingExcludesIgnoredRows) {
+TEST_P(CrossEntropyOp, LabelSmoothingExcludesIgnoredRows) {
   Generator gen(42);
   Tensor logits = scaled_randn({6, 9}, 2.0f, gen);
   Tensor targets = Tensor::from_ints({3, -100, 0, 8, -100, 5}, {6});
@@ -439,7 +444,7 @@ TEST(CrossEntropyOp, LabelSmoothingExcludesIgnoredRows) {
               r.loss, 1e-6 + 1e-5 * std::fabs(r.loss));
 }
 
-TEST(CrossEntropyOp, LabelSmoothingGradCheck) {
+TEST_P(CrossEntropyOp, LabelSmoothingGradCheck) {
   Generator gen(43);
   for (const Shape& shape : std::vector<Shape>{{5, 7}, {2, 3, 11}, {1, 2}}) {
     const int64_t V = shape.back();
@@ -452,7 +457,7 @@ TEST(CrossEntropyOp, LabelSmoothingGradCheck) {
   }
 }
 
-TEST(CrossEntropyOp, LabelSmoothingOutOfRangeNamesIt) {
+TEST_P(CrossEntropyOp, LabelSmoothingOutOfRangeNamesIt) {
   Generator gen(44);
   Tensor logits = Tensor::randn({2, 5}, &gen), targets = Tensor::from_ints({0, 1}, {2});
   expect_error([&] { cross_entropy(logits, targets, -1, -0.1f); }, {"cross_entropy", "label_smoothing", "[0, 1]"});

@@ -10,6 +10,7 @@
 #include "autograd/functions/dropout.h"
 #include "autograd/gradcheck.h"
 #include "tensor/tensor.h"
+#include "tests/cpu_isa_test_util.h"
 
 using namespace tg;
 
@@ -23,7 +24,11 @@ Tensor nonzero_input(const Shape& shape, uint64_t seed) {
 }
 }  // namespace
 
-TEST(Dropout, KeptFractionAndScaling) {
+// Every test of Dropout runs at each instruction-set level of the CPU kernels.
+class Dropout : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(Dropout);
+
+TEST_P(Dropout, KeptFractionAndScaling) {
   const int64_t n = 1000003;  // odd, and large enough to run on every thread
   for (float p : {0.1f, 0.5f, 0.9f}) {
     Tensor x = nonzero_input({n}, 1);
@@ -42,7 +47,7 @@ TEST(Dropout, KeptFractionAndScaling) {
   }
 }
 
-TEST(Dropout, MaskHasNoVisibleStructure) {
+TEST_P(Dropout, MaskHasNoVisibleStructure) {
   // Neighbouring elements are independent: P(both kept) = (1 - p)^2 within 6 sigma.
   const int64_t n = 400001;
   Generator gen(3);
@@ -52,7 +57,7 @@ TEST(Dropout, MaskHasNoVisibleStructure) {
   EXPECT_NEAR(static_cast<double>(both), 0.25 * (n - 1), 6 * std::sqrt(0.25 * 0.75 * (n - 1)));
 }
 
-TEST(Dropout, SameSeedSameMaskDifferentSeedDifferentMask) {
+TEST_P(Dropout, SameSeedSameMaskDifferentSeedDifferentMask) {
   Tensor x = nonzero_input({3, 7, 5}, 4);
   Generator a(42), b(42), c(43);
   std::vector<float> ya = dropout(x, 0.3f, true, &a).to_vector();
@@ -67,13 +72,13 @@ TEST(Dropout, SameSeedSameMaskDifferentSeedDifferentMask) {
   EXPECT_EQ(d1, dropout(x, 0.3f, true).to_vector());
 }
 
-TEST(Dropout, EvalModeAndZeroProbabilityAreIdentity) {
+TEST_P(Dropout, EvalModeAndZeroProbabilityAreIdentity) {
   Tensor x = nonzero_input({5, 1, 9}, 5);
   EXPECT_EQ(dropout(x, 0.5f, false).to_vector(), x.to_vector());
   EXPECT_EQ(dropout(x, 0.0f, true).to_vector(), x.to_vector());
 }
 
-TEST(Dropout, BackwardUsesTheForwardMask) {
+TEST_P(Dropout, BackwardUsesTheForwardMask) {
   const int64_t n = 100003;
   const float p = 0.25f;
   Tensor x = nonzero_input({n}, 6);
@@ -85,7 +90,7 @@ TEST(Dropout, BackwardUsesTheForwardMask) {
   for (int64_t i = 0; i < n; i++) ASSERT_EQ(g[i], out[i] != 0.0f ? vw[i] * (1.0f / (1.0f - p)) : 0.0f) << i;
 }
 
-TEST(Dropout, GradCheck) {
+TEST_P(Dropout, GradCheck) {
   // A fresh generator with one seed inside the function: every evaluation uses the same mask.
   for (const Shape& shape : {Shape{3, 7}, Shape{5, 1, 9}, Shape{13}}) {
     auto fn = [](const std::vector<Tensor>& in) {
@@ -96,7 +101,7 @@ TEST(Dropout, GradCheck) {
   }
 }
 
-TEST(Dropout, BadProbabilityThrowsNamingValue) {
+TEST_P(Dropout, BadProbabilityThrowsNamingValue) {
   Tensor x = Tensor::ones({4});
   for (float p : {1.5f, 1.0f, -0.1f, std::nanf("")}) {
     try {

@@ -12,6 +12,7 @@
 #include "autograd/functions/reduce.h"
 #include "autograd/gradcheck.h"
 #include "tensor/tensor.h"
+#include "tests/cpu_isa_test_util.h"
 
 using namespace tg;
 
@@ -91,7 +92,11 @@ Shape ops_broadcast(const Shape& a, const Shape& b) {
 
 }  // namespace
 
-TEST(Elementwise, ForwardMatchesBroadcastReference) {
+// Every test of Elementwise runs at each instruction-set level of the CPU kernels.
+class Elementwise : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(Elementwise);
+
+TEST_P(Elementwise, ForwardMatchesBroadcastReference) {
   for (const NamedOp& op : all_ops()) {
     for (const auto& [sa, sb] : shape_pairs()) {
       Tensor a = random_leaf(sa, 1), b = random_leaf(sb, 2, op.divisor_offset);
@@ -110,7 +115,7 @@ TEST(Elementwise, ForwardMatchesBroadcastReference) {
 
 // Past 32768 elements the forward splits rows into pieces of 16384 across threads: long rows with a
 // ragged last piece, a broadcast row, a broadcast scalar and a broadcast column.
-TEST(Elementwise, ForwardAtThreadedSizes) {
+TEST_P(Elementwise, ForwardAtThreadedSizes) {
   const std::vector<std::pair<Shape, Shape>> pairs = {
       {{3, 40001}, {40001}}, {{50001}, {}}, {{40001, 3}, {40001, 1}}, {{2, 1, 20001}, {3, 1}}};
   for (const NamedOp& op : all_ops()) {
@@ -127,7 +132,7 @@ TEST(Elementwise, ForwardAtThreadedSizes) {
   }
 }
 
-TEST(Elementwise, BroadcastShapes) {
+TEST_P(Elementwise, BroadcastShapes) {
   EXPECT_EQ(add(random_leaf({3, 1, 5}, 1), random_leaf({1, 4, 5}, 2)).shape(), (Shape{3, 4, 5}));
   EXPECT_EQ(add(random_leaf({4, 5}, 1), random_leaf({5}, 2)).shape(), (Shape{4, 5}));
   EXPECT_EQ(mul(random_leaf({2, 3}, 1), random_leaf({1, 1}, 2)).shape(), (Shape{2, 3}));
@@ -135,7 +140,7 @@ TEST(Elementwise, BroadcastShapes) {
   EXPECT_EQ(add(random_leaf({7}, 1), random_leaf({3, 1}, 2)).shape(), (Shape{3, 7}));
 }
 
-TEST(Elementwise, NonContiguousOperands) {
+TEST_P(Elementwise, NonContiguousOperands) {
   // A transposed view walks memory with strides (1, 7): the general strided path.
   Tensor base = random_leaf({7, 3}, 3);
   Tensor a = base.transpose(0, 1);
@@ -145,7 +150,7 @@ TEST(Elementwise, NonContiguousOperands) {
   for (size_t i = 0; i < got.size(); i++) EXPECT_NEAR(got[i], want[i], 1.2e-7 * std::fabs(want[i]));
 }
 
-TEST(Elementwise, GradCheckEveryOpAndBroadcast) {
+TEST_P(Elementwise, GradCheckEveryOpAndBroadcast) {
   for (const NamedOp& op : all_ops()) {
     for (const auto& [sa, sb] : shape_pairs()) {
       Tensor a = random_leaf(sa, 5), b = random_leaf(sb, 6, op.divisor_offset);
@@ -156,7 +161,7 @@ TEST(Elementwise, GradCheckEveryOpAndBroadcast) {
   }
 }
 
-TEST(Elementwise, GradCheckWithOnlyOneOperandNeedingGrad) {
+TEST_P(Elementwise, GradCheckWithOnlyOneOperandNeedingGrad) {
   for (const NamedOp& op : all_ops()) {
     Tensor a = random_leaf({4, 5}, 7), b = random_leaf({5}, 8, op.divisor_offset);
     auto fn = op.fn;
@@ -168,7 +173,7 @@ TEST(Elementwise, GradCheckWithOnlyOneOperandNeedingGrad) {
 
 // The fused backward kernels split rows across threads past 32768 elements, and the bias gradient
 // is a column sum over all rows: compare both layouts against double sums at that size.
-TEST(Elementwise, FusedBackwardMatchesReferenceMultiThreaded) {
+TEST_P(Elementwise, FusedBackwardMatchesReferenceMultiThreaded) {
   const int64_t rows = 1501, C = 37;  // 55537 elements: the parallel path, odd sizes
   for (const NamedOp& op : all_ops()) {
     for (bool row_operand : {true, false}) {
@@ -201,13 +206,13 @@ TEST(Elementwise, FusedBackwardMatchesReferenceMultiThreaded) {
   }
 }
 
-TEST(Elementwise, GradientsAccumulateWhenAnInputIsUsedTwice) {
+TEST_P(Elementwise, GradientsAccumulateWhenAnInputIsUsedTwice) {
   Tensor x = Tensor::from_vector({1, 2, 3}, {3}).requires_grad_(true);
   backward(sum(add(x, x) + mul(x, x)));  // d/dx (2x + x^2) = 2 + 2x
   EXPECT_EQ(x.grad().to_vector(), (std::vector<float>{4, 6, 8}));
 }
 
-TEST(Elementwise, ScalarOperators) {
+TEST_P(Elementwise, ScalarOperators) {
   Tensor x = Tensor::from_vector({1.5f, -2.0f, 4.0f}, {3});
   auto expect = [&](const Tensor& y, const std::function<float(float)>& f, const char* what) {
     std::vector<float> got = y.to_vector(), in = x.to_vector();
@@ -226,7 +231,7 @@ TEST(Elementwise, ScalarOperators) {
   expect(add_scalar(x, -4.0f), [](float v) { return v - 4.0f; }, "add_scalar");
 }
 
-TEST(Elementwise, GradCheckScalarOperators) {
+TEST_P(Elementwise, GradCheckScalarOperators) {
   Tensor x = random_leaf({3, 7}, 11, 1.0f);  // away from 0 for 3 / x
   std::vector<std::pair<const char*, std::function<Tensor(const Tensor&)>>> fns = {
       {"x + 1", [](const Tensor& t) { return t + 1.0f; }},   {"1 - x", [](const Tensor& t) { return 1.0f - t; }},
@@ -240,7 +245,7 @@ TEST(Elementwise, GradCheckScalarOperators) {
   }
 }
 
-TEST(Elementwise, ShapesThatDoNotBroadcastThrowNamingOpAndShapes) {
+TEST_P(Elementwise, ShapesThatDoNotBroadcastThrowNamingOpAndShapes) {
   for (const NamedOp& op : all_ops()) {
     try {
       op.fn(Tensor::zeros({3, 4}), Tensor::ones({5}));
@@ -254,7 +259,7 @@ TEST(Elementwise, ShapesThatDoNotBroadcastThrowNamingOpAndShapes) {
   }
 }
 
-TEST(Elementwise, WrongDtypeThrowsNamingIt) {
+TEST_P(Elementwise, WrongDtypeThrowsNamingIt) {
   Tensor ints = Tensor::from_ints({1, 2, 3}, {3});
   try {
     add(ints, Tensor::ones({3}));

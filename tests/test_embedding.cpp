@@ -13,6 +13,7 @@
 #include "autograd/gradcheck.h"
 #include "ops/embedding.h"
 #include "tests/test_util.h"
+#include "tests/cpu_isa_test_util.h"
 
 using namespace tg;
 
@@ -32,7 +33,11 @@ struct ThreadCount {
 
 }  // namespace
 
-TEST(EmbeddingOp, ForwardCopiesTheRows) {
+// Every test of EmbeddingOp runs at each instruction-set level of the CPU kernels.
+class EmbeddingOp : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(EmbeddingOp);
+
+TEST_P(EmbeddingOp, ForwardCopiesTheRows) {
   Generator gen(21);
   const std::vector<Shape> id_shapes = {{1}, {5}, {2, 3}, {2, 2, 3}, {4, 13}};
   for (const Shape& id_shape : id_shapes) {
@@ -49,7 +54,7 @@ TEST(EmbeddingOp, ForwardCopiesTheRows) {
   }
 }
 
-TEST(EmbeddingOp, GradCheck) {
+TEST_P(EmbeddingOp, GradCheck) {
   Generator gen(22);
   // Repeated ids on purpose (4 rows from a vocabulary of 3), 2-D ids, C = 1 and odd C.
   const std::vector<std::pair<Shape, Shape>> cases = {{{4}, {3, 5}}, {{2, 3}, {5, 1}}, {{3, 5}, {6, 3}}};
@@ -63,7 +68,7 @@ TEST(EmbeddingOp, GradCheck) {
 
 // The same id twice gets both gradient rows; rows never looked up get nothing; the gradient adds
 // to what the buffer held.
-TEST(EmbeddingOp, RepeatedIdsAccumulate) {
+TEST_P(EmbeddingOp, RepeatedIdsAccumulate) {
   const int64_t V = 5, C = 3;
   Tensor ids = Tensor::from_ints({1, 3, 1, 1}, {2, 2});
   Tensor dout = Tensor::from_vector({1, 2, 3, 10, 20, 30, 100, 200, 300, 1000, 2000, 3000}, {2, 2, C});
@@ -88,7 +93,7 @@ TEST(EmbeddingOp, RepeatedIdsAccumulate) {
 // the kernel equals a serial f32 sum in that order bit for bit. A small vocabulary makes every row
 // a long sum (where a different order would change the bits), C = 100 splits unevenly into cache
 // lines across 2 and 3 threads, and N x C is above the kernel's parallel threshold.
-TEST(EmbeddingOp, BackwardIsDeterministicAcrossThreadCounts) {
+TEST_P(EmbeddingOp, BackwardIsDeterministicAcrossThreadCounts) {
   ThreadCount restore;
   Generator gen(23);
   const int64_t V = 7, C = 100, N = 3000;
@@ -105,7 +110,7 @@ TEST(EmbeddingOp, BackwardIsDeterministicAcrossThreadCounts) {
   }
 }
 
-TEST(EmbeddingOp, OutOfRangeIdNamesTheIdItsPositionAndV) {
+TEST_P(EmbeddingOp, OutOfRangeIdNamesTheIdItsPositionAndV) {
   Generator gen(21);
   Tensor weight = Tensor::randn({5, 3}, &gen);
   expect_error([&] { embedding(Tensor::from_ints({0, 1, 2, 3, 4, 7}, {2, 3}), weight); }, {"embedding", "ids[1, 2]", "7", "V = 5"});
@@ -117,7 +122,7 @@ TEST(EmbeddingOp, OutOfRangeIdNamesTheIdItsPositionAndV) {
                {"embedding", "ids[0]", "9", "V = 5"});
 }
 
-TEST(EmbeddingOp, BadInputNamesTheOpAndShapes) {
+TEST_P(EmbeddingOp, BadInputNamesTheOpAndShapes) {
   Generator gen(22);
   Tensor ids = Tensor::from_ints({0, 1}, {2});
   expect_error([&] { embedding(ids, Tensor::randn({5}, &gen)); }, {"embedding", "weight", "(5)", "2 dimensions"});
@@ -130,7 +135,7 @@ TEST(EmbeddingOp, BadInputNamesTheOpAndShapes) {
   expect_error([&] { ops::embedding_forward(out, ids, Tensor::randn({5, 3}, &gen)); }, {"embedding", "out", "(3, 3)", "(2, 3)"});
 }
 
-TEST(EmbeddingOp, EmptyIds) {
+TEST_P(EmbeddingOp, EmptyIds) {
   Generator gen(23);
   Tensor out = embedding(Tensor::from_ints({}, {0}), Tensor::randn({4, 3}, &gen));
   EXPECT_EQ(out.shape(), (Shape{0, 3}));

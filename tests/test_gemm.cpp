@@ -15,6 +15,7 @@
 #include "ops/cpu/gemm.h"
 #include "ops/gemm.h"
 #include "tests/test_util.h"
+#include "tests/cpu_isa_test_util.h"
 
 using namespace tg;
 
@@ -135,11 +136,15 @@ Tensor randn_grad(const Shape& shape, uint64_t seed) {
 
 // ---- the kernel --------------------------------------------------------------------------------
 
-TEST(GemmKernel, SquareAwkwardSizes) {
+// Every test of GemmKernel runs at each instruction-set level of the CPU kernels.
+class GemmKernel : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(GemmKernel);
+
+TEST_P(GemmKernel, SquareAwkwardSizes) {
   for (int64_t s : {1, 2, 3, 7, 17, 31, 33, 63, 65, 127, 129}) check_all_transposes(s, s, s);
 }
 
-TEST(GemmKernel, LargerThanOneCacheBlock) {
+TEST_P(GemmKernel, LargerThanOneCacheBlock) {
   // M past the row block (112 rows) and K past the depth block (768): several packed blocks, and
   // a K remainder block that must add onto the first one's partial sums.
   check_all_transposes(257, 257, 257);
@@ -149,7 +154,7 @@ TEST(GemmKernel, LargerThanOneCacheBlock) {
   check_all_transposes(129, 65, 1537);
 }
 
-TEST(GemmKernel, TallSkinnyAndWideShapes) {
+TEST_P(GemmKernel, TallSkinnyAndWideShapes) {
   check_all_transposes(1, 300, 257);
   check_all_transposes(300, 1, 129);
   check_all_transposes(257, 300, 1);
@@ -161,19 +166,19 @@ TEST(GemmKernel, TallSkinnyAndWideShapes) {
   check_all_transposes(15, 4100, 5);
 }
 
-TEST(GemmKernel, AlphaAndBeta) {
+TEST_P(GemmKernel, AlphaAndBeta) {
   for (float beta : {0.0f, 1.0f, 0.25f}) {
     check_all_transposes(33, 65, 17, 1.0f, beta);
     check_all_transposes(129, 63, 800, -0.5f, beta);  // two K blocks: only the first may apply beta
   }
 }
 
-TEST(GemmKernel, LeadingDimensionsAboveMinimum) {
+TEST_P(GemmKernel, LeadingDimensionsAboveMinimum) {
   check_all_transposes(31, 33, 17, 1.0f, 0.0f, 5);
   check_all_transposes(129, 65, 257, 0.5f, 1.0f, 3);
 }
 
-TEST(GemmKernel, DegenerateSizes) {
+TEST_P(GemmKernel, DegenerateSizes) {
   // K == 0: C = beta * C; beta == 0 gives zeros even over NaN.
   std::vector<float> C(6, kNaN);
   cpu::gemm(false, false, 2, 3, 0, 1.0f, nullptr, 1, nullptr, 3, 0.0f, C.data(), 3);
@@ -189,7 +194,7 @@ TEST(GemmKernel, DegenerateSizes) {
   cpu::gemm(false, false, 2, 0, 4, 1.0f, nullptr, 4, nullptr, 0, 0.0f, nullptr, 1);
 }
 
-TEST(GemmKernel, Batched) {
+TEST_P(GemmKernel, Batched) {
   // batch 3 runs item by item with every thread; batch 4 splits whole items across threads.
   for (int64_t batch : {3, 4}) {
     for (bool shared_b : {false, true}) {
@@ -217,7 +222,7 @@ TEST(GemmKernel, Batched) {
   }
 }
 
-TEST(GemmKernel, LinearEpilogueHelpers) {
+TEST_P(GemmKernel, LinearEpilogueHelpers) {
   const int64_t M = 1000, N = 65;  // large enough for the threaded path
   std::vector<float> bias = random_vector(N, 3), out(static_cast<size_t>(M * N), kNaN);
   cpu::broadcast_rows(out.data(), bias.data(), M, N);

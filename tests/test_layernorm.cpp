@@ -18,6 +18,7 @@
 #include "autograd/gradcheck.h"
 #include "ops/layernorm.h"
 #include "tests/test_util.h"
+#include "tests/cpu_isa_test_util.h"
 
 using namespace tg;
 
@@ -90,10 +91,18 @@ struct ThreadCount {
 
 }  // namespace
 
+// Every test of LayerNormOp runs at each instruction-set level of the CPU kernels.
+class LayerNormOp : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(LayerNormOp);
+
+// Every test of AddLayerNormOp runs at each instruction-set level of the CPU kernels.
+class AddLayerNormOp : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(AddLayerNormOp);
+
 // Tolerance for the forward: f32 row statistics over up to 768 elements carry a relative error of a
 // few 1e-7 (vector-lane sums of C/16 terms); outputs are O(3), so 1e-5 absolute is 10x that margin
 // and still far below the 1e-3 errors of a wrong mean, variance or eps placement.
-TEST(LayerNormOp, ForwardMatchesDoubleReference) {
+TEST_P(LayerNormOp, ForwardMatchesDoubleReference) {
   Generator gen(11);
   const std::vector<Shape> shapes = {{1, 1}, {5, 3}, {13, 37}, {1, 5, 37}, {2, 3, 4}, {3, 768}, {7}};
   for (const Shape& shape : shapes) {
@@ -113,7 +122,7 @@ TEST(LayerNormOp, ForwardMatchesDoubleReference) {
   }
 }
 
-TEST(LayerNormOp, ForwardWithoutAffineAndWithOnlyOne) {
+TEST_P(LayerNormOp, ForwardWithoutAffineAndWithOnlyOne) {
   Generator gen(12);
   Tensor x = Tensor::randn({5, 37}, &gen), w = Tensor::randn({37}, &gen), b = Tensor::randn({37}, &gen);
   std::vector<float> xs = x.to_vector(), ws = w.to_vector(), bs = b.to_vector();
@@ -130,7 +139,7 @@ TEST(LayerNormOp, ForwardWithoutAffineAndWithOnlyOne) {
 // Rows of 1e4 + N(0, 1): E[x^2] - E[x]^2 in f32 loses every digit here (x^2 ~ 1e8, whose f32 ulp is
 // 8), and a plain two-pass mean is off by ~1e-3 (the f32 ulp of 1e4). The kernel's corrected
 // two-pass keeps the outputs within 1e-4 of the exact values of these f32 inputs.
-TEST(LayerNormOp, LargeOffsetKeepsPrecision) {
+TEST_P(LayerNormOp, LargeOffsetKeepsPrecision) {
   Generator gen(13);
   const int64_t N = 6, C = 768;
   Tensor x = Tensor::randn({N, C}, &gen);
@@ -145,7 +154,7 @@ TEST(LayerNormOp, LargeOffsetKeepsPrecision) {
 // O(eps / (x0 - x1)^2), so dx and dweight vanish and a finite-difference check would compare zeros
 // with zeros (OneFeatureGivesTheBias checks C = 1 exactly). Each shape must also give gradients of
 // order 1, so the check cannot pass on a kernel that writes nothing.
-TEST(LayerNormOp, GradCheck) {
+TEST_P(LayerNormOp, GradCheck) {
   Generator gen(14);
   const std::vector<Shape> shapes = {{1, 3}, {4, 3}, {5, 4}, {2, 3, 7}, {13, 5}, {1, 37}};
   for (const Shape& shape : shapes) {
@@ -163,7 +172,7 @@ TEST(LayerNormOp, GradCheck) {
 // dy w - mean(dy w) into one FMA, which keeps the product unrounded against its rounded mean: the
 // difference is that rounding, at most u |dy w| (u = 2^-24), then scaled by rstd = 1/sqrt(eps) = 316
 // and rounded once more, so |dx| <= 2u rstd |dy w|.
-TEST(LayerNormOp, OneFeatureGivesTheBias) {
+TEST_P(LayerNormOp, OneFeatureGivesTheBias) {
   Generator gen(18);
   Tensor x = leaf(Tensor::randn({4, 1}, &gen)), w = leaf(Tensor::randn({1}, &gen)), b = leaf(Tensor::randn({1}, &gen));
   Tensor dy = Tensor::randn({4, 1}, &gen);
@@ -178,7 +187,7 @@ TEST(LayerNormOp, OneFeatureGivesTheBias) {
   EXPECT_FLOAT_EQ(b.grad().to_vector()[0], d[0] + d[1] + d[2] + d[3]);
 }
 
-TEST(LayerNormOp, GradCheckWithoutAffine) {
+TEST_P(LayerNormOp, GradCheckWithoutAffine) {
   Generator gen(15);
   Tensor x = leaf(Tensor::randn({4, 9}, &gen)), w = leaf(Tensor::randn({9}, &gen));
   EXPECT_EQ(gradcheck([](const std::vector<Tensor>& in) { return layernorm(in[0], Tensor(), Tensor()); }, {x}), "");
@@ -187,7 +196,7 @@ TEST(LayerNormOp, GradCheckWithoutAffine) {
 
 // The backward at sizes finite differences cannot cover, against the Jacobian in double. dx, dw and
 // db are sums of O(C) or O(N) f32 terms of order 1: 1e-5 absolute is ~10x their rounding error.
-TEST(LayerNormOp, BackwardMatchesDoubleReference) {
+TEST_P(LayerNormOp, BackwardMatchesDoubleReference) {
   Generator gen(16);
   const std::vector<Shape> shapes = {{3, 768}, {13, 37}, {2, 5, 3}};
   for (const Shape& shape : shapes) {
@@ -205,7 +214,7 @@ TEST(LayerNormOp, BackwardMatchesDoubleReference) {
 
 // Gradients add into what the buffers hold (the engine's contract), and an undefined gradient is
 // simply not computed.
-TEST(LayerNormOp, BackwardAccumulates) {
+TEST_P(LayerNormOp, BackwardAccumulates) {
   Generator gen(17);
   const int64_t N = 5, C = 11;
   Tensor x = Tensor::randn({N, C}, &gen), w = Tensor::randn({C}, &gen), b = Tensor::randn({C}, &gen);
@@ -232,7 +241,7 @@ TEST(LayerNormOp, BackwardAccumulates) {
 // The same inputs give the same gradient bits on every run and with any thread count: the
 // parameter gradients are reduced over fixed row chunks in a fixed order. The size is above the
 // kernel's parallel threshold and N does not divide evenly among 2 or 3 threads.
-TEST(LayerNormOp, BackwardIsDeterministicAcrossRunsAndThreadCounts) {
+TEST_P(LayerNormOp, BackwardIsDeterministicAcrossRunsAndThreadCounts) {
   ThreadCount restore;
   Generator gen(18);
   const int64_t N = 301, C = 384;
@@ -250,7 +259,7 @@ TEST(LayerNormOp, BackwardIsDeterministicAcrossRunsAndThreadCounts) {
   EXPECT_EQ(grads(3), first) << "3 threads differ from 2";
 }
 
-TEST(LayerNormOp, BadInputNamesTheOpAndShapes) {
+TEST_P(LayerNormOp, BadInputNamesTheOpAndShapes) {
   Generator gen(19);
   Tensor x = Tensor::randn({2, 3, 4}, &gen), w = Tensor::randn({4}, &gen), b = Tensor::randn({4}, &gen);
   expect_error([&] { layernorm(x, Tensor::randn({5}, &gen), b); }, {"layernorm", "weight", "(5)", "(4)", "(2, 3, 4)"});
@@ -265,7 +274,7 @@ TEST(LayerNormOp, BadInputNamesTheOpAndShapes) {
 
 // A non-contiguous input (a transposed view) is normalised along its logical last dimension, and
 // its gradient lands in its own layout.
-TEST(LayerNormOp, NonContiguousInput) {
+TEST_P(LayerNormOp, NonContiguousInput) {
   Generator gen(19);
   Tensor base = leaf(Tensor::randn({6, 5}, &gen)), w = Tensor::randn({6}, &gen), b = Tensor::randn({6}, &gen);
   auto fn = [&](const std::vector<Tensor>& in) { return layernorm(transpose(in[0], 0, 1), w, b); };
@@ -278,7 +287,7 @@ TEST(LayerNormOp, NonContiguousInput) {
 
 // Finite differences through either output alone (the other then gets no gradient, and the engine
 // hands the backward a zero-filled one) and through both, on odd shapes.
-TEST(AddLayerNorm, GradChecksThroughEitherOutputAndBoth) {
+TEST_P(AddLayerNormOp, GradChecksThroughEitherOutputAndBoth) {
   Generator gen(30);
   const std::vector<Shape> shapes = {{1, 1}, {5, 3}, {2, 3, 7}, {1, 37}};
   for (const Shape& shape : shapes) {
@@ -315,7 +324,7 @@ TEST(AddLayerNorm, GradChecksThroughEitherOutputAndBoth) {
 // in another order plus one more add (the sum output's gradient): |difference| <= (C + 2) u times
 // the sum of the terms' magnitudes, which for unit-scale inputs and C = 37 is under 1e-5; 1e-5 + 1e-5
 // relative covers it and still catches a missing or doubled term (of order 1).
-TEST(AddLayerNorm, EqualsAddThenLayerNorm) {
+TEST_P(AddLayerNormOp, EqualsAddThenLayerNorm) {
   Generator gen(31);
   const Shape shape = {3, 5, 37};
   Tensor x = Tensor::randn(shape, &gen), d = Tensor::randn(shape, &gen);
@@ -346,7 +355,7 @@ TEST(AddLayerNorm, EqualsAddThenLayerNorm) {
   }
 }
 
-TEST(AddLayerNorm, BadInputNamesTheOpAndShapes) {
+TEST_P(AddLayerNormOp, BadInputNamesTheOpAndShapes) {
   Generator gen(32);
   Tensor x = Tensor::randn({5, 7}, &gen), w = Tensor::randn({7}, &gen);
   EXPECT_ERROR_MENTIONS(add_layernorm(x, Tensor::randn({5, 6}, &gen), w, Tensor()), "layernorm", "(5, 6)", "(5, 7)");

@@ -27,6 +27,7 @@
 #include "tensor/safetensors.h"
 #include "tests/cuda_test_util.h"
 #include "tests/test_util.h"
+#include "tests/cpu_isa_test_util.h"
 
 using namespace tg;
 
@@ -55,6 +56,10 @@ std::string temp_path(const std::string& name) {
 
 // ---- parity with PyTorch -------------------------------------------------------------------
 
+// Every test of Optim runs at each instruction-set level of the CPU kernels.
+class Optim : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(Optim);
+
 // Tolerance: both sides do the same f32 operations in the same order (ops/cpu/optim.cpp), but
 // PyTorch's scalar and vector kernels fuse multiply-adds in places, and the compiler may fuse ours,
 // so results can differ by an ulp or so per step. The largest difference seen (AVX-512, AVX2 and
@@ -62,7 +67,7 @@ std::string temp_path(const std::string& name) {
 // 4x, and each of these mistakes still fails the test (checked by mutating the kernel): eps inside
 // the square root, dampening on the first step, no weight decay, a Nesterov term missing the
 // gradient, no bias correction.
-TEST(Optim, SgdAndAdamWMatchPyTorch) {
+TEST_P(Optim, SgdAndAdamWMatchPyTorch) {
   ASSERT_TRUE(std::filesystem::exists(kFixture)) << kFixture << " missing: run the tests from the repository root";
   SafetensorsData fixture = load_safetensors(kFixture);
   ASSERT_TRUE(fixture.metadata.count("configs"));
@@ -123,7 +128,7 @@ TEST(Optim, SgdAndAdamWMatchPyTorch) {
 
 // ---- optimizer behaviour -------------------------------------------------------------------
 
-TEST(Optim, ZeroGradZeroesInPlaceAndKeepsBuffers) {
+TEST_P(Optim, ZeroGradZeroesInPlaceAndKeepsBuffers) {
   Generator gen(3);
   Tensor a = leaf(Tensor::randn({4, 3}, &gen)), b = leaf(Tensor::randn({5}, &gen)), c = leaf(Tensor::randn({2}, &gen));
   a.set_grad(Tensor::randn({4, 3}, &gen));
@@ -143,7 +148,7 @@ TEST(Optim, ZeroGradZeroesInPlaceAndKeepsBuffers) {
   EXPECT_EQ(b.grad().to_vector(), std::vector<float>(5, 0.0f));
 }
 
-TEST(Optim, ParamsWithoutGradAreLeftAlone) {
+TEST_P(Optim, ParamsWithoutGradAreLeftAlone) {
   Generator gen(4);
   Tensor with = leaf(Tensor::randn({6}, &gen)), without = leaf(Tensor::randn({3, 3}, &gen));
   Tensor before = without.clone();
@@ -168,7 +173,7 @@ TEST(Optim, ParamsWithoutGradAreLeftAlone) {
 
 // With a zero gradient AdamW's moments stay zero and its update is 0 / (0 + eps) = 0, so only the
 // decoupled decay acts: param * (1 - lr*wd), exactly, and not at all in the group without decay.
-TEST(Optim, GroupsApplyTheirOwnWeightDecay) {
+TEST_P(Optim, GroupsApplyTheirOwnWeightDecay) {
   Generator gen(8);
   Tensor decayed = leaf(Tensor::randn({7, 3}, &gen)), kept = leaf(Tensor::randn({5}, &gen));
   Tensor decayed0 = decayed.clone(), kept0 = kept.clone();
@@ -185,7 +190,7 @@ TEST(Optim, GroupsApplyTheirOwnWeightDecay) {
 
 // The kernels split work into fixed blocks, so any thread count gives the same bits. Sizes cover
 // several blocks and a ragged tail.
-TEST(Optim, KernelsGiveTheSameBitsOnAnyThreadCount) {
+TEST_P(Optim, KernelsGiveTheSameBitsOnAnyThreadCount) {
   Generator gen(21);
   const int64_t n = 3 * 8192 + 1237;
   Tensor g = Tensor::randn({n}, &gen), p0 = Tensor::randn({n}, &gen);
@@ -236,7 +241,7 @@ std::vector<std::pair<std::string, Tensor>> named(const TinyModel& model) {
 
 }  // namespace
 
-TEST(Optim, AdamWResumeFromCheckpointIsBitExact) {
+TEST_P(Optim, AdamWResumeFromCheckpointIsBitExact) {
   const int total = 7, stop_at = 3;
   TinyModel straight(1);
   AdamW straight_opt(straight.groups(), 3e-3f, 0.9f, 0.95f);
@@ -280,7 +285,7 @@ TEST(Optim, AdamWResumeFromCheckpointIsBitExact) {
   }
 }
 
-TEST(Optim, SgdResumeFromCheckpointIsBitExact) {
+TEST_P(Optim, SgdResumeFromCheckpointIsBitExact) {
   TinyModel straight(1);
   SGD straight_opt(straight.groups(), 0.05f, 0.9f, 0.1f);
   for (int s = 0; s < 6; s++) {
@@ -315,7 +320,7 @@ TEST(Optim, SgdResumeFromCheckpointIsBitExact) {
 // takes exactly the steps it takes when called directly on unscaled gradients (a power-of-two
 // scale is exact), an inf gradient skips the step leaving parameters and state as they were, and
 // its checkpoint state round-trips through the interface.
-TEST(Optim, ScalerDrivesEitherOptimizerThroughTheInterface) {
+TEST_P(Optim, ScalerDrivesEitherOptimizerThroughTheInterface) {
   using Make = std::function<std::unique_ptr<Optimizer>(const TinyModel&)>;
   std::vector<std::pair<const char*, Make>> kinds = {
       {"AdamW", [](const TinyModel& m) { return std::make_unique<AdamW>(m.groups(), 3e-3f, 0.9f, 0.95f); }},
@@ -367,7 +372,7 @@ TEST(Optim, ScalerDrivesEitherOptimizerThroughTheInterface) {
   }
 }
 
-TEST(Optim, LoadStateRejectsMismatchesAndChangesNothing) {
+TEST_P(Optim, LoadStateRejectsMismatchesAndChangesNothing) {
   TinyModel model(1);
   AdamW opt(model.groups(), 1e-3f);
   model.set_grads(0);
@@ -419,7 +424,7 @@ TEST(Optim, LoadStateRejectsMismatchesAndChangesNothing) {
 
 // ---- clipping ------------------------------------------------------------------------------
 
-TEST(Optim, ClipGradNormMatchesADoubleReference) {
+TEST_P(Optim, ClipGradNormMatchesADoubleReference) {
   Generator gen(17);
   std::vector<Tensor> params = {leaf(Tensor::zeros({100003})), leaf(Tensor::zeros({7, 3})), leaf(Tensor::zeros({5})),
                                 leaf(Tensor::zeros({4}))};
@@ -458,7 +463,7 @@ TEST(Optim, ClipGradNormMatchesADoubleReference) {
   expect_error([&] { clip_grad_norm(params, -1.0f); }, "clip_grad_norm: max_norm must be >= 0");
 }
 
-TEST(Optim, SumOfSquaresAndScaleMatchDouble) {
+TEST_P(Optim, SumOfSquaresAndScaleMatchDouble) {
   Generator gen(5);
   Tensor t = Tensor::randn({3, 8191}, &gen);
   double reference = 0.0;
@@ -474,7 +479,7 @@ TEST(Optim, SumOfSquaresAndScaleMatchDouble) {
 
 // ---- schedule ------------------------------------------------------------------------------
 
-TEST(Optim, CosineLrFollowsWarmupAndDecay) {
+TEST_P(Optim, CosineLrFollowsWarmupAndDecay) {
   const float max_lr = 6e-4f, min_lr = 6e-5f;
   const int64_t warmup = 10, max_steps = 110;
   // Warmup: linear from max_lr / warmup at step 0 to max_lr at step warmup - 1.
@@ -504,7 +509,7 @@ TEST(Optim, CosineLrFollowsWarmupAndDecay) {
 
 // ---- bad input -----------------------------------------------------------------------------
 
-TEST(Optim, RejectsBadConfiguration) {
+TEST_P(Optim, RejectsBadConfiguration) {
   Tensor a = leaf(Tensor::zeros({3})), b = leaf(Tensor::zeros({2}));
   expect_error([&] { AdamW({{{a, b}, 0.0f}, {{a}, 0.1f}}, 1e-3f); },
                "AdamW: group 1, parameter 0 is the same tensor as group 0, parameter 0");
@@ -527,7 +532,7 @@ TEST(Optim, RejectsBadConfiguration) {
   expect_error([&] { ok.set_lr(std::nanf("")); }, "AdamW: lr must be finite and >= 0");
 }
 
-TEST(Optim, KernelFrontsNameTheBadArgument) {
+TEST_P(Optim, KernelFrontsNameTheBadArgument) {
   Tensor p = Tensor::zeros({4, 3}), g = Tensor::zeros({4, 3}), m = Tensor::zeros({4, 3}), v = Tensor::zeros({4, 3});
   Tensor wrong = Tensor::zeros({3, 4});
   expect_error([&] { ops::adamw_update(p, wrong, m, v, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f, 1); },
@@ -583,7 +588,7 @@ const std::vector<Shape> kHalfShapes = {{1}, {7}, {33, 17}, {2, 8193}};
 // are exactly representable in the half type (fed to the f32 run as the same values) the masters
 // equal an f32 run's weights bit for bit, step after step, and the parameter is always the master
 // rounded to nearest. Both groups (with and without decay) and a parameter skipping a step are in.
-TEST(Optim, HalfAdamWMastersTrackTheF32RunExactly) {
+TEST_P(Optim, HalfAdamWMastersTrackTheF32RunExactly) {
   for (DType dtype : {DType::BF16, DType::F16}) {
     SCOPED_TRACE(dtype_name(dtype));
     Generator gen(31);
@@ -627,7 +632,7 @@ TEST(Optim, HalfAdamWMastersTrackTheF32RunExactly) {
 // correct rounding lands farther than 5 s from p with probability below 6e-7 (and the bits are
 // fixed, so this test does not flake: it either passes for good or points at a bias). N = 200000
 // makes 5 s <= 0.0056 for every p, while a truncating or nearest rounding is off by 0.25 or more.
-TEST(Optim, StochasticRoundingIsUnbiased) {
+TEST_P(Optim, StochasticRoundingIsUnbiased) {
   struct Case {
     const char* what;
     DType dtype;
@@ -675,7 +680,7 @@ TEST(Optim, StochasticRoundingIsUnbiased) {
 // Rounded to nearest the first update is lost in the parameters (only the master keeps it);
 // rounded stochastically their mean follows the masters (within 5 standard deviations of the Bernoulli rounding, see above), and the same seed
 // gives the same bits while another seed does not.
-TEST(Optim, StochasticRoundingInAdamWFollowsTheMasterAndIsReproducible) {
+TEST_P(Optim, StochasticRoundingInAdamWFollowsTheMasterAndIsReproducible) {
   const int64_t n = 100000;
   const float lr = std::ldexp(1.0f, -10);  // below 1.0 the bf16 spacing is 2^-8
   auto run = [&](bool stochastic, uint64_t seed, int steps) {
@@ -711,7 +716,7 @@ TEST(Optim, StochasticRoundingInAdamWFollowsTheMasterAndIsReproducible) {
 
 // A bf16 model with stochastic rounding stopped and resumed from a checkpoint continues bit for bit
 // (masters, moments, parameters), so the masters and the rounding stream travel with the state.
-TEST(Optim, HalfAdamWResumeFromCheckpointIsBitExact) {
+TEST_P(Optim, HalfAdamWResumeFromCheckpointIsBitExact) {
   auto make = [](uint64_t seed) {
     TinyModel model(seed);
     for (Tensor& p : model.params) p = leaf(p.to(DType::BF16));
@@ -763,7 +768,7 @@ TEST(Optim, HalfAdamWResumeFromCheckpointIsBitExact) {
 // Switching precision across a resume: an f32 run's state has no masters, so a bf16 optimizer makes
 // them from its parameters; a bf16 run's masters go into an f32 optimizer's parameters, whose
 // model tensors held only the rounding.
-TEST(Optim, MastersAcrossPrecisions) {
+TEST_P(Optim, MastersAcrossPrecisions) {
   TinyModel f32_model(1);
   AdamW f32_opt(f32_model.groups(), 1e-2f);
   f32_model.set_grads(0);
@@ -811,7 +816,7 @@ TEST(Optim, MastersAcrossPrecisions) {
 
 // Clipping a bf16 model: the norm of bf16 gradients is the norm of their f32 values, and the
 // clipped gradients are the f32 products rounded to bf16 once.
-TEST(Optim, ClipGradNormReadsHalfGradients) {
+TEST_P(Optim, ClipGradNormReadsHalfGradients) {
   Generator gen(19);
   Tensor p = leaf(Tensor::zeros({3, 1001}, DType::BF16));
   Tensor g = Tensor::randn({3, 1001}, &gen).to(DType::BF16);

@@ -17,6 +17,7 @@
 #include "nn/pool.h"
 #include "ops/pool.h"
 #include "tests/test_util.h"
+#include "tests/cpu_isa_test_util.h"
 
 using namespace tg;
 
@@ -134,8 +135,12 @@ std::vector<Pool2dParams> configurations() {
 
 }  // namespace
 
+// Every test of PoolOp runs at each instruction-set level of the CPU kernels.
+class PoolOp : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(PoolOp);
+
 // Exact: a max copies a value; an average of <= 9 f32 values of order 1 rounds at ~1e-7 (1e-6 is 10x).
-TEST(PoolOp, MaxMatchesReferenceWithDilation) {
+TEST_P(PoolOp, MaxMatchesReferenceWithDilation) {
   Generator gen(31);
   for (const Shape& shape : std::vector<Shape>{{2, 7, 9, 5}, {1, 6, 5, 17}}) {
     Tensor x = Tensor::randn(shape, &gen);
@@ -163,7 +168,7 @@ TEST(PoolOp, MaxMatchesReferenceWithDilation) {
 // Output sizes PyTorch documents for ceil_mode: 6 -> 3 (an extra, partial window) where floor gives
 // 2, and 5 with kernel 2, stride 2, padding 1 -> 3 in both modes (ceil's extra window would start in
 // the right padding, so it is dropped).
-TEST(PoolOp, CeilModeOutputSizes) {
+TEST_P(PoolOp, CeilModeOutputSizes) {
   Tensor x6 = Tensor::zeros({1, 6, 6, 1}), x5 = Tensor::zeros({1, 5, 5, 1});
   EXPECT_EQ(max_pool2d(x6, params(3, 3, 2, 2, 0, 0)).shape(), (Shape{1, 2, 2, 1}));
   EXPECT_EQ(max_pool2d(x6, params(3, 3, 2, 2, 0, 0, true)).shape(), (Shape{1, 3, 3, 1}));
@@ -172,7 +177,7 @@ TEST(PoolOp, CeilModeOutputSizes) {
 }
 
 // A window of equal values: the first tap in row-major order takes the index (and the gradient).
-TEST(PoolOp, MaxTieGoesToTheFirstTap) {
+TEST_P(PoolOp, MaxTieGoesToTheFirstTap) {
   std::vector<float> v = {1, 3, 3,
                           3, 0, 3,
                           2, 3, 3};
@@ -186,7 +191,7 @@ TEST(PoolOp, MaxTieGoesToTheFirstTap) {
   EXPECT_EQ(x.grad().to_vector(), (std::vector<float>{0, 11, 0, 100, 0, 1000, 0, 0, 0}));
 }
 
-TEST(PoolOp, AvgMatchesReferenceBothCountModes) {
+TEST_P(PoolOp, AvgMatchesReferenceBothCountModes) {
   Generator gen(32);
   for (const Shape& shape : std::vector<Shape>{{2, 7, 9, 5}, {1, 6, 5, 17}}) {
     Tensor x = Tensor::randn(shape, &gen);
@@ -210,7 +215,7 @@ TEST(PoolOp, AvgMatchesReferenceBothCountModes) {
 
 // Overlapping bins (7 -> 3: [0,3) [2,5) [4,7); 5 -> 3: [0,2) [1,4) [3,5)), growing bins (3 -> 5), and
 // the global case, which is the plain mean over H*W (sums of 1000 terms: 1e-5).
-TEST(PoolOp, AdaptiveAvgMatchesReference) {
+TEST_P(PoolOp, AdaptiveAvgMatchesReference) {
   Generator gen(33);
   Tensor x = Tensor::randn({2, 7, 5, 19}, &gen);
   for (auto [P, Q] : std::vector<std::pair<int64_t, int64_t>>{{3, 3}, {1, 1}, {7, 5}, {2, 4}, {9, 6}})
@@ -222,7 +227,7 @@ TEST(PoolOp, AdaptiveAvgMatchesReference) {
   EXPECT_EQ(AdaptiveAvgPool2d(1, 1).forward(big).shape(), (Shape{3, 1, 1, 32}));
 }
 
-TEST(PoolOp, GradCheckMax) {
+TEST_P(PoolOp, GradCheckMax) {
   Generator gen(34);
   Pool2dParams dilated = params(2, 3, 2, 1, 1, 1, true);
   dilated.dilation_h = 2, dilated.dilation_w = 2;
@@ -233,7 +238,7 @@ TEST(PoolOp, GradCheckMax) {
   }
 }
 
-TEST(PoolOp, GradCheckAvgAndAdaptive) {
+TEST_P(PoolOp, GradCheckAvgAndAdaptive) {
   Generator gen(35);
   Tensor x = leaf(Tensor::randn({2, 7, 5, 3}, &gen));
   for (Pool2dParams p : {params(3, 3, 2, 2, 1, 1, true), params(2, 3, 3, 2, 1, 1, true), params(3, 2, 1, 2, 0, 1)}) {
@@ -250,7 +255,7 @@ TEST(PoolOp, GradCheckAvgAndAdaptive) {
 }
 
 // (N,H,W,C) -> (N, C*H*W) with element (c, h, w) at c*H*W + h*W + w, as PyTorch's flatten of NCHW.
-TEST(PoolOp, FlattenUsesPyTorchOrder) {
+TEST_P(PoolOp, FlattenUsesPyTorchOrder) {
   Generator gen(36);
   const int64_t N = 2, H = 3, W = 5, C = 4;
   Tensor x = leaf(Tensor::randn({N, H, W, C}, &gen));
@@ -272,7 +277,7 @@ TEST(PoolOp, FlattenUsesPyTorchOrder) {
   EXPECT_EQ(gradcheck([](const std::vector<Tensor>& in) { return flatten_nhwc(in[0]); }, {pooled}), "");
 }
 
-TEST(PoolOp, ModulesMatchTheFunctions) {
+TEST_P(PoolOp, ModulesMatchTheFunctions) {
   Generator gen(37);
   Tensor x = Tensor::randn({2, 6, 7, 3}, &gen);
   Pool2dParams p = params(3, 3, 2, 2, 1, 1, true);
@@ -281,7 +286,7 @@ TEST(PoolOp, ModulesMatchTheFunctions) {
   EXPECT_EQ(AdaptiveAvgPool2d(2, 3).forward(x).to_vector(), adaptive_avg_pool2d(x, 2, 3).to_vector());
 }
 
-TEST(PoolOp, BadInputNamesTheOpAndArgument) {
+TEST_P(PoolOp, BadInputNamesTheOpAndArgument) {
   Generator gen(31);
   Tensor x = Tensor::randn({1, 5, 5, 2}, &gen);
   expect_error([&] { max_pool2d(Tensor::randn({5, 5, 2}, &gen), params(2, 2, 2, 2, 0, 0)); }, {"max_pool2d", "x", "(5, 5, 2)", "NHWC"});
@@ -301,7 +306,7 @@ TEST(PoolOp, BadInputNamesTheOpAndArgument) {
 
 // NaN propagates through a max (the window's last NaN, as PyTorch), and a window of -inf points at
 // its first tap inside the input, never at the padding.
-TEST(PoolOp, MaxPropagatesNanAndHandlesMinusInfinity) {
+TEST_P(PoolOp, MaxPropagatesNanAndHandlesMinusInfinity) {
   const float nan = std::nanf(""), inf = INFINITY;
   Tensor x = Tensor::from_vector({1, nan, 2, 5,
                                   nan, 0, -inf, -inf}, {1, 2, 4, 1});

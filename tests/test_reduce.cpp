@@ -12,6 +12,7 @@
 #include "autograd/functions/reduce.h"
 #include "autograd/gradcheck.h"
 #include "tensor/tensor.h"
+#include "tests/cpu_isa_test_util.h"
 
 using namespace tg;
 
@@ -38,7 +39,11 @@ std::vector<double> sum_dim_ref(const Tensor& x, int64_t dim) {
 
 }  // namespace
 
-TEST(Reduce, SumAndMeanOfAllElements) {
+// Every test of Reduce runs at each instruction-set level of the CPU kernels.
+class Reduce : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(Reduce);
+
+TEST_P(Reduce, SumAndMeanOfAllElements) {
   for (const Shape& shape : {Shape{3, 7}, Shape{5, 1, 9}, Shape{13}, Shape{}}) {
     Tensor x = random_leaf(shape, 1);
     double want = 0;
@@ -56,7 +61,7 @@ TEST(Reduce, SumAndMeanOfAllElements) {
 // 5M uniform [0, 1) numbers sum to ~2.5e6. A sequential float loop is off by ~3.5e-5 relative here
 // (past 2^21 every addend is rounded to a multiple of 0.25), so 1e-6 relative only passes with
 // blocked or double summation. Likewise a column sum over 3M rows.
-TEST(Reduce, LargeSumsMatchDoubleReference) {
+TEST_P(Reduce, LargeSumsMatchDoubleReference) {
   Generator gen(2);
   Tensor x = Tensor::rand({5000011}, &gen);
   double want = 0;
@@ -70,7 +75,7 @@ TEST(Reduce, LargeSumsMatchDoubleReference) {
   for (size_t i = 0; i < got.size(); i++) EXPECT_NEAR(got[i], ref[i], 1e-6 * ref[i]) << i;
 }
 
-TEST(Reduce, SumOverEachDimensionWithAndWithoutKeepdim) {
+TEST_P(Reduce, SumOverEachDimensionWithAndWithoutKeepdim) {
   // Odd sizes; shapes whose inner size is 1 (rows), > 1 (columns), and large enough to run threaded.
   for (const Shape& shape : {Shape{3, 7}, Shape{5, 1, 9}, Shape{13}, Shape{4, 3, 5, 2}, Shape{37, 1031}, Shape{1031, 37}}) {
     Tensor x = random_leaf(shape, 3);
@@ -95,7 +100,7 @@ TEST(Reduce, SumOverEachDimensionWithAndWithoutKeepdim) {
   }
 }
 
-TEST(Reduce, GradCheck) {
+TEST_P(Reduce, GradCheck) {
   for (const Shape& shape : {Shape{3, 7}, Shape{5, 1, 9}, Shape{13}}) {
     Tensor x = random_leaf(shape, 4);
     auto check = [&](const std::function<Tensor(const Tensor&)>& fn, const std::string& what) {
@@ -111,7 +116,7 @@ TEST(Reduce, GradCheck) {
   }
 }
 
-TEST(Reduce, BackwardBroadcastsAtThreadedSizes) {
+TEST_P(Reduce, BackwardBroadcastsAtThreadedSizes) {
   Tensor x = random_leaf({301, 257}, 5);
   Generator gen(7);
   Tensor w = Tensor::randn({301}, &gen);
@@ -124,7 +129,7 @@ TEST(Reduce, BackwardBroadcastsAtThreadedSizes) {
   for (float v : y.grad().to_vector()) ASSERT_EQ(v, 3.0f);
 }
 
-TEST(Reduce, BadDimensionThrowsNamingOpAndDim) {
+TEST_P(Reduce, BadDimensionThrowsNamingOpAndDim) {
   try {
     sum(Tensor::ones({2, 3}), 2);
     FAIL() << "expected an error";

@@ -22,6 +22,7 @@
 #include "tensor/safetensors.h"
 #include "tests/cuda_test_util.h"
 #include "tests/test_util.h"
+#include "tests/cpu_isa_test_util.h"
 
 using namespace tg;
 using tg::test::rel_error;
@@ -53,7 +54,11 @@ constexpr double kCellRtol = 2e-6;
 
 // ---- the cell kernels against double -----------------------------------------------------------
 
-TEST(RnnCell, LstmForwardAndBackwardMatchDouble) {
+// Every test of RnnCell runs at each instruction-set level of the CPU kernels.
+class RnnCell : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(RnnCell);
+
+TEST_P(RnnCell, LstmForwardAndBackwardMatchDouble) {
   Generator gen(101);
   const int64_t B = 3, H = 5;  // odd sizes, and H not a multiple of the vector width
   Tensor gx = randn({B, 4 * H}, gen, 2.0f), gh = randn({B, 4 * H}, gen, 2.0f), cp = randn({B, H}, gen);
@@ -101,7 +106,7 @@ TEST(RnnCell, LstmForwardAndBackwardMatchDouble) {
   EXPECT_EQ(dgx2.to_vector(), dgx.to_vector());
 }
 
-TEST(RnnCell, GruForwardAndBackwardMatchDouble) {
+TEST_P(RnnCell, GruForwardAndBackwardMatchDouble) {
   Generator gen(102);
   const int64_t B = 3, H = 5;
   Tensor gx = randn({B, 3 * H}, gen, 2.0f), gh = randn({B, 3 * H}, gen, 2.0f), hp = randn({B, H}, gen);
@@ -140,7 +145,7 @@ TEST(RnnCell, GruForwardAndBackwardMatchDouble) {
 
 // Saturated gates (pre-activations of +-100) give 0/1 gates (to within 2e-35: sigmoid's argument is
 // capped at 80, where exp still fits a float) and finite states and gradients, not NaN or inf.
-TEST(RnnCell, SaturatedGatesStayFinite) {
+TEST_P(RnnCell, SaturatedGatesStayFinite) {
   const int64_t B = 2, H = 3;
   std::vector<float> big(B * 4 * H);
   for (size_t i = 0; i < big.size(); i++) big[i] = (i % 2 ? 100.0f : -100.0f);
@@ -162,7 +167,7 @@ TEST(RnnCell, SaturatedGatesStayFinite) {
 // ---- gradchecks ----------------------------------------------------------------------------------
 
 // Each output alone (the other's gradient then arrives zero-filled) and both with different weights.
-TEST(RnnCell, LstmGradcheck) {
+TEST_P(RnnCell, LstmGradcheck) {
   Generator gen(103);
   const int64_t B = 3, H = 5;
   std::vector<Tensor> in = {randn({B, 4 * H}, gen).requires_grad_(), randn({B, 4 * H}, gen).requires_grad_(),
@@ -180,7 +185,7 @@ TEST(RnnCell, LstmGradcheck) {
       << "h and c together";
 }
 
-TEST(RnnCell, GruGradcheck) {
+TEST_P(RnnCell, GruGradcheck) {
   Generator gen(104);
   const int64_t B = 3, H = 5;
   std::vector<Tensor> in = {randn({B, 3 * H}, gen).requires_grad_(), randn({B, 3 * H}, gen).requires_grad_(),
@@ -192,7 +197,7 @@ TEST(RnnCell, GruGradcheck) {
 // parameter an input of the checked function (gradcheck clones its inputs, so a module's own
 // parameters cannot be perturbed through it): the recurrence, h feeding the next step's GEMM,
 // and the weight and bias gradients summed over steps.
-TEST(RnnCell, TwoStepsWithParametersGradcheck) {
+TEST_P(RnnCell, TwoStepsWithParametersGradcheck) {
   Generator gen(105);
   const int64_t B = 2, I = 3, H = 4;
   auto step = [](const Tensor& t, int64_t i) { return reshape(slice(t, 0, i, i + 1), {t.size(1), t.size(2)}); };
@@ -406,7 +411,7 @@ TEST(Rnn, BadInputsAreNamed) {
   EXPECT_ERROR_MENTIONS(LSTM(5, 7, 2, false, 1.0f), "LSTM", "dropout", "[0, 1)");
 }
 
-TEST(RnnCell, BadOperandsAreNamed) {
+TEST_P(RnnCell, BadOperandsAreNamed) {
   Tensor h = Tensor::empty({3, 5}), c = Tensor::empty({3, 5}), gates = Tensor::empty({3, 20});
   Tensor gx = Tensor::zeros({3, 20}), gh = Tensor::zeros({3, 20}), cp = Tensor::zeros({3, 5});
   Tensor odd = Tensor::zeros({3, 18});

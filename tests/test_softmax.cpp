@@ -11,6 +11,7 @@
 #include "autograd/functions/softmax.h"
 #include "autograd/gradcheck.h"
 #include "tensor/tensor.h"
+#include "tests/cpu_isa_test_util.h"
 
 using namespace tg;
 
@@ -38,9 +39,13 @@ std::vector<double> log_softmax_ref(const std::vector<float>& x, int64_t C) {
 
 }  // namespace
 
+// Every test of Softmax runs at each instruction-set level of the CPU kernels.
+class Softmax : public CpuIsaTest {};
+TG_INSTANTIATE_FOR_EACH_CPU_ISA(Softmax);
+
 // Shapes: odd sizes, one row, a row the size of GPT-2's vocabulary (many summation blocks), and one
 // large enough to split rows across threads.
-TEST(Softmax, MatchesDoubleReferenceAndRowsSumToOne) {
+TEST_P(Softmax, MatchesDoubleReferenceAndRowsSumToOne) {
   for (const Shape& shape : {Shape{3, 7}, Shape{5, 1, 9}, Shape{13}, Shape{2, 50257}, Shape{517, 129}}) {
     Tensor x = random_leaf(shape, 1, 3.0f);
     int64_t C = shape.back();
@@ -64,7 +69,7 @@ TEST(Softmax, MatchesDoubleReferenceAndRowsSumToOne) {
   }
 }
 
-TEST(Softmax, HugeLogitsStayFinite) {
+TEST_P(Softmax, HugeLogitsStayFinite) {
   Tensor x = Tensor::from_vector({1e4f, 1e4f - 1.0f, -1e4f, 0.0f, -1e4f, -1e4f, -1e4f, -1e4f}, {2, 4});
   std::vector<float> y = softmax(x).to_vector(), ly = log_softmax(x).to_vector();
   for (float v : y) EXPECT_TRUE(std::isfinite(v));
@@ -80,7 +85,7 @@ TEST(Softmax, HugeLogitsStayFinite) {
   for (int c = 4; c < 8; c++) EXPECT_NEAR(y[c], 0.25, 1e-7);
 }
 
-TEST(Softmax, GradCheck) {
+TEST_P(Softmax, GradCheck) {
   for (const Shape& shape : {Shape{3, 7}, Shape{5, 1, 9}, Shape{13}}) {
     Tensor x = random_leaf(shape, 2);
     EXPECT_EQ(gradcheck([](const std::vector<Tensor>& in) { return softmax(in[0]); }, {x}), "") << shape_str(shape);
@@ -88,7 +93,7 @@ TEST(Softmax, GradCheck) {
   }
 }
 
-TEST(Softmax, BackwardMatchesFormulaAtThreadedSize) {
+TEST_P(Softmax, BackwardMatchesFormulaAtThreadedSize) {
   const int64_t rows = 301, C = 129;
   Tensor x = random_leaf({rows, C}, 3), z = random_leaf({rows, C}, 3);
   Generator gen(4);
@@ -113,7 +118,7 @@ TEST(Softmax, BackwardMatchesFormulaAtThreadedSize) {
   }
 }
 
-TEST(Softmax, ScalarInputThrowsNamingOp) {
+TEST_P(Softmax, ScalarInputThrowsNamingOp) {
   try {
     softmax(Tensor::scalar(1.0f));
     FAIL() << "expected an error";

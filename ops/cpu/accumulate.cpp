@@ -3,6 +3,7 @@
 #include <cstddef>
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 void accumulate_strided(float* dst, const std::vector<int64_t>& dst_strides, const float* src,
                         const std::vector<int64_t>& src_strides, const std::vector<int64_t>& shape) {
@@ -38,4 +39,5 @@ void accumulate_strided(float* dst, const std::vector<int64_t>& dst_strides, con
   }
 }
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

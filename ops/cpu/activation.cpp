@@ -3,6 +3,7 @@
 #include "ops/cpu/fast_math.h"
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // See ops/cpu/elementwise.cpp: below this many elements one thread is faster.
 static constexpr int64_t kParallelMin = 1 << 15;
@@ -133,4 +134,5 @@ void silu_backward(float* dinp, const float* inp, const float* dout, int64_t n) 
   }
 }
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -4,7 +4,10 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/cpu/isa.h"
+
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // inp (N) -> out (N) = 0.5 inp (1 + tanh(sqrt(2/pi) (inp + 0.044715 inp^3)))
 void gelu_forward(float* out, const float* inp, int64_t n);
@@ -31,4 +34,5 @@ void silu_forward(float* out, const float* inp, int64_t n);
 // inp, dout (N) -> dinp (N) += dout * sigmoid(inp) (1 + inp sigmoid(-inp))
 void silu_backward(float* dinp, const float* inp, const float* dout, int64_t n);
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -28,6 +28,7 @@
 // head, which every one of the head's tile pairs then reuses.
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 namespace {
 
 // ---- vector primitives ------------------------------------------------------------------------
@@ -550,4 +551,5 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
   }
 }
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -7,7 +7,10 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/cpu/isa.h"
+
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // qkv (B,T,3C) -> out (B,T,C); lse (B,NH,T) = per-row log-sum-exp of the scaled, masked scores
 void attention_forward(float* out, float* lse, const float* qkv, int64_t B, int64_t T, int64_t C, int64_t NH);
@@ -16,4 +19,5 @@ void attention_forward(float* out, float* lse, const float* qkv, int64_t B, int6
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
                         int64_t B, int64_t T, int64_t C, int64_t NH);
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -5,6 +5,7 @@
 #include <vector>
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // Below this many elements a parallel region costs more than it saves.
 static constexpr int64_t kParallelMinElements = 1 << 15;
@@ -240,4 +241,5 @@ void batchnorm_backward(float* dx, float* dweight, float* dbias, const float* do
   else batchnorm_backward_impl<false>(dx, dweight, dbias, dout, x, weight, bias, mean, rstd, M, C, training);
 }
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

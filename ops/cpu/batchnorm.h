@@ -6,7 +6,10 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/cpu/isa.h"
+
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // Training: x (M,C) -> out (M,C); mean, rstd (C) of the batch (biased variance, as PyTorch:
 // rstd = 1 / sqrt(mean((x - mean)^2) + eps)). running_mean, running_var (C) are updated in place when
@@ -32,4 +35,5 @@ void batchnorm_backward(float* dx, float* dweight, float* dbias, const float* do
                         const float* weight, const float* bias, const float* mean, const float* rstd, int64_t M,
                         int64_t C, bool training, bool relu);
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -6,6 +6,7 @@
 #include <cstring>
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // Below this many bytes one thread copies faster than a team starts.
 static constexpr int64_t kParallelMinBytes = int64_t{1} << 17;
@@ -81,4 +82,5 @@ void concat_forward(void* out, const std::vector<const void*>& inputs, const std
   }
 }
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -7,10 +7,14 @@
 #include <cstdint>
 #include <vector>
 
+#include "ops/cpu/isa.h"
+
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // inputs[i] (outer, run_bytes[i]) -> out (outer, sum of run_bytes)
 void concat_forward(void* out, const std::vector<const void*>& inputs, const std::vector<int64_t>& run_bytes,
                     int64_t outer);
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -22,6 +22,7 @@
 #include "ops/cpu/gemm.h"
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 namespace {
 
@@ -175,4 +176,5 @@ void conv2d_backward_weight(float* dweight, float* dbias, const float* dout, con
           dweight[((group * Kg + k) * Cg + c) * RS + rs] += dw_t[(group * RSC + rs * Cg + c) * Kg + k];
 }
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

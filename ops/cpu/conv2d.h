@@ -14,6 +14,8 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/cpu/isa.h"
+
 namespace tg::cpu {
 
 // Every size of one convolution. P and Q are the output size the caller computed (and checked).
@@ -32,6 +34,8 @@ struct Conv2dGeometry {
   bool is_pointwise() const { return R == 1 && S == 1 && stride_h == 1 && stride_w == 1 && pad_h == 0 && pad_w == 0; }
 };
 
+TG_CPU_ISA_BEGIN
+
 // x (N,H,W,C), weight (K,C/g,R,S), bias (K) or null -> out (N,P,Q,K), written.
 void conv2d_forward(float* out, const float* x, const float* weight, const float* bias, const Conv2dGeometry& g);
 
@@ -42,4 +46,5 @@ void conv2d_backward_input(float* dx, const float* dout, const float* weight, co
 // (N*P*Q, K) (null: not wanted).
 void conv2d_backward_weight(float* dweight, float* dbias, const float* dout, const float* x, const Conv2dGeometry& g);
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -6,6 +6,7 @@
 #include <vector>
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 namespace {
 
@@ -131,4 +132,5 @@ void conv2d_depthwise_backward_weight(float* dweight, const float* dout, const f
       for (int64_t rs = 0; rs < RS; rs++) dweight[k * RS + rs] += partials[(t * RS + rs) * K + k];
 }
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

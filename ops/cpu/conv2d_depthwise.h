@@ -5,8 +5,10 @@
 // pixel's channels contiguous).
 #pragma once
 #include "ops/cpu/conv2d.h"
+#include "ops/cpu/isa.h"
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // x (N,H,W,C), weight (K,1,R,S), bias (K) or null -> out (N,P,Q,K), written.
 void conv2d_depthwise_forward(float* out, const float* x, const float* weight, const float* bias,
@@ -20,4 +22,5 @@ void conv2d_depthwise_backward_input(float* dx, const float* dout, const float* 
 // added in thread order: the same result on every run with the same thread count.
 void conv2d_depthwise_backward_weight(float* dweight, const float* dout, const float* x, const Conv2dGeometry& g);
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

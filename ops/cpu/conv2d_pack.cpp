@@ -9,6 +9,7 @@
 #endif
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 namespace {
 
@@ -137,7 +138,8 @@ struct PixelWalker {
 
 }  // namespace
 
-void PatchPackA::pack(int64_t i0, int64_t m, int64_t p0, int64_t k, float* a_pack) const {
+// mr is kGemmMR: the GEMM calling is this level's.
+void PatchPackA::pack(int64_t i0, int64_t m, int64_t p0, int64_t k, int /*mr*/, float* a_pack) const {
   const Taps& taps = taps_of(g_, p0, k);
   PixelWalker pixel(x_, g_, group_, i0);
   // With every tap a whole number of 16-float runs (Cg = 16, 32, 64, ...), each tap's MR rows are
@@ -153,7 +155,7 @@ void PatchPackA::pack(int64_t i0, int64_t m, int64_t p0, int64_t k, float* a_pac
       for (const Tap& t : taps.taps) {
         const float* row_ptrs[kGemmMR];
         for (int64_t r = 0; r < kGemmMR; r++) row_ptrs[r] = r < count ? tap_source(rows[r], t, g_) : nullptr;
-        pack_a_rows(row_ptrs, t.len, sliver);
+        pack_a_rows(row_ptrs, t.len, kGemmMR, sliver);
         sliver += t.len * kGemmMR;
       }
     }
@@ -172,11 +174,11 @@ void PatchPackA::pack(int64_t i0, int64_t m, int64_t p0, int64_t k, float* a_pac
         pixel.next();
       }
     }
-    pack_a_rows(row_ptrs, k, a_pack + s0 * k);
+    pack_a_rows(row_ptrs, k, kGemmMR, a_pack + s0 * k);
   }
 }
 
-void PatchTransposePackA::pack(int64_t i0, int64_t m, int64_t p0, int64_t k, float* a_pack) const {
+void PatchTransposePackA::pack(int64_t i0, int64_t m, int64_t p0, int64_t k, int /*mr*/, float* a_pack) const {
   // Here the pack's rows are patch columns and its k is pixels: sliver t, step pp holds patch
   // columns i0 + t*MR .. of pixel p0 + pp, MR floats in a row. Gather the pixel's patch segment
   // (m floats) once, then deal it out in MR-wide pieces.
@@ -192,4 +194,5 @@ void PatchTransposePackA::pack(int64_t i0, int64_t m, int64_t p0, int64_t k, flo
   }
 }
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -13,17 +13,24 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/cpu/isa.h"
+
 #include "ops/cpu/conv2d.h"
 #include "ops/cpu/gemm.h"
 
+#ifndef TG_CPU_ISA_NS
+#error "conv2d_pack.h is for the files compiled per instruction-set level (ISA_SRCS in the Makefile)"
+#endif
+
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // op(A) = patches (N*P*Q, R*S*Cg): the forward's A operand (out = patches @ weight^T). Each sliver
 // gathers its MR rows into a scratch row block, then transposes them into the k-major pack.
 class PatchPackA : public GemmPackA {
  public:
   PatchPackA(const float* x, const Conv2dGeometry& g, int64_t group) : x_(x), g_(g), group_(group) {}
-  void pack(int64_t i0, int64_t m, int64_t p0, int64_t k, float* a_pack) const override;
+  void pack(int64_t i0, int64_t m, int64_t p0, int64_t k, int mr, float* a_pack) const override;
 
  private:
   const float* x_;
@@ -39,7 +46,7 @@ class PatchTransposePackA : public GemmPackA {
  public:
   PatchTransposePackA(const float* x, const Conv2dGeometry& g, int64_t group, int64_t pixel0 = 0)
       : x_(x), g_(g), group_(group), pixel0_(pixel0) {}
-  void pack(int64_t i0, int64_t m, int64_t p0, int64_t k, float* a_pack) const override;
+  void pack(int64_t i0, int64_t m, int64_t p0, int64_t k, int mr, float* a_pack) const override;
 
  private:
   const float* x_;
@@ -47,4 +54,5 @@ class PatchTransposePackA : public GemmPackA {
   int64_t group_, pixel0_;
 };
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -25,6 +25,7 @@
 #include "tensor/error.h"
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 namespace {
 
 // Channels per transform step: one AVX-512 register of floats (two AVX2 ones).
@@ -300,10 +301,6 @@ void backward_input(float* dx, const float* dout, const float* weight, int64_t N
 
 }  // namespace
 
-WinogradTile winograd_default_tile(int64_t P, int64_t Q) {
-  return P >= 4 && Q >= 4 ? WinogradTile::F4x4 : WinogradTile::F2x2;
-}
-
 void conv2d_winograd_forward(float* out, const float* x, const float* weight, const float* bias, int64_t N,
                              int64_t H, int64_t W, int64_t C, int64_t K, int64_t pad_h, int64_t pad_w,
                              WinogradTile tile) {
@@ -311,12 +308,6 @@ void conv2d_winograd_forward(float* out, const float* x, const float* weight, co
   if (N == 0 || K == 0) return;
   if (tile == WinogradTile::F2x2) forward<TileF2>(out, x, weight, bias, N, H, W, C, K, pad_h, pad_w);
   else forward<TileF4>(out, x, weight, bias, N, H, W, C, K, pad_h, pad_w);
-}
-
-void conv2d_winograd_forward(float* out, const float* x, const float* weight, const float* bias, int64_t N,
-                             int64_t H, int64_t W, int64_t C, int64_t K, int64_t pad_h, int64_t pad_w) {
-  const WinogradTile tile = winograd_default_tile(H + 2 * pad_h - 2, W + 2 * pad_w - 2);
-  conv2d_winograd_forward(out, x, weight, bias, N, H, W, C, K, pad_h, pad_w, tile);
 }
 
 void conv2d_winograd_backward_input(float* dx, const float* dout, const float* weight, int64_t N, int64_t H,
@@ -328,15 +319,5 @@ void conv2d_winograd_backward_input(float* dx, const float* dout, const float* w
   else backward_input<TileF4>(dx, dout, weight, N, H, W, C, K, pad_h, pad_w);
 }
 
-void conv2d_winograd_backward_input(float* dx, const float* dout, const float* weight, int64_t N, int64_t H,
-                                    int64_t W, int64_t C, int64_t K, int64_t pad_h, int64_t pad_w) {
-  conv2d_winograd_backward_input(dx, dout, weight, N, H, W, C, K, pad_h, pad_w, winograd_default_tile(H, W));
-}
-
-bool winograd_applicable(int64_t R, int64_t S, int64_t stride_h, int64_t stride_w, int64_t dilation_h,
-                         int64_t dilation_w, int64_t groups, int64_t pad_h, int64_t pad_w) {
-  return R == 3 && S == 3 && stride_h == 1 && stride_w == 1 && dilation_h == 1 && dilation_w == 1 && groups == 1 &&
-         pad_h >= 0 && pad_h <= 2 && pad_w >= 0 && pad_w <= 2;
-}
-
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -9,6 +9,7 @@
 #include <limits>
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 static constexpr int64_t kParallelMinElements = 1 << 15;
 // A row is processed in blocks of this many logits (1 KB): each block's max is taken as it streams
@@ -304,4 +305,5 @@ void crossentropy_backward(float* dlogits, const float* dloss, const float* logi
   }
 }
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -3,7 +3,10 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/cpu/isa.h"
+
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // logits (N,V), targets (N) -> loss (1), lse (N). loss = mean over the rows whose target is not
 // ignore_index of lse[n] - logits[n, targets[n]]; 0 when every row is ignored. lse[n] =
@@ -24,4 +27,5 @@ void crossentropy_backward(float* dlogits, const float* dloss, const float* logi
 // and keeps NaN. The kernels above use it; it is declared here so that its accuracy can be tested.
 void vector_exp(float* out, const float* in, int64_t n);
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

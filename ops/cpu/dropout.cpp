@@ -3,6 +3,7 @@
 #include <cmath>
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // See ops/cpu/elementwise.cpp: below this many elements one thread is faster.
 static constexpr int64_t kParallelMin = 1 << 15;
@@ -46,4 +47,5 @@ void dropout_backward(float* dinp, const float* dout, int64_t n, float p, uint64
   }
 }
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -5,11 +5,15 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/cpu/isa.h"
+
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // inp (N) -> out (N) = keep(key, i) ? inp / (1 - p) : 0, for 0 < p < 1
 void dropout_forward(float* out, const float* inp, int64_t n, float p, uint64_t key);
 // dout (N) -> dinp (N) += keep(key, i) ? dout / (1 - p) : 0, the forward's mask for the same key
 void dropout_backward(float* dinp, const float* dout, int64_t n, float p, uint64_t key);
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -6,6 +6,7 @@
 #include <cstddef>
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // Below this many elements a parallel region costs more than it saves (a fork/join is a few
 // microseconds; one core adds ~4k floats per microsecond). On `parallel for simd` the clause must
@@ -241,4 +242,5 @@ void add_scalar_forward(float* out, const float* inp, float s, int64_t n) {
   for (int64_t i = 0; i < n; i++) out[i] = inp[i] + s;
 }
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

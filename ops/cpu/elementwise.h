@@ -9,7 +9,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "ops/cpu/isa.h"
+
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // out (shape, contiguous) = a op b; a, b given by their strides over `shape` (0 = broadcast)
 void add_forward(float* out, const float* a, const std::vector<int64_t>& a_strides, const float* b,
@@ -46,4 +49,5 @@ void scale_backward(float* dinp, const float* dout, float s, int64_t n);
 // inp (N) -> out (N) = inp + s
 void add_scalar_forward(float* out, const float* inp, float s, int64_t n);
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -6,6 +6,7 @@
 #include <cstring>
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 static constexpr int64_t kParallelMinElements = 1 << 15;
 // Threads split the columns in blocks of 16 floats: whole cache lines when C is a multiple of 16
@@ -59,4 +60,5 @@ void embedding_backward(float* dweight, const float* dout, const int32_t* ids, i
   }
 }
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -29,14 +29,19 @@
 #endif
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 namespace {
 
-// Register tile. AVX-512 has 32 zmm registers: 14 x 32 keeps 28 accumulators, 2 B vectors and one
-// broadcast A value live, and 28 independent FMAs per k step cover the 2 FMA pipes x 4-cycle
-// latency many times over. AVX2 (16 ymm): 6 x 16 = 12 accumulators + 2 B + 1 broadcast.
-// (kGemmMR x kGemmNR, in gemm.h for the packers.)
+// Register tile (kGemmMR x kGemmNR, in gemm.h for the packers).
 constexpr int kMR = kGemmMR, kNR = kGemmNR;
+#if defined(__AVX512F__)
+constexpr const char* kKernelName = "avx512 14x32";
+#elif defined(__AVX2__)
+constexpr const char* kKernelName = "avx2 6x16";
+#else
+constexpr const char* kKernelName = "scalar 4x16";
+#endif
 
 // Cache blocks, measured on Zen 5 (48 KiB L1d, 1 MiB L2 per core, 32 MiB L3 shared). The A block
 // MC*KC*4 = 336 KiB sits in L2 and the B panel KC*NC*4 = 6 MiB per thread in L3. The B sliver
@@ -247,7 +252,7 @@ void pack_a(bool trans, int64_t m, int64_t k, const float* a, int64_t lda, float
   for (int64_t i0 = 0; i0 < m; i0 += kMR) {
     const float* rows[kMR];
     for (int r = 0; r < kMR; r++) rows[r] = i0 + r < m ? a + (i0 + r) * lda : nullptr;
-    pack_a_rows(rows, k, a_pack + i0 * k);
+    pack_a_rows(rows, k, kMR, a_pack + i0 * k);
   }
 }
 
@@ -347,10 +352,10 @@ void gemm_serial(int64_t i0, int64_t M, int64_t j0, int64_t N, int64_t K, float 
       const int64_t kc = std::min(kKC, K - pc);
       // Later K blocks add onto the partial sums the first one wrote.
       const float beta_block = pc == 0 ? beta : 1.0f;
-      B.pack(pc, kc, j0 + jc, nc, b_pack);
+      B.pack(pc, kc, j0 + jc, nc, kNR, b_pack);
       for (int64_t ic = 0; ic < M; ic += kMC) {
         const int64_t mc = std::min(kMC, M - ic);
-        A.pack(i0 + ic, mc, pc, kc, a_pack);
+        A.pack(i0 + ic, mc, pc, kc, kMR, a_pack);
         for (int64_t jr = 0; jr < nc; jr += kNR) {
           const int n = static_cast<int>(std::min<int64_t>(kNR, nc - jr));
           const float* b_sliver = b_pack + jr * kc;
@@ -401,15 +406,21 @@ int threads_for(int64_t M, int64_t N, int64_t K) {
 
 }  // namespace
 
-void MatrixPackA::pack(int64_t i0, int64_t m, int64_t p0, int64_t k, float* a_pack) const {
-  pack_a(trans_, m, k, trans_ ? a_ + p0 * ld_ + i0 : a_ + i0 * ld_ + p0, ld_, a_pack);
+const char* gemm_kernel_name() { return kKernelName; }
+int gemm_mr() { return kMR; }
+int gemm_nr() { return kNR; }
+
+void gemm_pack_matrix_a(bool trans, const float* a, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t k,
+                        int /*mr: kMR, the caller's GEMM being this level's*/, float* a_pack) {
+  pack_a(trans, m, k, trans ? a + p0 * ld + i0 : a + i0 * ld + p0, ld, a_pack);
 }
 
-void MatrixPackB::pack(int64_t p0, int64_t k, int64_t j0, int64_t n, float* b_pack) const {
-  pack_b(trans_, k, n, trans_ ? b_ + j0 * ld_ + p0 : b_ + p0 * ld_ + j0, ld_, b_pack);
+void gemm_pack_matrix_b(bool trans, const float* b, int64_t ld, int64_t p0, int64_t k, int64_t j0, int64_t n,
+                        int /*nr: kNR*/, float* b_pack) {
+  pack_b(trans, k, n, trans ? b + j0 * ld + p0 : b + p0 * ld + j0, ld, b_pack);
 }
 
-void pack_a_rows(const float* const* rows, int64_t k, float* sliver) {
+void pack_a_rows(const float* const* rows, int64_t k, int /*mr: kMR*/, float* sliver) {
   int64_t p = 0;
 #if defined(__AVX512F__)
   // 16 k at a time: load 16 floats of each row stream, transpose, store 16 k-major MR-rows (each
@@ -511,4 +522,5 @@ void column_sums_accumulate(float* dbias, const float* dout, int64_t M, int64_t 
     for (int64_t j = 0; j < N; j++) dbias[j] += partials[static_cast<size_t>(t) * N + j];
 }
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

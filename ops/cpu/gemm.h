@@ -1,9 +1,15 @@
 // Single-precision GEMM on row-major matrices, BLIS-style (packed panels + register micro-kernel),
 // parallel over macro-tiles with OpenMP. The one matmul kernel behind Linear, attention and conv.
+//
+// Compiled once per instruction-set level (ops/cpu/isa.h): the register tile differs per level, so
+// the packed-operand interface takes the tile's width at run time from the GEMM that calls it.
 #pragma once
 #include <cstdint>
 
+#include "ops/cpu/isa.h"
+
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // C (M,N) = alpha * op(A) (M,K) @ op(B) (K,N) + beta * C (M,N); every matrix row-major.
 // A is stored (M,K) with row stride lda, or (K,M) when trans_a; B is (K,N) with row stride ldb, or
@@ -21,16 +27,22 @@ void gemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, f
 
 // out (M,N) row i = bias (N), for every row: the starting value of a Linear output before its
 // GEMM accumulates (beta = 1) on top.
+void broadcast_rows(float* out, const float* bias, int64_t M, int64_t N);
+
+// dbias (N) += column sums of dout (M,N): the bias gradient of Linear.
+void column_sums_accumulate(float* dbias, const float* dout, int64_t M, int64_t N);
+
+// The active level's micro-kernel, e.g. "avx512 14x32" (what ./train prints, and what the tests
+// check to know that a forced level really ran).
+const char* gemm_kernel_name();
+
+TG_CPU_ISA_END
+
 // ---- GEMM on packed operands -------------------------------------------------------------------
-// The register tile of the micro-kernel. A packer fills slivers of kGemmMR rows of op(A), or of
-// kGemmNR columns of op(B), in the order the micro-kernel reads them.
-#if defined(__AVX512F__)
-constexpr int kGemmMR = 14, kGemmNR = 32;
-#elif defined(__AVX2__)
-constexpr int kGemmMR = 6, kGemmNR = 16;
-#else
-constexpr int kGemmMR = 4, kGemmNR = 16;
-#endif
+// The micro-kernel's register tile is MR rows of op(A) by NR columns of op(B): per level, 14 x 32
+// (avx512), 6 x 16 (avx2), 4 x 16 (scalar). A packer fills slivers of MR rows of op(A), or of NR
+// columns of op(B), in the order the micro-kernel reads them; the GEMM passes it MR or NR.
+constexpr int kGemmMaxMR = 16, kGemmMaxNR = 32;
 
 // Produces blocks of op(A) (M,K) for the blocked GEMM. An operand that is not a stored matrix (the
 // patch matrix of a convolution, gathered from the image) is a packer. pack() is called from
@@ -38,25 +50,25 @@ constexpr int kGemmMR = 4, kGemmNR = 16;
 class GemmPackA {
  public:
   virtual ~GemmPackA() = default;
-  // op(A)[i0 : i0+m, p0 : p0+k] -> a_pack (ceil(m/MR), k, MR): sliver s holds rows i0 + s*MR ..,
+  // op(A)[i0 : i0+m, p0 : p0+k] -> a_pack (ceil(m/mr), k, mr): sliver s holds rows i0 + s*mr ..,
   // k-major; rows past m are zeros. a_pack has room for 16 floats past the last sliver.
-  virtual void pack(int64_t i0, int64_t m, int64_t p0, int64_t k, float* a_pack) const = 0;
+  virtual void pack(int64_t i0, int64_t m, int64_t p0, int64_t k, int mr, float* a_pack) const = 0;
 };
 
 // The same for op(B) (K,N).
 class GemmPackB {
  public:
   virtual ~GemmPackB() = default;
-  // op(B)[p0 : p0+k, j0 : j0+n] -> b_pack (ceil(n/NR), k, NR): sliver s holds columns j0 + s*NR ..,
+  // op(B)[p0 : p0+k, j0 : j0+n] -> b_pack (ceil(n/nr), k, nr): sliver s holds columns j0 + s*nr ..,
   // k-major; columns past n are zeros. b_pack has room for 16 floats past the last sliver.
-  virtual void pack(int64_t p0, int64_t k, int64_t j0, int64_t n, float* b_pack) const = 0;
+  virtual void pack(int64_t p0, int64_t k, int64_t j0, int64_t n, int nr, float* b_pack) const = 0;
 };
 
 // A stored row-major matrix as a packer: (M,K) with row stride ld, or (K,M) when trans.
 class MatrixPackA : public GemmPackA {
  public:
   MatrixPackA(bool trans, const float* a, int64_t ld) : trans_(trans), a_(a), ld_(ld) {}
-  void pack(int64_t i0, int64_t m, int64_t p0, int64_t k, float* a_pack) const override;
+  void pack(int64_t i0, int64_t m, int64_t p0, int64_t k, int mr, float* a_pack) const override;
 
  private:
   bool trans_;
@@ -68,7 +80,7 @@ class MatrixPackA : public GemmPackA {
 class MatrixPackB : public GemmPackB {
  public:
   MatrixPackB(bool trans, const float* b, int64_t ld) : trans_(trans), b_(b), ld_(ld) {}
-  void pack(int64_t p0, int64_t k, int64_t j0, int64_t n, float* b_pack) const override;
+  void pack(int64_t p0, int64_t k, int64_t j0, int64_t n, int nr, float* b_pack) const override;
 
  private:
   bool trans_;
@@ -76,20 +88,44 @@ class MatrixPackB : public GemmPackB {
   int64_t ld_;
 };
 
+TG_CPU_ISA_BEGIN
+
+#ifdef TG_CPU_ISA_NS
+// This level's tile, for the files compiled per level (elsewhere: gemm_mr(), gemm_nr()). AVX-512 has
+// 32 zmm registers: 14 x 32 keeps 28 accumulators, 2 B vectors and one broadcast A value live, and
+// 28 independent FMAs per k step cover the 2 FMA pipes x 4-cycle latency many times over. AVX2
+// (16 ymm): 6 x 16 = 12 accumulators + 2 B + 1 broadcast.
+#if defined(__AVX512F__)
+constexpr int kGemmMR = 14, kGemmNR = 32;
+#elif defined(__AVX2__)
+constexpr int kGemmMR = 6, kGemmNR = 16;
+#else
+constexpr int kGemmMR = 4, kGemmNR = 16;
+#endif
+static_assert(kGemmMR <= kGemmMaxMR && kGemmNR <= kGemmMaxNR, "kGemmMax* bound every level's tile");
+#endif
+
 // C (M,N) = alpha * op(A) @ op(B) + beta * C, with the operands produced by packers; the same loop
 // nest, threading and micro-kernel as gemm() (which is this with two matrix packers).
 void gemm_packed(int64_t M, int64_t N, int64_t K, float alpha, const GemmPackA& a, const GemmPackB& b, float beta,
                  float* C, int64_t ldc);
 
-// For custom A packers: one sliver segment from MR row streams. rows[r] points at k consecutive
-// floats of row r (null: a row of zeros); writes sliver (k, MR) k-major, sliver[p*MR + r] = rows[r][p].
+// The active level's register tile: MR (rows of op(A)) and NR (columns of op(B)).
+int gemm_mr();
+int gemm_nr();
+
+// op(A) of a stored matrix -> a_pack, and op(B) -> b_pack, as MatrixPackA / MatrixPackB::pack,
+// for the tile the level's GEMM uses (mr, nr must be its gemm_mr(), gemm_nr()).
+void gemm_pack_matrix_a(bool trans, const float* a, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t k, int mr,
+                        float* a_pack);
+void gemm_pack_matrix_b(bool trans, const float* b, int64_t ld, int64_t p0, int64_t k, int64_t j0, int64_t n, int nr,
+                        float* b_pack);
+
+// For custom A packers: one sliver segment from mr row streams. rows[r] points at k consecutive
+// floats of row r (null: a row of zeros); writes sliver (k, mr) k-major, sliver[p*mr + r] = rows[r][p].
 // May write up to 16 floats past the end of the segment (callers fill segments in increasing
-// order, and the pack buffer has slack for the last one).
-void pack_a_rows(const float* const* rows, int64_t k, float* sliver);
+// order, and the pack buffer has slack for the last one). mr must be gemm_mr().
+void pack_a_rows(const float* const* rows, int64_t k, int mr, float* sliver);
 
-void broadcast_rows(float* out, const float* bias, int64_t M, int64_t N);
-
-// dbias (N) += column sums of dout (M,N): the bias gradient of Linear.
-void column_sums_accumulate(float* dbias, const float* dout, int64_t M, int64_t N);
-
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -102,18 +102,18 @@ void native(const GemmBf16Problem& p) {
 class Bf16PackA : public GemmPackA {
  public:
   Bf16PackA(bool trans, const uint16_t* a, int64_t ld) : trans_(trans), a_(a), ld_(ld) {}
-  void pack(int64_t i0, int64_t m, int64_t p0, int64_t k, float* a_pack) const override {
-    for (int64_t s = 0; s * kGemmMR < m; s++) {
-      float* sliver = a_pack + s * kGemmMR * k;
-      const int64_t rows = std::min<int64_t>(kGemmMR, m - s * kGemmMR), i = i0 + s * kGemmMR;
+  void pack(int64_t i0, int64_t m, int64_t p0, int64_t k, int mr, float* a_pack) const override {
+    for (int64_t s = 0; s * mr < m; s++) {
+      float* sliver = a_pack + s * mr * k;
+      const int64_t rows = std::min<int64_t>(mr, m - s * mr), i = i0 + s * mr;
       // Loops run along the stored rows, so every read is unit stride.
       if (trans_) {
         for (int64_t p = 0; p < k; p++)
-          for (int64_t r = 0; r < kGemmMR; r++)
-            sliver[p * kGemmMR + r] = r < rows ? widen(a_[(p0 + p) * ld_ + i + r]) : 0.0f;
+          for (int64_t r = 0; r < mr; r++)
+            sliver[p * mr + r] = r < rows ? widen(a_[(p0 + p) * ld_ + i + r]) : 0.0f;
       } else {
-        for (int64_t r = 0; r < kGemmMR; r++)
-          for (int64_t p = 0; p < k; p++) sliver[p * kGemmMR + r] = r < rows ? widen(a_[(i + r) * ld_ + p0 + p]) : 0.0f;
+        for (int64_t r = 0; r < mr; r++)
+          for (int64_t p = 0; p < k; p++) sliver[p * mr + r] = r < rows ? widen(a_[(i + r) * ld_ + p0 + p]) : 0.0f;
       }
     }
   }
@@ -128,20 +128,20 @@ class Bf16PackA : public GemmPackA {
 class Bf16PackB : public GemmPackB {
  public:
   Bf16PackB(bool trans, const uint16_t* b, int64_t ld) : trans_(trans), b_(b), ld_(ld) {}
-  void pack(int64_t p0, int64_t k, int64_t j0, int64_t n, float* b_pack) const override {
-    for (int64_t s = 0; s * kGemmNR < n; s++) {
-      float* sliver = b_pack + s * kGemmNR * k;
-      const int64_t cols = std::min<int64_t>(kGemmNR, n - s * kGemmNR), j = j0 + s * kGemmNR;
+  void pack(int64_t p0, int64_t k, int64_t j0, int64_t n, int nr, float* b_pack) const override {
+    for (int64_t s = 0; s * nr < n; s++) {
+      float* sliver = b_pack + s * nr * k;
+      const int64_t cols = std::min<int64_t>(nr, n - s * nr), j = j0 + s * nr;
       if (trans_) {
         // 64 k at a time, so the 64 sliver rows being filled column by column stay in L1.
         for (int64_t q = 0; q < k; q += 64)
-          for (int64_t c = 0; c < kGemmNR; c++)
+          for (int64_t c = 0; c < nr; c++)
             for (int64_t p = q; p < std::min<int64_t>(k, q + 64); p++)
-              sliver[p * kGemmNR + c] = c < cols ? widen(b_[(j + c) * ld_ + p0 + p]) : 0.0f;
+              sliver[p * nr + c] = c < cols ? widen(b_[(j + c) * ld_ + p0 + p]) : 0.0f;
       } else {
         for (int64_t p = 0; p < k; p++)
-          for (int64_t c = 0; c < kGemmNR; c++)
-            sliver[p * kGemmNR + c] = c < cols ? widen(b_[(p0 + p) * ld_ + j + c]) : 0.0f;
+          for (int64_t c = 0; c < nr; c++)
+            sliver[p * nr + c] = c < cols ? widen(b_[(p0 + p) * ld_ + j + c]) : 0.0f;
       }
     }
   }
@@ -158,7 +158,7 @@ void f32_path(const GemmBf16Problem& p) {
   if (p.c_f32) return gemm_packed(p.M, p.N, p.K, p.alpha, Bf16PackA(p.trans_a, p.A, p.lda), b, p.beta, p.c_f32, p.ldc);
   // A bf16 C: form v = alpha * acc + beta * C in f32, then round once; a band of rows at a time,
   // so that the f32 copy stays about 4 MiB (in cache) however large C is.
-  const int64_t band = std::max<int64_t>(8 * kGemmMR, (int64_t(1) << 20) / std::max<int64_t>(p.N, 1));
+  const int64_t band = std::max<int64_t>(8 * int64_t(kGemmMaxMR), (int64_t(1) << 20) / std::max<int64_t>(p.N, 1));
   std::vector<float> c(static_cast<size_t>(std::min(band, p.M) * p.N));
   for (int64_t i0 = 0; i0 < p.M; i0 += band) {
     const int64_t rows = std::min(band, p.M - i0);

@@ -5,6 +5,7 @@
 #include <vector>
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // Below this many elements a parallel region costs more than it saves.
 static constexpr int64_t kParallelMinElements = 1 << 15;
@@ -138,4 +139,5 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
   }
 }
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

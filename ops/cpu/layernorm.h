@@ -2,7 +2,10 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/cpu/isa.h"
+
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // inp (N,C) -> out (N,C); mean, rstd (N). weight, bias (C), either may be null (scale 1, shift 0).
 // Biased variance, as PyTorch: rstd = 1 / sqrt(mean((x - mean)^2) + eps).
@@ -22,4 +25,5 @@ void add_layernorm_forward(float* residual, float* out, float* mean, float* rstd
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C);
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

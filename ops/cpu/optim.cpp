@@ -10,6 +10,7 @@
 #include "ops/optim_math.h"
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // 8192 floats = 32 KB per array: the four arrays AdamW streams stay within one core's L2, and a
 // GPT-2 sized model still splits into tens of thousands of blocks for the threads to share.
@@ -229,4 +230,5 @@ bool scale_half(DType dtype, uint16_t* x, int64_t n, float s, bool check) {
   });
 }
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -10,9 +10,11 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/cpu/isa.h"
 #include "tensor/dtype.h"
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // param, grad, m, v (n). PyTorch AdamW: decoupled weight decay, bias-corrected moments;
 // `step` is this parameter's update count including this one (>= 1).
@@ -43,4 +45,5 @@ bool scale(float* x, int64_t n, float s, bool check = false);
 // x (n) bf16 or f16 bits *= s, in f32 and rounded to nearest once.
 bool scale_half(DType dtype, uint16_t* x, int64_t n, float s, bool check = false);
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

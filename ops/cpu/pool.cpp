@@ -5,6 +5,7 @@
 #include <vector>
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // Below this many elements a parallel region costs more than it saves.
 static constexpr int64_t kParallelMinElements = 1 << 15;
@@ -129,4 +130,5 @@ void avgpool2d_backward(float* dx, const float* dout, int64_t N, int64_t H, int6
   }
 }
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -6,6 +6,7 @@
 #include <vector>
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // See ops/cpu/elementwise.cpp: below this many elements one thread is faster.
 static constexpr int64_t kParallelMin = 1 << 15;
@@ -140,4 +141,5 @@ void sum_backward(float* dinp, const float* dout, int64_t outer, int64_t size, i
   }
 }
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -5,11 +5,15 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/cpu/isa.h"
+
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // inp (outer, size, inner) -> out (outer, inner) = scale * sum over size   (scale 1/size for a mean)
 void sum_forward(float* out, const float* inp, int64_t outer, int64_t size, int64_t inner, float scale);
 // dout (outer, inner) -> dinp (outer, size, inner) += scale * dout, broadcast over size
 void sum_backward(float* dinp, const float* dout, int64_t outer, int64_t size, int64_t inner, float scale);
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -3,6 +3,7 @@
 #include "ops/cpu/fast_math.h"
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // Below this many elements per step one thread is faster than waking the team (one step of a
 // small layer is a few microseconds of work).
@@ -141,4 +142,5 @@ void gru_cell_backward(float* dgates_x, float* dgates_h, float* dh_prev, const f
   }
 }
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

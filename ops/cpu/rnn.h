@@ -9,7 +9,10 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/cpu/isa.h"
+
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // gates_x, gates_h (B,4H), c_prev (B,H) -> h, c (B,H); gates (B,4H) = the activated i, f, g, o
 //   i = sigmoid, f = sigmoid, g = tanh, o = sigmoid of gates_x + gates_h
@@ -34,4 +37,5 @@ void gru_cell_forward(float* h, float* saved, const float* gates_x, const float*
 void gru_cell_backward(float* dgates_x, float* dgates_h, float* dh_prev, const float* saved, const float* h_prev,
                        const float* dh, int64_t B, int64_t H);
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

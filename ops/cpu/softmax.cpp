@@ -7,6 +7,7 @@
 #include "ops/cpu/fast_math.h"
 
 namespace tg::cpu {
+TG_CPU_ISA_BEGIN
 
 // See ops/cpu/elementwise.cpp: below this many elements one thread is faster.
 static constexpr int64_t kParallelMin = 1 << 15;
@@ -120,4 +121,5 @@ void log_softmax_backward(float* dinp, const float* out, const float* dout, int6
   }
 }
 
+TG_CPU_ISA_END
 }  // namespace tg::cpu

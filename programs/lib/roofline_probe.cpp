@@ -85,7 +85,7 @@ PlannerMachine planner_machine(Device device, const Roofline& roof) {
   if (device.is_cpu()) {
     machine.fast_memory_bytes = cpu_l2_bytes_per_core();
     machine.fast_memory = "L2 per core";
-    machine.tile_rows = cpu::kGemmMR;
+    machine.tile_rows = cpu::gemm_mr();  // the active instruction-set level's register tile
     return machine;
   }
   machine.fast_memory = "L2";

@@ -13,6 +13,8 @@
 #include "dist/data_parallel.h"
 #include "dist/launch.h"
 #include "ops/profiler.h"
+#include "ops/cpu/gemm.h"
+#include "ops/cpu/isa.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
 #include "optim/grad_scaler.h"
@@ -457,6 +459,9 @@ class Trainer {
                   "backward\n",
                   c_.world_size, comm_->engine().c_str(), std::to_string(c_.global_batch()).c_str(), c_.world_size,
                   task_.describe_batch().c_str(), ddp_->buckets().size());
+    if (device_.is_cpu())
+      std::printf("cpu kernels: %s (gemm tile %dx%d; TG_CPU_ISA forces a level)\n", cpu::cpu_isa_name(cpu::cpu_isa()),
+                  cpu::gemm_mr(), cpu::gemm_nr());
     if (run_.resume_from)
       std::printf("resuming %s at step %lld/%lld\n", run_.resume_from->path.c_str(),
                   static_cast<long long>(state_.step), static_cast<long long>(state_.total_steps));
@@ -549,6 +554,7 @@ int train_main(int argc, char** argv) {
     return 1;
   }
   try {
+    cpu::cpu_isa();  // a bad TG_CPU_ISA stops the run here, before any work
     std::optional<RunSetup> run = setup_run(argc, argv);
     if (!run) return 0;
     return run_training(*run);
