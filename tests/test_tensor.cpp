@@ -4,9 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#if defined(__F16C__)
 #include <immintrin.h>
-#endif
 
 #include "tensor/cpu_allocator.h"
 #include "tensor/tensor.h"
