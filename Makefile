@@ -30,7 +30,7 @@ ifeq ($(SAN),1)
   CXXFLAGS += -O1 -g1 $(BASE_ARCH) -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
   LDFLAGS  += -fsanitize=address,undefined
 else ifeq ($(TSAN),1)
-  CXXFLAGS += -O1 -g1 -march=native -fno-omit-frame-pointer -fsanitize=thread
+  CXXFLAGS += -O1 -g1 $(BASE_ARCH) -fno-omit-frame-pointer -fsanitize=thread
   LDFLAGS  += -fsanitize=thread
 else
   CXXFLAGS += -O3 $(BASE_ARCH)

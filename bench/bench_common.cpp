@@ -62,4 +62,10 @@ double measured_copy_bandwidth_gbs() {
   return cached;
 }
 
+void add_linear_gemms(std::vector<GemmShape>& shapes, const std::string& name, int64_t tokens, int64_t in, int64_t out) {
+  shapes.push_back({name + ".fwd", false, true, tokens, out, in, 0.0f});
+  shapes.push_back({name + ".dx", false, false, tokens, in, out, 0.0f});
+  shapes.push_back({name + ".dW", true, false, out, in, tokens, 1.0f});
+}
+
 }  // namespace tg::bench

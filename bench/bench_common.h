@@ -1,8 +1,10 @@
 // Shared benchmark helpers: timing, and the machine's two roofline numbers measured in the same
 // run (FMA peak and copy bandwidth), so every benchmark can print "% of this machine".
 #pragma once
+#include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace tg::bench {
 
@@ -29,5 +31,17 @@ double measured_copy_bandwidth_gbs();
 
 // "avx512", "avx2" or "scalar": the instruction-set level the kernels run (ops/cpu/isa.h).
 std::string simd_name();
+
+// One benchmarked GEMM: C (m,n) = op(A) (m,k) op(B) (k,n), beta 1 where it accumulates into C.
+struct GemmShape {
+  std::string name;
+  bool trans_a, trans_b;
+  int64_t m, n, k;
+  float beta;
+};
+
+// The three GEMMs of one Linear (in -> out) over `tokens` rows, as the training step runs them:
+// forward y = x W^T, backward dx = dy W, and dW += dy^T x (beta = 1: it accumulates).
+void add_linear_gemms(std::vector<GemmShape>& shapes, const std::string& name, int64_t tokens, int64_t in, int64_t out);
 
 }  // namespace tg::bench

@@ -31,35 +31,23 @@
 
 namespace {
 
-struct Shape3 {
-  std::string name;
-  bool trans_a, trans_b;
-  int64_t m, n, k;
-  float beta;
-};
+using tg::bench::add_linear_gemms;
+using tg::bench::GemmShape;
 
-// The three GEMMs of one Linear (IN -> OUT) over `tokens` rows, as the training step runs them:
-// forward y = x W^T, backward dx = dy W, and dW += dy^T x (beta = 1: it accumulates).
-void add_linear(std::vector<Shape3>& shapes, const std::string& name, int64_t tokens, int64_t in, int64_t out) {
-  shapes.push_back({name + ".fwd", false, true, tokens, out, in, 0.0f});
-  shapes.push_back({name + ".dx", false, false, tokens, in, out, 0.0f});
-  shapes.push_back({name + ".dW", true, false, out, in, tokens, 1.0f});
+void add_gpt(std::vector<GemmShape>& shapes, const std::string& config, int64_t tokens, int64_t C, int64_t vocab) {
+  add_linear_gemms(shapes, config + ".qkv", tokens, C, 3 * C);
+  add_linear_gemms(shapes, config + ".attn_proj", tokens, C, C);
+  add_linear_gemms(shapes, config + ".fc", tokens, C, 4 * C);
+  add_linear_gemms(shapes, config + ".mlp_proj", tokens, 4 * C, C);
+  add_linear_gemms(shapes, config + ".lm_head", tokens, C, vocab);
 }
 
-void add_gpt(std::vector<Shape3>& shapes, const std::string& config, int64_t tokens, int64_t C, int64_t vocab) {
-  add_linear(shapes, config + ".qkv", tokens, C, 3 * C);
-  add_linear(shapes, config + ".attn_proj", tokens, C, C);
-  add_linear(shapes, config + ".fc", tokens, C, 4 * C);
-  add_linear(shapes, config + ".mlp_proj", tokens, 4 * C, C);
-  add_linear(shapes, config + ".lm_head", tokens, C, vocab);
-}
-
-std::vector<Shape3> all_shapes(bool quick) {
-  std::vector<Shape3> shapes;
+std::vector<GemmShape> all_shapes(bool quick) {
+  std::vector<GemmShape> shapes;
   for (int64_t s : quick ? std::vector<int64_t>{512, 2048} : std::vector<int64_t>{256, 512, 1024, 2048, 4096})
     shapes.push_back({"square" + std::to_string(s), false, false, s, s, s, 0.0f});
   if (quick) {
-    add_linear(shapes, "b.fc", 16384, 384, 1536);
+    add_linear_gemms(shapes, "b.fc", 16384, 384, 1536);
     return shapes;
   }
   // (a) 4 layers, C 128, block 64, batch 12: 768 tokens. (b) 6 layers, C 384, block 256, batch 64:
@@ -74,7 +62,7 @@ struct Operands {
   int64_t lda, ldb;
 };
 
-Operands make_operands(const Shape3& s) {
+Operands make_operands(const GemmShape& s) {
   tg::Generator gen(42);
   Operands o;
   o.a = s.trans_a ? tg::Tensor::randn({s.k, s.m}, &gen) : tg::Tensor::randn({s.m, s.k}, &gen);
@@ -100,7 +88,7 @@ double time_shape(const std::function<void()>& fn) {
 }
 
 #if defined(TG_HAVE_OPENBLAS)
-double openblas_ms(const Shape3& s, Operands& o) {
+double openblas_ms(const GemmShape& s, Operands& o) {
   return time_shape([&] {
     cblas_sgemm(CblasRowMajor, s.trans_a ? CblasTrans : CblasNoTrans, s.trans_b ? CblasTrans : CblasNoTrans,
                 static_cast<int>(s.m), static_cast<int>(s.n), static_cast<int>(s.k), 1.0f, o.a.data<float>(),
@@ -112,7 +100,7 @@ double openblas_ms(const Shape3& s, Operands& o) {
 // Child mode: OpenBLAS GFLOP/s at 2048^3 under whatever OPENBLAS_CORETYPE this process started with.
 int probe_openblas() {
   openblas_set_num_threads(omp_get_max_threads());
-  Shape3 s{"probe", false, false, 2048, 2048, 2048, 0.0f};
+  GemmShape s{"probe", false, false, 2048, 2048, 2048, 0.0f};
   Operands o = make_operands(s);
   double ms = openblas_ms(s, o);
   std::printf("%.3f\n", 2.0 * s.m * s.n * s.k / (ms * 1e-3) * 1e-9);
@@ -204,7 +192,7 @@ int main(int argc, char** argv) {
     std::printf("%-20s %6s %6s %6s %9s %9s %7s\n", "shape", "m", "n", "k", "ms", "GFLOP/s", "%peak");
 #endif
   }
-  for (const Shape3& s : all_shapes(quick)) {
+  for (const GemmShape& s : all_shapes(quick)) {
     Operands o = make_operands(s);
     double ms = time_shape([&] {
       tg::cpu::gemm(s.trans_a, s.trans_b, s.m, s.n, s.k, 1.0f, o.a.data<float>(), o.lda, o.b.data<float>(), o.ldb,

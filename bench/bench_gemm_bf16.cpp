@@ -26,34 +26,22 @@
 
 namespace {
 
-struct Shape3 {
-  std::string name;
-  bool trans_a, trans_b;
-  int64_t m, n, k;
-  float beta;
-};
-
-// The three GEMMs of one Linear (IN -> OUT) over `tokens` rows, as the training step runs them:
-// forward y = x W^T, backward dx = dy W, and dW += dy^T x (beta = 1). As in bench_gemm.
-void add_linear(std::vector<Shape3>& shapes, const std::string& name, int64_t tokens, int64_t in, int64_t out) {
-  shapes.push_back({name + ".fwd", false, true, tokens, out, in, 0.0f});
-  shapes.push_back({name + ".dx", false, false, tokens, in, out, 0.0f});
-  shapes.push_back({name + ".dW", true, false, out, in, tokens, 1.0f});
-}
+using tg::bench::add_linear_gemms;
+using tg::bench::GemmShape;
 
 // The small preset (6 layers, C 384, block 256) at batch 64: 16384 tokens, a 65-character vocabulary.
-std::vector<Shape3> all_shapes(bool quick) {
-  std::vector<Shape3> shapes = {{"square2048", false, false, 2048, 2048, 2048, 0.0f}};
+std::vector<GemmShape> all_shapes(bool quick) {
+  std::vector<GemmShape> shapes = {{"square2048", false, false, 2048, 2048, 2048, 0.0f}};
   const int64_t tokens = 64 * 256, C = 384;
   if (quick) {
-    add_linear(shapes, "small.fc", tokens, C, 4 * C);
+    add_linear_gemms(shapes, "small.fc", tokens, C, 4 * C);
     return shapes;
   }
-  add_linear(shapes, "small.qkv", tokens, C, 3 * C);
-  add_linear(shapes, "small.attn_proj", tokens, C, C);
-  add_linear(shapes, "small.fc", tokens, C, 4 * C);
-  add_linear(shapes, "small.mlp_proj", tokens, 4 * C, C);
-  add_linear(shapes, "small.lm_head", tokens, C, 65);
+  add_linear_gemms(shapes, "small.qkv", tokens, C, 3 * C);
+  add_linear_gemms(shapes, "small.attn_proj", tokens, C, C);
+  add_linear_gemms(shapes, "small.fc", tokens, C, 4 * C);
+  add_linear_gemms(shapes, "small.mlp_proj", tokens, 4 * C, C);
+  add_linear_gemms(shapes, "small.lm_head", tokens, C, 65);
   return shapes;
 }
 
@@ -75,7 +63,7 @@ struct Operands {
   int64_t lda, ldb;
 };
 
-Operands make_operands(const Shape3& s) {
+Operands make_operands(const GemmShape& s) {
   tg::Generator gen(42);
   Operands o;
   o.a.resize(static_cast<size_t>(s.m * s.k));
@@ -124,7 +112,7 @@ int main(int argc, char** argv) {
     std::printf("%-20s %6s %6s %6s %9s %9s %7s %7s %9s%s\n", "shape", "m", "n", "k", "f32", "bf16", "%peak", "x f32",
                 "f32out", f32_path ? "  f32-path" : "");
   }
-  for (const Shape3& s : all_shapes(quick)) {
+  for (const GemmShape& s : all_shapes(quick)) {
     Operands o = make_operands(s);
     const double flops = 2.0 * s.m * s.n * s.k;
     auto gflops = [&](double ms) { return flops / (ms * 1e-3) * 1e-9; };

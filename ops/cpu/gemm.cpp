@@ -27,6 +27,9 @@
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
+#if defined(__AVX512F__)
+#include "ops/cpu/avx512_transpose.h"
+#endif
 
 namespace tg::cpu {
 TG_CPU_ISA_BEGIN
@@ -185,38 +188,6 @@ void edge_kernel(int64_t k, const float* a, const float* b, float* c, int64_t ld
 // ---- packing ----------------------------------------------------------------------------------
 
 #if defined(__AVX512F__)
-// In-register transpose of a 16 x 16 float block: v[r] holds row r on entry, column r on exit.
-// Packing uses it wherever the source runs along k but the pack wants k-major (A stored (M,K),
-// B stored (N,K)): 64 shuffles per 256 floats instead of 256 scattered scalar stores.
-// (The maskz forms with an all-ones mask compile to the plain instructions; the plain intrinsics
-// trip gcc 12's -Wuninitialized through their undefined pass-through operand.)
-inline void transpose16x16(__m512 v[16]) {
-  constexpr __mmask16 kAll = 0xffff;
-  __m512 t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_maskz_unpacklo_ps(kAll, v[i], v[i + 1]);
-    t[i + 1] = _mm512_maskz_unpackhi_ps(kAll, v[i], v[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    v[i] = _mm512_maskz_shuffle_ps(kAll, t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-    v[i + 1] = _mm512_maskz_shuffle_ps(kAll, t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-    v[i + 2] = _mm512_maskz_shuffle_ps(kAll, t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-    v[i + 3] = _mm512_maskz_shuffle_ps(kAll, t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-  }
-  for (int i = 0; i < 4; i++) {
-    t[i] = _mm512_maskz_shuffle_f32x4(kAll, v[i], v[i + 4], 0x88);
-    t[i + 4] = _mm512_maskz_shuffle_f32x4(kAll, v[i], v[i + 4], 0xdd);
-    t[i + 8] = _mm512_maskz_shuffle_f32x4(kAll, v[i + 8], v[i + 12], 0x88);
-    t[i + 12] = _mm512_maskz_shuffle_f32x4(kAll, v[i + 8], v[i + 12], 0xdd);
-  }
-  for (int i = 0; i < 4; i++) {
-    v[i] = _mm512_maskz_shuffle_f32x4(kAll, t[i], t[i + 8], 0x88);
-    v[i + 8] = _mm512_maskz_shuffle_f32x4(kAll, t[i], t[i + 8], 0xdd);
-    v[i + 4] = _mm512_maskz_shuffle_f32x4(kAll, t[i + 4], t[i + 12], 0x88);
-    v[i + 12] = _mm512_maskz_shuffle_f32x4(kAll, t[i + 4], t[i + 12], 0xdd);
-  }
-}
-
 // `rows` (<= 16) rows of src (row stride ld), columns p0..p0+15 -> dst (16, dst_stride) k-major:
 // dst[j * dst_stride + r] = src[r * ld + p0 + j]. Rows past `rows` come out as zeros. Each store
 // writes 16 floats; with dst_stride < 16 the tail of one store is overwritten by the next, and the

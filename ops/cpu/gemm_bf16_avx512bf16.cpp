@@ -17,6 +17,8 @@
 // only the last block rounds (a chunk of the block's rows at a time, which bounds the scratch).
 #include "ops/cpu/gemm_bf16_avx512bf16.h"
 
+#include "ops/cpu/avx512_transpose.h"
+
 #include <immintrin.h>
 
 #include <algorithm>
@@ -62,33 +64,7 @@ inline __mmask16 mask16(int64_t n) { return static_cast<__mmask16>(n <= 0 ? 0u :
 
 // ---- packing ----------------------------------------------------------------------------------
 
-// In-register transpose of a 16 x 16 block of 32-bit elements (gemm.cpp's, here on bf16 pairs):
-// v[r] holds row r on entry, column r on exit.
-inline void transpose16x16(__m512 v[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_maskz_unpacklo_ps(kAll, v[i], v[i + 1]);
-    t[i + 1] = _mm512_maskz_unpackhi_ps(kAll, v[i], v[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    v[i] = _mm512_maskz_shuffle_ps(kAll, t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-    v[i + 1] = _mm512_maskz_shuffle_ps(kAll, t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-    v[i + 2] = _mm512_maskz_shuffle_ps(kAll, t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-    v[i + 3] = _mm512_maskz_shuffle_ps(kAll, t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-  }
-  for (int i = 0; i < 4; i++) {
-    t[i] = _mm512_maskz_shuffle_f32x4(kAll, v[i], v[i + 4], 0x88);
-    t[i + 4] = _mm512_maskz_shuffle_f32x4(kAll, v[i], v[i + 4], 0xdd);
-    t[i + 8] = _mm512_maskz_shuffle_f32x4(kAll, v[i + 8], v[i + 12], 0x88);
-    t[i + 12] = _mm512_maskz_shuffle_f32x4(kAll, v[i + 8], v[i + 12], 0xdd);
-  }
-  for (int i = 0; i < 4; i++) {
-    v[i] = _mm512_maskz_shuffle_f32x4(kAll, t[i], t[i + 8], 0x88);
-    v[i + 8] = _mm512_maskz_shuffle_f32x4(kAll, t[i], t[i + 8], 0xdd);
-    v[i + 4] = _mm512_maskz_shuffle_f32x4(kAll, t[i + 4], t[i + 12], 0x88);
-    v[i + 12] = _mm512_maskz_shuffle_f32x4(kAll, t[i + 4], t[i + 12], 0xdd);
-  }
-}
+// transpose16x16 (avx512_transpose.h) moves bf16 pairs as the 32-bit elements they pack into.
 
 // Operand stored with k running along its rows (A as (M,K), B as (N,K): the Linear weight).
 // `rows` (<= 16) rows of k bf16 each, row stride ld -> dst[q * dst_stride + r] = the pair
