@@ -81,9 +81,10 @@ void lstm_cell_forward(Tensor& h, Tensor& c, Tensor& gates, const Tensor& gates_
                                   {&c, "c", {B, H}, false},
                                   {&gates, "gates", {B, 4 * H}, false}});
   // Per hidden unit: the gate sums, three sigmoids, two tanhs and the state update (about 20 FLOPs).
+  // (B*H from c_prev: a lambda may not capture the structured bindings B, H in C++17.)
   ProfiledOp profiled(op, [&](OpCost& cost) {
     cost.reads("gates_x", gates_x).reads("gates_h", gates_h).reads("c_prev", c_prev).writes("h", h).writes("c", c).writes("gates", gates);
-    cost.flops = 20.0 * static_cast<double>(B) * static_cast<double>(H);
+    cost.flops = 20.0 * static_cast<double>(c_prev.numel());
   });
   switch (device.type) {
     case DeviceType::CPU:
@@ -116,7 +117,7 @@ void lstm_cell_backward(Tensor& dgates_x, Tensor& dgates_h, Tensor& dc_prev, con
   ProfiledOp profiled(op, [&](OpCost& cost) {
     cost.reads("gates", gates).reads("c_prev", c_prev).reads("c", c).reads("dh", dh).reads("dc", dc);
     cost.updates("dgates_x", dgates_x).updates("dgates_h", dgates_h).updates("dc_prev", dc_prev);
-    cost.flops = 30.0 * static_cast<double>(B) * static_cast<double>(H);
+    cost.flops = 30.0 * static_cast<double>(c_prev.numel());
   });
   switch (device.type) {
     case DeviceType::CPU:
@@ -145,7 +146,7 @@ void gru_cell_forward(Tensor& h, Tensor& saved, const Tensor& gates_x, const Ten
                                   {&saved, "saved", {B, 4 * H}, false}});
   ProfiledOp profiled(op, [&](OpCost& cost) {
     cost.reads("gates_x", gates_x).reads("gates_h", gates_h).reads("h_prev", h_prev).writes("h", h).writes("saved", saved);
-    cost.flops = 15.0 * static_cast<double>(B) * static_cast<double>(H);
+    cost.flops = 15.0 * static_cast<double>(h_prev.numel());
   });
   switch (device.type) {
     case DeviceType::CPU:
