@@ -43,12 +43,16 @@ const char* cpu_isa_name(CpuIsa isa) {
 }
 
 CpuIsa cpu_isa_best() {
-  // The micro-architecture levels are exactly the -march each level is compiled with (Makefile);
-  // libgcc's checks include the OS saving the wider register state (XCR0), not just cpuid.
-  static const CpuIsa best = __builtin_cpu_supports("x86-64-v4")   ? CpuIsa::avx512
-                             : __builtin_cpu_supports("x86-64-v3") ? CpuIsa::avx2
-                                                                   : CpuIsa::scalar;
-  return best;
+  // The features of the -march each level is compiled with (Makefile), one by one: clang's builtin
+  // knows no level names ("x86-64-v4") and no F16C, LZCNT or MOVBE, which every CPU with AVX2
+  // also has (x86-64-v3 is AVX2, FMA, BMI1/2 and those three). libgcc and compiler-rt both check
+  // that the OS saves the wider register state (XCR0) before they report AVX or AVX-512 features.
+  static const bool v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                         __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
+  static const bool v4 = v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+                         __builtin_cpu_supports("avx512cd");
+  return v4 ? CpuIsa::avx512 : v3 ? CpuIsa::avx2 : CpuIsa::scalar;
 }
 
 bool cpu_isa_supported(CpuIsa isa) { return isa <= cpu_isa_best(); }
