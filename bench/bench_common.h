@@ -32,6 +32,12 @@ double measured_copy_bandwidth_gbs();
 // "avx512", "avx2" or "scalar": the instruction-set level the kernels run (ops/cpu/isa.h).
 std::string simd_name();
 
+// The best of enough repeats of fn for about half a second (at least 3), in ms, after a 200 ms
+// pause. Best, not median: on a shared machine the fastest run is the one least disturbed by
+// others. The pause lets the previous measurement's spinning worker threads (OpenBLAS for about
+// 2^28 cycles, OpenMP for a few hundred microseconds) go to sleep before this one starts.
+double best_ms_after_pause(const std::function<void()>& fn);
+
 // One benchmarked GEMM: C (m,n) = op(A) (m,k) op(B) (k,n), beta 1 where it accumulates into C.
 struct GemmShape {
   std::string name;

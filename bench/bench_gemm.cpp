@@ -73,23 +73,10 @@ Operands make_operands(const GemmShape& s) {
   return o;
 }
 
-// The best of enough repeats for about half a second per shape (at least 3). Best, not median:
-// this machine's 2 cores are shared, and the fastest run is the one least disturbed by others.
-// Each library's worker threads keep spinning for a while after a call (OpenBLAS for about 2^28
-// cycles by default, OpenMP for a few hundred microseconds), which on 2 cores would steal time
-// from the other library's next measurement: pause first so that they have gone to sleep.
-double time_shape(const std::function<void()>& fn) {
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  double once = tg::bench::time_ms(fn, 1, 1);
-  int repeats = std::clamp(static_cast<int>(500.0 / std::max(once, 1e-3)), 3, 200);
-  double best = once;
-  for (int i = 0; i < repeats; i++) best = std::min(best, tg::bench::time_ms(fn, 1, 0));
-  return best;
-}
 
 #if defined(TG_HAVE_OPENBLAS)
 double openblas_ms(const GemmShape& s, Operands& o) {
-  return time_shape([&] {
+  return tg::bench::best_ms_after_pause([&] {
     cblas_sgemm(CblasRowMajor, s.trans_a ? CblasTrans : CblasNoTrans, s.trans_b ? CblasTrans : CblasNoTrans,
                 static_cast<int>(s.m), static_cast<int>(s.n), static_cast<int>(s.k), 1.0f, o.a.data<float>(),
                 static_cast<int>(o.lda), o.b.data<float>(), static_cast<int>(o.ldb), s.beta, o.c.data<float>(),
@@ -194,7 +181,7 @@ int main(int argc, char** argv) {
   }
   for (const GemmShape& s : all_shapes(quick)) {
     Operands o = make_operands(s);
-    double ms = time_shape([&] {
+    double ms = tg::bench::best_ms_after_pause([&] {
       tg::cpu::gemm(s.trans_a, s.trans_b, s.m, s.n, s.k, 1.0f, o.a.data<float>(), o.lda, o.b.data<float>(), o.ldb,
                     s.beta, o.c.data<float>(), s.n);
     });

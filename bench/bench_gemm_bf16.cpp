@@ -45,17 +45,6 @@ std::vector<GemmShape> all_shapes(bool quick) {
   return shapes;
 }
 
-// The best of enough repeats for about half a second (at least 3), after a pause that lets the
-// previous measurement's spinning OpenMP workers go to sleep (as bench_gemm does): on a shared
-// machine the fastest run is the one least disturbed by others.
-double best_ms(const std::function<void()>& fn) {
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  double once = tg::bench::time_ms(fn, 1, 1);
-  int repeats = std::clamp(static_cast<int>(500.0 / std::max(once, 1e-3)), 3, 200);
-  double best = once;
-  for (int i = 0; i < repeats; i++) best = std::min(best, tg::bench::time_ms(fn, 1, 0));
-  return best;
-}
 
 struct Operands {
   std::vector<uint16_t> a, b, c16;
@@ -116,22 +105,22 @@ int main(int argc, char** argv) {
     Operands o = make_operands(s);
     const double flops = 2.0 * s.m * s.n * s.k;
     auto gflops = [&](double ms) { return flops / (ms * 1e-3) * 1e-9; };
-    const double f32 = gflops(best_ms([&] {
+    const double f32 = gflops(tg::bench::best_ms_after_pause([&] {
       tg::cpu::gemm(s.trans_a, s.trans_b, s.m, s.n, s.k, 1.0f, o.a32.data(), o.lda, o.b32.data(), o.ldb, s.beta,
                     o.c32.data(), s.n);
     }));
-    const double bf16 = gflops(best_ms([&] {
+    const double bf16 = gflops(tg::bench::best_ms_after_pause([&] {
       tg::cpu::gemm_bf16(s.trans_a, s.trans_b, s.m, s.n, s.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, s.beta,
                          o.c16.data(), s.n);
     }));
-    const double f32out = gflops(best_ms([&] {
+    const double f32out = gflops(tg::bench::best_ms_after_pause([&] {
       tg::cpu::gemm_bf16(s.trans_a, s.trans_b, s.m, s.n, s.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, s.beta,
                          o.c32.data(), s.n);
     }));
     double fallback = 0;
     if (f32_path) {
       tg::cpu::force_gemm_bf16_f32_path(true);
-      fallback = gflops(best_ms([&] {
+      fallback = gflops(tg::bench::best_ms_after_pause([&] {
         tg::cpu::gemm_bf16(s.trans_a, s.trans_b, s.m, s.n, s.k, 1.0f, o.a.data(), o.lda, o.b.data(), o.ldb, s.beta,
                            o.c16.data(), s.n);
       }));
