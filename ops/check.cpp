@@ -54,12 +54,23 @@ void check_float_dtype(const char* op, const Tensor& t, const char* name) {
                   ", expected f32 (the CPU kernels compute in f32; bf16 and f16 run on CUDA)");
     return;
   }
-  if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16)
-    throw Error(std::string(op) + ": " + name + " has dtype " + dtype_name(dtype) + ", expected f32, bf16 or f16");
+  check_float_or_half_dtype(op, t, name);
 }
 
 void check_float_contiguous(const char* op, const Tensor& t, const char* name) {
   check_float_dtype(op, t, name);
+  check_contiguous(op, t, name);
+}
+
+void check_float_or_half_dtype(const char* op, const Tensor& t, const char* name) {
+  check_defined(op, t, name);
+  DType dtype = t.dtype();
+  if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16)
+    throw Error(std::string(op) + ": " + name + " has dtype " + dtype_name(dtype) + ", expected f32, bf16 or f16");
+}
+
+void check_float_or_half_contiguous(const char* op, const Tensor& t, const char* name) {
+  check_float_or_half_dtype(op, t, name);
   check_contiguous(op, t, name);
 }
 

@@ -21,6 +21,10 @@ void check_f32_contiguous(const char* op, const Tensor& t, const char* name);  /
 void check_float_dtype(const char* op, const Tensor& t, const char* name);
 // check_float_dtype + contiguous: what every floating-point kernel, CPU or CUDA, reads.
 void check_float_contiguous(const char* op, const Tensor& t, const char* name);
+// For the fronts whose CPU kernel also stores bf16/f16 (f32 arithmetic inside, loads widened and
+// stores rounded by ops/cpu/half_convert.h): f32, bf16 or f16 on every device.
+void check_float_or_half_dtype(const char* op, const Tensor& t, const char* name);
+void check_float_or_half_contiguous(const char* op, const Tensor& t, const char* name);
 // b has a's dtype (kernels take one element type for all their floating-point operands).
 void check_same_dtype(const char* op, const Tensor& a, const char* a_name, const Tensor& b, const char* b_name);
 // The contract of a same-shape elementwise kernel: every tensor defined, contiguous, of the first

@@ -16,6 +16,7 @@
 #include "ops/cpu/embedding.h"
 #include "ops/cpu/fma_peak.h"
 #include "ops/cpu/gemm.h"
+#include "ops/cpu/half_convert.h"
 #include "ops/cpu/isa.h"
 #include "ops/cpu/layernorm.h"
 #include "ops/cpu/optim.h"
@@ -518,5 +519,17 @@ void conv2d_winograd_backward_input(float* dx, const float* dout, const float* w
 TG_CPU_ISA_DECLARE(fma_chains)
 
 double fma_chains(long iterations) { return TG_CPU_ISA_CALL(fma_chains, iterations); }
+
+// ---- half_convert.h -----------------------------------------------------------------------------
+TG_CPU_ISA_DECLARE(convert_half_to_f32)
+TG_CPU_ISA_DECLARE(convert_f32_to_half)
+
+void convert_half_to_f32(DType dtype, const uint16_t* src, float* dst, int64_t n) {
+  TG_CPU_ISA_CALL(convert_half_to_f32, dtype, src, dst, n);
+}
+
+void convert_f32_to_half(DType dtype, const float* src, uint16_t* dst, int64_t n) {
+  TG_CPU_ISA_CALL(convert_f32_to_half, dtype, src, dst, n);
+}
 
 }  // namespace tg::cpu
