@@ -190,8 +190,10 @@ $(TEST_BIN): $(TEST_OBJS) $(LIB)
 
 # Under the sanitizers the suite, and every program it starts (they inherit the environment), stop
 # at the first report.
+# Open MPI's own allocations at exit are suppressed by tests/lsan_mpi.supp (it says why).
 ifeq ($(SAN),1)
   TEST_ENV := ASAN_OPTIONS=detect_leaks=1:check_initialization_order=1:strict_string_checks=1 \
+              LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan_mpi.supp:print_suppressions=0 \
               UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 endif
 # TSAN=1 runs the tests that start, stop, restore and destroy the prefetch threads, and those that
