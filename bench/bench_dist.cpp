@@ -19,7 +19,7 @@ using Clock = std::chrono::steady_clock;
 
 int main(int argc, char** argv) {
   double max_mb = argc > 1 ? std::atof(argv[1]) : 256.0;
-  std::unique_ptr<dist::Communicator> comm = dist::make_communicator(DeviceType::CPU);
+  std::unique_ptr<dist::Communicator> comm = dist::make_communicator(Device::cpu());
   const int n = comm->world_size();
   if (comm->rank() == 0)
     std::printf("all-reduce (sum, f32) over %d rank(s), %s engine; best of the repetitions\n%12s %8s %12s %12s %12s\n",
