@@ -100,6 +100,9 @@ struct NcclCommunicator::Impl {
       if (state == ncclSuccess) ncclCommDestroy(comm);
       else ncclCommAbort(comm);
     }
+    // The word's block was used on the communication stream: free it while the stream exists, so
+    // that the allocator's event is recorded there.
+    barrier_word = Tensor();
     if (stream) cudaStreamDestroy(stream);
   }
 

@@ -309,7 +309,8 @@ class Trainer {
     Clock::time_point start = Clock::now();
     Tensor shared = Tensor::from_vector({static_cast<float>(loss), stop_agreed_ ? 1.0f : 0.0f,
                                          static_cast<float>(step_seconds), static_cast<float>(state_.elapsed_seconds)},
-                                        {4});
+                                        {4})
+                         .to(device_);  // where the engine moves tensors: NCCL's are on the GPU
     comm_->all_reduce(shared, dist::ReduceOp::Average, "the step's loss, stop flag and time");
     std::vector<float> mean = shared.to_vector();
     loss = mean[0];
