@@ -70,7 +70,8 @@ LaunchInfo detect_launch() {
   // exceeds the rank: a larger one is a mistyped variable.
   if (info.local_rank > info.rank)
     throw Error("launched by " + info.launcher + " as rank " + std::to_string(info.rank) + " with local rank " +
-                std::to_string(info.local_rank) + ": the local rank (this rank's place on its machine) cannot exceed the rank");
+                std::to_string(info.local_rank) +
+                ": the local rank (this rank's place on its machine) cannot exceed the rank");
   return info;
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "dist/mpi_communicator.h"
+#include "dist/peer_report.h"
 #include "dist/rendezvous_store.h"
 #include "tensor/cuda_allocator.h"
 #include "tensor/cuda_check.h"
@@ -106,36 +107,16 @@ struct NcclCommunicator::Impl {
     if (stream) cudaStreamDestroy(stream);
   }
 
-  // What each peer reported to the store when its own watchdog fired (torchrun-style launches):
-  // this rank posts what it waits for, then gives the peers a few seconds to post theirs. A peer
-  // stuck in the same collective times out at about the same moment and posts; a dead or stopped
-  // one, or one that never issued the collective, posts nothing.
+  // What the peers were doing (dist/peer_report.h), when the launch has a store to ask.
   std::string peer_report(const std::string& what) {
     if (!store)
       return launcher == "mpirun" ? " Every rank whose watchdog fires prints its own line; mpirun gathers them." : "";
-    std::string report;
+    if (world_size == 1) return "";
     try {
-      store->set_timeout(std::chrono::seconds(5));
-      store->set("watchdog/rank " + std::to_string(rank), what + " (collective #" + std::to_string(issued) + ")");
-      std::vector<std::string> heard(static_cast<size_t>(world_size));
-      int missing = world_size - 1;
-      const Clock::time_point deadline = Clock::now() + std::min(timeout, std::chrono::seconds(5));
-      while (missing > 0 && Clock::now() < deadline) {
-        for (int r = 0; r < world_size; r++) {
-          std::string key = "watchdog/rank " + std::to_string(r);
-          if (r == rank || !heard[r].empty() || !store->check(key)) continue;
-          heard[r] = store->get(key);
-          missing--;
-        }
-        if (missing > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-      for (int r = 0; r < world_size; r++) {
-        if (r == rank) continue;
-        report += "; rank " + std::to_string(r) + ": " +
-                  (heard[r].empty() ? "reported nothing (dead, stopped, or not in a collective)"
-                                    : "waits in " + heard[r].substr(heard[r].find(": ") + 2));
-      }
-      return " What the peers were doing" + report;
+      store->set_timeout(std::chrono::seconds(5));  // the store's own waits, not the grace below
+      std::string doing = what.substr(what.find(": ") + 2) + ", collective #" + std::to_string(issued);
+      auto grace = std::min<std::chrono::milliseconds>(timeout, std::chrono::seconds(5));
+      return " What the peers were doing: " + exchange_peer_reports(*store, doing, grace) + ".";
     } catch (const Error& e) {
       return " What the peers were doing is unknown: " + std::string(e.what());
     }
@@ -361,11 +342,13 @@ Work NcclCommunicator::broadcast_async(Tensor& tensor, int root, const std::stri
   check_device_index(tensor, impl_->device, what);
   return issue(impl_, "ncclBroadcast", what, {tensor}, timeout(), [&](ncclComm_t comm, cudaStream_t stream) {
     void* data = tensor.data_raw();
-    return ncclBroadcast(data, data, static_cast<size_t>(tensor.numel()), nccl_type(tensor.dtype()), root, comm, stream);
+    return ncclBroadcast(data, data, static_cast<size_t>(tensor.numel()), nccl_type(tensor.dtype()), root, comm,
+                         stream);
   });
 }
 
-Work NcclCommunicator::reduce_scatter_async(const Tensor& input, Tensor& output, ReduceOp op, const std::string& label) {
+Work NcclCommunicator::reduce_scatter_async(const Tensor& input, Tensor& output, ReduceOp op,
+                                            const std::string& label) {
   check_scatter_gather("reduce_scatter", output, "output", input, "input", label);
   check_reduce_op("reduce_scatter", input, op, label);
   std::string what = describe("reduce_scatter", input, label, reduce_op_name(op));

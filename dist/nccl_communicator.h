@@ -18,9 +18,9 @@
 // finished within timeout() (--dist-timeout), or NCCL reports an error, it aborts the communicator
 // (ncclCommAbort, which ends the kernels stuck on it) and throws a tg::Error naming the rank, the
 // op, the tensor, how many collectives this rank had issued and, in a torchrun-style launch, what
-// each peer reports through the store (the collective it is stuck in, or nothing when it is dead,
-// stopped or not in a collective). Under mpirun each rank prints its own line and mpirun gathers
-// them. The communicator is unusable after an abort.
+// each peer reports through the store (dist/peer_report.h: the collective it is stuck in, or
+// nothing when it is dead, stopped or not in a collective). Under mpirun each rank prints its own
+// line and mpirun gathers them. The communicator is unusable after an abort.
 //
 // A build without CUDA or without nccl.h has the class, and constructing it throws saying so.
 #pragma once

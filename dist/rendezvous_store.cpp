@@ -83,7 +83,8 @@ struct RendezvousStore::Server {
   std::map<std::string, std::string> values;
   std::map<std::string, std::vector<int>> parked;  // key -> clients waiting in get
 
-  void reply(int fd, const std::string& bytes) { send_all(fd, framed(bytes)); }  // a lost client is dropped on its next read
+  // A lost client is not an error here: it is dropped when its next read fails.
+  void reply(int fd, const std::string& bytes) { send_all(fd, framed(bytes)); }
 
   void store(const std::string& key, const std::string& value) {
     values[key] = value;
@@ -254,8 +255,8 @@ RendezvousStore::RendezvousStore(const std::string& host, int port, int rank, in
     if (fd_ >= 0) break;
     if (Clock::now() >= deadline)
       throw Error(describe() + ": could not reach the store within " + seconds_text(timeout_) +
-                  " (--dist-timeout): rank 0 serves it; has it started, with the same MASTER_ADDR and MASTER_PORT? (last " +
-                  "try: " + last_error + ")");
+                  " (--dist-timeout): rank 0 serves it; has it started, with the same MASTER_ADDR and "
+                  "MASTER_PORT? (last try: " + last_error + ")");
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   int one = 1;
@@ -266,7 +267,8 @@ RendezvousStore::~RendezvousStore() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-std::string RendezvousStore::request(char op, const std::string& key, const std::string& value, const std::string& what) {
+std::string RendezvousStore::request(char op, const std::string& key, const std::string& value,
+                                     const std::string& what) {
   if (broken_)
     throw Error(describe() + ": " + what + ": an earlier request failed, so the connection is out of step");
   std::string message(1, op);
@@ -310,7 +312,9 @@ std::string RendezvousStore::get(const std::string& key) {
   }
 }
 
-bool RendezvousStore::check(const std::string& key) { return request('C', key, "", "check of key '" + key + "'") == "1"; }
+bool RendezvousStore::check(const std::string& key) {
+  return request('C', key, "", "check of key '" + key + "'") == "1";
+}
 
 void RendezvousStore::barrier(const std::string& name) {
   const std::string prefix = "barrier/" + name + "/";

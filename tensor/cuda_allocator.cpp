@@ -261,7 +261,8 @@ void cuda_record_stream(void* ptr, Device device, void* stream) {
                 " (pass the storage's data(), not a view's pointer)");
   }
   std::vector<void*>& streams = it->second.streams;
-  if (stream != static_cast<void*>(cuda::stream()) && std::find(streams.begin(), streams.end(), stream) == streams.end())
+  if (stream != static_cast<void*>(cuda::stream()) &&
+      std::find(streams.begin(), streams.end(), stream) == streams.end())
     streams.push_back(stream);
 }
 

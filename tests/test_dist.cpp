@@ -125,9 +125,9 @@ TEST(DistLaunchDetection, ReadsMpirunAndTorchrunVariables) {
 }
 
 TEST(DistLaunchDetection, EngineChoiceSaysWhatIsMissing) {
-  LaunchInfo torchrun{1, 2, 1, "torchrun-style variables"};
+  LaunchInfo torchrun{1, 2, 1, "torchrun-style variables", "localhost", 29500};
   EXPECT_ERROR_MENTIONS(make_communicator(Device::cpu(), torchrun), "2 CPU ranks", "starts under mpirun");
-  LaunchInfo mpirun{0, 2, 0, "mpirun"};
+  LaunchInfo mpirun{0, 2, 0, "mpirun", "", 0};
   EXPECT_ERROR_MENTIONS(make_communicator(Device::cuda(0), mpirun), "CUDA", "NCCL");
   if (!built_with_mpi())
     EXPECT_ERROR_MENTIONS(make_communicator(Device::cpu(), mpirun), "this build has no MPI");

@@ -13,6 +13,7 @@
 
 #include "dist/launch.h"
 #include "dist/nccl_communicator.h"
+#include "dist/peer_report.h"
 #include "dist/rendezvous_store.h"
 #include "tests/program_test_util.h"
 #include "tests/scoped_env.h"
@@ -68,7 +69,8 @@ std::string exchange(RendezvousStore& store) {
   store.set("value " + std::to_string(store.rank()), value_of(store.rank()));
   store.barrier("published");
   for (int r = 0; r < store.world_size(); r++) {
-    if (!store.check("value " + std::to_string(r))) return "value " + std::to_string(r) + " is not set after the barrier";
+    if (!store.check("value " + std::to_string(r)))
+      return "value " + std::to_string(r) + " is not set after the barrier";
     std::string got = store.get("value " + std::to_string(r));
     if (got != value_of(r)) return "value " + std::to_string(r) + " is \"" + got + "\"";
   }
@@ -268,4 +270,39 @@ TEST(Rendezvous, ASetAfterRankZeroExitedSaysSo) {
   rank1.set("a", "1");
   rank0.reset();  // rank 0's process ends: its server closes every connection
   EXPECT_ERROR_MENTIONS(rank1.get("a"), "closed the connection", "has rank 0 exited?");
+}
+
+TEST(Rendezvous, AWatchdogHearsWhichPeersAreStuckAndWhichAreSilent) {
+  // Rank 1 is stuck in the same collective and reports it; rank 2 is alive but silent (busy, or
+  // stopped); rank 0's report names both.
+  const int port = free_port();
+  const char* const kStuck = "all_reduce (sum) of bucket 3, collective #12";
+  std::vector<pid_t> children;
+  for (int rank = 1; rank <= 2; rank++) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      int code = 1;
+      try {
+        RendezvousStore store("localhost", port, rank, 3, std::chrono::seconds(20));
+        if (rank == 1) exchange_peer_reports(store, kStuck, std::chrono::seconds(1));
+        store.barrier("end");
+        code = 0;
+      } catch (const std::exception&) {
+      }
+      _exit(code);
+    }
+    children.push_back(pid);
+  }
+  RendezvousStore store("localhost", port, 0, 3, std::chrono::seconds(20));
+  std::string report = exchange_peer_reports(store, kStuck, std::chrono::seconds(2));
+  EXPECT_EQ(report,
+            "rank 1: waits in all_reduce (sum) of bucket 3, collective #12; "
+            "rank 2: reported nothing (dead, stopped, or not in a collective)");
+  store.barrier("end");
+  for (pid_t pid : children) {
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
 }
