@@ -85,7 +85,7 @@ struct NcclCommunicator::Impl {
   std::mutex mutex;
   bool aborted = false;
   std::string abort_reason;
-  int64_t issued = 0;  // collectives issued: the watchdog says which one hung
+  int64_t issued = 0;  // collectives issued so far: the watchdog names the one that hung by its number
 
   ~Impl() {
     if (comm && !aborted) {
@@ -108,13 +108,13 @@ struct NcclCommunicator::Impl {
   }
 
   // What the peers were doing (dist/peer_report.h), when the launch has a store to ask.
-  std::string peer_report(const std::string& what) {
+  std::string peer_report(const std::string& what, int64_t sequence) {
     if (!store)
       return launcher == "mpirun" ? " Every rank whose watchdog fires prints its own line; mpirun gathers them." : "";
     if (world_size == 1) return "";
     try {
       store->set_timeout(std::chrono::seconds(5));  // the store's own waits, not the grace below
-      std::string doing = what.substr(what.find(": ") + 2) + ", collective #" + std::to_string(issued);
+      std::string doing = what.substr(what.find(": ") + 2) + ", collective #" + std::to_string(sequence);
       auto grace = std::min<std::chrono::milliseconds>(timeout, std::chrono::seconds(5));
       return " What the peers were doing: " + exchange_peer_reports(*store, doing, grace) + ".";
     } catch (const Error& e) {
@@ -122,11 +122,12 @@ struct NcclCommunicator::Impl {
     }
   }
 
-  // Aborts the communicator (ending every kernel waiting on it) and throws naming `what`. Called
-  // with the mutex held.
-  [[noreturn]] void fail(const std::string& what, const std::string& why) {
-    std::string message = what + " " + why + " (this rank's collective #" + std::to_string(issued) + ")." +
-                          (aborted ? "" : peer_report(what));
+  // Aborts the communicator (ending every kernel waiting on it) and throws naming `what`, the
+  // `sequence`-th collective this rank issued (0: none, creating the communicator). Called with
+  // the mutex held.
+  [[noreturn]] void fail(const std::string& what, int64_t sequence, const std::string& why) {
+    std::string message = what + (sequence > 0 ? ", this rank's collective #" + std::to_string(sequence) : "") + ", " +
+                          why + "." + (aborted ? "" : peer_report(what, sequence));
     if (!aborted) {
       ncclCommAbort(comm);
       comm = nullptr;
@@ -142,17 +143,17 @@ struct NcclCommunicator::Impl {
 
   // A non-blocking communicator answers ncclInProgress while a call is still being issued; the next
   // call may come only once its state is ncclSuccess. Called with the mutex held.
-  void settle(const std::string& what, std::chrono::seconds limit) {
+  void settle(const std::string& what, int64_t sequence, std::chrono::seconds limit) {
     const Clock::time_point deadline = Clock::now() + limit;
     int polls = 0;
     for (;;) {
       ncclResult_t state = ncclInProgress;
       ncclResult_t call = ncclCommGetAsyncError(comm, &state);
-      if (call != ncclSuccess) fail(what, "failed: ncclCommGetAsyncError: " + nccl_text(call, comm));
+      if (call != ncclSuccess) fail(what, sequence, "failed: ncclCommGetAsyncError: " + nccl_text(call, comm));
       if (state == ncclSuccess) return;
-      if (state != ncclInProgress) fail(what, "failed: NCCL reported " + nccl_text(state, comm));
+      if (state != ncclInProgress) fail(what, sequence, "failed: NCCL reported " + nccl_text(state, comm));
       if (Clock::now() >= deadline)
-        fail(what, "did not finish within " + seconds_text(limit) +
+        fail(what, sequence, "did not finish within " + seconds_text(limit) +
                        " (--dist-timeout): a rank has died, hangs, or issued different collectives");
       back_off(polls);
     }
@@ -160,7 +161,7 @@ struct NcclCommunicator::Impl {
 
   // Blocks until `done` has completed on the communication stream, watching NCCL's errors and the
   // clock.
-  void wait_for(cudaEvent_t done, const std::string& what, std::chrono::seconds limit) {
+  void wait_for(cudaEvent_t done, const std::string& what, int64_t sequence, std::chrono::seconds limit) {
     const Clock::time_point deadline = Clock::now() + limit;
     int polls = 0;
     for (;;) {
@@ -175,9 +176,9 @@ struct NcclCommunicator::Impl {
         check_usable(what);
         ncclResult_t state = ncclSuccess;
         if (ncclCommGetAsyncError(comm, &state) == ncclSuccess && state != ncclSuccess && state != ncclInProgress)
-          fail(what, "failed: NCCL reported " + nccl_text(state, comm));
+          fail(what, sequence, "failed: NCCL reported " + nccl_text(state, comm));
         if (Clock::now() >= deadline)
-          fail(what, "did not complete within " + seconds_text(limit) +
+          fail(what, sequence, "did not complete within " + seconds_text(limit) +
                          " (--dist-timeout): a rank has died, hangs, or issued different collectives");
       }
       back_off(polls);
@@ -193,6 +194,7 @@ namespace {
 struct NcclWork : Work::State {
   std::shared_ptr<NcclCommunicator::Impl> impl;
   std::string what;
+  int64_t sequence = 0;  // the how-manieth collective of this rank
   std::chrono::seconds timeout;
   std::vector<Tensor> tensors;
   std::unique_ptr<Event> done;
@@ -201,7 +203,7 @@ struct NcclWork : Work::State {
   void wait() override {
     if (finished) return;
     CudaDeviceGuard guard(impl->device);
-    impl->wait_for(done->event, what, timeout);
+    impl->wait_for(done->event, what, sequence, timeout);
     // Kernels issued after wait() on the compute stream come after the collective.
     TG_CUDA_CHECK(cudaStreamWaitEvent(cuda::stream(), done->event, 0));
     finished = true;
@@ -230,14 +232,16 @@ Work issue(const std::shared_ptr<NcclCommunicator::Impl>& impl, const char* name
     TG_CUDA_CHECK(cudaEventRecord(ready.event, cuda::stream()));
     TG_CUDA_CHECK(cudaStreamWaitEvent(m.stream, ready.event, 0));
   }
+  const int64_t sequence = m.issued + 1;
   ncclResult_t result = call(m.comm, m.stream);
-  if (result == ncclInProgress) m.settle(what, timeout);
+  if (result == ncclInProgress) m.settle(what, sequence, timeout);
   else if (result != ncclSuccess) throw Error(what + ": " + name + " failed: " + nccl_text(result, m.comm));
-  m.issued++;
+  m.issued = sequence;
   for (const Tensor& t : tensors) cuda_record_stream(t.storage()->data(), m.device, m.stream);
   auto work = std::make_shared<NcclWork>();
   work->impl = impl;
   work->what = what;
+  work->sequence = sequence;
   work->timeout = timeout;
   work->tensors = std::move(tensors);
   work->done = std::make_unique<Event>();
@@ -300,7 +304,7 @@ NcclCommunicator::NcclCommunicator(Device device, const LaunchInfo& launch, std:
     throw Error(what + ": ncclCommInitRankConfig failed: " + nccl_text(result, m.comm));
   {
     std::lock_guard<std::mutex> lock(m.mutex);
-    m.settle(what, timeout);
+    m.settle(what, 0, timeout);
   }
   TG_CUDA_CHECK(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking));
   m.barrier_word = Tensor::zeros({1}, DType::I32, device);
