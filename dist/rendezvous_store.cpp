@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <thread>
@@ -109,7 +111,9 @@ struct RendezvousStore::Server {
         reply(fd, it != values.end() ? "1" : "0");
         return;
       case 'A': {
-        long long count = (it != values.end() ? std::stoll(it->second) : 0) + std::stoll(value);
+        // strtoll, not stoll: a malformed count (a stray client) must not throw in the server thread.
+        long long count = (it != values.end() ? std::strtoll(it->second.c_str(), nullptr, 10) : 0) +
+                          std::strtoll(value.c_str(), nullptr, 10);
         store(key, std::to_string(count));
         reply(fd, std::to_string(count));
         return;
@@ -316,11 +320,15 @@ bool RendezvousStore::check(const std::string& key) {
   return request('C', key, "", "check of key '" + key + "'") == "1";
 }
 
+long long RendezvousStore::add(const std::string& key, long long delta, const std::string& what) {
+  return std::strtoll(request('A', key, std::to_string(delta), what).c_str(), nullptr, 10);
+}
+
 void RendezvousStore::barrier(const std::string& name) {
   const std::string prefix = "barrier/" + name + "/";
   set(prefix + "rank " + std::to_string(rank_), "");
-  long long arrived = std::stoll(request('A', prefix + "count", "1", "barrier '" + name + "'"));
-  if (arrived == world_size_) set(prefix + "done", "");
+  const std::string what = "barrier '" + name + "'";
+  if (add(prefix + "count", 1, what) == world_size_) set(prefix + "done", "");
   // Polled rather than a parked get, so that after a timeout the connection is still in step to
   // ask which ranks are missing.
   const Clock::time_point deadline = Clock::now() + timeout_;
@@ -344,10 +352,10 @@ void RendezvousStore::barrier(const std::string& name) {
   }
   // Rank 0 leaves last: the others may still be polling for "done", and its store must outlive
   // their polls when this barrier is the job's last use of it.
-  request('A', prefix + "left", "1", "barrier '" + name + "'");
+  add(prefix + "left", 1, what);
   if (rank_ != 0) return;
   pause = std::chrono::milliseconds(1);
-  while (std::stoll(request('A', prefix + "left", "0", "barrier '" + name + "'")) < world_size_) {
+  while (add(prefix + "left", 0, what) < world_size_) {
     if (Clock::now() >= deadline)
       throw Error(describe() + ": barrier '" + name + "': every rank arrived, but not all saw it within " +
                   seconds_text(timeout_) + " (--dist-timeout)");

@@ -55,7 +55,9 @@ class RendezvousStore {
  private:
   // One request and its reply over the connection; throws naming `what` on timeout or a lost store.
   std::string request(char op, const std::string& key, const std::string& value, const std::string& what);
-  std::string describe() const;  // "rendezvous at host:port, rank r of n"
+  // key += delta on the server (an unset key counts as 0); the new count.
+  long long add(const std::string& key, long long delta, const std::string& what);
+  std::string describe() const;  // "rendezvous store at host:port (MASTER_ADDR:MASTER_PORT), rank r of n"
 
   std::string host_;
   int port_ = 0;
