@@ -134,8 +134,8 @@ void put_free(DeviceCache& c, void* block, size_t size) {
   c.free_bins[static_cast<size_t>(bin_of(size))].emplace(size, block);
 }
 
-// Moves the pending blocks whose streams have finished with them to the free lists (the caller
-// has made the device current). drain: all of them, after a device synchronization.
+// Moves the pending blocks whose streams have finished with them to the free lists (querying an
+// event needs no current device). drain: all of them, for a caller that has synchronized the device.
 void settle_pending(DeviceCache& c, bool drain) {
   if (c.pending.count() == 0) return;
   auto ready = [&c](void* block, size_t size) { put_free(c, block, size); };
@@ -198,7 +198,7 @@ void* cuda_allocate(size_t nbytes, Device device) {
   DeviceCache& c = cache_of(a, device);
   if (nbytes > SIZE_MAX - kLargeRound) throw_out_of_memory(device, nbytes, c.stats);  // rounding would overflow
   size_t size = round_size(nbytes);
-  settle_pending(c, /*drain=*/false);  // event queries need no current device
+  settle_pending(c, /*drain=*/false);
   if (void* ptr = take_cached(c, size)) return ptr;
 
   CudaDeviceGuard guard(device);
