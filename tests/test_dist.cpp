@@ -13,6 +13,7 @@
 #include "dist/data_parallel.h"
 #include "dist/launch.h"
 #include "dist/mpi_communicator.h"
+#include "dist/nccl_communicator.h"
 #include "dist/single_process_communicator.h"
 #include "tests/dist_test_model.h"
 #include "tests/mpi_test_util.h"
@@ -128,7 +129,13 @@ TEST(DistLaunchDetection, EngineChoiceSaysWhatIsMissing) {
   LaunchInfo torchrun{1, 2, 1, "torchrun-style variables", "localhost", 29500};
   EXPECT_ERROR_MENTIONS(make_communicator(Device::cpu(), torchrun), "2 CPU ranks", "starts under mpirun");
   LaunchInfo mpirun{0, 2, 0, "mpirun", "", 0};
-  EXPECT_ERROR_MENTIONS(make_communicator(Device::cuda(0), mpirun), "CUDA", "NCCL");
+  // CUDA ranks: a build without NCCL says so; one with it, on a machine without a GPU, names the
+  // device it cannot use (with a GPU it would start bootstrapping over MPI, which this process
+  // was not launched for).
+  if (!built_with_nccl())
+    EXPECT_ERROR_MENTIONS(make_communicator(Device::cuda(0), mpirun), "CUDA", "this build has no NCCL");
+  else if (!cuda_available())
+    EXPECT_ERROR_MENTIONS(make_communicator(Device::cuda(0), mpirun), "cuda:0");
   if (!built_with_mpi())
     EXPECT_ERROR_MENTIONS(make_communicator(Device::cpu(), mpirun), "this build has no MPI");
 }
