@@ -3,10 +3,12 @@
 // link carries in a ring all-reduce, comparable with the link's bandwidth whatever N is.
 //
 //   mpirun --allow-run-as-root --oversubscribe -np 2 -x OMP_NUM_THREADS=1 build/bench/bench_dist [MAX_MB]
+//   mpirun -np 8 build/bench/bench_dist 256 cuda      # NCCL, one rank per GPU (cuda:<local rank>)
 //
 // Sizes from 1 KB to MAX_MB (256 by default) in powers of 4; f32 sums through the communicator's
 // asynchronous all-reduce and wait (what DataParallel issues), best of several repetitions after
-// a barrier, timed on rank 0. Alone (no mpirun) it measures the single-process engine: nothing moves.
+// a barrier, timed on rank 0 (on a GPU, wait() returns once the collective's end event has
+// completed). Alone (no mpirun) it measures the single-process engine: nothing moves.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -19,14 +21,16 @@ using Clock = std::chrono::steady_clock;
 
 int main(int argc, char** argv) {
   double max_mb = argc > 1 ? std::atof(argv[1]) : 256.0;
-  std::unique_ptr<dist::Communicator> comm = dist::make_communicator(DeviceType::CPU);
+  Device device = dist::rank_device(parse_device(argc > 2 ? argv[2] : "cpu"));
+  set_device(device);
+  std::unique_ptr<dist::Communicator> comm = dist::make_communicator(device);
   const int n = comm->world_size();
   if (comm->rank() == 0)
     std::printf("all-reduce (sum, f32) over %d rank(s), %s engine; best of the repetitions\n%12s %8s %12s %12s %12s\n",
                 n, comm->engine().c_str(), "bytes", "reps", "time (us)", "algbw GB/s", "busbw GB/s");
   for (double bytes = 1024; bytes <= max_mb * 1048576.0; bytes *= 4) {
     int64_t count = static_cast<int64_t>(bytes / 4);
-    Tensor x = Tensor::ones({count});
+    Tensor x = Tensor::ones({count}, DType::F32, device);
     int reps = bytes < 1e6 ? 50 : bytes < 3e7 ? 10 : 3;
     double best = 1e30;
     comm->all_reduce(x);  // warm-up: connections, pages

@@ -24,6 +24,7 @@ std::string format_bytes(size_t bytes) {
 }  // namespace tg
 
 #ifdef TG_CUDA
+#include <algorithm>
 #include <array>
 #include <map>
 #include <mutex>
@@ -31,6 +32,7 @@ std::string format_bytes(size_t bytes) {
 #include <vector>
 
 #include "tensor/cuda_check.h"
+#include "tensor/pending_frees.h"
 
 namespace tg {
 
@@ -51,9 +53,49 @@ size_t round_size(size_t nbytes) {
 
 int bin_of(size_t size) { return 63 - __builtin_clzll(static_cast<unsigned long long>(size)); }
 
+// CUDA events for PendingFrees, recycled: creating one is a driver call. An event belongs to the
+// device that was current when it was created, so each device has its own source. Errors are
+// cleared and reported as "not recorded" / "not completed": the allocator never throws from a free.
+class CudaEvents : public EventSource {
+ public:
+  void* record(void* stream) override {
+    cudaEvent_t event = nullptr;
+    if (!pool_.empty()) {
+      event = pool_.back();
+      pool_.pop_back();
+    } else if (cudaEventCreateWithFlags(&event, cudaEventDisableTiming) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    if (cudaEventRecord(event, static_cast<cudaStream_t>(stream)) != cudaSuccess) {
+      cudaGetLastError();
+      cudaEventDestroy(event);
+      return nullptr;
+    }
+    return event;
+  }
+  bool completed(void* event) override {
+    cudaError_t status = cudaEventQuery(static_cast<cudaEvent_t>(event));
+    if (status == cudaSuccess) return true;
+    cudaGetLastError();  // cudaErrorNotReady, or a fault that a later checked call reports
+    return false;
+  }
+  void release(void* event) override { pool_.push_back(static_cast<cudaEvent_t>(event)); }
+
+ private:
+  std::vector<cudaEvent_t> pool_;
+};
+
+struct Block {
+  size_t size = 0;
+  std::vector<void*> streams;  // other streams that used it (cuda_record_stream)
+};
+
 struct DeviceCache {
   std::array<std::multimap<size_t, void*>, kBins> free_bins;  // block size -> block, per bin
-  std::unordered_map<void*, size_t> live;                     // blocks held by storages -> size
+  std::unordered_map<void*, Block> live;                      // blocks held by storages
+  PendingFrees pending;                                       // freed, waiting for other streams
+  CudaEvents events;
   CudaMemoryStats stats;
 };
 
@@ -88,6 +130,20 @@ void count_allocated(CudaMemoryStats& s, size_t size) {
   s.alloc_count++;
 }
 
+void put_free(DeviceCache& c, void* block, size_t size) {
+  c.free_bins[static_cast<size_t>(bin_of(size))].emplace(size, block);
+}
+
+// Moves the pending blocks whose streams have finished with them to the free lists (querying an
+// event needs no current device). drain: all of them, for a caller that has synchronized the device.
+void settle_pending(DeviceCache& c, bool drain) {
+  if (c.pending.count() == 0) return;
+  auto ready = [&c](void* block, size_t size) { put_free(c, block, size); };
+  if (drain) c.pending.drain(c.events, ready);
+  else c.pending.collect(c.events, ready);
+  c.stats.pending_bytes = c.pending.bytes();
+}
+
 // The smallest free block of `size`'s bin that holds `size`, or null.
 void* take_cached(DeviceCache& c, size_t size) {
   auto& bin = c.free_bins[static_cast<size_t>(bin_of(size))];
@@ -96,14 +152,18 @@ void* take_cached(DeviceCache& c, size_t size) {
   void* ptr = it->second;
   size_t block = it->first;
   bin.erase(it);
-  c.live.emplace(ptr, block);
+  c.live.emplace(ptr, Block{block, {}});
   count_allocated(c.stats, block);
   return ptr;
 }
 
-// cudaFree on every cached block of the device (the caller has made it current). cudaFree waits for
-// the device to finish, so a kernel still using a recently freed block is done first.
+// cudaFree on every cached and pending block of the device (the caller has made it current).
+// The synchronization first lets every stream finish with the pending blocks.
 void release_cached(DeviceCache& c) {
+  if (c.pending.count() > 0) {
+    TG_CUDA_CHECK(cudaDeviceSynchronize());
+    settle_pending(c, /*drain=*/true);
+  }
   for (auto& bin : c.free_bins) {
     while (!bin.empty()) {
       auto it = bin.begin();
@@ -138,6 +198,7 @@ void* cuda_allocate(size_t nbytes, Device device) {
   DeviceCache& c = cache_of(a, device);
   if (nbytes > SIZE_MAX - kLargeRound) throw_out_of_memory(device, nbytes, c.stats);  // rounding would overflow
   size_t size = round_size(nbytes);
+  settle_pending(c, /*drain=*/false);
   if (void* ptr = take_cached(c, size)) return ptr;
 
   CudaDeviceGuard guard(device);
@@ -157,7 +218,7 @@ void* cuda_allocate(size_t nbytes, Device device) {
   c.stats.reserved_bytes += size;
   if (c.stats.reserved_bytes > c.stats.peak_reserved_bytes) c.stats.peak_reserved_bytes = c.stats.reserved_bytes;
   c.stats.cudamalloc_count++;
-  c.live.emplace(ptr, size);
+  c.live.emplace(ptr, Block{size, {}});
   count_allocated(c.stats, size);
   return ptr;
 }
@@ -170,10 +231,39 @@ void cuda_deallocate(void* ptr, Device device) noexcept {
   DeviceCache& c = a.devices[static_cast<size_t>(device.index)];
   auto it = c.live.find(ptr);
   if (it == c.live.end()) return;
-  size_t size = it->second;
+  Block block = std::move(it->second);
   c.live.erase(it);
-  c.free_bins[static_cast<size_t>(bin_of(size))].emplace(size, ptr);
-  c.stats.allocated_bytes -= size;
+  c.stats.allocated_bytes -= block.size;
+  if (block.streams.empty()) {
+    put_free(c, ptr, block.size);
+    return;
+  }
+  // Events belong to the device current at their creation: make this one current, without the
+  // throwing guard.
+  int previous = -1;
+  if (cudaGetDevice(&previous) != cudaSuccess) cudaGetLastError();
+  if (previous != device.index && cudaSetDevice(device.index) != cudaSuccess) cudaGetLastError();
+  c.pending.add(ptr, block.size, block.streams, c.events);
+  c.stats.pending_bytes = c.pending.bytes();
+  if (previous >= 0 && previous != device.index) cudaSetDevice(previous);
+}
+
+void cuda_record_stream(void* ptr, Device device, void* stream) {
+  check_device(device, "cuda_record_stream");
+  Allocator& a = allocator();
+  std::lock_guard<std::mutex> lock(a.mutex);
+  DeviceCache& c = cache_of(a, device);
+  auto it = c.live.find(ptr);
+  if (it == c.live.end()) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%p", ptr);
+    throw Error(std::string("cuda_record_stream: ") + text + " is not a live block of " + device.str() +
+                " (pass the storage's data(), not a view's pointer)");
+  }
+  std::vector<void*>& streams = it->second.streams;
+  if (stream != static_cast<void*>(cuda::stream()) &&
+      std::find(streams.begin(), streams.end(), stream) == streams.end())
+    streams.push_back(stream);
 }
 
 CudaMemoryStats cuda_memory_stats(Device device) {
@@ -232,6 +322,9 @@ void* cuda_allocate(size_t nbytes, Device device) {
   throw Error("cannot allocate " + std::to_string(nbytes) + " bytes on " + device.str() + ": " + no_cuda_message());
 }
 void cuda_deallocate(void*, Device) noexcept {}
+void cuda_record_stream(void*, Device device, void*) {
+  throw Error("cuda_record_stream on " + device.str() + ": " + no_cuda_message());
+}
 CudaMemoryStats cuda_memory_stats(Device device) {
   throw Error("cuda_memory_stats on " + device.str() + ": " + no_cuda_message());
 }

@@ -6,6 +6,10 @@
 // safe because every kernel and copy of tilegrad runs on one in-order stream (cuda::stream()): any
 // kernel still reading the old tensor is queued before any kernel that writes the new one.
 //
+// A block also used on another stream (the NCCL engine's communication stream) is marked with
+// cuda_record_stream; when it is freed, it waits (tensor/pending_frees.h) until the work queued on
+// those streams before the free has finished, and only then is handed out again.
+//
 // Sizes are rounded up (to multiples of 512 B up to 1 MiB, of 2 MiB above) and binned by powers of
 // two; a request takes the smallest free block of its own bin that fits (best fit), so a block
 // never serves a request of less than half its size. Blocks are never split or merged.
@@ -28,20 +32,29 @@ struct CudaMemoryStats {
   size_t peak_reserved_bytes = 0;
   int64_t alloc_count = 0;          // allocations served, from the cache or not
   int64_t cudamalloc_count = 0;     // of those, the ones that called cudaMalloc
+  size_t pending_bytes = 0;         // freed blocks waiting for another stream's work (cuda_record_stream)
 };
 
 // A block of at least `nbytes` on `device` (0 bytes gives a valid, distinct block). Throws
 // tg::Error when the device does not exist or is out of memory (naming the size asked for, the
 // device's free and total memory and what tilegrad holds).
 void* cuda_allocate(size_t nbytes, Device device);
-// Returns a block to its device's cache. Never throws and makes no CUDA call, so storages may be
-// freed from any thread and during static teardown.
+// Returns a block to its device's cache. Never throws, so storages may be freed from any thread
+// and during static teardown. Makes no CUDA call unless the block was marked by
+// cuda_record_stream; then it records an event on each marked stream (one that cannot be recorded,
+// as at teardown, keeps the block out of use until cuda_empty_cache).
 void cuda_deallocate(void* ptr, Device device) noexcept;
+// Marks the block `ptr` (as cuda_allocate returned it, a Storage's data()) as used by work queued
+// on `stream` (a cudaStream_t other than cuda::stream()), as PyTorch's Tensor.record_stream: once
+// freed, the block is not handed out again until that work is done. Throws naming the pointer
+// when it is not a live block of `device`.
+void cuda_record_stream(void* ptr, Device device, void* stream);
 
 CudaMemoryStats cuda_memory_stats(Device device);
 // Sets the peaks to the current values, to measure one phase (say, one training step).
 void cuda_reset_peak_stats(Device device);
-// Frees every cached block with cudaFree (blocks held by tensors stay).
+// Waits for the device, then frees every cached and pending block with cudaFree (blocks held by
+// tensors stay).
 void cuda_empty_cache(Device device);
 // One line for ./train --mem-stats:
 // "cuda:0 peak 1.23 GiB allocated, 1.50 GiB reserved, 412 cudaMalloc calls".

@@ -13,37 +13,18 @@
 #include "dist/data_parallel.h"
 #include "dist/launch.h"
 #include "dist/mpi_communicator.h"
+#include "dist/nccl_communicator.h"
 #include "dist/single_process_communicator.h"
 #include "tests/dist_test_model.h"
 #include "tests/mpi_test_util.h"
 #include "tests/program_test_util.h"
+#include "tests/scoped_env.h"
 
 using namespace tg;
 using namespace tg::dist;
+using tg::test::ScopedEnv;
 
 namespace {
-
-// Sets environment variables for its lifetime and restores what was there.
-class ScopedEnv {
- public:
-  explicit ScopedEnv(const std::map<std::string, std::optional<std::string>>& values) {
-    for (const auto& [name, value] : values) {
-      const char* old = std::getenv(name.c_str());
-      saved_[name] = old ? std::optional<std::string>(old) : std::nullopt;
-      set(name, value);
-    }
-  }
-  ~ScopedEnv() {
-    for (const auto& [name, value] : saved_) set(name, value);
-  }
-
- private:
-  static void set(const std::string& name, const std::optional<std::string>& value) {
-    if (value) setenv(name.c_str(), value->c_str(), 1);
-    else unsetenv(name.c_str());
-  }
-  std::map<std::string, std::optional<std::string>> saved_;
-};
 
 const std::map<std::string, std::optional<std::string>> kNoLauncher = {
     {"OMPI_COMM_WORLD_SIZE", std::nullopt}, {"OMPI_COMM_WORLD_RANK", std::nullopt},
@@ -103,7 +84,7 @@ TEST(DistLaunchDetection, ReadsMpirunAndTorchrunVariables) {
     LaunchInfo alone = detect_launch();
     EXPECT_EQ(alone.world_size, 1);
     EXPECT_EQ(alone.launcher, "");
-    EXPECT_EQ(make_communicator(DeviceType::CPU, alone)->engine(), "single process");
+    EXPECT_EQ(make_communicator(Device::cpu(), alone)->engine(), "single process");
   }
   {
     auto values = kNoLauncher;
@@ -122,6 +103,8 @@ TEST(DistLaunchDetection, ReadsMpirunAndTorchrunVariables) {
     values["WORLD_SIZE"] = "2";
     values["RANK"] = "1";
     values["LOCAL_RANK"] = "0";
+    values["MASTER_ADDR"] = "localhost";
+    values["MASTER_PORT"] = "29500";
     ScopedEnv env(values);
     LaunchInfo launch = detect_launch();
     EXPECT_EQ(launch.launcher, "torchrun-style variables");
@@ -143,12 +126,18 @@ TEST(DistLaunchDetection, ReadsMpirunAndTorchrunVariables) {
 }
 
 TEST(DistLaunchDetection, EngineChoiceSaysWhatIsMissing) {
-  LaunchInfo torchrun{1, 2, 1, "torchrun-style variables"};
-  EXPECT_ERROR_MENTIONS(make_communicator(DeviceType::CPU, torchrun), "2 CPU ranks", "starts under mpirun");
-  LaunchInfo mpirun{0, 2, 0, "mpirun"};
-  EXPECT_ERROR_MENTIONS(make_communicator(DeviceType::CUDA, mpirun), "CUDA", "NCCL");
+  LaunchInfo torchrun{1, 2, 1, "torchrun-style variables", "localhost", 29500};
+  EXPECT_ERROR_MENTIONS(make_communicator(Device::cpu(), torchrun), "2 CPU ranks", "starts under mpirun");
+  LaunchInfo mpirun{0, 2, 0, "mpirun", "", 0};
+  // CUDA ranks: a build without NCCL says so; one with it, on a machine without a GPU, names the
+  // device it cannot use (with a GPU it would start bootstrapping over MPI, which this process
+  // was not launched for).
+  if (!built_with_nccl())
+    EXPECT_ERROR_MENTIONS(make_communicator(Device::cuda(0), mpirun), "CUDA", "this build has no NCCL");
+  else if (!cuda_available())
+    EXPECT_ERROR_MENTIONS(make_communicator(Device::cuda(0), mpirun), "cuda:0");
   if (!built_with_mpi())
-    EXPECT_ERROR_MENTIONS(make_communicator(DeviceType::CPU, mpirun), "this build has no MPI");
+    EXPECT_ERROR_MENTIONS(make_communicator(Device::cpu(), mpirun), "this build has no MPI");
 }
 
 TEST(DistLaunch, TwoRanksUnderMpirun) {

@@ -33,7 +33,7 @@ Communicator* world() {
     std::unique_ptr<Communicator> made;
     LaunchInfo launch = detect_launch();
     if (launch.world_size > 1 && launch.launcher == "mpirun" && built_with_mpi()) {
-      made = make_communicator(DeviceType::CPU, launch);
+      made = make_communicator(Device::cpu(), launch);
       // A test that fails on one rank and skips a collective must not hang the other: end the job.
       made->set_timeout(std::chrono::seconds(60));
     }

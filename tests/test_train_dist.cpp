@@ -150,7 +150,8 @@ TEST(TrainDist, LaunchesThisBuildCannotServeFailInOneLine) {
   TempDir dir;
   std::string corpus = dir.write("fox.txt", english(20));
   // torchrun-style variables start CPU ranks without MPI's runtime: the MPI engine needs mpirun.
-  EXPECT_ONE_LINE_ERROR(run("train", corpus + kTinyRun + " --batch 4 --out " + dir.file("run"), "WORLD_SIZE=2 RANK=0 "),
+  EXPECT_ONE_LINE_ERROR(run("train", corpus + kTinyRun + " --batch 4 --out " + dir.file("run"),
+                            "WORLD_SIZE=2 RANK=0 LOCAL_RANK=0 MASTER_ADDR=localhost MASTER_PORT=29500 "),
                         "starts under mpirun");
   EXPECT_ONE_LINE_ERROR(run("train", corpus + kTinyRun + " --batch 4 --out " + dir.file("run"), "WORLD_SIZE=2 RANK=5 "),
                         "rank 5 of world size 2");

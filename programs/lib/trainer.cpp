@@ -96,12 +96,13 @@ GradScalerOptions scaler_options(DType dtype) {
 class Trainer {
  public:
   explicit Trainer(RunSetup& run)
-      : run_(run), c_(run.config), task_(*run.task), device_(parse_device(c_.device)),
+      : run_(run), c_(run.config), task_(*run.task), device_(dist::rank_device(parse_device(c_.device))),
         dtype_(parse_dtype(c_.dtype)),  // fp32, bf16 or fp16 by now (resolve_defaults)
         model_(built_model(task_, device_, dtype_)),
         optimizer_(make_optimizer(c_, model_)),
         scaler_(scaler_options(dtype_)),
-        comm_(dist::make_communicator(device_.type)),
+        comm_(dist::make_communicator(device_, dist::detect_launch(),
+                                      std::chrono::seconds(static_cast<int64_t>(c_.dist_timeout)))),
         writer_(c_.rank == 0) {
     // Rank 0 alone writes the run folder's files.
     if (writer_)
@@ -308,7 +309,8 @@ class Trainer {
     Clock::time_point start = Clock::now();
     Tensor shared = Tensor::from_vector({static_cast<float>(loss), stop_agreed_ ? 1.0f : 0.0f,
                                          static_cast<float>(step_seconds), static_cast<float>(state_.elapsed_seconds)},
-                                        {4});
+                                        {4})
+                         .to(device_);  // where the engine moves tensors: NCCL's are on the GPU
     comm_->all_reduce(shared, dist::ReduceOp::Average, "the step's loss, stop flag and time");
     std::vector<float> mean = shared.to_vector();
     loss = mean[0];
