@@ -35,7 +35,9 @@ static void check_channel_vector(const Tensor& t, const char* name, const Tensor
 }
 
 static float* optional_data(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+#ifdef TG_CUDA
 static void* optional_raw(const Tensor& t) { return t.defined() ? t.data_raw() : nullptr; }
+#endif
 
 void batchnorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x, const Tensor& weight, const Tensor& bias,
                        Tensor& running_mean, Tensor& running_var, bool training, float momentum, float eps, bool relu) {
