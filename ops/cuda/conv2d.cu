@@ -1,0 +1,354 @@
+// Convolution kernels (see ops/cuda/conv2d.h for the contract and the GEMM mappings).
+#include "ops/cuda/conv2d.h"
+
+#include <algorithm>
+#include <string>
+#include <type_traits>
+
+#include "ops/cuda/common.cuh"
+#include "ops/cuda/mma.cuh"
+
+namespace tg::cuda {
+namespace {
+
+// One block computes a BM x BN tile of one group's GEMM, stepping through the reduction BK at a
+// time: both operands gathered into shared memory (k contiguous), then multiplied.
+constexpr int BM = 64, BN = 64, BK = 32;
+constexpr int kThreads = 256;
+// The weight gradient: about this many rows of the reduction per slice, at most kMaxSplits slices.
+constexpr int64_t kRowsPerSplit = 2048, kMaxSplits = 64;
+// dbias: rows per chunk of the column sums, at most kMaxBiasChunks chunks.
+constexpr int64_t kBiasChunkRows = 256, kMaxBiasChunks = 1024;
+
+// Shared rows padded against bank conflicts: f32 by one word (the SIMT kernel reads a column of 16
+// rows at once); 16-bit types by 8 elements (80-byte rows: the 8 rows of an mma fragment load fall
+// in 8 different groups of 4 banks).
+template <class T> constexpr int kPad = sizeof(T) == 4 ? 1 : 8;
+
+// The three GEMM views. Each gives its sizes (rows M, cols N, depth K of the reduction), the
+// operand elements a(m, k) and b(n, k) of group g (zero outside the image), and the epilogue.
+// Index order of the reduction: the fastest index is the channel, contiguous in NHWC memory.
+struct Dims {
+  int64_t Cg, Kg;
+};
+__host__ __device__ inline Dims dims_of(const ConvShape& s) { return {s.C / s.groups, s.K / s.groups}; }
+
+template <class T>
+struct Forward {
+  const T* x;
+  const T* weight;
+  const T* bias;
+  T* out;
+  ConvShape s;
+  __device__ int64_t rows() const { return s.N * s.P * s.Q; }
+  __device__ int64_t cols() const { return s.K / s.groups; }
+  __device__ int64_t depth() const { return s.R * s.S * (s.C / s.groups); }
+  // patch row m = (n, p, q), column kk = (r, s, c)
+  __device__ T a(int64_t g, int64_t m, int64_t kk) const {
+    const Dims d = dims_of(s);
+    const int64_t q = m % s.Q, p = (m / s.Q) % s.P, n = m / (s.Q * s.P);
+    const int64_t c = kk % d.Cg, rs = kk / d.Cg, r = rs / s.S, t = rs % s.S;
+    const int64_t h = p * s.stride_h - s.pad_h + r * s.dilation_h, w = q * s.stride_w - s.pad_w + t * s.dilation_w;
+    if (h < 0 || h >= s.H || w < 0 || w >= s.W) return from_f32<T>(0.0f);
+    return x[((n * s.H + h) * s.W + w) * s.C + g * d.Cg + c];
+  }
+  // filter k, column kk = (r, s, c)
+  __device__ T b(int64_t g, int64_t k, int64_t kk) const {
+    const Dims d = dims_of(s);
+    const int64_t c = kk % d.Cg, rs = kk / d.Cg;
+    return weight[((g * d.Kg + k) * d.Cg + c) * s.R * s.S + rs];
+  }
+  __device__ void store(int64_t g, int64_t m, int64_t k, float acc, int64_t) const {
+    const int64_t channel = g * (s.K / s.groups) + k;
+    out[m * s.K + channel] = from_f32<T>(bias ? acc + to_f32(bias[channel]) : acc);
+  }
+};
+
+template <class T>
+struct InputGradient {
+  const T* dout;
+  const T* weight;
+  T* dx;
+  ConvShape s;
+  __device__ int64_t rows() const { return s.N * s.H * s.W; }
+  __device__ int64_t cols() const { return s.C / s.groups; }
+  __device__ int64_t depth() const { return s.R * s.S * (s.K / s.groups); }
+  // input pixel m = (n, h, w), column kk = (r, s, k): the output pixel that tap (r, s) of filter k
+  // took from (h, w), if any.
+  __device__ T a(int64_t g, int64_t m, int64_t kk) const {
+    const Dims d = dims_of(s);
+    const int64_t w = m % s.W, h = (m / s.W) % s.H, n = m / (s.W * s.H);
+    const int64_t k = kk % d.Kg, rs = kk / d.Kg, r = rs / s.S, t = rs % s.S;
+    const int64_t ph = h + s.pad_h - r * s.dilation_h, qw = w + s.pad_w - t * s.dilation_w;
+    if (ph < 0 || qw < 0 || ph % s.stride_h || qw % s.stride_w) return from_f32<T>(0.0f);
+    const int64_t p = ph / s.stride_h, q = qw / s.stride_w;
+    if (p >= s.P || q >= s.Q) return from_f32<T>(0.0f);
+    return dout[((n * s.P + p) * s.Q + q) * s.K + g * d.Kg + k];
+  }
+  // channel c, column kk = (r, s, k)
+  __device__ T b(int64_t g, int64_t c, int64_t kk) const {
+    const Dims d = dims_of(s);
+    const int64_t k = kk % d.Kg, rs = kk / d.Kg;
+    return weight[((g * d.Kg + k) * d.Cg + c) * s.R * s.S + rs];
+  }
+  __device__ void store(int64_t g, int64_t m, int64_t c, float acc, int64_t) const {
+    T* at = dx + m * s.C + g * (s.C / s.groups) + c;
+    *at = from_f32<T>(to_f32(*at) + acc);
+  }
+};
+
+template <class T>
+struct WeightGradient {
+  const T* dout;
+  const T* x;
+  float* partial;  // (splits, K, C/g, R, S)
+  ConvShape s;
+  __device__ int64_t rows() const { return s.K / s.groups; }
+  __device__ int64_t cols() const { return s.R * s.S * (s.C / s.groups); }
+  __device__ int64_t depth() const { return s.N * s.P * s.Q; }
+  // filter k, output pixel kk = (n, p, q)
+  __device__ T a(int64_t g, int64_t k, int64_t kk) const { return dout[kk * s.K + g * (s.K / s.groups) + k]; }
+  // column j = (r, s, c), output pixel kk = (n, p, q): the input the tap read
+  __device__ T b(int64_t g, int64_t j, int64_t kk) const {
+    const Dims d = dims_of(s);
+    const int64_t c = j % d.Cg, rs = j / d.Cg, r = rs / s.S, t = rs % s.S;
+    const int64_t q = kk % s.Q, p = (kk / s.Q) % s.P, n = kk / (s.Q * s.P);
+    const int64_t h = p * s.stride_h - s.pad_h + r * s.dilation_h, w = q * s.stride_w - s.pad_w + t * s.dilation_w;
+    if (h < 0 || h >= s.H || w < 0 || w >= s.W) return from_f32<T>(0.0f);
+    return x[((n * s.H + h) * s.W + w) * s.C + g * d.Cg + c];
+  }
+  __device__ void store(int64_t g, int64_t k, int64_t j, float acc, int64_t split) const {
+    const Dims d = dims_of(s);
+    const int64_t c = j % d.Cg, rs = j / d.Cg;
+    partial[split * s.K * d.Cg * s.R * s.S + ((g * d.Kg + k) * d.Cg + c) * s.R * s.S + rs] = acc;
+  }
+};
+
+// One 32-bit load of two adjacent 16-bit elements (a fragment register).
+template <class T>
+__device__ __forceinline__ uint32_t load_pair(const T* p) {
+  return *reinterpret_cast<const uint32_t*>(p);
+}
+
+// The implicit GEMM of one view. Grid (M tiles, N tiles, groups * splits); block z = split *
+// groups + g takes the reduction slice [split * depth / splits, (split + 1) * depth / splits).
+// kMma: the 8 warps each own a 32 x 16 piece of the tile (2 x 2 mma.m16n8k16 per 16 of depth);
+// otherwise (f32) thread (ty, tx) of 16 x 16 owns rows ty + 16 i and columns tx + 16 j, i, j < 4.
+// Either way each output's reduction is summed in depth order: the same bits on every run.
+template <class T, class View, bool kMma>
+__global__ void __launch_bounds__(kThreads) conv_gemm_kernel(View view, int64_t splits) {
+  __shared__ __align__(16) T As[BM][BK + kPad<T>];
+  __shared__ __align__(16) T Bs[BN][BK + kPad<T>];
+  const int tid = threadIdx.x;
+  const int64_t groups = view.s.groups;
+  const int64_t g = blockIdx.z % groups, split = blockIdx.z / groups;
+  const int64_t m0 = static_cast<int64_t>(blockIdx.x) * BM, n0 = static_cast<int64_t>(blockIdx.y) * BN;
+  const int64_t M = view.rows(), Ncols = view.cols(), depth = view.depth();
+  const int64_t k_begin = split * depth / splits, k_end = (split + 1) * depth / splits;
+  const T zero = from_f32<T>(0.0f);
+
+  // SIMT: acc[i][j] is output (ty + 16 i, tx + 16 j); mma: acc[mi * 2 + ni] is the C fragment of
+  // m16 tile mi and n8 tile ni of the warp's piece.
+  float acc[4][4];
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+#pragma unroll
+    for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+
+  for (int64_t k0 = k_begin; k0 < k_end; k0 += BK) {
+    // Consecutive threads take consecutive depth indices: consecutive channels of one pixel.
+    for (int i = tid; i < BM * BK; i += kThreads) {
+      const int row = i / BK, col = i % BK;
+      const int64_t m = m0 + row, kk = k0 + col;
+      As[row][col] = m < M && kk < k_end ? view.a(g, m, kk) : zero;
+    }
+    for (int i = tid; i < BN * BK; i += kThreads) {
+      const int row = i / BK, col = i % BK;
+      const int64_t n = n0 + row, kk = k0 + col;
+      Bs[row][col] = n < Ncols && kk < k_end ? view.b(g, n, kk) : zero;
+    }
+    __syncthreads();
+    if constexpr (kMma) {
+      const int warp = tid / 32, lane = tid % 32, gq = lane / 4, t = lane % 4;
+      const int wm = warp % 2, wn = warp / 2;
+#pragma unroll
+      for (int kb = 0; kb < BK; kb += 16) {
+        uint32_t a[2][4];
+#pragma unroll
+        for (int mi = 0; mi < 2; mi++) {
+          const int r0 = wm * 32 + mi * 16 + gq;
+          a[mi][0] = load_pair(&As[r0][kb + 2 * t]);
+          a[mi][1] = load_pair(&As[r0 + 8][kb + 2 * t]);
+          a[mi][2] = load_pair(&As[r0][kb + 2 * t + 8]);
+          a[mi][3] = load_pair(&As[r0 + 8][kb + 2 * t + 8]);
+        }
+#pragma unroll
+        for (int ni = 0; ni < 2; ni++) {
+          const int n = wn * 16 + ni * 8 + gq;
+          const uint32_t b0 = load_pair(&Bs[n][kb + 2 * t]), b1 = load_pair(&Bs[n][kb + 2 * t + 8]);
+#pragma unroll
+          for (int mi = 0; mi < 2; mi++) {
+            mma_m16n8k16<T>(acc[mi * 2 + ni], a[mi], b0, b1);
+          }
+        }
+      }
+    } else {
+      const int tx = tid % 16, ty = tid / 16;
+#pragma unroll 8
+      for (int kk = 0; kk < BK; kk++) {
+        float a[4], b[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) a[i] = to_f32(As[ty + 16 * i][kk]);
+#pragma unroll
+        for (int j = 0; j < 4; j++) b[j] = to_f32(Bs[tx + 16 * j][kk]);
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+          for (int j = 0; j < 4; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+      }
+    }
+    __syncthreads();
+  }
+
+  // Epilogue: every thread stores the outputs it owns (each owned by exactly one thread).
+  if constexpr (kMma) {
+    const int warp = tid / 32, lane = tid % 32, gq = lane / 4, t = lane % 4;
+    const int wm = warp % 2, wn = warp / 2;
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+      for (int ni = 0; ni < 2; ni++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int64_t m = m0 + wm * 32 + mi * 16 + gq + (e >= 2 ? 8 : 0);
+          const int64_t n = n0 + wn * 16 + ni * 8 + 2 * t + (e & 1);
+          if (m < M && n < Ncols) view.store(g, m, n, acc[mi * 2 + ni][e], split);
+        }
+  } else {
+    const int tx = tid % 16, ty = tid / 16;
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        const int64_t m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;
+        if (m < M && n < Ncols) view.store(g, m, n, acc[i][j], split);
+      }
+  }
+}
+
+// dweight (total elements) += the splits' partial dweights, added in split order, rounded once.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    reduce_splits_kernel(T* __restrict__ dweight, const float* __restrict__ partial, int64_t total, int64_t splits) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float sum = 0.0f;
+    for (int64_t sp = 0; sp < splits; sp++) sum += partial[sp * total + i];
+    dweight[i] = from_f32<T>(to_f32(dweight[i]) + sum);
+  }
+}
+
+// partial (chunks, K) f32: column sums of dout (rows, K) over each chunk of rows, in row order.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    bias_partial_kernel(float* __restrict__ partial, const T* __restrict__ dout, int64_t rows, int64_t K,
+                        int64_t chunks) {
+  const int64_t total = chunks * K;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t k = i % K, chunk = i / K;
+    const int64_t end = (chunk + 1) * rows / chunks;
+    float sum = 0.0f;
+    for (int64_t m = chunk * rows / chunks; m < end; m++) sum += to_f32(dout[m * K + k]);
+    partial[i] = sum;
+  }
+}
+
+// dbias (K) += the chunks' sums in chunk order, rounded once.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    bias_finish_kernel(T* __restrict__ dbias, const float* __restrict__ partial, int64_t K, int64_t chunks) {
+  const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k >= K) return;
+  float sum = 0.0f;
+  for (int64_t chunk = 0; chunk < chunks; chunk++) sum += partial[chunk * K + k];
+  dbias[k] = from_f32<T>(to_f32(dbias[k]) + sum);
+}
+
+int64_t bias_chunks(int64_t rows) {
+  return std::max<int64_t>(1, std::min(kMaxBiasChunks, rows / kBiasChunkRows));
+}
+
+// Launches one view's GEMM: the SIMT kernel for f32, tensor cores for bf16 and f16.
+template <class T, class View>
+void launch_gemm(const View& view, int64_t M, int64_t Ncols, int64_t splits, const char* name) {
+  const int64_t tiles_m = (M + BM - 1) / BM, tiles_n = (Ncols + BN - 1) / BN, z = view.s.groups * splits;
+  if (tiles_m > INT32_MAX || tiles_n > 65535 || z > 65535)
+    throw Error(std::string("conv2d: the ") + name + " grid (" + std::to_string(tiles_m) + ", " +
+                std::to_string(tiles_n) + ", " + std::to_string(z) + ") exceeds CUDA's grid limits");
+  const dim3 grid(static_cast<unsigned>(tiles_m), static_cast<unsigned>(tiles_n), static_cast<unsigned>(z));
+  constexpr bool kMma = !std::is_same<T, float>::value;
+  conv_gemm_kernel<T, View, kMma><<<grid, kThreads, 0, stream()>>>(view, splits);
+  TG_CUDA_CHECK_LAUNCH(name);
+}
+
+}  // namespace
+
+void conv2d_forward(DType dtype, void* out, const void* x, const void* weight, const void* bias, const ConvShape& s) {
+  const Dims d = dims_of(s);
+  if (s.N * s.P * s.Q * s.K == 0) return;
+  TG_DISPATCH_FLOAT(dtype, "conv2d", T, {
+    Forward<T> view{static_cast<const T*>(x), static_cast<const T*>(weight), static_cast<const T*>(bias),
+                    static_cast<T*>(out), s};
+    launch_gemm<T>(view, s.N * s.P * s.Q, d.Kg, 1, "conv2d forward");
+  });
+}
+
+void conv2d_backward_input(DType dtype, void* dx, const void* dout, const void* weight, const ConvShape& s) {
+  const Dims d = dims_of(s);
+  if (s.N * s.H * s.W * s.C == 0) return;
+  TG_DISPATCH_FLOAT(dtype, "conv2d", T, {
+    InputGradient<T> view{static_cast<const T*>(dout), static_cast<const T*>(weight), static_cast<T*>(dx), s};
+    launch_gemm<T>(view, s.N * s.H * s.W, d.Cg, 1, "conv2d input gradient");
+  });
+}
+
+int64_t conv2d_weight_splits(const ConvShape& s) {
+  const int64_t rows = s.N * s.P * s.Q;
+  const int64_t by_rows = (rows + kRowsPerSplit - 1) / kRowsPerSplit;
+  return std::max<int64_t>(1, std::min({by_rows, kMaxSplits, 65535 / std::max<int64_t>(1, s.groups)}));
+}
+
+int64_t conv2d_backward_weight_scratch_floats(const ConvShape& s) {
+  const Dims d = dims_of(s);
+  return conv2d_weight_splits(s) * s.K * d.Cg * s.R * s.S + bias_chunks(s.N * s.P * s.Q) * s.K;
+}
+
+void conv2d_backward_weight(DType dtype, void* dweight, void* dbias, float* scratch, const void* dout, const void* x,
+                            const ConvShape& s) {
+  const Dims d = dims_of(s);
+  const int64_t rows = s.N * s.P * s.Q, splits = conv2d_weight_splits(s);
+  const int64_t total = s.K * d.Cg * s.R * s.S;
+  if (rows == 0) return;  // nothing to add
+  TG_DISPATCH_FLOAT(dtype, "conv2d", T, {
+    if (dweight) {
+      WeightGradient<T> view{static_cast<const T*>(dout), static_cast<const T*>(x), scratch, s};
+      launch_gemm<T>(view, d.Kg, s.R * s.S * d.Cg, splits, "conv2d weight gradient");
+      reduce_splits_kernel<T><<<grid_for(total, kThreads), kThreads, 0, stream()>>>(static_cast<T*>(dweight), scratch,
+                                                                                      total, splits);
+      TG_CUDA_CHECK_LAUNCH("reduce_splits_kernel");
+    }
+    if (dbias) {
+      float* partial = scratch + splits * total;
+      const int64_t chunks = bias_chunks(rows);
+      bias_partial_kernel<T><<<grid_for(chunks * s.K, kThreads), kThreads, 0, stream()>>>(
+          partial, static_cast<const T*>(dout), rows, s.K, chunks);
+      TG_CUDA_CHECK_LAUNCH("bias_partial_kernel");
+      bias_finish_kernel<T><<<static_cast<unsigned>((s.K + kThreads - 1) / kThreads), kThreads, 0, stream()>>>(
+          static_cast<T*>(dbias), partial, s.K, chunks);
+      TG_CUDA_CHECK_LAUNCH("bias_finish_kernel");
+    }
+  });
+}
+
+}  // namespace tg::cuda
