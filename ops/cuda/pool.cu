@@ -138,7 +138,8 @@ __global__ void __launch_bounds__(kThreads)
         const Bin wb = bin_at(w_bins, q);
         if (wb.begin > w) break;
         const float inv_divisor = 1.0f / static_cast<float>(hb.count * wb.count);
-        acc += to_f32(dout[((n * P + p) * Q + q) * C + c]) * inv_divisor;
+        // The share rounded on its own (__fmul_rn is never fused into an fma), as the CPU forms it.
+        acc += __fmul_rn(to_f32(dout[((n * P + p) * Q + q) * C + c]), inv_divisor);
       }
     }
     dx[i] = from_f32<T>(acc);
