@@ -25,41 +25,43 @@ constexpr int64_t kBiasChunkRows = 256, kMaxBiasChunks = 1024;
 // in 8 different groups of 4 banks).
 template <class T> constexpr int kPad = sizeof(T) == 4 ? 1 : 8;
 
+// Every size as a 32-bit int: the launchers check that every tensor (and the weight gradient's
+// scratch) holds fewer than 2^31 elements, so the index arithmetic of the gathers, divisions
+// included, runs in 32 bits (64-bit division is several times slower on the GPU).
+struct Geom {
+  int N, H, W, C, K, R, S, P, Q;
+  int stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups;
+  int Cg, Kg;  // channels and filters per group
+};
+
 // The three GEMM views. Each gives its sizes (rows M, cols N, depth K of the reduction), the
 // operand elements a(m, k) and b(n, k) of group g (zero outside the image), and the epilogue.
 // Index order of the reduction: the fastest index is the channel, contiguous in NHWC memory.
-struct Dims {
-  int64_t Cg, Kg;
-};
-__host__ __device__ inline Dims dims_of(const ConvShape& s) { return {s.C / s.groups, s.K / s.groups}; }
-
 template <class T>
 struct Forward {
   const T* x;
   const T* weight;
   const T* bias;
   T* out;
-  ConvShape s;
-  __device__ int64_t rows() const { return s.N * s.P * s.Q; }
-  __device__ int64_t cols() const { return s.K / s.groups; }
-  __device__ int64_t depth() const { return s.R * s.S * (s.C / s.groups); }
+  Geom s;
+  __device__ int rows() const { return s.N * s.P * s.Q; }
+  __device__ int cols() const { return s.Kg; }
+  __device__ int depth() const { return s.R * s.S * s.Cg; }
   // patch row m = (n, p, q), column kk = (r, s, c)
-  __device__ T a(int64_t g, int64_t m, int64_t kk) const {
-    const Dims d = dims_of(s);
-    const int64_t q = m % s.Q, p = (m / s.Q) % s.P, n = m / (s.Q * s.P);
-    const int64_t c = kk % d.Cg, rs = kk / d.Cg, r = rs / s.S, t = rs % s.S;
-    const int64_t h = p * s.stride_h - s.pad_h + r * s.dilation_h, w = q * s.stride_w - s.pad_w + t * s.dilation_w;
+  __device__ T a(int g, int m, int kk) const {
+    const int q = m % s.Q, p = (m / s.Q) % s.P, n = m / (s.Q * s.P);
+    const int c = kk % s.Cg, rs = kk / s.Cg, r = rs / s.S, t = rs % s.S;
+    const int h = p * s.stride_h - s.pad_h + r * s.dilation_h, w = q * s.stride_w - s.pad_w + t * s.dilation_w;
     if (h < 0 || h >= s.H || w < 0 || w >= s.W) return from_f32<T>(0.0f);
-    return x[((n * s.H + h) * s.W + w) * s.C + g * d.Cg + c];
+    return x[((n * s.H + h) * s.W + w) * s.C + g * s.Cg + c];
   }
   // filter k, column kk = (r, s, c)
-  __device__ T b(int64_t g, int64_t k, int64_t kk) const {
-    const Dims d = dims_of(s);
-    const int64_t c = kk % d.Cg, rs = kk / d.Cg;
-    return weight[((g * d.Kg + k) * d.Cg + c) * s.R * s.S + rs];
+  __device__ T b(int g, int k, int kk) const {
+    const int c = kk % s.Cg, rs = kk / s.Cg;
+    return weight[((g * s.Kg + k) * s.Cg + c) * s.R * s.S + rs];
   }
-  __device__ void store(int64_t g, int64_t m, int64_t k, float acc, int64_t) const {
-    const int64_t channel = g * (s.K / s.groups) + k;
+  __device__ void store(int g, int m, int k, float acc, int) const {
+    const int channel = g * s.Kg + k;
     out[m * s.K + channel] = from_f32<T>(bias ? acc + to_f32(bias[channel]) : acc);
   }
 };
@@ -69,30 +71,28 @@ struct InputGradient {
   const T* dout;
   const T* weight;
   T* dx;
-  ConvShape s;
-  __device__ int64_t rows() const { return s.N * s.H * s.W; }
-  __device__ int64_t cols() const { return s.C / s.groups; }
-  __device__ int64_t depth() const { return s.R * s.S * (s.K / s.groups); }
+  Geom s;
+  __device__ int rows() const { return s.N * s.H * s.W; }
+  __device__ int cols() const { return s.Cg; }
+  __device__ int depth() const { return s.R * s.S * s.Kg; }
   // input pixel m = (n, h, w), column kk = (r, s, k): the output pixel that tap (r, s) of filter k
   // took from (h, w), if any.
-  __device__ T a(int64_t g, int64_t m, int64_t kk) const {
-    const Dims d = dims_of(s);
-    const int64_t w = m % s.W, h = (m / s.W) % s.H, n = m / (s.W * s.H);
-    const int64_t k = kk % d.Kg, rs = kk / d.Kg, r = rs / s.S, t = rs % s.S;
-    const int64_t ph = h + s.pad_h - r * s.dilation_h, qw = w + s.pad_w - t * s.dilation_w;
+  __device__ T a(int g, int m, int kk) const {
+    const int w = m % s.W, h = (m / s.W) % s.H, n = m / (s.W * s.H);
+    const int k = kk % s.Kg, rs = kk / s.Kg, r = rs / s.S, t = rs % s.S;
+    const int ph = h + s.pad_h - r * s.dilation_h, qw = w + s.pad_w - t * s.dilation_w;
     if (ph < 0 || qw < 0 || ph % s.stride_h || qw % s.stride_w) return from_f32<T>(0.0f);
-    const int64_t p = ph / s.stride_h, q = qw / s.stride_w;
+    const int p = ph / s.stride_h, q = qw / s.stride_w;
     if (p >= s.P || q >= s.Q) return from_f32<T>(0.0f);
-    return dout[((n * s.P + p) * s.Q + q) * s.K + g * d.Kg + k];
+    return dout[((n * s.P + p) * s.Q + q) * s.K + g * s.Kg + k];
   }
   // channel c, column kk = (r, s, k)
-  __device__ T b(int64_t g, int64_t c, int64_t kk) const {
-    const Dims d = dims_of(s);
-    const int64_t k = kk % d.Kg, rs = kk / d.Kg;
-    return weight[((g * d.Kg + k) * d.Cg + c) * s.R * s.S + rs];
+  __device__ T b(int g, int c, int kk) const {
+    const int k = kk % s.Kg, rs = kk / s.Kg;
+    return weight[((g * s.Kg + k) * s.Cg + c) * s.R * s.S + rs];
   }
-  __device__ void store(int64_t g, int64_t m, int64_t c, float acc, int64_t) const {
-    T* at = dx + m * s.C + g * (s.C / s.groups) + c;
+  __device__ void store(int g, int m, int c, float acc, int) const {
+    T* at = dx + m * s.C + g * s.Cg + c;
     *at = from_f32<T>(to_f32(*at) + acc);
   }
 };
@@ -102,25 +102,23 @@ struct WeightGradient {
   const T* dout;
   const T* x;
   float* partial;  // (splits, K, C/g, R, S)
-  ConvShape s;
-  __device__ int64_t rows() const { return s.K / s.groups; }
-  __device__ int64_t cols() const { return s.R * s.S * (s.C / s.groups); }
-  __device__ int64_t depth() const { return s.N * s.P * s.Q; }
+  Geom s;
+  __device__ int rows() const { return s.Kg; }
+  __device__ int cols() const { return s.R * s.S * s.Cg; }
+  __device__ int depth() const { return s.N * s.P * s.Q; }
   // filter k, output pixel kk = (n, p, q)
-  __device__ T a(int64_t g, int64_t k, int64_t kk) const { return dout[kk * s.K + g * (s.K / s.groups) + k]; }
+  __device__ T a(int g, int k, int kk) const { return dout[kk * s.K + g * s.Kg + k]; }
   // column j = (r, s, c), output pixel kk = (n, p, q): the input the tap read
-  __device__ T b(int64_t g, int64_t j, int64_t kk) const {
-    const Dims d = dims_of(s);
-    const int64_t c = j % d.Cg, rs = j / d.Cg, r = rs / s.S, t = rs % s.S;
-    const int64_t q = kk % s.Q, p = (kk / s.Q) % s.P, n = kk / (s.Q * s.P);
-    const int64_t h = p * s.stride_h - s.pad_h + r * s.dilation_h, w = q * s.stride_w - s.pad_w + t * s.dilation_w;
+  __device__ T b(int g, int j, int kk) const {
+    const int c = j % s.Cg, rs = j / s.Cg, r = rs / s.S, t = rs % s.S;
+    const int q = kk % s.Q, p = (kk / s.Q) % s.P, n = kk / (s.Q * s.P);
+    const int h = p * s.stride_h - s.pad_h + r * s.dilation_h, w = q * s.stride_w - s.pad_w + t * s.dilation_w;
     if (h < 0 || h >= s.H || w < 0 || w >= s.W) return from_f32<T>(0.0f);
-    return x[((n * s.H + h) * s.W + w) * s.C + g * d.Cg + c];
+    return x[((n * s.H + h) * s.W + w) * s.C + g * s.Cg + c];
   }
-  __device__ void store(int64_t g, int64_t k, int64_t j, float acc, int64_t split) const {
-    const Dims d = dims_of(s);
-    const int64_t c = j % d.Cg, rs = j / d.Cg;
-    partial[split * s.K * d.Cg * s.R * s.S + ((g * d.Kg + k) * d.Cg + c) * s.R * s.S + rs] = acc;
+  __device__ void store(int g, int k, int j, float acc, int split) const {
+    const int c = j % s.Cg, rs = j / s.Cg;
+    partial[split * (s.K * s.Cg * s.R * s.S) + ((g * s.Kg + k) * s.Cg + c) * s.R * s.S + rs] = acc;
   }
 };
 
@@ -136,15 +134,17 @@ __device__ __forceinline__ uint32_t load_pair(const T* p) {
 // otherwise (f32) thread (ty, tx) of 16 x 16 owns rows ty + 16 i and columns tx + 16 j, i, j < 4.
 // Either way each output's reduction is summed in depth order: the same bits on every run.
 template <class T, class View, bool kMma>
-__global__ void __launch_bounds__(kThreads) conv_gemm_kernel(View view, int64_t splits) {
+__global__ void __launch_bounds__(kThreads) conv_gemm_kernel(View view, int splits) {
   __shared__ __align__(16) T As[BM][BK + kPad<T>];
   __shared__ __align__(16) T Bs[BN][BK + kPad<T>];
   const int tid = threadIdx.x;
-  const int64_t groups = view.s.groups;
-  const int64_t g = blockIdx.z % groups, split = blockIdx.z / groups;
-  const int64_t m0 = static_cast<int64_t>(blockIdx.x) * BM, n0 = static_cast<int64_t>(blockIdx.y) * BN;
-  const int64_t M = view.rows(), Ncols = view.cols(), depth = view.depth();
-  const int64_t k_begin = split * depth / splits, k_end = (split + 1) * depth / splits;
+  const int groups = view.s.groups;
+  const int g = blockIdx.z % groups, split = blockIdx.z / groups;
+  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+  const int M = view.rows(), Ncols = view.cols(), depth = view.depth();
+  // 64-bit products: split * depth may pass 2^31 before the division.
+  const int k_begin = static_cast<int>(int64_t(split) * depth / splits);
+  const int k_end = static_cast<int>(int64_t(split + 1) * depth / splits);
   const T zero = from_f32<T>(0.0f);
 
   // SIMT: acc[i][j] is output (ty + 16 i, tx + 16 j); mma: acc[mi * 2 + ni] is the C fragment of
@@ -155,16 +155,16 @@ __global__ void __launch_bounds__(kThreads) conv_gemm_kernel(View view, int64_t 
 #pragma unroll
     for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
 
-  for (int64_t k0 = k_begin; k0 < k_end; k0 += BK) {
+  for (int k0 = k_begin; k0 < k_end; k0 += BK) {
     // Consecutive threads take consecutive depth indices: consecutive channels of one pixel.
     for (int i = tid; i < BM * BK; i += kThreads) {
       const int row = i / BK, col = i % BK;
-      const int64_t m = m0 + row, kk = k0 + col;
+      const int m = m0 + row, kk = k0 + col;
       As[row][col] = m < M && kk < k_end ? view.a(g, m, kk) : zero;
     }
     for (int i = tid; i < BN * BK; i += kThreads) {
       const int row = i / BK, col = i % BK;
-      const int64_t n = n0 + row, kk = k0 + col;
+      const int n = n0 + row, kk = k0 + col;
       Bs[row][col] = n < Ncols && kk < k_end ? view.b(g, n, kk) : zero;
     }
     __syncthreads();
@@ -220,8 +220,8 @@ __global__ void __launch_bounds__(kThreads) conv_gemm_kernel(View view, int64_t 
       for (int ni = 0; ni < 2; ni++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-          const int64_t m = m0 + wm * 32 + mi * 16 + gq + (e >= 2 ? 8 : 0);
-          const int64_t n = n0 + wn * 16 + ni * 8 + 2 * t + (e & 1);
+          const int m = m0 + wm * 32 + mi * 16 + gq + (e >= 2 ? 8 : 0);
+          const int n = n0 + wn * 16 + ni * 8 + 2 * t + (e & 1);
           if (m < M && n < Ncols) view.store(g, m, n, acc[mi * 2 + ni][e], split);
         }
   } else {
@@ -230,7 +230,7 @@ __global__ void __launch_bounds__(kThreads) conv_gemm_kernel(View view, int64_t 
     for (int i = 0; i < 4; i++)
 #pragma unroll
       for (int j = 0; j < 4; j++) {
-        const int64_t m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;
+        const int m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;
         if (m < M && n < Ncols) view.store(g, m, n, acc[i][j], split);
       }
   }
@@ -275,8 +275,23 @@ __global__ void __launch_bounds__(kThreads)
   dbias[k] = from_f32<T>(to_f32(dbias[k]) + sum);
 }
 
-int64_t bias_chunks(int64_t rows) {
-  return std::max<int64_t>(1, std::min(kMaxBiasChunks, rows / kBiasChunkRows));
+// The sizes as Geom, after checking that the input, the output and the weight gradient's split-K
+// scratch each hold fewer than 2^31 elements (the kernels index them in 32 bits).
+Geom geom_of(const ConvShape& s, int64_t splits) {
+  const int64_t Cg = s.C / s.groups, Kg = s.K / s.groups;
+  const struct {
+    const char* what;
+    int64_t elements;
+  } sizes[] = {{"x", s.N * s.H * s.W * s.C}, {"out", s.N * s.P * s.Q * s.K},
+               {"the weight gradient's scratch", splits * s.K * Cg * s.R * s.S}};
+  for (const auto& size : sizes)
+    if (size.elements > INT32_MAX)
+      throw Error("conv2d: " + std::string(size.what) + " has " + std::to_string(size.elements) +
+                  " elements; the CUDA kernels index at most 2^31 - 1 (use a smaller batch)");
+  auto i32 = [](int64_t v) { return static_cast<int>(v); };
+  return {i32(s.N),        i32(s.H),        i32(s.W),     i32(s.C),     i32(s.K),          i32(s.R),
+          i32(s.S),        i32(s.P),        i32(s.Q),     i32(s.stride_h), i32(s.stride_w), i32(s.pad_h),
+          i32(s.pad_w),    i32(s.dilation_h), i32(s.dilation_w), i32(s.groups), i32(Cg),    i32(Kg)};
 }
 
 // Launches one view's GEMM: the SIMT kernel for f32, tensor cores for bf16 and f16.
@@ -288,28 +303,32 @@ void launch_gemm(const View& view, int64_t M, int64_t Ncols, int64_t splits, con
                 std::to_string(tiles_n) + ", " + std::to_string(z) + ") exceeds CUDA's grid limits");
   const dim3 grid(static_cast<unsigned>(tiles_m), static_cast<unsigned>(tiles_n), static_cast<unsigned>(z));
   constexpr bool kMma = !std::is_same<T, float>::value;
-  conv_gemm_kernel<T, View, kMma><<<grid, kThreads, 0, stream()>>>(view, splits);
+  conv_gemm_kernel<T, View, kMma><<<grid, kThreads, 0, stream()>>>(view, static_cast<int>(splits));
   TG_CUDA_CHECK_LAUNCH(name);
+}
+
+int64_t bias_chunks(int64_t rows) {
+  return std::max<int64_t>(1, std::min(kMaxBiasChunks, rows / kBiasChunkRows));
 }
 
 }  // namespace
 
 void conv2d_forward(DType dtype, void* out, const void* x, const void* weight, const void* bias, const ConvShape& s) {
-  const Dims d = dims_of(s);
   if (s.N * s.P * s.Q * s.K == 0) return;
+  const Geom g = geom_of(s, 1);
   TG_DISPATCH_FLOAT(dtype, "conv2d", T, {
     Forward<T> view{static_cast<const T*>(x), static_cast<const T*>(weight), static_cast<const T*>(bias),
-                    static_cast<T*>(out), s};
-    launch_gemm<T>(view, s.N * s.P * s.Q, d.Kg, 1, "conv2d forward");
+                    static_cast<T*>(out), g};
+    launch_gemm<T>(view, s.N * s.P * s.Q, g.Kg, 1, "conv2d forward");
   });
 }
 
 void conv2d_backward_input(DType dtype, void* dx, const void* dout, const void* weight, const ConvShape& s) {
-  const Dims d = dims_of(s);
   if (s.N * s.H * s.W * s.C == 0) return;
+  const Geom g = geom_of(s, 1);
   TG_DISPATCH_FLOAT(dtype, "conv2d", T, {
-    InputGradient<T> view{static_cast<const T*>(dout), static_cast<const T*>(weight), static_cast<T*>(dx), s};
-    launch_gemm<T>(view, s.N * s.H * s.W, d.Cg, 1, "conv2d input gradient");
+    InputGradient<T> view{static_cast<const T*>(dout), static_cast<const T*>(weight), static_cast<T*>(dx), g};
+    launch_gemm<T>(view, s.N * s.H * s.W, g.Cg, 1, "conv2d input gradient");
   });
 }
 
@@ -320,20 +339,19 @@ int64_t conv2d_weight_splits(const ConvShape& s) {
 }
 
 int64_t conv2d_backward_weight_scratch_floats(const ConvShape& s) {
-  const Dims d = dims_of(s);
-  return conv2d_weight_splits(s) * s.K * d.Cg * s.R * s.S + bias_chunks(s.N * s.P * s.Q) * s.K;
+  return conv2d_weight_splits(s) * s.K * (s.C / s.groups) * s.R * s.S + bias_chunks(s.N * s.P * s.Q) * s.K;
 }
 
 void conv2d_backward_weight(DType dtype, void* dweight, void* dbias, float* scratch, const void* dout, const void* x,
                             const ConvShape& s) {
-  const Dims d = dims_of(s);
   const int64_t rows = s.N * s.P * s.Q, splits = conv2d_weight_splits(s);
-  const int64_t total = s.K * d.Cg * s.R * s.S;
+  const int64_t total = s.K * (s.C / s.groups) * s.R * s.S;
   if (rows == 0) return;  // nothing to add
+  const Geom g = geom_of(s, splits);
   TG_DISPATCH_FLOAT(dtype, "conv2d", T, {
     if (dweight) {
-      WeightGradient<T> view{static_cast<const T*>(dout), static_cast<const T*>(x), scratch, s};
-      launch_gemm<T>(view, d.Kg, s.R * s.S * d.Cg, splits, "conv2d weight gradient");
+      WeightGradient<T> view{static_cast<const T*>(dout), static_cast<const T*>(x), scratch, g};
+      launch_gemm<T>(view, g.Kg, s.R * s.S * g.Cg, splits, "conv2d weight gradient");
       reduce_splits_kernel<T><<<grid_for(total, kThreads), kThreads, 0, stream()>>>(static_cast<T*>(dweight), scratch,
                                                                                       total, splits);
       TG_CUDA_CHECK_LAUNCH("reduce_splits_kernel");
