@@ -238,8 +238,8 @@ TEST(ImageProgram, BadInputGetsOneLineNamingIt) {
     if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU (" << cuda_status() << ")";           \
   } while (0)
 
-// cnn-ref trains on the GPU in f32 (SGD) and in bf16 and fp16 (AdamW, f32 master weights), and
-// each checkpoint resumes on the CPU (f32).
+// cnn-ref trains on the GPU in f32 (SGD) and in bf16 and fp16 (AdamW, f32 master weights), each
+// checkpoint resumes on the CPU (f32), and ./classify reads one on the GPU.
 TEST(ImageProgramGpu, TrainsInEveryDtypeAndResumesOnTheCpu) {
   REQUIRE_GPU_PROGRAM();
   TempDir dir;
@@ -258,6 +258,11 @@ TEST(ImageProgramGpu, TrainsInEveryDtypeAndResumesOnTheCpu) {
     EXPECT_FALSE(losses.empty());
     for (const std::string& loss : losses) EXPECT_EQ(loss.find("nan"), std::string::npos) << dtypes[i];
   }
+  // ./classify runs the GPU-trained (bf16) checkpoint on the GPU, in f32.
+  Result c = run("classify", "--ckpt " + dir.file("run1") + " --device cuda --idx " +
+                                 dir.file("data/t10k-images-idx3-ubyte") + " --index 3 --top 2");
+  ASSERT_EQ(c.status, 0) << c.err;
+  EXPECT_NE(c.out.find("t10k-images-idx3-ubyte[3]: "), std::string::npos) << c.out;
 }
 
 // The same command twice on the GPU gives the same losses, bit for bit (no float atomics in the
