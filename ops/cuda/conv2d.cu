@@ -34,8 +34,11 @@ struct Geom {
   int Cg, Kg;  // channels and filters per group
 };
 
-// The three GEMM views. Each gives its sizes (rows M, cols N, depth K of the reduction), the
-// operand elements a(m, k) and b(n, k) of group g (zero outside the image), and the epilogue.
+// The three GEMM views. Each gives its sizes (rows M, cols N, depth K of the reduction) and the
+// operand elements a(m, k) and b(n, k) of group g (zero outside the image), in two steps: what
+// depends on the row alone (a_row(m), b_row(n): the pixel's decomposition, the CUTLASS "optimized
+// iterator" precomputation) is worked out once per block, and a(g, row, kk) / b(g, row, kk) finish
+// each element from its depth index kk. Then the epilogue, store.
 // Index order of the reduction: the fastest index is the channel, contiguous in NHWC memory.
 template <class T>
 struct Forward {
@@ -47,16 +50,25 @@ struct Forward {
   __device__ int rows() const { return s.N * s.P * s.Q; }
   __device__ int cols() const { return s.Kg; }
   __device__ int depth() const { return s.R * s.S * s.Cg; }
-  // patch row m = (n, p, q), column kk = (r, s, c)
-  __device__ T a(int g, int m, int kk) const {
+  // patch row m = (n, p, q): the image's first row n H and the window's corner (h0, w0)
+  struct ARow {
+    int nH, h0, w0;
+  };
+  __device__ ARow a_row(int m) const {
     const int q = m % s.Q, p = (m / s.Q) % s.P, n = m / (s.Q * s.P);
-    const int c = kk % s.Cg, rs = kk / s.Cg, r = rs / s.S, t = rs % s.S;
-    const int h = p * s.stride_h - s.pad_h + r * s.dilation_h, w = q * s.stride_w - s.pad_w + t * s.dilation_w;
-    if (h < 0 || h >= s.H || w < 0 || w >= s.W) return from_f32<T>(0.0f);
-    return x[((n * s.H + h) * s.W + w) * s.C + g * s.Cg + c];
+    return {n * s.H, p * s.stride_h - s.pad_h, q * s.stride_w - s.pad_w};
   }
-  // filter k, column kk = (r, s, c)
-  __device__ T b(int g, int k, int kk) const {
+  // column kk = (r, s, c)
+  __device__ T a(int g, const ARow& row, int kk) const {
+    const int c = kk % s.Cg, rs = kk / s.Cg, r = rs / s.S, t = rs % s.S;
+    const int h = row.h0 + r * s.dilation_h, w = row.w0 + t * s.dilation_w;
+    if (h < 0 || h >= s.H || w < 0 || w >= s.W) return from_f32<T>(0.0f);
+    return x[((row.nH + h) * s.W + w) * s.C + g * s.Cg + c];
+  }
+  // filter k; column kk = (r, s, c)
+  using BRow = int;
+  __device__ BRow b_row(int k) const { return k; }
+  __device__ T b(int g, BRow k, int kk) const {
     const int c = kk % s.Cg, rs = kk / s.Cg;
     return weight[((g * s.Kg + k) * s.Cg + c) * s.R * s.S + rs];
   }
@@ -75,19 +87,27 @@ struct InputGradient {
   __device__ int rows() const { return s.N * s.H * s.W; }
   __device__ int cols() const { return s.Cg; }
   __device__ int depth() const { return s.R * s.S * s.Kg; }
-  // input pixel m = (n, h, w), column kk = (r, s, k): the output pixel that tap (r, s) of filter k
-  // took from (h, w), if any.
-  __device__ T a(int g, int m, int kk) const {
+  // input pixel m = (n, h, w): the image's first output row n P and the padded position
+  struct ARow {
+    int nP, hp, wp;
+  };
+  __device__ ARow a_row(int m) const {
     const int w = m % s.W, h = (m / s.W) % s.H, n = m / (s.W * s.H);
+    return {n * s.P, h + s.pad_h, w + s.pad_w};
+  }
+  // column kk = (r, s, k): the output pixel that tap (r, s) of filter k took from (h, w), if any.
+  __device__ T a(int g, const ARow& row, int kk) const {
     const int k = kk % s.Kg, rs = kk / s.Kg, r = rs / s.S, t = rs % s.S;
-    const int ph = h + s.pad_h - r * s.dilation_h, qw = w + s.pad_w - t * s.dilation_w;
+    const int ph = row.hp - r * s.dilation_h, qw = row.wp - t * s.dilation_w;
     if (ph < 0 || qw < 0 || ph % s.stride_h || qw % s.stride_w) return from_f32<T>(0.0f);
     const int p = ph / s.stride_h, q = qw / s.stride_w;
     if (p >= s.P || q >= s.Q) return from_f32<T>(0.0f);
-    return dout[((n * s.P + p) * s.Q + q) * s.K + g * s.Kg + k];
+    return dout[((row.nP + p) * s.Q + q) * s.K + g * s.Kg + k];
   }
-  // channel c, column kk = (r, s, k)
-  __device__ T b(int g, int c, int kk) const {
+  // channel c; column kk = (r, s, k)
+  using BRow = int;
+  __device__ BRow b_row(int c) const { return c; }
+  __device__ T b(int g, BRow c, int kk) const {
     const int k = kk % s.Kg, rs = kk / s.Kg;
     return weight[((g * s.Kg + k) * s.Cg + c) * s.R * s.S + rs];
   }
@@ -106,15 +126,24 @@ struct WeightGradient {
   __device__ int rows() const { return s.Kg; }
   __device__ int cols() const { return s.R * s.S * s.Cg; }
   __device__ int depth() const { return s.N * s.P * s.Q; }
-  // filter k, output pixel kk = (n, p, q)
-  __device__ T a(int g, int k, int kk) const { return dout[kk * s.K + g * s.Kg + k]; }
-  // column j = (r, s, c), output pixel kk = (n, p, q): the input the tap read
-  __device__ T b(int g, int j, int kk) const {
+  // filter k; output pixel kk = (n, p, q)
+  using ARow = int;
+  __device__ ARow a_row(int k) const { return k; }
+  __device__ T a(int g, ARow k, int kk) const { return dout[kk * s.K + g * s.Kg + k]; }
+  // column j = (r, s, c): the channel and the tap's offset from the window's corner
+  struct BRow {
+    int c, dh, dw;
+  };
+  __device__ BRow b_row(int j) const {
     const int c = j % s.Cg, rs = j / s.Cg, r = rs / s.S, t = rs % s.S;
+    return {c, r * s.dilation_h - s.pad_h, t * s.dilation_w - s.pad_w};
+  }
+  // output pixel kk = (n, p, q): the input the tap read
+  __device__ T b(int g, const BRow& row, int kk) const {
     const int q = kk % s.Q, p = (kk / s.Q) % s.P, n = kk / (s.Q * s.P);
-    const int h = p * s.stride_h - s.pad_h + r * s.dilation_h, w = q * s.stride_w - s.pad_w + t * s.dilation_w;
+    const int h = p * s.stride_h + row.dh, w = q * s.stride_w + row.dw;
     if (h < 0 || h >= s.H || w < 0 || w >= s.W) return from_f32<T>(0.0f);
-    return x[((n * s.H + h) * s.W + w) * s.C + g * s.Cg + c];
+    return x[((n * s.H + h) * s.W + w) * s.C + g * s.Cg + row.c];
   }
   __device__ void store(int g, int k, int j, float acc, int split) const {
     const int c = j % s.Cg, rs = j / s.Cg;
@@ -155,17 +184,32 @@ __global__ void __launch_bounds__(kThreads) conv_gemm_kernel(View view, int spli
 #pragma unroll
     for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
 
+  // Thread tid loads column tid % BK of the tile rows tid / BK + j * kRowStep, j < kLoads, of both
+  // operands at every step: consecutive threads take consecutive depth indices (consecutive channels
+  // of one pixel), and the rows' decompositions are worked out here, once.
+  constexpr int kRowStep = kThreads / BK, kLoads = BM / kRowStep;
+  static_assert(BM == BN && kThreads % BK == 0 && BM % kRowStep == 0, "one load pattern for both tiles");
+  const int col = tid % BK, row0 = tid / BK;
+  typename View::ARow a_rows[kLoads];
+  typename View::BRow b_rows[kLoads];
+  bool a_in[kLoads], b_in[kLoads];
+#pragma unroll
+  for (int j = 0; j < kLoads; j++) {
+    const int m = m0 + row0 + j * kRowStep, n = n0 + row0 + j * kRowStep;
+    a_in[j] = m < M;
+    b_in[j] = n < Ncols;
+    a_rows[j] = view.a_row(a_in[j] ? m : 0);
+    b_rows[j] = view.b_row(b_in[j] ? n : 0);
+  }
+
   for (int k0 = k_begin; k0 < k_end; k0 += BK) {
-    // Consecutive threads take consecutive depth indices: consecutive channels of one pixel.
-    for (int i = tid; i < BM * BK; i += kThreads) {
-      const int row = i / BK, col = i % BK;
-      const int m = m0 + row, kk = k0 + col;
-      As[row][col] = m < M && kk < k_end ? view.a(g, m, kk) : zero;
-    }
-    for (int i = tid; i < BN * BK; i += kThreads) {
-      const int row = i / BK, col = i % BK;
-      const int n = n0 + row, kk = k0 + col;
-      Bs[row][col] = n < Ncols && kk < k_end ? view.b(g, n, kk) : zero;
+    const int kk = k0 + col;
+    const bool k_in = kk < k_end;
+#pragma unroll
+    for (int j = 0; j < kLoads; j++) {
+      const int row = row0 + j * kRowStep;
+      As[row][col] = a_in[j] && k_in ? view.a(g, a_rows[j], kk) : zero;
+      Bs[row][col] = b_in[j] && k_in ? view.b(g, b_rows[j], kk) : zero;
     }
     __syncthreads();
     if constexpr (kMma) {

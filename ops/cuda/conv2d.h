@@ -3,7 +3,8 @@
 // any stride, dilation and groups.
 //
 // Each pass is an implicit GEMM per group (CUTLASS's mappings), its operands gathered from the
-// tensors tile by tile (no im2col buffer):
+// tensors tile by tile (no im2col buffer; each tile row's pixel decomposed once per block, 32-bit
+// index arithmetic):
 //   forward         M = N*P*Q, N = K/groups, K = R*S*C/groups   out = patches(x) . weight^T (+ bias)
 //   input gradient  M = N*H*W, N = C/groups, K = R*S*K/groups   dx += scattered(dout) . weight
 //   weight gradient M = K/groups, N = R*S*C/groups, K = N*P*Q   dweight += dout^T . patches(x)
