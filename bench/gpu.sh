@@ -9,7 +9,7 @@
 #   bench/gpu.sh test       one phase; phases: build test kernels train-speed train-loss
 #   bench/gpu.sh test kernels   several phases in order
 #
-# The PyTorch peers are bench/torch/torch_kernels.py and torch_gpt.py (`make deps-bench` installs
+# The PyTorch peers are bench/torch/torch_kernels.py, torch_conv.py, torch_cnn.py and torch_gpt.py (`make deps-bench` installs
 # PyTorch; on a GPU machine use a CUDA build of it, PYTHON=... picks the interpreter); without
 # PyTorch the peer figures are skipped and the rest runs.
 # The default corpus is data/corpus/kjv.txt (`make data` writes it; copy it along when the GPU
@@ -89,9 +89,14 @@ phase_kernels() {
   sed 's/^/  /' "$LOGS/bench_gpu_gemm.log" | tee -a "$SUMMARY"
   logged bench_gpu_attention ./build/bench/bench_gpu_attention
   sed 's/^/  /' "$LOGS/bench_gpu_attention.log" | tee -a "$SUMMARY"
+  # conv2d per layer of cnn-ref and resnet (fwd, dgrad, wgrad) against cuDNN, channels_last.
+  logged bench_gpu_conv ./build/bench/bench_gpu_conv
+  sed 's/^/  /' "$LOGS/bench_gpu_conv.log" | tee -a "$SUMMARY"
   if [ -n "$ANCHORS" ]; then
     logged torch_kernels "$PYTHON" "$ANCHORS/torch_kernels.py"
     grep -E 'cublas|sdpa|copy' "$LOGS/torch_kernels.log" | sed 's/^/  peer: /' | tee -a "$SUMMARY"
+    logged torch_conv "$PYTHON" "$ANCHORS/torch_conv.py" cuda
+    grep -E '^conv' "$LOGS/torch_conv.log" | sed 's/^/  peer: /' | tee -a "$SUMMARY"
   else
     say "  peer kernels skipped: no PyTorch (see the top of this script)"
   fi
@@ -122,6 +127,22 @@ phase_train_speed() {
   train_pair gpt2_bf16 12 12 768 1024 16 20 bf16 - 50304
   peer gpt2_bf16_compiled 12 12 768 1024 16 20 bf16 compile 50304
   peer gpt2_bf16_eager 12 12 768 1024 16 20 bf16 eager 50304
+  # cnn-ref at batch 256 on Fashion-MNIST (`make data`): ./train's img/s (its last log line) next
+  # to PyTorch eager, channels_last, in the same call.
+  if [ -f data/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+    for dtype in "fp32" "bf16 --optimizer adamw"; do
+      local tag=${dtype%% *}
+      logged "ours_cnn_ref_$tag" ./train data/fashion-mnist --model cnn-ref --batch 256 --steps 100 --device cuda \
+        --dtype $dtype --log-every 50 --eval-every 100000 --out "$LOGS/run_cnn_ref_$tag"
+      grep 'img/s' "$LOGS/ours_cnn_ref_$tag.log" | tail -1 | sed "s/^/  ours cnn-ref $tag: /" | tee -a "$SUMMARY"
+    done
+  else
+    say "  cnn-ref end to end skipped: no data/fashion-mnist (make data)"
+  fi
+  if [ -n "$ANCHORS" ]; then
+    logged torch_cnn_ref "$PYTHON" "$ANCHORS/torch_cnn.py" cuda 256 50 channels_last
+    grep '^torch' "$LOGS/torch_cnn_ref.log" | sed 's/^/  peer: /' | tee -a "$SUMMARY"
+  fi
 }
 
 phase_train_loss() {

@@ -5,6 +5,9 @@
 #include "ops/check.h"
 #include "ops/profiler.h"
 #include "ops/cpu/batchnorm.h"
+#ifdef TG_CUDA
+#include "ops/cuda/batchnorm.h"
+#endif
 
 namespace tg::ops {
 
@@ -32,6 +35,9 @@ static void check_channel_vector(const Tensor& t, const char* name, const Tensor
 }
 
 static float* optional_data(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+#ifdef TG_CUDA
+static void* optional_raw(const Tensor& t) { return t.defined() ? t.data_raw() : nullptr; }
+#endif
 
 void batchnorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x, const Tensor& weight, const Tensor& bias,
                        Tensor& running_mean, Tensor& running_var, bool training, float momentum, float eps, bool relu) {
@@ -80,7 +86,22 @@ void batchnorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x,
                                     optional_data(weight), optional_data(bias), running_mean.data<float>(),
                                     running_var.data<float>(), M, C, eps, relu);
       break;
-    case DeviceType::CUDA: throw_no_cuda_kernel(kOp);
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      if (training) {
+        // The per-chunk f64 partial sums, added in chunk order by the second kernel.
+        Tensor scratch = Tensor::empty({cuda::batchnorm_scratch_floats(M, C)}, DType::F32, device);
+        cuda::batchnorm_forward_train(x.dtype(), out.data_raw(), mean.data<float>(), rstd.data<float>(),
+                                      optional_data(running_mean), optional_data(running_var), scratch.data<float>(),
+                                      x.data_raw(), optional_raw(weight), optional_raw(bias), M, C, momentum, eps, relu);
+      } else {
+        cuda::batchnorm_forward_eval(x.dtype(), out.data_raw(), mean.data<float>(), rstd.data<float>(), x.data_raw(),
+                                     optional_raw(weight), optional_raw(bias), running_mean.data<float>(),
+                                     running_var.data<float>(), M, C, eps, relu);
+      }
+      break;
+#endif
+    default: throw_unsupported_device(kOp, device);
   }
 }
 
@@ -115,7 +136,17 @@ void batchnorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
                               x.data<float>(), optional_data(weight), optional_data(bias), mean.data<float>(),
                               rstd.data<float>(), x.numel() / C, C, training, relu);
       break;
-    case DeviceType::CUDA: throw_no_cuda_kernel(kOp);
+#ifdef TG_CUDA
+    case DeviceType::CUDA: {
+      const int64_t M = x.numel() / C;
+      Tensor scratch = Tensor::empty({cuda::batchnorm_scratch_floats(M, C)}, DType::F32, device);
+      cuda::batchnorm_backward(x.dtype(), optional_raw(dx), optional_raw(dweight), optional_raw(dbias),
+                               scratch.data<float>(), dout.data_raw(), x.data_raw(), optional_raw(weight),
+                               optional_raw(bias), mean.data<float>(), rstd.data<float>(), M, C, training, relu);
+      break;
+    }
+#endif
+    default: throw_unsupported_device(kOp, device);
   }
 }
 

@@ -13,6 +13,9 @@
 #include "ops/cpu/conv2d.h"
 #include "ops/cpu/conv2d_winograd.h"
 #include "ops/flops.h"
+#ifdef TG_CUDA
+#include "ops/cuda/conv2d.h"
+#endif
 
 namespace tg::ops {
 
@@ -109,6 +112,15 @@ static double multiply_add_flops(const cpu::Conv2dGeometry& g) {
 }
 
 static float* optional_data(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+
+#ifdef TG_CUDA
+static void* optional_raw(const Tensor& t) { return t.defined() ? t.data_raw() : nullptr; }
+
+static cuda::ConvShape cuda_shape(const cpu::Conv2dGeometry& g) {
+  return {g.N, g.H, g.W, g.C, g.K, g.R, g.S, g.P, g.Q,
+          g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w, g.groups};
+}
+#endif
 
 // ---- algorithm choice -------------------------------------------------------------------------
 
@@ -231,7 +243,12 @@ void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& weight, const Te
       run_forward(conv2d_algorithm(x, weight, p, ConvPass::Forward), out.data<float>(), x.data<float>(),
                   weight.data<float>(), optional_data(bias), g);
       break;
-    case DeviceType::CUDA: throw_no_cuda_kernel(kOp);
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::conv2d_forward(x.dtype(), out.data_raw(), x.data_raw(), weight.data_raw(), optional_raw(bias), cuda_shape(g));
+      break;
+#endif
+    default: throw_unsupported_device(kOp, device);
   }
 }
 
@@ -249,7 +266,12 @@ void conv2d_backward_input(Tensor& dx, const Tensor& dout, const Tensor& weight,
       run_backward_input(conv2d_algorithm(dx, weight, p, ConvPass::InputGradient), dx.data<float>(),
                          dout.data<float>(), weight.data<float>(), g);
       break;
-    case DeviceType::CUDA: throw_no_cuda_kernel(kOp);
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::conv2d_backward_input(dx.dtype(), dx.data_raw(), dout.data_raw(), weight.data_raw(), cuda_shape(g));
+      break;
+#endif
+    default: throw_unsupported_device(kOp, device);
   }
 }
 
@@ -268,7 +290,16 @@ void conv2d_backward_weight(Tensor& dweight, Tensor& dbias, const Tensor& dout, 
     case DeviceType::CPU:
       cpu::conv2d_backward_weight(dweight.data<float>(), optional_data(dbias), dout.data<float>(), x.data<float>(), g);
       break;
-    case DeviceType::CUDA: throw_no_cuda_kernel(kOp);
+#ifdef TG_CUDA
+    case DeviceType::CUDA: {
+      // The split-K slices' partial dweights and the chunks' partial dbias, added in order.
+      Tensor scratch = Tensor::empty({cuda::conv2d_backward_weight_scratch_floats(cuda_shape(g))}, DType::F32, device);
+      cuda::conv2d_backward_weight(x.dtype(), optional_raw(dweight), optional_raw(dbias), scratch.data<float>(),
+                                   dout.data_raw(), x.data_raw(), cuda_shape(g));
+      break;
+    }
+#endif
+    default: throw_unsupported_device(kOp, device);
   }
 }
 

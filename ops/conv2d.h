@@ -2,7 +2,8 @@
 //
 // Activations are NHWC: x (N,H,W,C) -> out (N,P,Q,K), contiguous. Weights keep PyTorch's order
 // (K, C/groups, R, S) so that checkpoints load in PyTorch. Semantics are PyTorch's nn.Conv2d:
-// zero padding, dilation, groups (depthwise when groups == C), optional bias. CPU: f32.
+// zero padding, dilation, groups (depthwise when groups == C), optional bias. CPU: f32; CUDA: f32,
+// bf16, f16 (ops/cuda/conv2d.h).
 #pragma once
 #include <cstdint>
 

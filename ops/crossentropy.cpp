@@ -43,13 +43,11 @@ static void check_f32_contiguous(const Tensor& t, const char* name, const Shape&
   check_contiguous(kOp, t, name);
 }
 
-// e must be in [0, 1] (as PyTorch); the CUDA kernels do not smooth yet.
-static void check_label_smoothing(float label_smoothing, Device device) {
+// e must be in [0, 1] (as PyTorch).
+static void check_label_smoothing(float label_smoothing) {
   if (!(label_smoothing >= 0.0f && label_smoothing <= 1.0f))
     throw Error(std::string(kOp) + ": label_smoothing is " + std::to_string(label_smoothing) +
                 ", expected a value in [0, 1]");
-  if (label_smoothing > 0.0f && device.type == DeviceType::CUDA)
-    throw Error("cross-entropy with label smoothing has no CUDA kernel yet");
 }
 
 // The checks every backward shares: logits, targets, dloss, lse, one device, targets in range.
@@ -72,7 +70,7 @@ void crossentropy_forward(Tensor& loss, Tensor& lse, const Tensor& logits, const
   check_f32_contiguous(loss, "loss", {}, "a scalar");
   check_f32_contiguous(lse, "lse", targets.shape(), "one per row of logits");
   Device device = check_same_device(kOp, {&loss, &lse, &logits, &targets});
-  check_label_smoothing(label_smoothing, device);
+  check_label_smoothing(label_smoothing);
   const int64_t V = logits.size(-1), N = targets.numel();
   check_targets_in_range(targets, V, ignore_index);
   // Per logit: max, exp and sum (3 FLOPs); the backward's softmax minus the target, 4.
@@ -90,7 +88,7 @@ void crossentropy_forward(Tensor& loss, Tensor& lse, const Tensor& logits, const
       // Each row's loss, summed in row order by a second kernel: a deterministic mean.
       Tensor row_loss = Tensor::empty({N}, DType::F32, device);
       cuda::crossentropy_forward(logits.dtype(), loss.data<float>(), lse.data<float>(), row_loss.data<float>(),
-                                 logits.data_raw(), targets.data<int32_t>(), N, V, ignore_index);
+                                 logits.data_raw(), targets.data<int32_t>(), N, V, ignore_index, label_smoothing);
       break;
     }
 #endif
@@ -105,7 +103,7 @@ void crossentropy_backward(Tensor& dlogits, const Tensor& dloss, const Tensor& l
   check_same_dtype(kOp, logits, "logits", dlogits, "dlogits");
   check_contiguous(kOp, dlogits, "dlogits");
   Device device = check_backward(dloss, logits, targets, lse, ignore_index, {&dlogits});
-  check_label_smoothing(label_smoothing, device);
+  check_label_smoothing(label_smoothing);
   const int64_t V = logits.size(-1), N = targets.numel();
   ProfiledOp profiled("cross_entropy_backward", [&](OpCost& c) {
     c.reads("logits", logits).reads("targets", targets).reads("lse", lse).updates("dlogits", dlogits);
@@ -121,7 +119,7 @@ void crossentropy_backward(Tensor& dlogits, const Tensor& dloss, const Tensor& l
       Tensor scale = Tensor::empty({1}, DType::F32, device);  // dloss / count, formed on the device
       cuda::crossentropy_backward(logits.dtype(), dlogits.data_raw(), dloss.data<float>(), logits.data_raw(),
                                   targets.data<int32_t>(), lse.data<float>(), scale.data<float>(), N, V, ignore_index,
-                                  /*accumulate=*/true);
+                                  /*accumulate=*/true, label_smoothing);
       break;
     }
 #endif
@@ -132,7 +130,7 @@ void crossentropy_backward(Tensor& dlogits, const Tensor& dloss, const Tensor& l
 void crossentropy_backward_inplace(Tensor& logits, const Tensor& dloss, const Tensor& targets, const Tensor& lse,
                                    int32_t ignore_index, float label_smoothing) {
   Device device = check_backward(dloss, logits, targets, lse, ignore_index, {});
-  check_label_smoothing(label_smoothing, device);
+  check_label_smoothing(label_smoothing);
   const int64_t V = logits.size(-1), N = targets.numel();
   ProfiledOp profiled("cross_entropy_backward", [&](OpCost& c) {
     c.reads("targets", targets).reads("lse", lse).updates("logits", logits);
@@ -152,7 +150,7 @@ void crossentropy_backward_inplace(Tensor& logits, const Tensor& dloss, const Te
       Tensor scale = Tensor::empty({1}, DType::F32, device);
       cuda::crossentropy_backward(logits.dtype(), logits.data_raw(), dloss.data<float>(), logits.data_raw(),
                                   targets.data<int32_t>(), lse.data<float>(), scale.data<float>(), N, V, ignore_index,
-                                  /*accumulate=*/false);
+                                  /*accumulate=*/false, label_smoothing);
       break;
     }
 #endif

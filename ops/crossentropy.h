@@ -14,8 +14,7 @@ namespace tg::ops {
 // ignore_index (checked on the host for both devices: for CUDA targets, one copy of N ints that
 // waits for the work queued before it).
 // label_smoothing e in [0, 1], PyTorch's definition: each row's loss becomes
-// (1 - e) * (-log p[target]) + e * mean over the V classes of (-log p). e > 0 runs on the CPU only so
-// far (on CUDA it throws "cross-entropy with label smoothing has no CUDA kernel yet").
+// (1 - e) * (-log p[target]) + e * mean over the V classes of (-log p), on either device.
 void crossentropy_forward(Tensor& loss, Tensor& lse, const Tensor& logits, const Tensor& targets, int32_t ignore_index,
                           float label_smoothing = 0.0f);
 

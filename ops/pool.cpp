@@ -7,6 +7,9 @@
 #include "ops/check.h"
 #include "ops/profiler.h"
 #include "ops/cpu/pool.h"
+#ifdef TG_CUDA
+#include "ops/cuda/pool.h"
+#endif
 
 namespace tg::ops {
 
@@ -14,7 +17,7 @@ static const char* kMaxOp = "max_pool2d";
 static const char* kAvgOp = "avg_pool2d";
 static const char* kAdaptiveOp = "adaptive_avg_pool2d";
 
-// x (N,H,W,C): f32 on the CPU (the only kernels so far), contiguous, non-empty H and W.
+// x (N,H,W,C): a float dtype (f32 on the CPU; f32, bf16, f16 on CUDA), contiguous, non-empty H and W.
 static void check_feature_map(const char* op, const Tensor& x, const char* name) {
   check_float_contiguous(op, x, name);
   if (x.dim() != 4 || x.size(1) == 0 || x.size(2) == 0)
@@ -71,6 +74,12 @@ static void check_pooled(const char* op, const Tensor& t, const char* name, cons
   check_contiguous(op, t, name);
 }
 
+#ifdef TG_CUDA
+static cuda::MaxPoolShape cuda_max_shape(const cpu::MaxPoolGeometry& g) {
+  return {g.H, g.W, g.P, g.Q, g.kernel_h, g.kernel_w, g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w};
+}
+#endif
+
 static cpu::MaxPoolGeometry max_geometry(const Shape& in, const Shape& out, const Pool2dParams& p) {
   return {in[1], in[2], out[1], out[2], p.kernel_h, p.kernel_w, p.stride_h, p.stride_w,
           p.pad_h, p.pad_w, p.dilation_h, p.dilation_w};
@@ -100,7 +109,13 @@ void maxpool2d_forward(Tensor& out, Tensor& argmax, const Tensor& x, const Pool2
       cpu::maxpool2d_forward(out.data<float>(), argmax.data<int32_t>(), x.data<float>(), x.size(0), x.size(3),
                              max_geometry(x.shape(), pooled, p));
       break;
-    case DeviceType::CUDA: throw_no_cuda_kernel(kMaxOp);
+#ifdef TG_CUDA
+    case DeviceType::CUDA:
+      cuda::maxpool2d_forward(x.dtype(), out.data_raw(), argmax.data<int32_t>(), x.data_raw(), x.size(0), x.size(3),
+                              cuda_max_shape(max_geometry(x.shape(), pooled, p)));
+      break;
+#endif
+    default: throw_unsupported_device(kMaxOp, device);
   }
 }
 
@@ -119,14 +134,24 @@ void maxpool2d_backward(Tensor& dx, const Tensor& dout, const Tensor& argmax) {
     c.reads("dout", dout).reads("argmax", argmax).updates("dx", dx);
     c.flops = static_cast<double>(dout.numel());
   });
+  // Only H, W, P and Q are read: the taps were resolved into argmax by the forward.
+  const cpu::MaxPoolGeometry g{dx.size(1), dx.size(2), pooled[1], pooled[2], 1, 1, 1, 1, 0, 0, 1, 1};
   switch (device.type) {
-    case DeviceType::CPU: {
-      // Only H, W, P and Q are read: the taps were resolved into argmax by the forward.
-      cpu::MaxPoolGeometry g{dx.size(1), dx.size(2), pooled[1], pooled[2], 1, 1, 1, 1, 0, 0, 1, 1};
+    case DeviceType::CPU:
       cpu::maxpool2d_backward(dx.data<float>(), dout.data<float>(), argmax.data<int32_t>(), dx.size(0), dx.size(3), g);
       break;
+#ifdef TG_CUDA
+    case DeviceType::CUDA: {
+      // Half dtypes route the gradients into an f32 copy of dx, so each input rounds once.
+      Tensor scratch;
+      const int64_t floats = cuda::maxpool2d_backward_scratch_floats(dx.dtype(), dx.size(0), g.H, g.W, dx.size(3));
+      if (floats > 0) scratch = Tensor::empty({floats}, DType::F32, device);
+      cuda::maxpool2d_backward(dx.dtype(), dx.data_raw(), scratch.defined() ? scratch.data<float>() : nullptr,
+                               dout.data_raw(), argmax.data<int32_t>(), dx.size(0), dx.size(3), cuda_max_shape(g));
+      break;
     }
-    case DeviceType::CUDA: throw_no_cuda_kernel(kMaxOp);
+#endif
+    default: throw_unsupported_device(kMaxOp, device);
   }
 }
 
@@ -153,6 +178,19 @@ static std::vector<cpu::PoolBin> adaptive_bins(int64_t in, int64_t out) {
   return bins;
 }
 
+#ifdef TG_CUDA
+// The bins as the CUDA kernels read them: (begin, end, count) i32 triples on `device`.
+static Tensor device_bins(const std::vector<cpu::PoolBin>& bins, Device device) {
+  std::vector<int32_t> flat;
+  for (const cpu::PoolBin& b : bins) {
+    flat.push_back(static_cast<int32_t>(b.begin));
+    flat.push_back(static_cast<int32_t>(b.end));
+    flat.push_back(static_cast<int32_t>(b.count));
+  }
+  return Tensor::from_ints(flat, {static_cast<int64_t>(bins.size()), 3}).to(device);
+}
+#endif
+
 // x or dx (N,H,W,C) with out or dout (N,P,Q,C) through the given bins.
 static void average(const char* op, bool backward, Tensor& grad_or_out, const Tensor& x_or_dout,
                     const std::vector<cpu::PoolBin>& h_bins, const std::vector<cpu::PoolBin>& w_bins) {
@@ -176,7 +214,19 @@ static void average(const char* op, bool backward, Tensor& grad_or_out, const Te
         cpu::avgpool2d_forward(grad_or_out.data<float>(), x_or_dout.data<float>(), N, H, W, C, h_bins.data(), P,
                                w_bins.data(), Q);
       break;
-    case DeviceType::CUDA: throw_no_cuda_kernel(op);
+#ifdef TG_CUDA
+    case DeviceType::CUDA: {
+      const Tensor h = device_bins(h_bins, device), w = device_bins(w_bins, device);
+      if (backward)
+        cuda::avgpool2d_backward(image.dtype(), grad_or_out.data_raw(), x_or_dout.data_raw(), N, H, W, C,
+                                 h.data<int32_t>(), P, w.data<int32_t>(), Q);
+      else
+        cuda::avgpool2d_forward(image.dtype(), grad_or_out.data_raw(), x_or_dout.data_raw(), N, H, W, C,
+                                h.data<int32_t>(), P, w.data<int32_t>(), Q);
+      break;
+    }
+#endif
+    default: throw_unsupported_device(op, device);
   }
 }
 

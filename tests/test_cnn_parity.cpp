@@ -4,6 +4,7 @@
 // stored f32). The network uses every layer of the CNN path: convolutions (3x3, a non-square 1x3
 // with bias, a stride-2 3x3), BatchNorm (and the fused BatchNorm+ReLU), max pooling over an odd
 // size, a residual block, average pooling with padding, global average pooling, flatten, linear.
+// The same checks run on the GPU (CNNParityGpu, f32), skipped without one.
 //
 // Tolerances, as relative error per tensor ||ours - ref|| / ||ref||, fixed before our code first
 // ran, the same rule as the GPT fixture's (tests/test_gpt_parity.cpp): 20x PyTorch's own float32
@@ -94,7 +95,7 @@ struct CnnFixture {
   SafetensorsData data = load_safetensors(cnn_fixture_path());
   std::shared_ptr<TinyCNN> model;
 
-  CnnFixture() {
+  explicit CnnFixture(Device device = Device::cpu()) {
     model = std::make_shared<TinyCNN>(std::stoll(data.metadata.at("channels")), std::stoll(data.metadata.at("classes")));
     // Everything that is not an input, an output, a gradient or a later statistic is a parameter or
     // a starting buffer; a non-strict load reports only the counters the fixture leaves out.
@@ -107,20 +108,23 @@ struct CnnFixture {
     EXPECT_TRUE(result.unexpected.empty());
     for (const std::string& name : result.missing)
       EXPECT_NE(name.find("num_batches_tracked"), std::string::npos) << name << " is missing from the fixture";
+    if (device != Device::cpu()) model->to(device);
+    x = data.at("x").to(device);
+    y = data.at("y").to(device);
   }
   const Tensor& at(const std::string& name) const { return data.at(name); }
+  Tensor x, y;  // the inputs, on the model's device
 };
 
-}  // namespace
-
-TEST(CNNParity, LogitsLossGradientsAndRunningStatistics) {
-  CnnFixture f;
-  Tensor logits = f.model->forward(f.at("x"));
+// One training forward and backward: logits, both losses, every gradient, the running statistics.
+void check_first_step(Device device) {
+  CnnFixture f(device);
+  Tensor logits = f.model->forward(f.x);
   ASSERT_EQ(logits.shape(), f.at("logits").shape());
   const double logits_error = rel_error(logits, f.at("logits"));
   EXPECT_LT(logits_error, kLogitsTolerance);
 
-  const Tensor& y = f.at("y");
+  const Tensor& y = f.y;
   Tensor loss = cross_entropy(logits, y);
   EXPECT_LT(rel_error(loss, f.at("loss")), kLossTolerance) << "ours " << loss.item() << ", PyTorch " << f.at("loss").item();
   {
@@ -161,10 +165,11 @@ TEST(CNNParity, LogitsLossGradientsAndRunningStatistics) {
               logits_error, worst, worst_name.c_str(), worst_stat);
 }
 
-TEST(CNNParity, TenNesterovSGDStepsAndTheEvalLossMatchPyTorch) {
-  CnnFixture f;
-  const Tensor& x = f.at("x");
-  const Tensor& y = f.at("y");
+// Ten SGD steps' losses, then the eval-mode loss with the running statistics.
+void check_sgd_steps(Device device) {
+  CnnFixture f(device);
+  const Tensor& x = f.x;
+  const Tensor& y = f.y;
   std::vector<float> reference = f.at("sgd_losses").to_vector();
   ASSERT_EQ(reference.size(), static_cast<size_t>(std::stoll(f.data.metadata.at("sgd_steps"))));
   ParamGroup all;
@@ -190,4 +195,20 @@ TEST(CNNParity, TenNesterovSGDStepsAndTheEvalLossMatchPyTorch) {
   std::printf("  worst relative error of the %zu SGD step losses vs float64 PyTorch: %.1e\n", reference.size(), worst);
   // The run must learn, or matching losses would prove little.
   EXPECT_LT(reference.back(), 0.7f * reference.front());
+}
+
+}  // namespace
+
+TEST(CNNParity, LogitsLossGradientsAndRunningStatistics) { check_first_step(Device::cpu()); }
+TEST(CNNParity, TenNesterovSGDStepsAndTheEvalLossMatchPyTorch) { check_sgd_steps(Device::cpu()); }
+
+// The same fixture on the GPU in f32 (the SIMT convolution, the CUDA BatchNorm, pooling and loss),
+// with the same tolerances: 20x PyTorch's own f32 error, which sums in yet another order.
+TEST(CNNParityGpu, LogitsLossGradientsAndRunningStatistics) {
+  TG_REQUIRE_GPU();
+  check_first_step(test::gpu());
+}
+TEST(CNNParityGpu, TenNesterovSGDStepsAndTheEvalLossMatchPyTorch) {
+  TG_REQUIRE_GPU();
+  check_sgd_steps(test::gpu());
 }

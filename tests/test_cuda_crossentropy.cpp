@@ -344,3 +344,59 @@ TEST(CudaCrossEntropy, InPlaceBackwardOnTheCpu) {
                                                            lse, -1),
                         "cross_entropy", "targets[0]", "23", "V = 23");
 }
+
+// Label smoothing e = 0.1 on the GPU against the CPU. The loss adds e (m - mean(x)) per row: each
+// side sums the V logits in f32 lanes and double within V u sum|x| of the exact sum, so the rows'
+// means differ by at most 2 u sum|x|, which the bound adds as 2 e u max_n sum_v |x_nv| to the lse
+// bound of the plain loss. The gradient, s (p - e / V - (1 - e) [v = t]): the plain bound's
+// p term, plus 4 u of each of its three terms (the products and the two subtractions, each side).
+TEST(CudaCrossEntropy, LabelSmoothingMatchesCpu) {
+  TG_REQUIRE_GPU();
+  Generator gen(709);
+  const float e = 0.1f;
+  const double u = std::ldexp(1.0, -24);
+  for (DType dtype : test::cuda_float_dtypes()) {
+    for (Sizes sz : kSizes) {
+      SCOPED_TRACE(std::string(dtype_name(dtype)) + " N=" + std::to_string(sz.N) + " V=" + std::to_string(sz.V));
+      Tensor logits = test::rounded_randn({sz.N, sz.V}, gen, dtype, 3.0f);
+      Tensor targets = sz.N == 1 ? Tensor::from_ints({5}, {1}) : targets_with_ignored(sz.N, sz.V, gen);
+      Tensor ref_loss = Tensor::empty({}), ref_lse = Tensor::empty({sz.N});
+      ops::crossentropy_forward(ref_loss, ref_lse, logits, targets, -1, e);
+      Tensor loss = test::poisoned({}, DType::F32), lse = test::poisoned({sz.N}, DType::F32);
+      Tensor targets_gpu = targets.to(test::gpu()), logits_gpu = test::to_device(logits, dtype);
+      ops::crossentropy_forward(loss, lse, logits_gpu, targets_gpu, -1, e);
+      const std::vector<float> x = logits.to_vector();
+      double row_abs_max = 0;
+      for (int64_t n = 0; n < sz.N; n++) {
+        double row = 0;
+        for (int64_t v = 0; v < sz.V; v++) row += std::fabs(x[static_cast<size_t>(n * sz.V + v)]);
+        row_abs_max = std::max(row_abs_max, row);
+      }
+      test::Tolerance tol = loss_tolerance(sz.N, sz.V, ref_lse);
+      tol.atol += 2 * e * u * row_abs_max;
+      EXPECT_TRUE(test::elementwise_close(loss, ref_loss, tol));
+      EXPECT_TRUE(test::elementwise_close(lse, ref_lse, lse_tolerance(sz.V)));
+
+      Tensor dloss = Tensor::scalar(kScale * static_cast<float>(count_kept(targets, -1)));
+      Tensor start = test::rounded_randn({sz.N, sz.V}, gen, dtype, kScale / static_cast<float>(sz.V));
+      Tensor dlogits = start.clone(), dlogits_gpu = test::to_device(start, dtype);
+      ops::crossentropy_backward(dlogits, dloss, logits, targets, ref_lse, -1, e);
+      ops::crossentropy_backward(dlogits_gpu, dloss.to(test::gpu()), logits_gpu, targets_gpu, ref_lse.to(test::gpu()),
+                                 -1, e);
+      std::vector<double> bounds = gradient_bounds(dtype, logits, targets, ref_lse, start, dlogits, kScale);
+      const std::vector<int32_t> t = targets.to_int_vector();
+      const std::vector<float> l = ref_lse.to_vector();
+      const double R = dtype == DType::F32 ? 0.0 : test::unit_roundoff(dtype);
+      for (int64_t n = 0; n < sz.N; n++) {
+        if (t[static_cast<size_t>(n)] < 0) continue;
+        for (int64_t v = 0; v < sz.V; v++) {
+          const size_t i = static_cast<size_t>(n * sz.V + v);
+          const double p = std::exp(static_cast<double>(x[i]) - l[static_cast<size_t>(n)]);
+          const double terms = kScale * (p + e / sz.V + (v == t[static_cast<size_t>(n)] ? 1.0 - e : 0.0));
+          bounds[i] += 4 * u * terms * (1 + R);
+        }
+      }
+      EXPECT_TRUE(test::elementwise_close(dlogits_gpu, dlogits, bounds));
+    }
+  }
+}

@@ -217,8 +217,9 @@ TEST(ImageProgram, BadInputGetsOneLineNamingIt) {
   EXPECT_ONE_LINE_ERROR(run("train", dir.file("ok") + kSmall + " --tokenizer bpe" + out),
                         "--tokenizer applies to text data (a FILE) only");
   EXPECT_ONE_LINE_ERROR(run("train", dir.file("ok") + kSmall + " --batch 100" + out), "--batch 100 is larger than the 54 training images");
-  EXPECT_ONE_LINE_ERROR(run("train", dir.file("ok") + " --device cuda" + out),
-                        "the CNN ops (conv2d, BatchNorm, pooling) have no CUDA kernels yet");
+  // Image runs take --device cuda now; without a GPU the one line names the reason.
+  if (!cuda_available())
+    EXPECT_ONE_LINE_ERROR(run("train", dir.file("ok") + " --device cuda" + out), "--device cuda: no CUDA GPU is available (");
   std::string corpus = dir.write("fox.txt", std::string(2000, 'a'));
   EXPECT_ONE_LINE_ERROR(run("train", corpus + " --epochs 3" + out), "--epochs applies to image data (a folder) only");
   EXPECT_FALSE(exists(dir.file("run")));  // nothing was created by any of these
@@ -228,4 +229,54 @@ TEST(ImageProgram, BadInputGetsOneLineNamingIt) {
   EXPECT_ONE_LINE_ERROR(run("train", dir.file("ok") + kSmall + " --model resnet --resume" + out),
                         "--model resnet differs from the checkpoint's cnn-ref");
   EXPECT_ONE_LINE_ERROR(run("train", corpus + " --resume" + out), "is an image-classifier checkpoint, but");
+}
+
+// ---- on a GPU (skipped without one) -----------------------------------------------------------
+
+#define REQUIRE_GPU_PROGRAM()                                                                  \
+  do {                                                                                         \
+    if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU (" << cuda_status() << ")";           \
+  } while (0)
+
+// cnn-ref trains on the GPU in f32 (SGD) and in bf16 and fp16 (AdamW, f32 master weights), each
+// checkpoint resumes on the CPU (f32), and ./classify reads one on the GPU.
+TEST(ImageProgramGpu, TrainsInEveryDtypeAndResumesOnTheCpu) {
+  REQUIRE_GPU_PROGRAM();
+  TempDir dir;
+  write_idx_dataset(dir.file("data"), 300, 30);
+  const std::vector<std::string> dtypes = {" --dtype fp32", " --dtype bf16 --optimizer adamw",
+                                           " --dtype fp16 --optimizer adamw"};
+  for (size_t i = 0; i < dtypes.size(); i++) {
+    const std::string out = " --out " + dir.file("run" + std::to_string(i));
+    const std::string args = dir.file("data") + " --model cnn-ref --batch 16 --sample-every 100000 --eval-every 2";
+    Result gpu = run("train", args + " --device cuda --steps 4" + dtypes[i] + out);
+    ASSERT_EQ(gpu.status, 0) << dtypes[i] << gpu.out << gpu.err;
+    Result cpu = run("train", args + " --device cpu --threads 1 --steps 6 --resume" + out);
+    ASSERT_EQ(cpu.status, 0) << dtypes[i] << cpu.out << cpu.err;
+    EXPECT_NE(cpu.out.find("resuming"), std::string::npos) << cpu.out;
+    std::vector<std::string> losses = loss_columns(read_file(dir.file("run" + std::to_string(i) + "/metrics.csv")));
+    EXPECT_FALSE(losses.empty());
+    for (const std::string& loss : losses) EXPECT_EQ(loss.find("nan"), std::string::npos) << dtypes[i];
+  }
+  // ./classify runs the GPU-trained (bf16) checkpoint on the GPU, in f32.
+  Result c = run("classify", "--ckpt " + dir.file("run1") + " --device cuda --idx " +
+                                 dir.file("data/t10k-images-idx3-ubyte") + " --index 3 --top 2");
+  ASSERT_EQ(c.status, 0) << c.err;
+  EXPECT_NE(c.out.find("t10k-images-idx3-ubyte[3]: "), std::string::npos) << c.out;
+}
+
+// The same command twice on the GPU gives the same losses, bit for bit (no float atomics in the
+// CNN kernels).
+TEST(ImageProgramGpu, SameSeedGivesTheSameLosses) {
+  REQUIRE_GPU_PROGRAM();
+  TempDir dir;
+  write_idx_dataset(dir.file("data"), 300, 30);
+  const std::string args = dir.file("data") + " --model resnet --batch 16 --device cuda --steps 12 --log-every 1 "
+                           "--eval-every 6 --sample-every 100000";
+  ASSERT_EQ(run("train", args + " --out " + dir.file("a")).status, 0);
+  ASSERT_EQ(run("train", args + " --out " + dir.file("b")).status, 0);
+  std::vector<std::string> a = loss_columns(read_file(dir.file("a/metrics.csv")));
+  std::vector<std::string> b = loss_columns(read_file(dir.file("b/metrics.csv")));
+  ASSERT_GE(a.size(), 12u);
+  EXPECT_EQ(a, b);
 }

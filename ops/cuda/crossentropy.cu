@@ -57,17 +57,33 @@ __device__ __forceinline__ MaxSum block_merge(MaxSum x, float* scratch) {
   return x;
 }
 
+// Sum of a double over the block in a fixed order (butterflies, then warp 0 over the warps).
+__device__ __forceinline__ double block_sum_double(double x, double* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  for (int offset = 16; offset > 0; offset >>= 1) x += __shfl_xor_sync(0xffffffffu, x, offset);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = x;
+  __syncthreads();
+  x = lane < warps ? scratch[lane] : 0.0;
+  for (int offset = 16; offset > 0; offset >>= 1) x += __shfl_xor_sync(0xffffffffu, x, offset);
+  return x;
+}
+
 // logits (N,V), targets (N) -> lse (N), row_loss (N). Grid-stride over rows, one block per row
 // (uniform per block, so the barriers in block_merge are reached by every thread; an ignored row is
 // skipped by the whole block). Thread t reads the vectors t, t + blockDim, ... of the row in one
 // pass, keeping its (m, s); thread 0 writes lse = m + log(s) and the row's loss (m - x[target]) +
 // log(s) (the difference of two floats first, as on the CPU, so large logits lose nothing to the
-// rounding of lse).
+// rounding of lse). With label smoothing e > 0 the row's loss is, as on the CPU,
+// (1 - e)(m - x[target]) + e (m - mean(x)) + log(s) in double, mean(x) from each thread's logits
+// summed in f32 per vector and in double across vectors, then the block's fixed-order double sum.
 template <class T, int kVec>
 __global__ void __launch_bounds__(kMaxRowThreads)
     crossentropy_forward_kernel(float* __restrict__ lse, float* __restrict__ row_loss, const T* __restrict__ logits,
-                                const int32_t* __restrict__ targets, int64_t N, int64_t V, int32_t ignore_index) {
+                                const int32_t* __restrict__ targets, int64_t N, int64_t V, int32_t ignore_index,
+                                float label_smoothing) {
   __shared__ float scratch[64];
+  __shared__ double sum_scratch[32];
   const int64_t nvec = V / kVec;
   for (int64_t row = blockIdx.x; row < N; row += gridDim.x) {
     const int32_t target = targets[row];
@@ -77,10 +93,17 @@ __global__ void __launch_bounds__(kMaxRowThreads)
     }
     const T* x = logits + row * V;
     MaxSum acc{-INFINITY, 0.0f};
+    double logit_sum = 0.0;  // only with label smoothing
 #pragma unroll 4
     for (int64_t v = threadIdx.x; v < nvec; v += blockDim.x) {
       float values[kVec];
       load_f32<T, kVec>(values, x + v * kVec);
+      if (label_smoothing != 0.0f) {
+        float vsum = 0.0f;
+#pragma unroll
+        for (int k = 0; k < kVec; k++) vsum += values[k];
+        logit_sum += static_cast<double>(vsum);
+      }
       float vmax = values[0];
 #pragma unroll
       for (int k = 1; k < kVec; k++) vmax = fmaxf(vmax, values[k]);
@@ -94,24 +117,20 @@ __global__ void __launch_bounds__(kMaxRowThreads)
       for (int k = 0; k < kVec; k++) acc.s += __expf(values[k] - shift);
     }
     acc = block_merge(acc, scratch);
+    // label_smoothing is the same for every thread: the whole block takes the barriers or none does.
+    if (label_smoothing != 0.0f) logit_sum = block_sum_double(logit_sum, sum_scratch);
     if (threadIdx.x == 0) {
       const float log_sum = logf(acc.s);
       lse[row] = acc.m + log_sum;
-      row_loss[row] = (acc.m - to_f32(x[target])) + log_sum;
+      if (label_smoothing != 0.0f) {
+        const double e = label_smoothing, m = acc.m;
+        row_loss[row] = static_cast<float>((1.0 - e) * (m - static_cast<double>(to_f32(x[target]))) +
+                                           e * (m - logit_sum / static_cast<double>(V)) + log_sum);
+      } else {
+        row_loss[row] = (acc.m - to_f32(x[target])) + log_sum;
+      }
     }
   }
-}
-
-// Sum of a double over the block in a fixed order (butterflies, then warp 0 over the warps).
-__device__ __forceinline__ double block_sum_double(double x, double* scratch) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  for (int offset = 16; offset > 0; offset >>= 1) x += __shfl_xor_sync(0xffffffffu, x, offset);
-  __syncthreads();
-  if (lane == 0) scratch[warp] = x;
-  __syncthreads();
-  x = lane < warps ? scratch[lane] : 0.0;
-  for (int offset = 16; offset > 0; offset >>= 1) x += __shfl_xor_sync(0xffffffffu, x, offset);
-  return x;
 }
 
 // The number of rows not ignored, as a double (exact below 2^53), over one block.
@@ -145,7 +164,9 @@ __global__ void __launch_bounds__(kReduceThreads)
   if (threadIdx.x == 0) *scale = count > 0.0 ? *dloss / static_cast<float>(count) : 0.0f;
 }
 
-// logits (N,V), targets (N), lse (N), scale (1) -> dlogits (N,V) (+)= (exp(x - lse) - onehot) * scale.
+// logits (N,V), targets (N), lse (N), scale (1) -> dlogits (N,V) (+)= (exp(x - lse) - onehot) * scale;
+// with label smoothing e > 0, as the CPU forms it: exp(x - lse) scale - e / V scale, and
+// (1 - e) scale more off the target.
 // Grid-stride over rows, one block per row; thread t handles the vectors t, t + blockDim, ...: it
 // reads each logit (and, accumulating, the gradient) and then writes the gradient at the same
 // place, so dlogits may alias logits when !kAccumulate. No __restrict__ on those two for that reason.
@@ -153,9 +174,10 @@ template <class T, int kVec, bool kAccumulate>
 __global__ void __launch_bounds__(kMaxRowThreads)
     crossentropy_backward_kernel(T* dlogits, const T* logits, const int32_t* __restrict__ targets,
                                  const float* __restrict__ lse, const float* __restrict__ scale, int64_t N, int64_t V,
-                                 int32_t ignore_index) {
+                                 int32_t ignore_index, float label_smoothing) {
   const int64_t nvec = V / kVec;
   const float s = *scale;
+  const float uniform_share = label_smoothing / static_cast<float>(V) * s, target_share = (1.0f - label_smoothing) * s;
   for (int64_t row = blockIdx.x; row < N; row += gridDim.x) {
     const int32_t target = targets[row];
     T* d = dlogits + row * V;
@@ -177,8 +199,14 @@ __global__ void __launch_bounds__(kMaxRowThreads)
       if (kAccumulate) load_f32<T, kVec>(grad, d + v * kVec);
 #pragma unroll
       for (int k = 0; k < kVec; k++) {
-        const float onehot = v * kVec + k == target ? 1.0f : 0.0f;
-        const float g = (__expf(values[k] - l) - onehot) * s;
+        const bool on_target = v * kVec + k == target;
+        float g;
+        if (label_smoothing != 0.0f) {
+          g = __fmul_rn(__expf(values[k] - l), s) - uniform_share;
+          if (on_target) g -= target_share;
+        } else {
+          g = (__expf(values[k] - l) - (on_target ? 1.0f : 0.0f)) * s;
+        }
         grad[k] = kAccumulate ? grad[k] + g : g;
       }
       store_f32<T, kVec>(d + v * kVec, grad);
@@ -202,37 +230,38 @@ void check_sizes(const char* op, int64_t N, int64_t V) {
 
 template <class T, int kVec>
 void launch_forward(float* lse, float* row_loss, const T* logits, const int32_t* targets, int64_t N, int64_t V,
-                    int32_t ignore_index) {
+                    int32_t ignore_index, float label_smoothing) {
   crossentropy_forward_kernel<T, kVec><<<grid_for(N, 1), row_threads(V / kVec), 0, stream()>>>(
-      lse, row_loss, logits, targets, N, V, ignore_index);
+      lse, row_loss, logits, targets, N, V, ignore_index, label_smoothing);
   TG_CUDA_CHECK_LAUNCH("crossentropy_forward_kernel");
 }
 
 template <class T, int kVec>
 void launch_backward(T* dlogits, const T* logits, const int32_t* targets, const float* lse, const float* scale,
-                     int64_t N, int64_t V, int32_t ignore_index, bool accumulate) {
+                     int64_t N, int64_t V, int32_t ignore_index, bool accumulate, float label_smoothing) {
   const unsigned blocks = grid_for(N, 1);
   const int threads = row_threads(V / kVec);
   if (accumulate)
     crossentropy_backward_kernel<T, kVec, true><<<blocks, threads, 0, stream()>>>(dlogits, logits, targets, lse, scale,
-                                                                                  N, V, ignore_index);
+                                                                                  N, V, ignore_index, label_smoothing);
   else
     crossentropy_backward_kernel<T, kVec, false><<<blocks, threads, 0, stream()>>>(dlogits, logits, targets, lse,
-                                                                                   scale, N, V, ignore_index);
+                                                                                   scale, N, V, ignore_index,
+                                                                                   label_smoothing);
   TG_CUDA_CHECK_LAUNCH("crossentropy_backward_kernel");
 }
 
 }  // namespace
 
 void crossentropy_forward(DType dtype, float* loss, float* lse, float* row_loss, const void* logits,
-                          const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index) {
+                          const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index, float label_smoothing) {
   check_sizes("crossentropy_forward", N, V);
   if (N > 0) {
     TG_DISPATCH_FLOAT(dtype, "crossentropy_forward", T, {
       constexpr int kVec = kVec16<T>;
       auto* x = static_cast<const T*>(logits);
-      if (V % kVec == 0 && aligned16(logits)) launch_forward<T, kVec>(lse, row_loss, x, targets, N, V, ignore_index);
-      else launch_forward<T, 1>(lse, row_loss, x, targets, N, V, ignore_index);
+      if (V % kVec == 0 && aligned16(logits)) launch_forward<T, kVec>(lse, row_loss, x, targets, N, V, ignore_index, label_smoothing);
+      else launch_forward<T, 1>(lse, row_loss, x, targets, N, V, ignore_index, label_smoothing);
     });
   }
   // Also for N = 0: the loss is then 0 (no row counted), written like any other.
@@ -242,7 +271,7 @@ void crossentropy_forward(DType dtype, float* loss, float* lse, float* row_loss,
 
 void crossentropy_backward(DType dtype, void* dlogits, const float* dloss, const void* logits, const int32_t* targets,
                            const float* lse, float* scale, int64_t N, int64_t V, int32_t ignore_index,
-                           bool accumulate) {
+                           bool accumulate, float label_smoothing) {
   check_sizes("crossentropy_backward", N, V);
   if (N == 0) return;
   if (accumulate && dlogits == logits)
@@ -254,9 +283,9 @@ void crossentropy_backward(DType dtype, void* dlogits, const float* dloss, const
     auto* d = static_cast<T*>(dlogits);
     auto* x = static_cast<const T*>(logits);
     if (V % kVec == 0 && aligned16(logits) && aligned16(dlogits))
-      launch_backward<T, kVec>(d, x, targets, lse, scale, N, V, ignore_index, accumulate);
+      launch_backward<T, kVec>(d, x, targets, lse, scale, N, V, ignore_index, accumulate, label_smoothing);
     else
-      launch_backward<T, 1>(d, x, targets, lse, scale, N, V, ignore_index, accumulate);
+      launch_backward<T, 1>(d, x, targets, lse, scale, N, V, ignore_index, accumulate, label_smoothing);
   });
 }
 

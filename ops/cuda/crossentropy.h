@@ -21,8 +21,11 @@ namespace tg::cuda {
 // ignore_index of lse[n] - logits[n, targets[n]] (0 when every row is ignored); lse (N) f32, 0 for
 // ignored rows. row_loss (N) f32 is scratch: each row's loss, summed by a second kernel in row order
 // (in double, as the CPU does), so the mean is deterministic.
+// label_smoothing e in [0, 1]: each row's loss is (1 - e) (lse - x[target]) + e (lse - mean(x)), as
+// on the CPU (e = 0: the plain loss, computed exactly as without the argument).
 void crossentropy_forward(DType dtype, float* loss, float* lse, float* row_loss, const void* logits,
-                          const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index);
+                          const int32_t* targets, int64_t N, int64_t V, int32_t ignore_index,
+                          float label_smoothing = 0.0f);
 
 // dloss (1) f32, logits (N,V) `dtype`, targets (N) i32, lse (N) f32 -> dlogits (N,V) `dtype`:
 //   accumulate = true:  dlogits += (softmax(logits[n]) - onehot(targets[n])) * dloss / count; ignored
@@ -31,10 +34,11 @@ void crossentropy_forward(DType dtype, float* loss, float* lse, float* row_loss,
 //                       dlogits may be logits itself (in place, saving the N x V gradient buffer):
 //                       each element is read and then written by the same thread, nothing else
 //                       reads it.
+// With label_smoothing e the gradient is (softmax - (1 - e) onehot - e / V) * dloss / count.
 // count = rows not ignored. scale (1) f32 is scratch: dloss / count, formed on the device by a first
 // kernel, so dloss never has to come back to the host.
 void crossentropy_backward(DType dtype, void* dlogits, const float* dloss, const void* logits, const int32_t* targets,
                            const float* lse, float* scale, int64_t N, int64_t V, int32_t ignore_index,
-                           bool accumulate);
+                           bool accumulate, float label_smoothing = 0.0f);
 
 }  // namespace tg::cuda

@@ -58,7 +58,7 @@ int classify(int argc, char** argv) {
   flags.add_string("idx", &o.idx, "an IDX images file to take the image from (with --index)", {}, "none");
   flags.add_int("index", &o.index, "which image of --idx", 0, INT64_MAX, "none");
   flags.add_int("top", &o.top, "classes to print per image", 1, 1000);
-  flags.add_string("device", &o.device, "cpu, or auto (the CPU: the CNN ops have no CUDA kernels yet)", {"cpu", "auto"});
+  flags.add_string("device", &o.device, "cpu, cuda, cuda:N, or auto (cuda when a GPU is visible)");
   flags.add_int("threads", &o.threads, "OpenMP threads", 1, 4096, "all cores");
   std::vector<std::string> images = flags.parse(argc, argv);
   if (flags.help_requested()) {
@@ -69,7 +69,7 @@ int classify(int argc, char** argv) {
   if (o.idx.empty() == flags.given("index"))
     if (!o.idx.empty() || flags.given("index")) throw Error("--idx and --index go together: --idx FILE --index N");
   if (images.empty() && o.idx.empty()) throw Error("no image given: pass IMAGE files, or --idx FILE --index N");
-  if (o.device == "auto") o.device = "cpu";
+  if (o.device == "auto") o.device = cuda_available() ? "cuda" : "cpu";
   Device device = device_from_flag(o.device);
   set_device(device);
   if (o.threads > 0) omp_set_num_threads(static_cast<int>(o.threads));

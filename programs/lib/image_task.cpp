@@ -52,10 +52,7 @@ ImageInput image_input_of(const Checkpoint& ckpt) {
   return input;
 }
 
-void resolve_image_defaults(RunConfig& c, const FlagSet& flags, bool gpu) {
-  if (gpu)
-    throw Error("--device " + c.device + ": the CNN ops (conv2d, BatchNorm, pooling) have no CUDA kernels yet; "
-                "train images with --device cpu");
+void resolve_image_defaults(RunConfig& c, const FlagSet& flags, bool /*gpu: the same defaults on either device*/) {
   if (c.model.empty()) c.model = "cnn";
   const std::vector<std::string>& presets = cnn_presets();
   if (std::find(presets.begin(), presets.end(), c.model) == presets.end())
@@ -155,10 +152,18 @@ std::string ImageTask::architecture() const {
   return j.dump();
 }
 
+// A batch of f32 images on the model's device, in the dtype of its parameters (bf16 or f16 when
+// ./train runs --dtype bf16 or fp16: the first convolution takes its input in its weight's dtype).
+Tensor ImageTask::model_input(const Tensor& images) const {
+  Tensor x = batch_to(images, device_);
+  const DType dtype = model_->parameters().front().dtype();
+  return x.dtype() == dtype ? x : x.to(dtype);
+}
+
 Tensor ImageTask::micro_batch_loss() {
   ImageBatch batch = next_batch(*loader_);
   Tensor images = rank_rows(batch.images, config_), labels = rank_rows(batch.labels, config_);
-  return cross_entropy(model_->forward(batch_to(images, device_)), batch_to(labels, device_), -1,
+  return cross_entropy(model_->forward(model_input(images)), batch_to(labels, device_), -1,
                        static_cast<float>(config_.image.label_smoothing));
 }
 
@@ -175,7 +180,7 @@ ImageTask::Evaluation ImageTask::evaluate_set(const ImageSet& set) {
   for (int64_t start = 0; start < set.size(); start += config_.batch) {
     int64_t count = std::min(config_.batch, set.size() - start);
     ImageBatch batch = image_batch(set, data_.mean, data_.std, start, count);
-    Tensor logits = model_->forward(batch.images.to(device_)).to(Device::cpu()).to(DType::F32).contiguous();
+    Tensor logits = model_->forward(model_input(batch.images)).to(Device::cpu()).to(DType::F32).contiguous();
     loss_sum += static_cast<double>(cross_entropy(logits, batch.labels).item()) * static_cast<double>(count);
     const float* rows = logits.data<float>();
     const int32_t* labels = batch.labels.data<int32_t>();
@@ -253,7 +258,7 @@ void ImageTask::print_sample(int64_t step) {
   std::printf("---- validation predictions at step %lld ----\n", static_cast<long long>(step));
   for (int64_t index : picks) {
     ImageBatch one = image_batch(data_.val, data_.mean, data_.std, index, 1);
-    Tensor logits = model_->forward(one.images.to(device_)).to(Device::cpu()).to(DType::F32).contiguous();
+    Tensor logits = model_->forward(model_input(one.images)).to(Device::cpu()).to(DType::F32).contiguous();
     std::vector<double> p = class_probabilities(logits.data<float>(), classes);
     int64_t predicted = std::max_element(p.begin(), p.end()) - p.begin();
     int32_t truth = one.labels.data<int32_t>()[0];

@@ -73,6 +73,8 @@ class ImageTask : public Task {
     std::vector<int64_t> confusion;        // classes x classes, row = true class, column = predicted
   };
   Evaluation evaluate_set(const ImageSet& set);
+  // images (f32, on the host) on the model's device, in its parameters' dtype.
+  Tensor model_input(const Tensor& images) const;
 
   RunConfig config_;  // a copy: the task outlives the setup that made it
   ImageData data_;  // its training images move to train_, shared with the loader's thread

@@ -10,8 +10,8 @@ namespace tg {
 
 std::string task_kind_for(const std::string& data) { return std::filesystem::is_directory(data) ? "image" : "text"; }
 
-// The CNN ops (convolution, BatchNorm, pooling) have CPU kernels only so far.
-bool task_runs_on_cuda(const std::string& kind) { return kind == "text"; }
+// Both tasks' ops have CUDA kernels (the CNN's: ops/cuda/conv2d.h, batchnorm.h, pool.h).
+bool task_runs_on_cuda(const std::string& kind) { return kind == "text" || kind == "image"; }
 
 void add_task_flags(FlagSet& flags, RunConfig& c) {
   add_text_flags(flags, c.text);

@@ -76,7 +76,7 @@ void add_train_flags(FlagSet& flags, RunConfig& c) {
   flags.add_switch("resume", &c.resume, "continue the run in --out from its last checkpoint");
 
   flags.add_section("all tasks: machine");
-  flags.add_string("device", &c.device, "cpu, cuda, cuda:N, or auto (cuda when a GPU is visible and the task has CUDA kernels: text only so far)");
+  flags.add_string("device", &c.device, "cpu, cuda, cuda:N, or auto (cuda when a GPU is visible)");
   flags.add_string("dtype", &c.dtype,
                    "compute precision; bf16 and fp16 (with loss scaling) keep f32 master weights, CUDA and adamw "
                    "only; auto is bf16 on CUDA with adamw, fp32 otherwise", {"auto", "fp32", "bf16", "fp16"});

@@ -1,0 +1,113 @@
+// conv2d on the GPU per layer of cnn-ref and resnet (nn/cnn.cpp, 1x28x28 input), NHWC, batch 256:
+// forward, input gradient (dgrad) and weight gradient (wgrad) in TFLOP/s, in f32 (the SIMT kernel)
+// and bf16 (tensor cores). The peer is cuDNN through PyTorch, channels_last, at the same shapes:
+// bench/torch/torch_conv.py prints the same lines ("conv bf16 <layer>: fwd X, dgrad Y, wgrad Z
+// TFLOP/s") on the same machine.
+//
+// FLOPs 2 N P Q K (C/groups) R S per pass (ops/conv2d.cpp's count). Times are medians over 30 runs
+// timed with cudaEvents on the library's stream, after 5 warm-up runs; dgrad and wgrad add into
+// their gradients as training does (wgrad includes its split-K reduction, without dbias).
+//
+//   bench_gpu_conv          one line per layer and dtype
+//   bench_gpu_conv --csv    dtype,layer,N,H,W,C,K,R,S,stride,pass,median_ms,tflops
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ops/conv2d.h"
+#include "tensor/cuda_check.h"
+#include "tensor/device.h"
+#include "tensor/tensor.h"
+
+namespace {
+
+using namespace tg;
+
+struct Layer {
+  std::string name;
+  int64_t N, H, W, C, K, R, S, stride, pad;
+};
+
+// bench/bench_conv.cpp's layers (and bench/torch/torch_conv.py's), at batch 256.
+std::vector<Layer> layers() {
+  const int64_t B = 256;
+  return {
+      {"cnn-ref.conv1 1->32", B, 28, 28, 1, 32, 3, 3, 1, 1},
+      {"cnn-ref.conv2 32->64", B, 28, 28, 32, 64, 3, 3, 1, 1},
+      {"cnn-ref.conv3 64->128", B, 14, 14, 64, 128, 3, 3, 1, 1},
+      {"resnet.32 3x3 @28", B, 28, 28, 32, 32, 3, 3, 1, 1},
+      {"resnet.64 3x3 s2 @28", B, 28, 28, 32, 64, 3, 3, 2, 1},
+      {"resnet.64 1x1 s2 @28", B, 28, 28, 32, 64, 1, 1, 2, 0},
+      {"resnet.64 3x3 @14", B, 14, 14, 64, 64, 3, 3, 1, 1},
+      {"resnet.128 3x3 s2 @14", B, 14, 14, 64, 128, 3, 3, 2, 1},
+      {"resnet.128 1x1 s2 @14", B, 14, 14, 64, 128, 1, 1, 2, 0},
+      {"resnet.128 3x3 @7", B, 7, 7, 128, 128, 3, 3, 1, 1},
+  };
+}
+
+// Median milliseconds of `fn` over `repeats` runs, each timed by its own pair of events.
+double median_ms(const std::function<void()>& fn, int repeats = 30, int warmup = 5) {
+  for (int i = 0; i < warmup; i++) fn();
+  cudaEvent_t start, stop;
+  TG_CUDA_CHECK(cudaEventCreate(&start));
+  TG_CUDA_CHECK(cudaEventCreate(&stop));
+  std::vector<double> times;
+  for (int i = 0; i < repeats; i++) {
+    TG_CUDA_CHECK(cudaEventRecord(start, cuda::stream()));
+    fn();
+    TG_CUDA_CHECK(cudaEventRecord(stop, cuda::stream()));
+    TG_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    TG_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    times.push_back(ms);
+  }
+  TG_CUDA_CHECK(cudaEventDestroy(start));
+  TG_CUDA_CHECK(cudaEventDestroy(stop));
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool csv = argc > 1 && std::strcmp(argv[1], "--csv") == 0;
+  if (!cuda_available()) {
+    std::fprintf(stderr, "bench_gpu_conv: no CUDA GPU (%s)\n", cuda_status().c_str());
+    return 1;
+  }
+  if (csv) std::printf("dtype,layer,N,H,W,C,K,R,S,stride,pass,median_ms,tflops\n");
+  const Device gpu = Device::cuda(0);
+  Generator gen(1);
+  for (DType dtype : {DType::BF16, DType::F32})
+    for (const Layer& l : layers()) {
+      Conv2dParams p;
+      p.stride_h = p.stride_w = l.stride;
+      p.pad_h = p.pad_w = l.pad;
+      Tensor x = Tensor::randn({l.N, l.H, l.W, l.C}, &gen).to(dtype).to(gpu);
+      Tensor w = Tensor::randn({l.K, l.C, l.R, l.S}, &gen).to(dtype).to(gpu);
+      const Shape out_shape = ops::conv2d_output_shape(x, w, p);
+      Tensor out = Tensor::empty(out_shape, dtype, gpu), dout = Tensor::randn(out_shape, &gen).to(dtype).to(gpu);
+      Tensor dx = Tensor::zeros(x.shape(), dtype, gpu), dw = Tensor::zeros(w.shape(), dtype, gpu), none;
+      const double flops = 2.0 * static_cast<double>(out.numel()) * static_cast<double>(l.C * l.R * l.S);
+      const double ms[3] = {median_ms([&] { ops::conv2d_forward(out, x, w, none, p); }),
+                            median_ms([&] { ops::conv2d_backward_input(dx, dout, w, p); }),
+                            median_ms([&] { ops::conv2d_backward_weight(dw, none, dout, x, p); })};
+      const char* passes[3] = {"fwd", "dgrad", "wgrad"};
+      if (csv) {
+        for (int i = 0; i < 3; i++)
+          std::printf("%s,%s,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%s,%.4f,%.2f\n", dtype_name(dtype), l.name.c_str(),
+                      (long long)l.N, (long long)l.H, (long long)l.W, (long long)l.C, (long long)l.K, (long long)l.R,
+                      (long long)l.S, (long long)l.stride, passes[i], ms[i], flops / (ms[i] * 1e-3) / 1e12);
+      } else {
+        std::printf("conv %s %s: fwd %.2f, dgrad %.2f, wgrad %.2f TFLOP/s\n", dtype_name(dtype), l.name.c_str(),
+                    flops / (ms[0] * 1e-3) / 1e12, flops / (ms[1] * 1e-3) / 1e12, flops / (ms[2] * 1e-3) / 1e12);
+      }
+      std::fflush(stdout);
+    }
+  return 0;
+}
