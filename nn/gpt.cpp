@@ -6,6 +6,7 @@
 
 #include "autograd/functions/crossentropy.h"
 #include "autograd/functions/elementwise.h"
+#include "autograd/functions/linear_crossentropy.h"
 #include "autograd/functions/matmul.h"
 #include "nn/init.h"
 
@@ -64,7 +65,7 @@ GPT::GPT(const GPTConfig& config, uint64_t seed) : config_(config) {
   }
 }
 
-Tensor GPT::forward(const Tensor& idx) const {
+Tensor GPT::hidden(const Tensor& idx) const {
   TG_CHECK(idx.defined() && idx.dim() == 2, "GPT::forward: idx must have shape (B, T), found " +
                                                 (idx.defined() ? shape_str(idx.shape()) : std::string("undefined")));
   TG_CHECK(idx.dtype() == DType::I32, std::string("GPT::forward: idx must have dtype i32, found ") +
@@ -77,12 +78,26 @@ Tensor GPT::forward(const Tensor& idx) const {
   Tensor x = add(wte->forward(idx), wpe->forward(positions));  // (B, T, C) + (T, C)
   x = drop->forward(x);
   for (const auto& block : *h) x = block->forward(x);
-  x = ln_f->forward(x);
-  return linear(x, wte->weight, Tensor());  // tied lm_head: x @ wte.weight^T
+  return ln_f->forward(x);
+}
+
+Tensor GPT::forward(const Tensor& idx) const {
+  return linear(hidden(idx), wte->weight, Tensor());  // tied lm_head: x @ wte.weight^T
 }
 
 Tensor GPT::loss(const Tensor& logits, const Tensor& targets) const {
   return cross_entropy(logits, targets, -1);
+}
+
+Tensor GPT::forward_loss(const Tensor& idx, const Tensor& targets) const {
+  if (loss_chunk_ == 0) return loss(forward(idx), targets);
+  return linear_cross_entropy(hidden(idx), wte->weight, Tensor(), targets, loss_chunk_, -1);
+}
+
+void GPT::set_loss_chunk(int64_t tokens) {
+  TG_CHECK(tokens >= 0, "GPT::set_loss_chunk: tokens per chunk must be >= 0 (0: unchunked), found " +
+                            std::to_string(tokens));
+  loss_chunk_ = tokens;
 }
 
 double GPT::flops_per_token() const {
@@ -108,8 +123,10 @@ class GPTDecoder : public Decoder {
     const size_t block = static_cast<size_t>(model_.config().block_size);
     if (context_.size() > block) context_.erase(context_.begin(), context_.end() - static_cast<std::ptrdiff_t>(block));
     const int64_t T = static_cast<int64_t>(context_.size());
-    Tensor logits = model_.forward(Tensor::from_ints(context_, {1, T}).to(model_.wte->weight.device()));
-    return logits.select(0, 0).select(0, T - 1);  // (1, T, V) -> (V)
+    // Only the last position's logits are needed: the lm_head runs on its hidden state alone.
+    Tensor h = model_.hidden(Tensor::from_ints(context_, {1, T}).to(model_.wte->weight.device()));
+    Tensor last = h.select(0, 0).narrow(0, T - 1, 1);  // (1, T, C) -> (1, C)
+    return linear(last, model_.wte->weight, Tensor()).select(0, 0);  // (1, V) -> (V)
   }
 
  private:

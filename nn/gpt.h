@@ -3,6 +3,7 @@
 //   idx (B, T) -> wte(idx) + wpe(0..T-1) -> dropout -> n_layer x TransformerBlock -> ln_f
 //              -> logits (B, T, V) = x @ wte.weight^T   (the lm_head is tied to the token embedding)
 //
+// forward_loss can run the lm_head and the loss chunk by chunk instead (set_loss_chunk).
 // Parameter names are GPT-2's without the "transformer." prefix ("wte.weight", "h.0.ln_1.weight",
 // "h.0.attn.c_attn.weight", ..., "ln_f.bias"); the tied lm_head is not a separate parameter.
 // Weights are (out, in) as in PyTorch's nn.Linear (GPT-2's original Conv1D stores them transposed).
@@ -49,6 +50,16 @@ class GPT : public LanguageModel {
   Tensor forward(const Tensor& idx) const override;
   // Mean cross entropy of logits (B, T, V) against targets i32 (B, T); targets of -1 are ignored.
   Tensor loss(const Tensor& logits, const Tensor& targets) const override;
+  // The final hidden states, before the lm_head: idx (B, T) -> ln_f's output (B, T, n_embd).
+  Tensor hidden(const Tensor& idx) const;
+  // loss(forward(idx), targets); with a loss chunk set, the lm_head and the loss run chunk by
+  // chunk over the B*T tokens (autograd/functions/linear_crossentropy.h) and the (B*T, V) logits
+  // are never held. The tied weight's gradient lands in wte.weight either way.
+  Tensor forward_loss(const Tensor& idx, const Tensor& targets) const override;
+  // Tokens per chunk of the output layer and loss in forward_loss; 0 (the default): unchunked.
+  // How many is the planner's decision (nn/planner.h: plan_output_layer). Throws for a negative.
+  void set_loss_chunk(int64_t tokens);
+  int64_t loss_chunk() const { return loss_chunk_; }
 
   const GPTConfig& config() const { return config_; }
 
@@ -71,6 +82,7 @@ class GPT : public LanguageModel {
 
  private:
   GPTConfig config_;
+  int64_t loss_chunk_ = 0;
 };
 
 }  // namespace tg

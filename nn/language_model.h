@@ -33,6 +33,9 @@ class LanguageModel : public Module {
   virtual Tensor forward(const Tensor& idx) const = 0;
   // Mean cross entropy of logits (B, T, V) against targets i32 (B, T); targets of -1 are ignored.
   virtual Tensor loss(const Tensor& logits, const Tensor& targets) const { return cross_entropy(logits, targets, -1); }
+  // The same mean loss of idx's next tokens, forward(idx) and loss(...) in one call, so that a model
+  // may compute it without holding every logit (the GPT's chunked output layer, nn/gpt.h).
+  virtual Tensor forward_loss(const Tensor& idx, const Tensor& targets) const { return loss(forward(idx), targets); }
 
   virtual int64_t vocab_size() const = 0;
   // Training FLOPs (forward + backward) per token, for MFU.

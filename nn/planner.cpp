@@ -1,5 +1,6 @@
 #include "nn/planner.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -113,6 +114,53 @@ std::string describe_plans(const std::vector<BlockPlan>& plans, const BlockShape
     i = j + 1;
   }
   return out;
+}
+
+OutputLayerPlan plan_output_layer(const OutputLayerShape& shape, const PlannerMachine& machine) {
+  check_positive(static_cast<double>(shape.d_model), "d_model");
+  check_positive(static_cast<double>(shape.vocab), "vocab");
+  check_positive(static_cast<double>(shape.tokens), "tokens");
+  check_positive(static_cast<double>(shape.bytes_per_value), "bytes_per_value");
+  check_positive(machine.peak_flops, "peak_flops");
+  check_positive(machine.bandwidth, "bandwidth");
+  if (machine.fast_memory_bytes < 0)  // 0: the machine does not say; the weight alone sets the budget
+    throw Error("planner: fast_memory_bytes must not be negative, got " + std::to_string(machine.fast_memory_bytes));
+  check_positive(static_cast<double>(machine.tile_rows), "tile_rows");
+
+  const double bytes = static_cast<double>(shape.bytes_per_value), V = static_cast<double>(shape.vocab);
+  const int64_t tile = machine.tile_rows;
+  OutputLayerPlan plan;
+  plan.logits_bytes = static_cast<double>(shape.tokens) * V * bytes;
+  plan.weight_bytes = V * static_cast<double>(shape.d_model) * bytes;
+  plan.budget_bytes = std::max(plan.weight_bytes, static_cast<double>(machine.fast_memory_bytes));
+  const int64_t fit = static_cast<int64_t>(plan.budget_bytes / (V * bytes));
+  const int64_t stream = static_cast<int64_t>(std::ceil(2.0 * bytes * machine.peak_flops / (3.0 * machine.bandwidth)));
+  plan.chunk_budget = std::max<int64_t>(fit / tile * tile, tile);
+  plan.chunk_stream = std::max<int64_t>((stream + tile - 1) / tile * tile, tile);
+  plan.chunk_tokens = std::max(plan.chunk_budget, plan.chunk_stream);
+  plan.chunked = plan.chunk_tokens < shape.tokens;
+  if (!plan.chunked)
+    plan.reason = "one chunk of " + std::to_string(plan.chunk_tokens) + " tokens would hold all " +
+                  std::to_string(shape.tokens) + ": the logits fit the budget, nothing to chunk";
+  else if (plan.chunk_budget >= plan.chunk_stream)
+    plan.reason = "the logits outweigh the budget; a chunk's logits fit it and stream the weight compute-bound";
+  else
+    plan.reason = "the logits outweigh the budget; the smallest chunk that streams the weight compute-bound "
+                  "(its logits exceed the budget)";
+  return plan;
+}
+
+std::string describe_output_layer_plan(const OutputLayerPlan& p, const OutputLayerShape& shape) {
+  const std::string execution = p.chunked ? "chunks of " + std::to_string(p.chunk_tokens) + " tokens" : "unchunked";
+  char line[512];
+  std::snprintf(line, sizeof(line),
+                "output layer + loss: V %lld, %lld tokens; logits %s (and their gradient) vs weight %s, budget %s -> "
+                "%s (budget %lld, stream %lld); %s\n",
+                static_cast<long long>(shape.vocab), static_cast<long long>(shape.tokens),
+                megabytes(p.logits_bytes).c_str(), megabytes(p.weight_bytes).c_str(), megabytes(p.budget_bytes).c_str(),
+                execution.c_str(),
+                static_cast<long long>(p.chunk_budget), static_cast<long long>(p.chunk_stream), p.reason.c_str());
+  return line;
 }
 
 }  // namespace tg

@@ -73,4 +73,37 @@ std::vector<BlockPlan> plan_blocks(int64_t layers, const BlockShape& shape, cons
 // ("blocks 0-5: ...").
 std::string describe_plans(const std::vector<BlockPlan>& plans, const BlockShape& shape, const PlannerMachine& machine);
 
+// The output layer and its loss: the lm_head's logits x (N, d) @ W (V, d)^T and the cross-entropy
+// over them, run chunk by chunk over the N tokens (autograd/functions/linear_crossentropy.h) so
+// that the (N, V) logits, and their gradient, are never held whole. Per chunk of m tokens the
+// three GEMMs (logits, dx, dW) do 6*m*d*V FLOPs and stream the weight twice and dW once in and
+// out, about 4*V*d*bytes: 1.5*m/bytes FLOPs per weight byte, compute-bound once
+// m >= 2*bytes*peak/(3*bandwidth) (the stream bound). The budget: a chunk's logits no larger than
+// the weight (m <= d), or than the fast memory when that is larger (a small vocabulary's chunk
+// then stays in cache): at most one weight's worth more at the peak, the size of the dW the
+// chunked path keeps anyway. The chunk is the budget's m, or the stream bound's when that is
+// larger; chunking pays (and --chunked-loss auto turns it on) when one chunk would not hold all N.
+struct OutputLayerShape {
+  int64_t d_model = 0, vocab = 0, tokens = 0;  // tokens: N = batch * context
+  int64_t bytes_per_value = 4;
+};
+
+struct OutputLayerPlan {
+  double logits_bytes = 0;   // N * V * bytes: the unchunked logits (their gradient is as large again)
+  double weight_bytes = 0;   // V * d * bytes
+  double budget_bytes = 0;   // max(weight, fast memory): what a chunk's logits may take
+  int64_t chunk_budget = 0;  // the largest m whose logits fit the budget, down to the tile (at least one tile)
+  int64_t chunk_stream = 0;  // the smallest m keeping the weight streaming compute-bound, up to the tile
+  int64_t chunk_tokens = 0;  // m: max(chunk_budget, chunk_stream)
+  bool chunked = false;      // m < N: the logits outweigh the budget
+  std::string reason;        // one line: why
+};
+
+// Throws tg::Error naming the field when a shape or machine figure is not positive (fast_memory_bytes
+// may be 0, a machine that does not say: the weight alone is the budget).
+OutputLayerPlan plan_output_layer(const OutputLayerShape& shape, const PlannerMachine& machine);
+
+// One line: "output layer: logits ... vs weight ...; chunks of m tokens (budget ..., stream ...); why".
+std::string describe_output_layer_plan(const OutputLayerPlan& plan, const OutputLayerShape& shape);
+
 }  // namespace tg

@@ -127,3 +127,77 @@ TEST(Planner, DescribesRunsOfEqualBlocksOnceAndNamesBadInput) {
   EXPECT_THROW_WITH(plan_block(shape(0, 1, 1), m), "planner: d_model must be positive");
   EXPECT_THROW_WITH(plan_block(shape(64, 1, 1), machine(1e9, 1e9, 0, 14)), "fast_memory_bytes must be positive");
 }
+
+// ---- the output layer and its loss (plan_output_layer) ---------------------------------------
+
+namespace {
+
+OutputLayerShape output_shape(int64_t d, int64_t vocab, int64_t tokens, int64_t bytes = 4) {
+  OutputLayerShape s;
+  s.d_model = d;
+  s.vocab = vocab;
+  s.tokens = tokens;
+  s.bytes_per_value = bytes;
+  return s;
+}
+
+}  // namespace
+
+// The target: small (d 384) with an 8192-id BPE vocabulary, batch 32 x block 256. The
+// weight (8192 x 384 x 4 = 12.6 MB) outweighs a 1 MB L2, so the budget is the weight: m <= d =
+// 384, down to the tile of 14: 378. The stream bound: 2 * 4 * 455e9 / (3 * 75e9) = 16.2 -> 17,
+// up to the tile: 28. 378 of 8192 tokens: chunked.
+TEST(PlannerOutputLayer, TheBudgetIsTheWeightOrTheFastMemory) {
+  const OutputLayerPlan p = plan_output_layer(output_shape(384, 8192, 32 * 256), machine(455e9, 75e9, 1 << 20, 14));
+  EXPECT_DOUBLE_EQ(p.logits_bytes, 8192.0 * 8192 * 4);
+  EXPECT_DOUBLE_EQ(p.weight_bytes, 8192.0 * 384 * 4);
+  EXPECT_DOUBLE_EQ(p.budget_bytes, p.weight_bytes);
+  EXPECT_EQ(p.chunk_budget, 378);
+  EXPECT_EQ(p.chunk_stream, 28);
+  EXPECT_EQ(p.chunk_tokens, 378);
+  EXPECT_TRUE(p.chunked);
+  EXPECT_LE(static_cast<double>(p.chunk_tokens) * 8192 * 4, p.budget_bytes);  // the chunk's logits fit
+  EXPECT_GT(static_cast<double>(p.chunk_tokens + 14) * 8192 * 4, p.budget_bytes);  // one tile more would not
+
+  // A weight smaller than the fast memory: the fast memory is the budget, 4 MB / (1000 * 4) =
+  // 1048 rows, down to 1036.
+  const OutputLayerPlan q = plan_output_layer(output_shape(64, 1000, 4096), machine(455e9, 75e9, 4 << 20, 14));
+  EXPECT_DOUBLE_EQ(q.budget_bytes, 4 << 20);
+  EXPECT_EQ(q.chunk_tokens, 1036);
+  EXPECT_TRUE(q.chunked);
+}
+
+// A char vocabulary of 65 ids at the tiny preset (12 x 64 tokens): the logits (200 KB) fit a
+// 1 MB budget, one chunk would hold them all, so nothing is chunked.
+TEST(PlannerOutputLayer, LogitsWithinTheBudgetAreNotChunked) {
+  const OutputLayerPlan p = plan_output_layer(output_shape(128, 65, 12 * 64), machine(455e9, 75e9, 1 << 20, 14));
+  EXPECT_FALSE(p.chunked);
+  EXPECT_GE(p.chunk_tokens, 12 * 64);
+  EXPECT_NE(p.reason.find("nothing to chunk"), std::string::npos) << p.reason;
+  // An unknown fast memory (0) leaves the weight as the budget: 65 x 128 x 4 bytes, m <= 128.
+  const OutputLayerPlan q = plan_output_layer(output_shape(128, 65, 12 * 64), machine(455e9, 75e9, 0, 1));
+  EXPECT_EQ(q.chunk_budget, 128);
+  EXPECT_TRUE(q.chunked);
+}
+
+// A machine whose weight streaming needs more rows than the budget holds: the stream bound wins.
+// 2 * 4 * 400e9 / (3 * 1e9) = 1066.7 -> 1067, up to the tile of 8: 1072 > the budget's 384.
+TEST(PlannerOutputLayer, TheStreamBoundWinsOverASmallBudget) {
+  const OutputLayerPlan p = plan_output_layer(output_shape(384, 8192, 8192), machine(400e9, 1e9, 1 << 20, 8));
+  EXPECT_EQ(p.chunk_budget, 384);
+  EXPECT_EQ(p.chunk_stream, 1072);
+  EXPECT_EQ(p.chunk_tokens, 1072);
+  EXPECT_TRUE(p.chunked);
+  EXPECT_NE(p.reason.find("exceed the budget"), std::string::npos) << p.reason;
+  std::string line = describe_output_layer_plan(p, output_shape(384, 8192, 8192));
+  EXPECT_NE(line.find("chunks of 1072 tokens"), std::string::npos) << line;
+  EXPECT_NE(line.find("logits 268.44 MB"), std::string::npos) << line;
+}
+
+TEST(PlannerOutputLayer, BadInputIsNamed) {
+  const PlannerMachine m = machine(455e9, 75e9, 1 << 20, 14);
+  EXPECT_THROW_WITH(plan_output_layer(output_shape(384, 0, 10), m), "planner: vocab must be positive");
+  EXPECT_THROW_WITH(plan_output_layer(output_shape(384, 10, 0), m), "planner: tokens must be positive");
+  EXPECT_THROW_WITH(plan_output_layer(output_shape(384, 10, 10), machine(455e9, 75e9, -1, 14)),
+                    "planner: fast_memory_bytes must not be negative");
+}

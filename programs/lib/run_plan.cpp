@@ -1,5 +1,9 @@
 #include "programs/lib/run_plan.h"
 
+#include <omp.h>
+
+#include "programs/lib/machine_peak.h"
+#include "programs/lib/roofline_probe.h"
 #include "tensor/dtype.h"
 
 namespace tg {
@@ -20,7 +24,65 @@ std::string describe_run_plan(const RunConfig& c, const PlannerMachine& machine)
   if (machine.fast_memory_bytes <= 0)
     return "plan: this machine does not say how large its " + machine.fast_memory +
            " is, so the planner cannot size a chunk\n";
-  return describe_plans(plan_blocks(c.text.layers, shape, machine), shape, machine);
+  std::string plans = describe_plans(plan_blocks(c.text.layers, shape, machine), shape, machine);
+  if (c.text.tokenizer != "bpe")
+    return plans + "output layer + loss: the char vocabulary is the corpus's, so --chunked-loss " + c.text.chunked_loss +
+           " is decided at the run's start (its model line)\n";
+  OutputLayerShape output = run_output_layer_shape(c, c.text.vocab_size);
+  return plans + describe_output_layer_plan(plan_output_layer(output, machine), output) +
+         "  --chunked-loss " + c.text.chunked_loss + ": " +
+         (c.text.chunked_loss == "auto" ? "follows the planner" : c.text.chunked_loss == "on" ? "chunked" : "unchunked") +
+         "\n";
+}
+
+OutputLayerShape run_output_layer_shape(const RunConfig& c, int64_t vocab) {
+  OutputLayerShape shape;
+  shape.d_model = c.text.embd;
+  shape.vocab = vocab;
+  shape.tokens = c.batch * c.text.block;
+  shape.bytes_per_value = static_cast<int64_t>(dtype_size(parse_dtype(c.dtype)));
+  return shape;
+}
+
+PlannerMachine measure_planner_machine(Device device, DType dtype, int threads) {
+  Roofline roof;
+  if (device.is_cpu()) {
+    roof.peak_flops = cpu_peak_gflops(threads) * 1e9;
+    roof.bandwidth = cpu_copy_bandwidth_gbs(threads, size_t(64) << 20) * 1e9;
+  } else {
+    roof = measure_roofline(device, dtype, threads);
+  }
+  return planner_machine(device, roof);
+}
+
+int64_t run_loss_chunk(const RunConfig& c, int64_t vocab, Device device, std::string* description) {
+  const std::string& mode = c.text.chunked_loss;
+  std::string line;
+  int64_t chunk = 0;
+  if (!run_has_transformer_blocks(c)) {
+    line = "";
+  } else if (mode == "off") {
+    line = "output layer + loss: unchunked (--chunked-loss off)";
+  } else {
+    const OutputLayerShape shape = run_output_layer_shape(c, vocab);
+    // With auto, the plan with the stream bound at its least (one tile) first: if even that chunk
+    // holds every token, the measured plan's would too.
+    PlannerMachine least = planner_machine(device, Roofline());
+    least.peak_flops = least.bandwidth = 1.0;
+    const bool may_chunk = mode == "on" || plan_output_layer(shape, least).chunked;
+    const OutputLayerPlan plan = may_chunk
+        ? plan_output_layer(shape, measure_planner_machine(device, parse_dtype(c.dtype), omp_get_max_threads()))
+        : plan_output_layer(shape, least);
+    if (mode == "on" || plan.chunked) {
+      chunk = plan.chunk_tokens;
+      line = "output layer + loss: chunks of " + std::to_string(chunk) + " tokens of " +
+             std::to_string(shape.tokens) + " (--chunked-loss " + mode + "; " + plan.reason + ")";
+    } else {
+      line = "output layer + loss: unchunked (--chunked-loss auto; " + plan.reason + ")";
+    }
+  }
+  if (description) *description = line;
+  return chunk;
 }
 
 }  // namespace tg

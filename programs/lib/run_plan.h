@@ -5,6 +5,8 @@
 
 #include "nn/planner.h"
 #include "programs/lib/run_config.h"
+#include "tensor/device.h"
+#include "tensor/dtype.h"
 
 namespace tg {
 
@@ -15,5 +17,20 @@ bool run_has_transformer_blocks(const RunConfig& config);
 // of c --block tokens, the dtype's bytes per value), or, for a model without transformer blocks,
 // one line saying that the planner has nothing to decide for it.
 std::string describe_run_plan(const RunConfig& config, const PlannerMachine& machine);
+
+// The run's output layer and loss as the planner sees them: d --embd, V `vocab`, N --batch x --block
+// tokens, the dtype's bytes per value.
+OutputLayerShape run_output_layer_shape(const RunConfig& config, int64_t vocab);
+
+// The machine a run's plans are made for, measured now: on the CPU the FMA probe of the status line
+// and a copy of 64 MB buffers (a few tenths of a second), on a GPU measure_roofline's figures.
+PlannerMachine measure_planner_machine(Device device, DType dtype, int threads);
+
+// The tokens per chunk of the run's output layer and loss (GPT::set_loss_chunk) over a vocabulary
+// of `vocab` ids: 0 (unchunked) with --chunked-loss off, for a model without transformer blocks, or
+// with auto when the planner does not chunk; the planner's chunk otherwise. `description` gets
+// one line saying what was decided and why. With auto, a budget that already holds every token
+// decides without measuring the machine (the stream bound only ever makes a chunk larger).
+int64_t run_loss_chunk(const RunConfig& config, int64_t vocab, Device device, std::string* description);
 
 }  // namespace tg

@@ -84,6 +84,9 @@ class Task {
   virtual std::string describe_data() const = 0;
   virtual std::string describe_model() const = 0;
   virtual std::string describe_batch() const = 0;
+  // The task's own execution decisions for the header, after the planner's (the text task's chunked
+  // output layer), one line; empty: none.
+  virtual std::string describe_plan() const { return ""; }
   // The summary's last line: how to use what was trained ("sample with: ./generate --ckpt DIR").
   virtual std::string next_step_hint(const std::string& out_dir) const = 0;
 

@@ -29,6 +29,10 @@ void add_text_flags(FlagSet& flags, TextOptions& o) {
   flags.add_float("dropout", &o.dropout, "dropout probability", 0.0, 0.95);
   flags.add_string("mlp", &o.mlp, "the blocks' feed-forward part: gelu (GPT-2's 4C MLP) or swiglu (LLaMA's gated one)",
                    mlp_names());
+  flags.add_string("chunked-loss", &o.chunked_loss,
+                   "the output layer and loss chunk by chunk over the tokens, never holding all the logits: on, off, "
+                   "or auto (on when the logits outweigh the weight or the L2, the planner's rule; --plan shows it)",
+                   {"auto", "on", "off"});
 
   flags.add_section("text: data and samples");
   flags.add_string("tokenizer", &o.tokenizer, "char (one id per character) or bpe (byte-level BPE trained on the file)",
@@ -39,16 +43,17 @@ void add_text_flags(FlagSet& flags, TextOptions& o) {
 
 const std::vector<std::string>& text_flag_names() {
   static const std::vector<std::string> names = {"arch", "layers",    "heads",      "embd",         "block",
-                                                 "dropout", "mlp", "tokenizer", "vocab-size", "sample-tokens"};
+                                                 "dropout", "mlp", "chunked-loss", "tokenizer", "vocab-size", "sample-tokens"};
   return names;
 }
 
 // With --arch lstm, the flags that shape a GPT are refused rather than ignored: a run that was
 // asked for 8 heads should not quietly train a model without any.
 static void resolve_lstm_options(TextOptions& o, const std::string& model, const FlagSet& flags) {
-  for (const char* gpt_only : {"heads", "mlp"})  // the attention heads and the MLP of a transformer block
+  for (const char* gpt_only : {"heads", "mlp", "chunked-loss"})  // a transformer block's parts, the GPT's lm_head
     if (flags.given(gpt_only))
-      throw Error(std::string("--") + gpt_only + " applies to --arch gpt only (an LSTM has no transformer blocks)");
+      throw Error(std::string("--") + gpt_only +
+                  " applies to --arch gpt only (an LSTM has no transformer blocks, and its output layer is unchunked)");
   if (flags.given("model") && !model.empty())
     throw Error("--model " + model + " is a GPT preset; with --arch lstm give --layers, --embd and --block "
                 "(default 2, 256 and 128)");
@@ -112,6 +117,7 @@ void text_options_to_json(const TextOptions& o, nlohmann::ordered_json& j) {
   j["block"] = o.block;
   j["dropout"] = o.dropout;
   j["mlp"] = o.mlp;
+  j["chunked-loss"] = o.chunked_loss;
   j["tokenizer"] = o.tokenizer;
   j["vocab-size"] = o.vocab_size;
   j["sample-tokens"] = o.sample_tokens;
@@ -126,6 +132,7 @@ TextOptions text_options_from_json(const nlohmann::json& j) {
   o.block = j.at("block").get<int64_t>();
   o.dropout = j.at("dropout").get<double>();
   o.mlp = j.value("mlp", std::string("gelu"));  // runs from before --mlp existed have GPT-2's
+  o.chunked_loss = j.value("chunked-loss", std::string("auto"));  // absent before --chunked-loss
   o.tokenizer = j.at("tokenizer").get<std::string>();
   o.vocab_size = j.at("vocab-size").get<int64_t>();
   o.sample_tokens = j.at("sample-tokens").get<int64_t>();

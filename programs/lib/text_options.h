@@ -26,6 +26,10 @@ struct TextOptions {
   int64_t vocab_size = 0;  // bpe only; 0 means 512
 
   int64_t sample_tokens = 200;  // tokens per printed sample
+
+  // The GPT's output layer and loss chunk by chunk over the tokens (nn/planner.h:
+  // plan_output_layer): "on", "off", or "auto", on when the planner chunks them.
+  std::string chunked_loss = "auto";
 };
 
 // The preset's (layers, heads, embd, block); throws for an unknown name.

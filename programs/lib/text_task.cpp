@@ -11,6 +11,7 @@
 #include "programs/lib/batch_copy.h"
 #include "programs/lib/json_fields.h"
 #include "programs/lib/progress.h"
+#include "programs/lib/run_plan.h"
 #include "programs/lib/sampling.h"
 #include "tensor/error.h"
 
@@ -80,6 +81,8 @@ TextTask::TextTask(const RunConfig& config, const Checkpoint* resume_from)
 void TextTask::build_model(Device device) {
   device_ = device;
   model_ = make_language_model(config_.text, tokenizer_->vocab_size(), static_cast<uint64_t>(config_.seed));
+  if (auto* gpt = dynamic_cast<GPT*>(model_.get()))
+    gpt->set_loss_chunk(run_loss_chunk(config_, tokenizer_->vocab_size(), device, &loss_plan_));
   loader_ = std::make_unique<BatchLoader>(data_.train, config_.global_batch(), config_.text.block,
                                           static_cast<uint64_t>(config_.seed));
 }
@@ -103,7 +106,7 @@ std::string TextTask::architecture() const {
 Tensor TextTask::micro_batch_loss() {
   Batch batch = next_batch(*loader_);
   Tensor inputs = rank_rows(batch.inputs, config_), targets = rank_rows(batch.targets, config_);
-  return model_->loss(model_->forward(batch_to(inputs, device_)), batch_to(targets, device_));
+  return model_->forward_loss(batch_to(inputs, device_), batch_to(targets, device_));
 }
 
 // Mean loss over eval_batches batches of the validation split. The batches come from a generator
@@ -117,7 +120,7 @@ Metrics TextTask::evaluate() {
   for (int64_t i = 0; i < config_.eval_batches; i++) {
     // The global batch's worth (rank 0 evaluates alone), so the figure does not depend on the ranks.
     Batch batch = sample_batch(*data_.val, config_.global_batch(), config_.text.block, gen);
-    total += model_->loss(model_->forward(batch.inputs.to(device_)), batch.targets.to(device_)).item();
+    total += model_->forward_loss(batch.inputs.to(device_), batch.targets.to(device_)).item();
   }
   model_->train();
   return {{"val_loss", total / static_cast<double>(config_.eval_batches)}};

@@ -53,6 +53,7 @@ class TextTask : public Task {
   std::string describe_data() const override;
   std::string describe_model() const override;
   std::string describe_batch() const override;
+  std::string describe_plan() const override { return loss_plan_; }
   std::string next_step_hint(const std::string& out_dir) const override;
 
   void write_run_files(const std::string& out_dir) const override;  // tokenizer.json
@@ -69,6 +70,7 @@ class TextTask : public Task {
   Device device_;
   std::unique_ptr<LanguageModel> model_;
   std::unique_ptr<BatchLoader> loader_;
+  std::string loss_plan_;  // the output layer's chunking (run_loss_chunk), printed at the start
 };
 
 }  // namespace tg

@@ -479,6 +479,7 @@ class Trainer {
       }
       std::printf("%s", describe_run_plan(c_, planner_machine(device_, roof)).c_str());
     }
+    if (!task_.describe_plan().empty()) std::printf("%s\n", task_.describe_plan().c_str());
     std::fflush(stdout);
   }
 
