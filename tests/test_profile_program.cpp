@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <random>
@@ -112,13 +113,19 @@ TEST(ProfileProgram, TextRunReportsOpsAgainstTheStepAndWritesCsvAndPlot) {
   ASSERT_EQ(r.status, 0) << r.err << r.out;
   // The ops run inside the step and never overlap one another (nested fronts record once), so
   // their sum is at most the step; what is left is bookkeeping outside the fronts (allocation,
-  // zero-filled gradient buffers, graph nodes), a few percent at this size on an idle core. The
-  // bound leaves room for a loaded machine, where that share grows.
+  // zero-filled gradient buffers, graph nodes), a few percent at this size on an idle core.
   size_t at = r.out.find("the ops add up to ");
   ASSERT_NE(at, std::string::npos) << r.out;
   double percent = std::stod(r.out.substr(r.out.find('(', at) + 1));
   EXPECT_LE(percent, 100.05) << r.out;
-  EXPECT_GE(percent, 75.0) << r.out;
+  // The lower bound holds only when the process had its core: on a machine shared with other work
+  // a wait for the core that falls between two fronts lands in the gap (it was measured at 43%
+  // under a load of 15 on 2 cores). The report's busy flag (CPU time under 80% of the wall time)
+  // says which case this run was.
+  if (r.out.find("the machine was busy") == std::string::npos)
+    EXPECT_GE(percent, 75.0) << r.out;
+  else
+    std::printf("the machine was busy: the ops' share of the step (%.1f%%) is not checked from below\n", percent);
   for (const char* part : {"optimizer", "backward", "forward", "causal_self_attention: attention_backward",
                            "sum of the bounds", "MFU ", "peak memory: parameters"})
     EXPECT_NE(r.out.find(part), std::string::npos) << part << "\n" << r.out;
