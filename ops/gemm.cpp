@@ -9,6 +9,8 @@
 #include "ops/cpu/activation.h"
 #include "ops/cpu/elementwise.h"
 #include "ops/cpu/gemm.h"
+#include "ops/cpu/gemm_bf16.h"
+#include "ops/cpu/half_convert.h"
 #ifdef TG_CUDA
 #include "ops/cuda/gemm.h"
 #endif
@@ -46,6 +48,38 @@ MatrixLayout layout_of(const Tensor& t) {
 
 std::string flag_str(const char* name, bool trans) { return trans ? std::string(name) + "^T" : std::string(name); }
 
+// The bits of a bf16 / f16 tensor, for the CPU kernels that take them (data<T> has no 16-bit T).
+uint16_t* half_bits(const Tensor& t) { return static_cast<uint16_t*>(t.data_raw()); }
+
+// ops::linear on the CPU for bf16 and f16: x (M,K) @ W^T through the 16-bit GEMM (bf16 on
+// AVX512_BF16 where the CPU has it, f16 always widened to f32), accumulated in f32, and every
+// output rounded once from f32, as the CUDA epilogue does.
+void linear_half_cpu(Tensor& out, const Tensor& x, bool tx, int64_t ldx, const Tensor& weight, bool tw, int64_t ldw,
+                     const Tensor& bias, const LinearEpilogue& epilogue, int64_t M, int64_t N, int64_t K) {
+  const DType dtype = out.dtype();
+  const float beta = bias.defined() ? 1.0f : 0.0f;
+  if (!epilogue.gelu && !epilogue.residual.defined()) {
+    // The bias rows (exact: already in out's dtype), then the GEMM adding onto them: acc + bias
+    // formed in f32 and rounded once.
+    if (bias.defined()) cpu::broadcast_rows_half(dtype, half_bits(out), half_bits(bias), M, N);
+    cpu::gemm_half_batched(dtype, tx, tw, M, N, K, 1.0f, half_bits(x), ldx, half_bits(weight), ldw, beta,
+                           half_bits(out), N, 1, 0, 0, 0);
+    return;
+  }
+  // With GELU or a residual, v = x W^T + b stays in f32 for the epilogue, which rounds once.
+  Tensor v = Tensor::empty({M, N}, DType::F32, out.device());
+  if (bias.defined()) {
+    Tensor bias32 = Tensor::empty({N}, DType::F32, out.device());
+    cpu::convert_half_to_f32(dtype, half_bits(bias), bias32.data<float>(), N);
+    cpu::broadcast_rows(v.data<float>(), bias32.data<float>(), M, N);
+  }
+  cpu::gemm_half_batched(dtype, tx, tw, M, N, K, 1.0f, half_bits(x), ldx, half_bits(weight), ldw, beta,
+                         v.data<float>(), N, 1, 0, 0, 0);
+  cpu::linear_epilogue_half(dtype, half_bits(out), epilogue.pre_gelu.defined() ? half_bits(epilogue.pre_gelu) : nullptr,
+                            v.data<float>(), epilogue.gelu,
+                            epilogue.residual.defined() ? half_bits(epilogue.residual) : nullptr, M * N);
+}
+
 }  // namespace
 
 bool matmul_readable(const Tensor& t) { return t.defined() && t.dim() >= 2 && layout_of(t).readable; }
@@ -55,7 +89,7 @@ void matmul(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool tr
   check_defined(op, out, "out");
   check_defined(op, a, "a");
   check_defined(op, b, "b");
-  check_float_dtype(op, a, "a");
+  check_float_or_half_dtype(op, a, "a");
   check_same_dtype(op, a, "a", b, "b");
   check_same_dtype(op, a, "a", out, "out");
   auto shapes = [&] {
@@ -100,7 +134,11 @@ void matmul(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool tr
   });
   switch (device.type) {
     case DeviceType::CPU: {
-      if (!batch) {
+      if (out.dtype() != DType::F32) {
+        // bf16 / f16: f32 accumulation, out (with beta * out) rounded once; see ops/cpu/gemm_bf16.h.
+        cpu::gemm_half_batched(out.dtype(), ta, tb, M, N, K, 1.0f, half_bits(a), la.ld, half_bits(b), lb.ld, beta,
+                               half_bits(out), N, batch ? batch : 1, stride_a, stride_b, M * N);
+      } else if (!batch) {
         cpu::gemm(ta, tb, M, N, K, 1.0f, a.data<float>(), la.ld, b.data<float>(), lb.ld, beta, out.data<float>(), N);
       } else {
         cpu::gemm_batched(ta, tb, M, N, K, 1.0f, a.data<float>(), la.ld, b.data<float>(), lb.ld, beta,
@@ -123,7 +161,7 @@ void linear(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bi
   check_defined(op, out, "out");
   check_defined(op, x, "x");
   check_defined(op, weight, "weight");
-  check_float_dtype(op, x, "x");
+  check_float_or_half_dtype(op, x, "x");
   check_same_dtype(op, x, "x", weight, "weight");
   check_same_dtype(op, x, "x", out, "out");
   auto shapes = [&] {
@@ -170,6 +208,10 @@ void linear(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bi
   });
   switch (device.type) {
     case DeviceType::CPU: {
+      if (out.dtype() != DType::F32) {
+        linear_half_cpu(out, x, tx, lx.ld, weight, tw, lw.ld, bias, epilogue, M, N, K);
+        break;
+      }
       // The passes below overwrite out before the residual is added: keep a residual that is out
       // itself (allowed, as on CUDA where each element is read before it is written).
       Tensor residual = epilogue.residual;
@@ -207,7 +249,7 @@ void linear(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bi
 static int64_t check_row_against_rows(const char* op, const Tensor& row, const char* row_name, const Tensor& rows,
                                       const char* rows_name) {
   check_dim(op, row, row_name, 1);
-  check_float_contiguous(op, row, row_name);
+  check_float_or_half_contiguous(op, row, row_name);
   check_same_dtype(op, row, row_name, rows, rows_name);
   check_contiguous(op, rows, rows_name);
   const int64_t N = row.size(0);
@@ -224,7 +266,12 @@ void broadcast_rows(Tensor& out, const Tensor& bias) {
   ProfiledOp profiled(op, [&](OpCost& cost) { cost.reads("bias", bias).writes("out", out); });
   Device device = out.device();
   switch (device.type) {
-    case DeviceType::CPU: cpu::broadcast_rows(out.data<float>(), bias.data<float>(), N ? out.numel() / N : 0, N); break;
+    case DeviceType::CPU:
+      if (out.dtype() == DType::F32)
+        cpu::broadcast_rows(out.data<float>(), bias.data<float>(), N ? out.numel() / N : 0, N);
+      else
+        cpu::broadcast_rows_half(out.dtype(), half_bits(out), half_bits(bias), N ? out.numel() / N : 0, N);
+      break;
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::broadcast_rows(out.dtype(), out.data_raw(), bias.data_raw(), N ? out.numel() / N : 0, N);
@@ -244,7 +291,10 @@ void column_sums_accumulate(Tensor& dbias, const Tensor& dout) {
   Device device = dout.device();
   switch (device.type) {
     case DeviceType::CPU:
-      cpu::column_sums_accumulate(dbias.data<float>(), dout.data<float>(), N ? dout.numel() / N : 0, N);
+      if (dout.dtype() == DType::F32)
+        cpu::column_sums_accumulate(dbias.data<float>(), dout.data<float>(), N ? dout.numel() / N : 0, N);
+      else
+        cpu::column_sums_accumulate_half(dout.dtype(), half_bits(dbias), half_bits(dout), N ? dout.numel() / N : 0, N);
       break;
 #ifdef TG_CUDA
     case DeviceType::CUDA: {

@@ -5,8 +5,8 @@
 namespace tg::ops {
 
 // out = op(a) @ op(b) + beta * out, where op(x) is x, or x with its last two dims swapped when
-// trans_x. a, b and out share one float dtype: f32 on the CPU; f32, bf16 or f16 on CUDA (f32
-// accumulation, out rounded once). beta == 0 overwrites out (its old contents, even NaN, are
+// trans_x. a, b and out share one float dtype: f32, bf16 or f16 (halves: f32 accumulation, out
+// rounded once; on the CPU bf16 runs on AVX512_BF16 where the CPU has it, f16 widened to f32). beta == 0 overwrites out (its old contents, even NaN, are
 // ignored); beta == 1 accumulates (the backward passes add into gradient buffers this way, with no temporaries).
 //   2-D:   op(a) (M,K) @ op(b) (K,N) -> out (M,N)
 //   3-D:   op(a) (B,M,K) @ op(b) (B,K,N) -> out (B,M,N); a 2-D a or b is shared by every item
@@ -23,7 +23,8 @@ bool matmul_readable(const Tensor& t);
 
 // What ops::linear fuses after x W^T + b (on CUDA into the GEMM's epilogue; on the CPU as
 // separate passes with the same result):
-//   gelu       out = gelu(v) instead of v (the tanh approximation of ops/activation.h)
+//   gelu       out = gelu(v) instead of v (the tanh approximation of ops/activation.h); in bf16 or
+//              f16, gelu(u) of u = v rounded to the dtype, the pre-activation as stored
 //   pre_gelu   with gelu, when defined: receives v, the pre-activation a backward needs
 //   residual   when defined: out = residual + ..., added last (residual may be out itself)
 // pre_gelu and residual have out's shape and dtype and are contiguous.
@@ -35,8 +36,9 @@ struct LinearEpilogue {
 
 // out (M, OUT) = x (M, IN) @ weight (OUT, IN)^T + bias (OUT), then the epilogue. bias may be
 // undefined (no bias). x and weight as matmul reads them (row-major or a transposed view); out
-// contiguous; all one float dtype. On CUDA this is one GEMM with bias, GELU and residual in its
-// epilogue; on the CPU the bias rows, a GEMM adding onto them, then the GELU and residual passes.
+// contiguous; all one float dtype (f32, bf16 or f16). On CUDA this is one GEMM with bias, GELU and
+// residual in its epilogue; on the CPU the bias rows, a GEMM adding onto them, then the GELU and
+// residual passes (in bf16/f16: on an f32 copy of v, out rounded once, as on CUDA).
 void linear(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
             const LinearEpilogue& epilogue = LinearEpilogue());
 

@@ -23,6 +23,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <vector>
+
+#include "ops/cpu/activation.h"
+#include "ops/cpu/half_convert.h"
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
@@ -491,6 +495,64 @@ void column_sums_accumulate(float* dbias, const float* dout, int64_t M, int64_t 
   for (int t = 0; t < threads; t++)
 #pragma omp simd
     for (int64_t j = 0; j < N; j++) dbias[j] += partials[static_cast<size_t>(t) * N + j];
+}
+
+void broadcast_rows_half(DType /*dtype: the bits are copied*/, uint16_t* out, const uint16_t* bias, int64_t M,
+                         int64_t N) {
+#pragma omp parallel for schedule(static) if (M * N > (1 << 16))
+  for (int64_t i = 0; i < M; i++) std::memcpy(out + i * N, bias, static_cast<size_t>(N) * sizeof(uint16_t));
+}
+
+void column_sums_accumulate_half(DType dtype, uint16_t* dbias, const uint16_t* dout, int64_t M, int64_t N) {
+  if (M <= 0 || N <= 0) return;
+  // As the f32 version: per-thread partials over bands of rows, added in thread order; each row is
+  // widened into the thread's row buffer first, so the sums are f32 throughout.
+  const int threads = M * N > (1 << 16) && !omp_in_parallel() ? omp_get_max_threads() : 1;
+  std::unique_ptr<float[]> partials(new float[static_cast<size_t>(threads) * N]());
+#pragma omp parallel num_threads(threads)
+  {
+    const int team = omp_get_num_threads(), id = omp_get_thread_num();
+    float* part = partials.get() + static_cast<int64_t>(id) * N;
+    std::vector<float> row(static_cast<size_t>(N));
+    for (int64_t i = M * id / team; i < M * (id + 1) / team; i++) {
+      half_to_f32_array(dtype, dout + i * N, row.data(), N);
+#pragma omp simd
+      for (int64_t j = 0; j < N; j++) part[j] += row[j];
+    }
+  }
+  std::vector<float> sum(static_cast<size_t>(N));
+  half_to_f32_array(dtype, dbias, sum.data(), N);
+  for (int t = 0; t < threads; t++)
+#pragma omp simd
+    for (int64_t j = 0; j < N; j++) sum[j] += partials[static_cast<size_t>(t) * N + j];
+  f32_to_half_array(dtype, sum.data(), dbias, N);
+}
+
+void linear_epilogue_half(DType dtype, uint16_t* out, uint16_t* pre_gelu, const float* v, bool gelu,
+                          const uint16_t* residual, int64_t n) {
+  // Chunks of 1024 values keep the f32 intermediates in L1; each chunk reads its residual before
+  // writing its out, which makes residual == out safe.
+  constexpr int64_t kChunk = 1024;
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+    const int64_t len = std::min(kChunk, n - c0);
+    float x[kChunk], r[kChunk];
+    const float* value = v + c0;
+    if (gelu) {
+      uint16_t u[kChunk];
+      f32_to_half_array(dtype, v + c0, u, len);
+      if (pre_gelu) std::memcpy(pre_gelu + c0, u, static_cast<size_t>(len) * sizeof(uint16_t));
+      half_to_f32_array(dtype, u, x, len);
+      gelu_forward(x, x, len);
+      value = x;
+    }
+    if (residual) {
+      half_to_f32_array(dtype, residual + c0, r, len);
+      for (int64_t i = 0; i < len; i++) x[i] = value[i] + r[i];
+      value = x;
+    }
+    f32_to_half_array(dtype, value, out + c0, len);
+  }
 }
 
 TG_CPU_ISA_END

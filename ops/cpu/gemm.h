@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "ops/cpu/isa.h"
+#include "tensor/dtype.h"
 
 namespace tg::cpu {
 TG_CPU_ISA_BEGIN
@@ -31,6 +32,19 @@ void broadcast_rows(float* out, const float* bias, int64_t M, int64_t N);
 
 // dbias (N) += column sums of dout (M,N): the bias gradient of Linear.
 void column_sums_accumulate(float* dbias, const float* dout, int64_t M, int64_t N);
+
+// The 16-bit twins of the two above, for bf16 or f16 bits (`dtype`): the bias rows are copied bit
+// for bit; the column sums are formed in f32 on top of the widened dbias and rounded once.
+void broadcast_rows_half(DType dtype, uint16_t* out, const uint16_t* bias, int64_t M, int64_t N);
+void column_sums_accumulate_half(DType dtype, uint16_t* dbias, const uint16_t* dout, int64_t M, int64_t N);
+
+// The epilogue of a 16-bit Linear (ops::linear), on v (n) = x W^T + b in f32, as the CUDA GEMM's
+// epilogue computes it: with gelu, u = v rounded to `dtype` is the pre-activation (stored in
+// pre_gelu when given) and x = gelu(u), else x = v; then x += residual when given; out = x rounded
+// once. The GELU reads the rounded u so that forward and backward see the same pre-activation and
+// the fused Linear equals a Linear followed by a GELU. residual may be out itself.
+void linear_epilogue_half(DType dtype, uint16_t* out, uint16_t* pre_gelu, const float* v, bool gelu,
+                          const uint16_t* residual, int64_t n);
 
 // The active level's micro-kernel, e.g. "avx512 14x32" (what ./train prints, and what the tests
 // check to know that a forced level really ran).

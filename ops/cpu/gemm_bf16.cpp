@@ -1,7 +1,8 @@
 // gemm_bf16's front: the run-time choice of path, the threading of the AVX512_BF16 kernel (the f32
-// GEMM's policy: a grid of disjoint C blocks, or whole batch items per thread), and the f32 path,
-// which packs bf16 straight into the f32 GEMM's panels (GemmPackA / GemmPackB), so it needs no
-// f32 copy of A or B, only of a band of a bf16 C's rows.
+// GEMM's policy: a grid of disjoint C blocks, or whole batch items per thread), and the f32 path
+// (also the whole of the f16 GEMM), whose packers widen each cache block of A or B to f32 and hand
+// it to the f32 GEMM's packer: no f32 copy of a whole operand, only of one block per thread and
+// of a band of a 16-bit C's rows.
 #include "ops/cpu/gemm_bf16.h"
 
 #include <omp.h>
@@ -12,6 +13,7 @@
 
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/gemm_bf16_avx512bf16.h"
+#include "ops/cpu/half_convert.h"
 #include "tensor/dtype.h"
 
 namespace tg::cpu {
@@ -98,65 +100,59 @@ void native(const GemmBf16Problem& p) {
 
 // ---- the f32 path -----------------------------------------------------------------------------
 
-// op(A) in bf16 as an f32 GEMM packer: sliver s of a_pack holds rows i0 + s*MR.., k-major (gemm.h).
-class Bf16PackA : public GemmPackA {
+// The block of a stored 16-bit matrix (rows x cols from (r0, c0), row stride ld) widened into
+// `block` (rows, cols), row by row with half_convert's vector conversions. Exact.
+const float* widen_block(DType dtype, const uint16_t* x, int64_t ld, int64_t r0, int64_t rows, int64_t c0, int64_t cols,
+                         std::vector<float>& block) {
+  block.resize(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; r++) convert_half_to_f32(dtype, x + (r0 + r) * ld + c0, block.data() + r * cols, cols);
+  return block.data();
+}
+
+// op(A) in bf16 or f16 as an f32 GEMM packer: the block is widened to f32, then packed by the f32
+// GEMM's own packer (vectorised, transposes included). The block buffer is per thread: packers
+// run on several threads at once.
+class HalfPackA : public GemmPackA {
  public:
-  Bf16PackA(bool trans, const uint16_t* a, int64_t ld) : trans_(trans), a_(a), ld_(ld) {}
+  HalfPackA(DType dtype, bool trans, const uint16_t* a, int64_t ld) : dtype_(dtype), trans_(trans), a_(a), ld_(ld) {}
   void pack(int64_t i0, int64_t m, int64_t p0, int64_t k, int mr, float* a_pack) const override {
-    for (int64_t s = 0; s * mr < m; s++) {
-      float* sliver = a_pack + s * mr * k;
-      const int64_t rows = std::min<int64_t>(mr, m - s * mr), i = i0 + s * mr;
-      // Loops run along the stored rows, so every read is unit stride.
-      if (trans_) {
-        for (int64_t p = 0; p < k; p++)
-          for (int64_t r = 0; r < mr; r++)
-            sliver[p * mr + r] = r < rows ? widen(a_[(p0 + p) * ld_ + i + r]) : 0.0f;
-      } else {
-        for (int64_t r = 0; r < mr; r++)
-          for (int64_t p = 0; p < k; p++) sliver[p * mr + r] = r < rows ? widen(a_[(i + r) * ld_ + p0 + p]) : 0.0f;
-      }
-    }
+    thread_local std::vector<float> block;
+    // Stored (M,K), or (K,M) when trans: the block is (m,k) or (k,m), packed from its origin.
+    const float* b = trans_ ? widen_block(dtype_, a_, ld_, p0, k, i0, m, block) : widen_block(dtype_, a_, ld_, i0, m, p0, k, block);
+    gemm_pack_matrix_a(trans_, b, trans_ ? m : k, 0, m, 0, k, mr, a_pack);
   }
 
  private:
+  DType dtype_;
   bool trans_;
   const uint16_t* a_;
   int64_t ld_;
 };
 
-// op(B) in bf16 as an f32 GEMM packer: sliver s of b_pack holds columns j0 + s*NR.., k-major.
-class Bf16PackB : public GemmPackB {
+// op(B) likewise: stored (K,N), or (N,K) when trans.
+class HalfPackB : public GemmPackB {
  public:
-  Bf16PackB(bool trans, const uint16_t* b, int64_t ld) : trans_(trans), b_(b), ld_(ld) {}
+  HalfPackB(DType dtype, bool trans, const uint16_t* b, int64_t ld) : dtype_(dtype), trans_(trans), b_(b), ld_(ld) {}
   void pack(int64_t p0, int64_t k, int64_t j0, int64_t n, int nr, float* b_pack) const override {
-    for (int64_t s = 0; s * nr < n; s++) {
-      float* sliver = b_pack + s * nr * k;
-      const int64_t cols = std::min<int64_t>(nr, n - s * nr), j = j0 + s * nr;
-      if (trans_) {
-        // 64 k at a time, so the 64 sliver rows being filled column by column stay in L1.
-        for (int64_t q = 0; q < k; q += 64)
-          for (int64_t c = 0; c < nr; c++)
-            for (int64_t p = q; p < std::min<int64_t>(k, q + 64); p++)
-              sliver[p * nr + c] = c < cols ? widen(b_[(j + c) * ld_ + p0 + p]) : 0.0f;
-      } else {
-        for (int64_t p = 0; p < k; p++)
-          for (int64_t c = 0; c < nr; c++)
-            sliver[p * nr + c] = c < cols ? widen(b_[(p0 + p) * ld_ + j + c]) : 0.0f;
-      }
-    }
+    thread_local std::vector<float> block;
+    const float* b = trans_ ? widen_block(dtype_, b_, ld_, j0, n, p0, k, block) : widen_block(dtype_, b_, ld_, p0, k, j0, n, block);
+    gemm_pack_matrix_b(trans_, b, trans_ ? k : n, 0, k, 0, n, nr, b_pack);
   }
 
  private:
+  DType dtype_;
   bool trans_;
   const uint16_t* b_;
   int64_t ld_;
 };
 
-void f32_path(const GemmBf16Problem& p) {
+// `dtype` says what p's 16-bit operands (and a 16-bit C, in c_bf16) hold: bf16 or f16 bits.
+void f32_path(const GemmBf16Problem& p, DType dtype) {
   if (p.M <= 0 || p.N <= 0) return;
-  const Bf16PackB b(p.trans_b, p.B, p.ldb);
-  if (p.c_f32) return gemm_packed(p.M, p.N, p.K, p.alpha, Bf16PackA(p.trans_a, p.A, p.lda), b, p.beta, p.c_f32, p.ldc);
-  // A bf16 C: form v = alpha * acc + beta * C in f32, then round once; a band of rows at a time,
+  const HalfPackB b(dtype, p.trans_b, p.B, p.ldb);
+  if (p.c_f32)
+    return gemm_packed(p.M, p.N, p.K, p.alpha, HalfPackA(dtype, p.trans_a, p.A, p.lda), b, p.beta, p.c_f32, p.ldc);
+  // A 16-bit C: form v = alpha * acc + beta * C in f32, then round once; a band of rows at a time,
   // so that the f32 copy stays about 4 MiB (in cache) however large C is.
   const int64_t band = std::max<int64_t>(8 * int64_t(kGemmMaxMR), (int64_t(1) << 20) / std::max<int64_t>(p.N, 1));
   std::vector<float> c(static_cast<size_t>(std::min(band, p.M) * p.N));
@@ -164,18 +160,17 @@ void f32_path(const GemmBf16Problem& p) {
     const int64_t rows = std::min(band, p.M - i0);
     uint16_t* c16 = p.c_bf16 + i0 * p.ldc;
     if (p.beta != 0.0f)
-      for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < p.N; j++) c[i * p.N + j] = widen(c16[i * p.ldc + j]);
-    const Bf16PackA a_band(p.trans_a, p.trans_a ? p.A + i0 : p.A + i0 * p.lda, p.lda);
+      for (int64_t i = 0; i < rows; i++) convert_half_to_f32(dtype, c16 + i * p.ldc, c.data() + i * p.N, p.N);
+    const HalfPackA a_band(dtype, p.trans_a, p.trans_a ? p.A + i0 : p.A + i0 * p.lda, p.lda);
     gemm_packed(rows, p.N, p.K, p.alpha, a_band, b, p.beta, c.data(), p.N);
-    for (int64_t i = 0; i < rows; i++)
-      for (int64_t j = 0; j < p.N; j++) c16[i * p.ldc + j] = f32_to_bf16(c[i * p.N + j]);
+    for (int64_t i = 0; i < rows; i++) convert_f32_to_half(dtype, c.data() + i * p.N, c16 + i * p.ldc, p.N);
   }
 }
 
 // ---- batches ----------------------------------------------------------------------------------
 
-void run(GemmBf16Problem p, int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c) {
+void run(GemmBf16Problem p, int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c,
+         DType dtype = DType::BF16) {
   if (batch <= 0 || p.M <= 0 || p.N <= 0) return;
   auto item = [&](int64_t i) {
     GemmBf16Problem q = p;
@@ -185,8 +180,8 @@ void run(GemmBf16Problem p, int64_t batch, int64_t stride_a, int64_t stride_b, i
     else q.c_bf16 += i * stride_c;
     return q;
   };
-  if (gemm_bf16_path() == GemmBf16Path::F32) {
-    for (int64_t i = 0; i < batch; i++) f32_path(item(i));
+  if (dtype == DType::F16 || gemm_bf16_path() == GemmBf16Path::F32) {
+    for (int64_t i = 0; i < batch; i++) f32_path(item(i), dtype);
     return;
   }
   const int threads = threads_for(2.0 * static_cast<double>(p.M) * static_cast<double>(p.N) *
@@ -255,6 +250,22 @@ void gemm_bf16_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
   GemmBf16Problem p = problem(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, ldc);
   p.c_bf16 = C;
   run(p, batch, stride_a, stride_b, stride_c);
+}
+
+void gemm_half_batched(DType dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                       int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c) {
+  GemmBf16Problem p = problem(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, ldc);
+  p.c_f32 = C;
+  run(p, batch, stride_a, stride_b, stride_c, dtype);
+}
+
+void gemm_half_batched(DType dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb, float beta, uint16_t* C,
+                       int64_t ldc, int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c) {
+  GemmBf16Problem p = problem(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, ldc);
+  p.c_bf16 = C;
+  run(p, batch, stride_a, stride_b, stride_c, dtype);
 }
 
 }  // namespace tg::cpu

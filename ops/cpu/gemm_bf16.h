@@ -4,14 +4,17 @@
 //
 // Two paths, chosen at run time from the CPU's features (gemm_bf16_path()):
 //   avx512bf16   vdpbf16ps micro-kernel on operands packed in k pairs (ops/cpu/gemm_bf16_avx512bf16.cpp)
-//   f32          any other CPU: packers convert bf16 to f32 and the f32 gemm runs (exact conversion,
-//                so the result differs from the native path only by summation order)
+//   f32          any other CPU: packers widen bf16 blocks to f32 (ops/cpu/half_convert.h) and the
+//                f32 gemm runs (exact conversion, so the result differs from the native path only
+//                by summation order). f16 operands (gemm_half_batched) always take this path.
 // Both take every product a*b exactly (8-bit significands multiply exactly into f32) and sum in
 // f32, so either has the f32 GEMM's error bound plus, for bf16 output, one bf16 rounding.
 // The native path's vdpbf16ps treats subnormal bf16 inputs as zero and flushes subnormal partial
 // sums (below 1.2e-38); training values never come near that range.
 #pragma once
 #include <cstdint>
+
+#include "tensor/dtype.h"
 
 namespace tg::cpu {
 
@@ -33,6 +36,18 @@ void gemm_bf16_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
 void gemm_bf16_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A,
                        int64_t lda, const uint16_t* B, int64_t ldb, float beta, uint16_t* C, int64_t ldc, int64_t batch,
                        int64_t stride_a, int64_t stride_b, int64_t stride_c);
+
+// Either 16-bit dtype behind one call, for the fronts: `dtype` DType::BF16 is gemm_bf16_batched;
+// DType::F16 takes f16 operands (and an f16 C) through the f32 path, since this CPU has no f16
+// arithmetic (F16C only converts): operands widened exactly as they are packed, the f32 GEMM, an
+// f16 C formed in f32 and rounded once. Same contract as gemm_bf16_batched (batch 1, strides 0
+// for one GEMM).
+void gemm_half_batched(DType dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                       int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c);
+void gemm_half_batched(DType dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                       const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb, float beta, uint16_t* C,
+                       int64_t ldc, int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c);
 
 enum class GemmBf16Path { Avx512Bf16, F32 };
 

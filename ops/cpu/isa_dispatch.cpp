@@ -32,6 +32,9 @@ TG_CPU_ISA_DECLARE(gemm)
 TG_CPU_ISA_DECLARE(gemm_batched)
 TG_CPU_ISA_DECLARE(broadcast_rows)
 TG_CPU_ISA_DECLARE(column_sums_accumulate)
+TG_CPU_ISA_DECLARE(broadcast_rows_half)
+TG_CPU_ISA_DECLARE(column_sums_accumulate_half)
+TG_CPU_ISA_DECLARE(linear_epilogue_half)
 TG_CPU_ISA_DECLARE(gemm_kernel_name)
 TG_CPU_ISA_DECLARE(gemm_packed)
 TG_CPU_ISA_DECLARE(gemm_mr)
@@ -58,6 +61,19 @@ void broadcast_rows(float* out, const float* bias, int64_t M, int64_t N) {
 
 void column_sums_accumulate(float* dbias, const float* dout, int64_t M, int64_t N) {
   TG_CPU_ISA_CALL(column_sums_accumulate, dbias, dout, M, N);
+}
+
+void broadcast_rows_half(DType dtype, uint16_t* out, const uint16_t* bias, int64_t M, int64_t N) {
+  TG_CPU_ISA_CALL(broadcast_rows_half, dtype, out, bias, M, N);
+}
+
+void column_sums_accumulate_half(DType dtype, uint16_t* dbias, const uint16_t* dout, int64_t M, int64_t N) {
+  TG_CPU_ISA_CALL(column_sums_accumulate_half, dtype, dbias, dout, M, N);
+}
+
+void linear_epilogue_half(DType dtype, uint16_t* out, uint16_t* pre_gelu, const float* v, bool gelu,
+                          const uint16_t* residual, int64_t n) {
+  TG_CPU_ISA_CALL(linear_epilogue_half, dtype, out, pre_gelu, v, gelu, residual, n);
 }
 
 const char* gemm_kernel_name() { return TG_CPU_ISA_CALL(gemm_kernel_name); }
