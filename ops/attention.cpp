@@ -5,11 +5,26 @@
 #include "ops/check.h"
 #include "ops/profiler.h"
 #include "ops/cpu/attention.h"
+#include "ops/cpu/half_convert.h"
 #ifdef TG_CUDA
 #include "ops/cuda/attention.h"
 #endif
 
 namespace tg::ops {
+
+// bf16 / f16 on the CPU: the f32 kernels run on exact f32 copies of the 16-bit tensors (scores,
+// softmax and both products in f32), and each output is rounded once, so the results are bit for
+// bit the f32 kernels' on the widened inputs, rounded. The copies come from the caching allocator
+// (fresh pages would cost more than the conversion) and are O(B T C) against the kernels' O(B T^2 C).
+static Tensor widened(const Tensor& t) {
+  Tensor wide = Tensor::empty(t.shape(), DType::F32, t.device());
+  cpu::convert_half_to_f32(t.dtype(), static_cast<const uint16_t*>(t.data_raw()), wide.data<float>(), t.numel());
+  return wide;
+}
+
+static void round_into(Tensor& t, const Tensor& wide) {
+  cpu::convert_f32_to_half(t.dtype(), wide.data<float>(), static_cast<uint16_t*>(t.data_raw()), t.numel());
+}
 
 // The user-facing name: these fronts only ever run on behalf of tg::causal_self_attention.
 static const char* kOp = "causal_self_attention";
@@ -27,7 +42,7 @@ void check_attention_qkv(const Tensor& qkv, int64_t n_head) {
   if (C % n_head != 0)
     throw Error(std::string(kOp) + ": C = " + std::to_string(C) + " (qkv of shape " + shape_str(qkv.shape()) +
                 ") is not divisible by n_head = " + std::to_string(n_head));
-  check_float_dtype(kOp, qkv, "qkv");
+  check_float_or_half_dtype(kOp, qkv, "qkv");
 }
 
 // out-like (B,T,C) tensors: right shape, qkv's dtype, contiguous.
@@ -72,7 +87,13 @@ void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int64_t n_he
   });
   switch (device.type) {
     case DeviceType::CPU:
-      cpu::attention_forward(out.data<float>(), lse.data<float>(), qkv.data<float>(), B, T, C, n_head);
+      if (qkv.dtype() == DType::F32)
+        cpu::attention_forward(out.data<float>(), lse.data<float>(), qkv.data<float>(), B, T, C, n_head);
+      else {
+        Tensor qkv32 = widened(qkv), out32 = Tensor::empty(out.shape(), DType::F32, device);
+        cpu::attention_forward(out32.data<float>(), lse.data<float>(), qkv32.data<float>(), B, T, C, n_head);
+        round_into(out, out32);
+      }
       break;
 #ifdef TG_CUDA
     case DeviceType::CUDA:
@@ -101,8 +122,15 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, con
   });
   switch (device.type) {
     case DeviceType::CPU:
-      cpu::attention_backward(dqkv.data<float>(), dout.data<float>(), qkv.data<float>(), out.data<float>(),
-                              lse.data<float>(), B, T, C, n_head);
+      if (qkv.dtype() == DType::F32)
+        cpu::attention_backward(dqkv.data<float>(), dout.data<float>(), qkv.data<float>(), out.data<float>(),
+                                lse.data<float>(), B, T, C, n_head);
+      else {  // dqkv + its gradient is formed in f32 and rounded once
+        Tensor dqkv32 = widened(dqkv), dout32 = widened(dout), qkv32 = widened(qkv), out32 = widened(out);
+        cpu::attention_backward(dqkv32.data<float>(), dout32.data<float>(), qkv32.data<float>(), out32.data<float>(),
+                                lse.data<float>(), B, T, C, n_head);
+        round_into(dqkv, dqkv32);
+      }
       break;
 #ifdef TG_CUDA
     case DeviceType::CUDA: {

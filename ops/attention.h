@@ -6,8 +6,9 @@
 
 namespace tg::ops {
 
-// Throws unless qkv is a (B, T, 3C) tensor of a float dtype the device computes in (f32 on the
-// CPU; f32, bf16 or f16 on CUDA) and n_head > 0 divides C. Errors name causal_self_attention,
+// Throws unless qkv is a (B, T, 3C) tensor of f32, bf16 or f16 (halves: scores, softmax and
+// products in f32, outputs rounded once; on the CPU through the f32 kernel on widened copies) and
+// n_head > 0 divides C. Errors name causal_self_attention,
 // the argument and the shape found.
 void check_attention_qkv(const Tensor& qkv, int64_t n_head);
 

@@ -330,9 +330,10 @@ TEST(CudaAttention, HeadSizeAbove256ThrowsNamingIt) {
 
 // ---- CPU-runnable: argument checks ------------------------------------------------------------
 
-TEST(CudaAttention, HalfPrecisionOnCpuThrowsNamingDtype) {
-  Tensor qkv = Tensor::zeros({1, 4, 12}, DType::BF16);
-  EXPECT_ERROR_MENTIONS(causal_self_attention(qkv, 2), "causal_self_attention", "qkv", "bf16", "f32");
+// bf16 and f16 run on the CPU too (tests/test_attention_half.cpp); an integer qkv is named.
+TEST(CudaAttention, IntegerQkvThrowsNamingDtype) {
+  Tensor qkv = Tensor::zeros({1, 4, 12}, DType::I32);
+  EXPECT_ERROR_MENTIONS(causal_self_attention(qkv, 2), "causal_self_attention", "qkv", "i32", "f32");
 }
 
 TEST(CudaAttention, MismatchedDtypesThrowNamingBoth) {

@@ -155,7 +155,9 @@ void f32_path(const GemmBf16Problem& p, DType dtype) {
   // A 16-bit C: form v = alpha * acc + beta * C in f32, then round once; a band of rows at a time,
   // so that the f32 copy stays about 4 MiB (in cache) however large C is.
   const int64_t band = std::max<int64_t>(8 * int64_t(kGemmMaxMR), (int64_t(1) << 20) / std::max<int64_t>(p.N, 1));
-  std::vector<float> c(static_cast<size_t>(std::min(band, p.M) * p.N));
+  // Kept per thread between calls: fresh pages for every GEMM would cost more than the conversions.
+  thread_local std::vector<float> c;
+  c.resize(static_cast<size_t>(std::min(band, p.M) * p.N));
   for (int64_t i0 = 0; i0 < p.M; i0 += band) {
     const int64_t rows = std::min(band, p.M - i0);
     uint16_t* c16 = p.c_bf16 + i0 * p.ldc;
