@@ -29,9 +29,8 @@ void gelu_forward(Tensor& out, const Tensor& inp) {
   ProfiledOp profiled("gelu", [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 9 * static_cast<double>(inp.numel()); });
   switch (device.type) {
     case DeviceType::CPU: {
-      F32Staging staged;
-      cpu::gelu_forward(staged.out(out), staged.in(inp), inp.numel());
-      staged.finish();
+      staged_pointwise({{&out, PointwiseOperand::Out}, {&inp, PointwiseOperand::In}}, inp.numel(),
+                       [&](float* const* p, int64_t n) { cpu::gelu_forward(p[0], p[1], n); });
       break;
     }
 #ifdef TG_CUDA
@@ -47,9 +46,9 @@ void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
   ProfiledOp profiled("gelu_backward", [&](OpCost& c) { c.reads("dout", dout).reads("inp", inp).updates("dinp", dinp); c.flops = 18 * static_cast<double>(dout.numel()); });
   switch (device.type) {
     case DeviceType::CPU: {
-      F32Staging staged;
-      cpu::gelu_backward(staged.inout(dinp), staged.in(inp), staged.in(dout), dout.numel());
-      staged.finish();
+      staged_pointwise({{&dinp, PointwiseOperand::InOut}, {&inp, PointwiseOperand::In}, {&dout, PointwiseOperand::In}},
+                       dout.numel(),
+                       [&](float* const* p, int64_t n) { cpu::gelu_backward(p[0], p[1], p[2], n); });
       break;
     }
 #ifdef TG_CUDA
@@ -67,9 +66,8 @@ void relu_forward(Tensor& out, const Tensor& inp) {
   ProfiledOp profiled("relu", [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 1 * static_cast<double>(inp.numel()); });
   switch (device.type) {
     case DeviceType::CPU: {
-      F32Staging staged;
-      cpu::relu_forward(staged.out(out), staged.in(inp), inp.numel());
-      staged.finish();
+      staged_pointwise({{&out, PointwiseOperand::Out}, {&inp, PointwiseOperand::In}}, inp.numel(),
+                       [&](float* const* p, int64_t n) { cpu::relu_forward(p[0], p[1], n); });
       break;
     }
 #ifdef TG_CUDA
@@ -85,9 +83,9 @@ void relu_backward(Tensor& dinp, const Tensor& out, const Tensor& dout) {
   ProfiledOp profiled("relu_backward", [&](OpCost& c) { c.reads("dout", dout).reads("out", out).updates("dinp", dinp); c.flops = 2 * static_cast<double>(dout.numel()); });
   switch (device.type) {
     case DeviceType::CPU: {
-      F32Staging staged;
-      cpu::relu_backward(staged.inout(dinp), staged.in(out), staged.in(dout), dout.numel());
-      staged.finish();
+      staged_pointwise({{&dinp, PointwiseOperand::InOut}, {&out, PointwiseOperand::In}, {&dout, PointwiseOperand::In}},
+                       dout.numel(),
+                       [&](float* const* p, int64_t n) { cpu::relu_backward(p[0], p[1], p[2], n); });
       break;
     }
 #ifdef TG_CUDA
@@ -105,9 +103,8 @@ void tanh_forward(Tensor& out, const Tensor& inp) {
   ProfiledOp profiled("tanh", [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 1 * static_cast<double>(inp.numel()); });
   switch (device.type) {
     case DeviceType::CPU: {
-      F32Staging staged;
-      cpu::tanh_forward(staged.out(out), staged.in(inp), inp.numel());
-      staged.finish();
+      staged_pointwise({{&out, PointwiseOperand::Out}, {&inp, PointwiseOperand::In}}, inp.numel(),
+                       [&](float* const* p, int64_t n) { cpu::tanh_forward(p[0], p[1], n); });
       break;
     }
 #ifdef TG_CUDA
@@ -123,9 +120,9 @@ void tanh_backward(Tensor& dinp, const Tensor& out, const Tensor& dout) {
   ProfiledOp profiled("tanh_backward", [&](OpCost& c) { c.reads("dout", dout).reads("out", out).updates("dinp", dinp); c.flops = 4 * static_cast<double>(dout.numel()); });
   switch (device.type) {
     case DeviceType::CPU: {
-      F32Staging staged;
-      cpu::tanh_backward(staged.inout(dinp), staged.in(out), staged.in(dout), dout.numel());
-      staged.finish();
+      staged_pointwise({{&dinp, PointwiseOperand::InOut}, {&out, PointwiseOperand::In}, {&dout, PointwiseOperand::In}},
+                       dout.numel(),
+                       [&](float* const* p, int64_t n) { cpu::tanh_backward(p[0], p[1], p[2], n); });
       break;
     }
 #ifdef TG_CUDA
@@ -143,9 +140,8 @@ void sigmoid_forward(Tensor& out, const Tensor& inp) {
   ProfiledOp profiled("sigmoid", [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 4 * static_cast<double>(inp.numel()); });
   switch (device.type) {
     case DeviceType::CPU: {
-      F32Staging staged;
-      cpu::sigmoid_forward(staged.out(out), staged.in(inp), inp.numel());
-      staged.finish();
+      staged_pointwise({{&out, PointwiseOperand::Out}, {&inp, PointwiseOperand::In}}, inp.numel(),
+                       [&](float* const* p, int64_t n) { cpu::sigmoid_forward(p[0], p[1], n); });
       break;
     }
 #ifdef TG_CUDA
@@ -161,9 +157,9 @@ void sigmoid_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
   ProfiledOp profiled("sigmoid_backward", [&](OpCost& c) { c.reads("dout", dout).reads("inp", inp).updates("dinp", dinp); c.flops = 8 * static_cast<double>(dout.numel()); });
   switch (device.type) {
     case DeviceType::CPU: {
-      F32Staging staged;
-      cpu::sigmoid_backward(staged.inout(dinp), staged.in(inp), staged.in(dout), dout.numel());
-      staged.finish();
+      staged_pointwise({{&dinp, PointwiseOperand::InOut}, {&inp, PointwiseOperand::In}, {&dout, PointwiseOperand::In}},
+                       dout.numel(),
+                       [&](float* const* p, int64_t n) { cpu::sigmoid_backward(p[0], p[1], p[2], n); });
       break;
     }
 #ifdef TG_CUDA
@@ -181,9 +177,8 @@ void silu_forward(Tensor& out, const Tensor& inp) {
   ProfiledOp profiled("silu", [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 5 * static_cast<double>(inp.numel()); });
   switch (device.type) {
     case DeviceType::CPU: {
-      F32Staging staged;
-      cpu::silu_forward(staged.out(out), staged.in(inp), inp.numel());
-      staged.finish();
+      staged_pointwise({{&out, PointwiseOperand::Out}, {&inp, PointwiseOperand::In}}, inp.numel(),
+                       [&](float* const* p, int64_t n) { cpu::silu_forward(p[0], p[1], n); });
       break;
     }
 #ifdef TG_CUDA
@@ -199,9 +194,9 @@ void silu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
   ProfiledOp profiled("silu_backward", [&](OpCost& c) { c.reads("dout", dout).reads("inp", inp).updates("dinp", dinp); c.flops = 10 * static_cast<double>(dout.numel()); });
   switch (device.type) {
     case DeviceType::CPU: {
-      F32Staging staged;
-      cpu::silu_backward(staged.inout(dinp), staged.in(inp), staged.in(dout), dout.numel());
-      staged.finish();
+      staged_pointwise({{&dinp, PointwiseOperand::InOut}, {&inp, PointwiseOperand::In}, {&dout, PointwiseOperand::In}},
+                       dout.numel(),
+                       [&](float* const* p, int64_t n) { cpu::silu_backward(p[0], p[1], p[2], n); });
       break;
     }
 #ifdef TG_CUDA

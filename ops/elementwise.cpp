@@ -331,9 +331,8 @@ void scale_forward(Tensor& out, const Tensor& inp, float s) {
   ProfiledOp profiled(op, [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = static_cast<double>(out.numel()); });
   switch (device.type) {
     case DeviceType::CPU: {
-      F32Staging staged;
-      cpu::scale_forward(staged.out(out), staged.in(inp), s, inp.numel());
-      staged.finish();
+      staged_pointwise({{&out, PointwiseOperand::Out}, {&inp, PointwiseOperand::In}}, inp.numel(),
+                       [&](float* const* p, int64_t n) { cpu::scale_forward(p[0], p[1], s, n); });
       break;
     }
 #ifdef TG_CUDA
@@ -349,9 +348,8 @@ void scale_backward(Tensor& dinp, const Tensor& dout, float s) {
   ProfiledOp profiled(op, [&](OpCost& c) { c.reads("dout", dout).updates("dinp", dinp); c.flops = 2.0 * static_cast<double>(dout.numel()); });
   switch (device.type) {
     case DeviceType::CPU: {
-      F32Staging staged;
-      cpu::scale_backward(staged.inout(dinp), staged.in(dout), s, dout.numel());
-      staged.finish();
+      staged_pointwise({{&dinp, PointwiseOperand::InOut}, {&dout, PointwiseOperand::In}}, dout.numel(),
+                       [&](float* const* p, int64_t n) { cpu::scale_backward(p[0], p[1], s, n); });
       break;
     }
 #ifdef TG_CUDA
@@ -367,9 +365,8 @@ void add_scalar_forward(Tensor& out, const Tensor& inp, float s) {
   ProfiledOp profiled(op, [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = static_cast<double>(out.numel()); });
   switch (device.type) {
     case DeviceType::CPU: {
-      F32Staging staged;
-      cpu::add_scalar_forward(staged.out(out), staged.in(inp), s, inp.numel());
-      staged.finish();
+      staged_pointwise({{&out, PointwiseOperand::Out}, {&inp, PointwiseOperand::In}}, inp.numel(),
+                       [&](float* const* p, int64_t n) { cpu::add_scalar_forward(p[0], p[1], s, n); });
       break;
     }
 #ifdef TG_CUDA

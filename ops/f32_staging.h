@@ -14,6 +14,8 @@
 // The copies are transient (freed by the caching allocator when the staging object dies); the
 // conversions run at the active instruction-set level, threaded when large (ops/cpu/half_convert.h).
 #pragma once
+#include <functional>
+#include <initializer_list>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -46,5 +48,19 @@ class F32Staging {
   Tensor widened(const Tensor& t, bool copy);
   std::vector<Staged> pending_;
 };
+
+// For kernels whose element i reads and writes element i of each operand only (activations, scale):
+// the operands, all contiguous and of n elements, are staged a chunk at a time inside one OpenMP
+// loop, so a chunk's f32 copies stay in each thread's cache and the half tensors are read and
+// written once (whole-tensor staging moves 2.5x the bytes of the f32 op; this moves half). The
+// kernel gets each operand's chunk in the order given (f32 operands: their own data) and the
+// chunk's length; it runs inside the loop, so its own OpenMP loop runs on the calling thread.
+// With no half operand it is one call over the whole arrays.
+struct PointwiseOperand {
+  const Tensor* tensor;
+  enum Role { In, Out, InOut } role;
+};
+void staged_pointwise(std::initializer_list<PointwiseOperand> operands, int64_t n,
+                      const std::function<void(float* const* chunks, int64_t n)>& kernel);
 
 }  // namespace tg::ops
