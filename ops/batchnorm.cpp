@@ -14,7 +14,6 @@ static const char* kOp = "batch_norm";
 // returns C.
 static int64_t check_input(const Tensor& x) {
   check_float_contiguous(kOp, x, "x");
-  check_f32_on_cpu(kOp, x, "x");
   if (x.dim() < 1 || x.size(-1) == 0)
     throw Error(std::string(kOp) + ": x has shape " + shape_str(x.shape()) +
                 ", expected at least one dimension and a non-empty last dimension of channels");

@@ -57,13 +57,6 @@ void check_float_dtype(const char* op, const Tensor& t, const char* name) {
   check_float_or_half_dtype(op, t, name);
 }
 
-void check_f32_on_cpu(const char* op, const Tensor& t, const char* name) {
-  check_defined(op, t, name);
-  if (t.device().is_cpu() && t.dtype() != DType::F32)
-    throw Error(std::string(op) + ": " + name + " has dtype " + dtype_name(t.dtype()) + ", expected f32 (the CPU " +
-                op + " kernels compute f32 tensors only; bf16 and f16 run on CUDA)");
-}
-
 void check_float_contiguous(const char* op, const Tensor& t, const char* name) {
   check_float_dtype(op, t, name);
   check_contiguous(op, t, name);

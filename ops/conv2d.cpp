@@ -49,7 +49,6 @@ static cpu::Conv2dGeometry geometry(const Tensor& x, const char* x_name, const T
     throw Error(std::string(kOp) + ": " + weight_name + " has shape " + shape_str(weight.shape()) +
                 ", expected 4 dimensions (K, C/groups, R, S)");
   check_float_contiguous(kOp, x, x_name);
-  check_f32_on_cpu(kOp, x, x_name);
   check_same_dtype(kOp, x, x_name, weight, weight_name);
   check_contiguous(kOp, weight, weight_name);
   check_param("stride_h", p.stride_h, 1);

@@ -17,7 +17,6 @@ static const char* kAdaptiveOp = "adaptive_avg_pool2d";
 // x (N,H,W,C): f32 on the CPU (the only kernels so far), contiguous, non-empty H and W.
 static void check_feature_map(const char* op, const Tensor& x, const char* name) {
   check_float_contiguous(op, x, name);
-  check_f32_on_cpu(op, x, name);
   if (x.dim() != 4 || x.size(1) == 0 || x.size(2) == 0)
     throw Error(std::string(op) + ": " + name + " has shape " + shape_str(x.shape()) +
                 ", expected (N, H, W, C) with H, W >= 1 (NHWC)");
@@ -108,7 +107,6 @@ void maxpool2d_forward(Tensor& out, Tensor& argmax, const Tensor& x, const Pool2
 void maxpool2d_backward(Tensor& dx, const Tensor& dout, const Tensor& argmax) {
   check_feature_map(kMaxOp, dx, "dx");
   check_float_contiguous(kMaxOp, dout, "dout");
-  check_f32_on_cpu(kMaxOp, dout, "dout");
   check_dim(kMaxOp, dout, "dout", 4);
   const Shape pooled = dout.shape();
   if (pooled[0] != dx.size(0) || pooled[3] != dx.size(3))
@@ -202,7 +200,6 @@ void avgpool2d_backward(Tensor& dx, const Tensor& dout, const Pool2dParams& p) {
 static void check_adaptive(const Tensor& pooled, const char* pooled_name, const Tensor& image, const char* image_name) {
   check_feature_map(kAdaptiveOp, image, image_name);
   check_float_contiguous(kAdaptiveOp, pooled, pooled_name);
-  check_f32_on_cpu(kAdaptiveOp, pooled, pooled_name);
   if (pooled.dim() != 4 || pooled.size(0) != image.size(0) || pooled.size(3) != image.size(3) || pooled.size(1) < 1 ||
       pooled.size(2) < 1)
     throw Error(std::string(kAdaptiveOp) + ": " + pooled_name + " has shape " + shape_str(pooled.shape()) +
