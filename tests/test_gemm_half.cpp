@@ -324,7 +324,8 @@ TEST_P(GemmHalf, LinearEveryEpilogue) {
 // 1 + 5s/8, which rounds to 1 + s; rounding x W^T first would give 1, and 1 + s/4 rounds to 1.
 TEST_P(GemmHalf, BiasAndResidualAddedBeforeTheOneRounding) {
   const float s = dtype() == DType::BF16 ? std::ldexp(1.0f, -7) : std::ldexp(1.0f, -10);
-  Tensor x = Tensor::from_vector({1.0f, 3 * s / 8}, {1, 2}, dtype()), w = Tensor::from_vector({1.0f, 1.0f}, {1, 2}, dtype());
+  Tensor x = Tensor::from_vector({1.0f, 3 * s / 8}, {1, 2}, dtype());
+  Tensor w = Tensor::from_vector({1.0f, 1.0f}, {1, 2}, dtype());
   Tensor quarter = Tensor::from_vector({s / 4}, {1, 1}, dtype());
   Tensor out = nan_half({1, 1}, dtype());
   ops::linear(out, x, w, quarter.view({1}));
@@ -359,7 +360,8 @@ TEST_P(GemmHalf, BiasRowsAndColumnSums) {
         exact += d[static_cast<size_t>(i * N + j)];
         magnitude += std::fabs(d[static_cast<size_t>(i * N + j)]);
       }
-      EXPECT_NEAR(got[static_cast<size_t>(j)], exact, product_bound(dtype(), M, exact, magnitude)) << "M=" << M << " j=" << j;
+      EXPECT_NEAR(got[static_cast<size_t>(j)], exact, product_bound(dtype(), M, exact, magnitude))
+          << "M=" << M << " j=" << j;
     }
   }
 }
@@ -400,14 +402,16 @@ TEST_P(GemmHalf, LinearBackwardProductsAreTheRightOnes) {
 TEST_P(GemmHalf, MatmulBackwardProductsAreTheRightOnes) {
   Generator gen(302);
   // 2-D: da = dy b^T, db = a^T dy.
-  Tensor a = random_half({9, 14}, dtype(), gen).requires_grad_(true), b = random_half({14, 19}, dtype(), gen).requires_grad_(true);
+  Tensor a = random_half({9, 14}, dtype(), gen).requires_grad_(true);
+  Tensor b = random_half({14, 19}, dtype(), gen).requires_grad_(true);
   Tensor dy = random_half({9, 19}, dtype(), gen);
   backward(matmul(a, b), dy);
   ASSERT_EQ(a.grad().dtype(), dtype());
   expect_product(a.grad(), dy, false, b.detach(), true, 0.0f, {}, dtype(), "da = dy b^T");
   expect_product(b.grad(), a.detach(), true, dy, false, 0.0f, {}, dtype(), "db = a^T dy");
   // Batched: the same per item.
-  Tensor a3 = random_half({3, 5, 8}, dtype(), gen).requires_grad_(true), b3 = random_half({3, 8, 6}, dtype(), gen).requires_grad_(true);
+  Tensor a3 = random_half({3, 5, 8}, dtype(), gen).requires_grad_(true);
+  Tensor b3 = random_half({3, 8, 6}, dtype(), gen).requires_grad_(true);
   Tensor dy3 = random_half({3, 5, 6}, dtype(), gen);
   backward(matmul(a3, b3), dy3);
   expect_product(a3.grad(), dy3, false, b3.detach(), true, 0.0f, {}, dtype(), "batched da");
@@ -417,11 +421,14 @@ TEST_P(GemmHalf, MatmulBackwardProductsAreTheRightOnes) {
 // ---- bad input ---------------------------------------------------------------------------------
 
 TEST(GemmHalfErrors, MixedAndIntegerDtypesAreNamed) {
-  Tensor a = Tensor::zeros({2, 3}, DType::BF16), b = Tensor::zeros({3, 4}, DType::F32), out = Tensor::zeros({2, 4}, DType::BF16);
+  Tensor a = Tensor::zeros({2, 3}, DType::BF16), b = Tensor::zeros({3, 4}, DType::F32);
+  Tensor out = Tensor::zeros({2, 4}, DType::BF16);
   EXPECT_ERROR_MENTIONS(ops::matmul(out, a, b), "matmul", "b has dtype f32", "a has bf16");
-  Tensor ai = Tensor::zeros({2, 3}, DType::I32), bi = Tensor::zeros({3, 4}, DType::I32), oi = Tensor::zeros({2, 4}, DType::I32);
+  Tensor ai = Tensor::zeros({2, 3}, DType::I32), bi = Tensor::zeros({3, 4}, DType::I32);
+  Tensor oi = Tensor::zeros({2, 4}, DType::I32);
   EXPECT_ERROR_MENTIONS(ops::matmul(oi, ai, bi), "matmul", "a has dtype i32", "expected f32, bf16 or f16");
-  Tensor x = Tensor::zeros({2, 3}, DType::F16), w = Tensor::zeros({4, 3}, DType::F16), y = Tensor::zeros({2, 4}, DType::F16);
+  Tensor x = Tensor::zeros({2, 3}, DType::F16), w = Tensor::zeros({4, 3}, DType::F16);
+  Tensor y = Tensor::zeros({2, 4}, DType::F16);
   Tensor bias = Tensor::zeros({4}, DType::BF16);
   EXPECT_ERROR_MENTIONS(ops::linear(y, x, w, bias), "linear", "bias has dtype bf16", "x has f16");
   Tensor dbias = Tensor::zeros({4}, DType::F16), dout = Tensor::zeros({2, 4}, DType::BF16);

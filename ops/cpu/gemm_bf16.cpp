@@ -118,8 +118,9 @@ class HalfPackA : public GemmPackA {
   void pack(int64_t i0, int64_t m, int64_t p0, int64_t k, int mr, float* a_pack) const override {
     thread_local std::vector<float> block;
     // Stored (M,K), or (K,M) when trans: the block is (m,k) or (k,m), packed from its origin.
-    const float* b = trans_ ? widen_block(dtype_, a_, ld_, p0, k, i0, m, block) : widen_block(dtype_, a_, ld_, i0, m, p0, k, block);
-    gemm_pack_matrix_a(trans_, b, trans_ ? m : k, 0, m, 0, k, mr, a_pack);
+    const float* wide = trans_ ? widen_block(dtype_, a_, ld_, p0, k, i0, m, block)
+                               : widen_block(dtype_, a_, ld_, i0, m, p0, k, block);
+    gemm_pack_matrix_a(trans_, wide, trans_ ? m : k, 0, m, 0, k, mr, a_pack);
   }
 
  private:
@@ -135,8 +136,9 @@ class HalfPackB : public GemmPackB {
   HalfPackB(DType dtype, bool trans, const uint16_t* b, int64_t ld) : dtype_(dtype), trans_(trans), b_(b), ld_(ld) {}
   void pack(int64_t p0, int64_t k, int64_t j0, int64_t n, int nr, float* b_pack) const override {
     thread_local std::vector<float> block;
-    const float* b = trans_ ? widen_block(dtype_, b_, ld_, j0, n, p0, k, block) : widen_block(dtype_, b_, ld_, p0, k, j0, n, block);
-    gemm_pack_matrix_b(trans_, b, trans_ ? k : n, 0, k, 0, n, nr, b_pack);
+    const float* wide = trans_ ? widen_block(dtype_, b_, ld_, j0, n, p0, k, block)
+                               : widen_block(dtype_, b_, ld_, p0, k, j0, n, block);
+    gemm_pack_matrix_b(trans_, wide, trans_ ? k : n, 0, k, 0, n, nr, b_pack);
   }
 
  private:
@@ -255,8 +257,8 @@ void gemm_bf16_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
 }
 
 void gemm_half_batched(DType dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                       const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc,
-                       int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c) {
+                       const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C,
+                       int64_t ldc, int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c) {
   GemmBf16Problem p = problem(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, ldc);
   p.c_f32 = C;
   run(p, batch, stride_a, stride_b, stride_c, dtype);

@@ -43,8 +43,8 @@ void gemm_bf16_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t
 // f16 C formed in f32 and rounded once. Same contract as gemm_bf16_batched (batch 1, strides 0
 // for one GEMM).
 void gemm_half_batched(DType dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                       const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc,
-                       int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c);
+                       const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C,
+                       int64_t ldc, int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c);
 void gemm_half_batched(DType dtype, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                        const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb, float beta, uint16_t* C,
                        int64_t ldc, int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c);
