@@ -3,6 +3,7 @@
 #include <string>
 
 #include "ops/check.h"
+#include "ops/f32_staging.h"
 #include "ops/profiler.h"
 #include "ops/cpu/accumulate.h"
 #ifdef TG_CUDA
@@ -14,7 +15,7 @@ namespace tg::ops {
 void accumulate(Tensor& dst, const Tensor& src) {
   const char* op = "accumulate";
   check_same_shape(op, dst, "dst", src, "src");
-  check_float_dtype(op, dst, "dst");
+  check_float_or_half_dtype(op, dst, "dst");
   check_same_dtype(op, dst, "dst", src, "src");
   // A 0 stride (an expanded view) would make several elements one, and the kernels' parallel
   // updates of it race: the destination must own each of its elements.
@@ -25,9 +26,12 @@ void accumulate(Tensor& dst, const Tensor& src) {
   Device device = check_same_device(op, {&dst, &src});
   ProfiledOp profiled(op, [&](OpCost& c) { c.reads("src", src).updates("dst", dst); c.flops = static_cast<double>(src.numel()); });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::accumulate_strided(dst.data<float>(), dst.strides(), src.data<float>(), src.strides(), src.shape());
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::accumulate_strided(staged.inout(dst), dst.strides(), staged.in(src), src.strides(), src.shape());
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::accumulate_strided(dst.dtype(), dst.data_raw(), dst.strides(), src.data_raw(), src.strides(), src.shape());

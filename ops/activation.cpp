@@ -1,6 +1,7 @@
 #include "ops/activation.h"
 
 #include "ops/check.h"
+#include "ops/f32_staging.h"
 #include "ops/profiler.h"
 #include "ops/cpu/activation.h"
 #ifdef TG_CUDA
@@ -27,7 +28,11 @@ void gelu_forward(Tensor& out, const Tensor& inp) {
   // memory-bound by far, and the roofline needs only their order.
   ProfiledOp profiled("gelu", [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 9 * static_cast<double>(inp.numel()); });
   switch (device.type) {
-    case DeviceType::CPU: cpu::gelu_forward(out.data<float>(), inp.data<float>(), inp.numel()); break;
+    case DeviceType::CPU: {
+      staged_pointwise({{&out, PointwiseOperand::Out}, {&inp, PointwiseOperand::In}}, inp.numel(),
+                       [&](float* const* p, int64_t n) { cpu::gelu_forward(p[0], p[1], n); });
+      break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: cuda::gelu_forward(out.dtype(), out.data_raw(), inp.data_raw(), inp.numel()); break;
 #endif
@@ -40,9 +45,12 @@ void gelu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
   Device device = check_backward(op, dinp, inp, "inp", dout);
   ProfiledOp profiled("gelu_backward", [&](OpCost& c) { c.reads("dout", dout).reads("inp", inp).updates("dinp", dinp); c.flops = 18 * static_cast<double>(dout.numel()); });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::gelu_backward(dinp.data<float>(), inp.data<float>(), dout.data<float>(), dout.numel());
+    case DeviceType::CPU: {
+      staged_pointwise({{&dinp, PointwiseOperand::InOut}, {&inp, PointwiseOperand::In}, {&dout, PointwiseOperand::In}},
+                       dout.numel(),
+                       [&](float* const* p, int64_t n) { cpu::gelu_backward(p[0], p[1], p[2], n); });
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::gelu_backward(dout.dtype(), dinp.data_raw(), inp.data_raw(), dout.data_raw(), dout.numel());
@@ -57,7 +65,11 @@ void relu_forward(Tensor& out, const Tensor& inp) {
   Device device = check_forward(op, out, inp);
   ProfiledOp profiled("relu", [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 1 * static_cast<double>(inp.numel()); });
   switch (device.type) {
-    case DeviceType::CPU: cpu::relu_forward(out.data<float>(), inp.data<float>(), inp.numel()); break;
+    case DeviceType::CPU: {
+      staged_pointwise({{&out, PointwiseOperand::Out}, {&inp, PointwiseOperand::In}}, inp.numel(),
+                       [&](float* const* p, int64_t n) { cpu::relu_forward(p[0], p[1], n); });
+      break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: cuda::relu_forward(out.dtype(), out.data_raw(), inp.data_raw(), inp.numel()); break;
 #endif
@@ -70,9 +82,12 @@ void relu_backward(Tensor& dinp, const Tensor& out, const Tensor& dout) {
   Device device = check_backward(op, dinp, out, "out", dout);
   ProfiledOp profiled("relu_backward", [&](OpCost& c) { c.reads("dout", dout).reads("out", out).updates("dinp", dinp); c.flops = 2 * static_cast<double>(dout.numel()); });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::relu_backward(dinp.data<float>(), out.data<float>(), dout.data<float>(), dout.numel());
+    case DeviceType::CPU: {
+      staged_pointwise({{&dinp, PointwiseOperand::InOut}, {&out, PointwiseOperand::In}, {&dout, PointwiseOperand::In}},
+                       dout.numel(),
+                       [&](float* const* p, int64_t n) { cpu::relu_backward(p[0], p[1], p[2], n); });
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::relu_backward(dout.dtype(), dinp.data_raw(), out.data_raw(), dout.data_raw(), dout.numel());
@@ -87,7 +102,11 @@ void tanh_forward(Tensor& out, const Tensor& inp) {
   Device device = check_forward(op, out, inp);
   ProfiledOp profiled("tanh", [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 1 * static_cast<double>(inp.numel()); });
   switch (device.type) {
-    case DeviceType::CPU: cpu::tanh_forward(out.data<float>(), inp.data<float>(), inp.numel()); break;
+    case DeviceType::CPU: {
+      staged_pointwise({{&out, PointwiseOperand::Out}, {&inp, PointwiseOperand::In}}, inp.numel(),
+                       [&](float* const* p, int64_t n) { cpu::tanh_forward(p[0], p[1], n); });
+      break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: cuda::tanh_forward(out.dtype(), out.data_raw(), inp.data_raw(), inp.numel()); break;
 #endif
@@ -100,9 +119,12 @@ void tanh_backward(Tensor& dinp, const Tensor& out, const Tensor& dout) {
   Device device = check_backward(op, dinp, out, "out", dout);
   ProfiledOp profiled("tanh_backward", [&](OpCost& c) { c.reads("dout", dout).reads("out", out).updates("dinp", dinp); c.flops = 4 * static_cast<double>(dout.numel()); });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::tanh_backward(dinp.data<float>(), out.data<float>(), dout.data<float>(), dout.numel());
+    case DeviceType::CPU: {
+      staged_pointwise({{&dinp, PointwiseOperand::InOut}, {&out, PointwiseOperand::In}, {&dout, PointwiseOperand::In}},
+                       dout.numel(),
+                       [&](float* const* p, int64_t n) { cpu::tanh_backward(p[0], p[1], p[2], n); });
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::tanh_backward(dout.dtype(), dinp.data_raw(), out.data_raw(), dout.data_raw(), dout.numel());
@@ -117,7 +139,11 @@ void sigmoid_forward(Tensor& out, const Tensor& inp) {
   Device device = check_forward(op, out, inp);
   ProfiledOp profiled("sigmoid", [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 4 * static_cast<double>(inp.numel()); });
   switch (device.type) {
-    case DeviceType::CPU: cpu::sigmoid_forward(out.data<float>(), inp.data<float>(), inp.numel()); break;
+    case DeviceType::CPU: {
+      staged_pointwise({{&out, PointwiseOperand::Out}, {&inp, PointwiseOperand::In}}, inp.numel(),
+                       [&](float* const* p, int64_t n) { cpu::sigmoid_forward(p[0], p[1], n); });
+      break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: cuda::sigmoid_forward(out.dtype(), out.data_raw(), inp.data_raw(), inp.numel()); break;
 #endif
@@ -130,9 +156,12 @@ void sigmoid_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
   Device device = check_backward(op, dinp, inp, "inp", dout);
   ProfiledOp profiled("sigmoid_backward", [&](OpCost& c) { c.reads("dout", dout).reads("inp", inp).updates("dinp", dinp); c.flops = 8 * static_cast<double>(dout.numel()); });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::sigmoid_backward(dinp.data<float>(), inp.data<float>(), dout.data<float>(), dout.numel());
+    case DeviceType::CPU: {
+      staged_pointwise({{&dinp, PointwiseOperand::InOut}, {&inp, PointwiseOperand::In}, {&dout, PointwiseOperand::In}},
+                       dout.numel(),
+                       [&](float* const* p, int64_t n) { cpu::sigmoid_backward(p[0], p[1], p[2], n); });
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::sigmoid_backward(dout.dtype(), dinp.data_raw(), inp.data_raw(), dout.data_raw(), dout.numel());
@@ -147,7 +176,11 @@ void silu_forward(Tensor& out, const Tensor& inp) {
   Device device = check_forward(op, out, inp);
   ProfiledOp profiled("silu", [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 5 * static_cast<double>(inp.numel()); });
   switch (device.type) {
-    case DeviceType::CPU: cpu::silu_forward(out.data<float>(), inp.data<float>(), inp.numel()); break;
+    case DeviceType::CPU: {
+      staged_pointwise({{&out, PointwiseOperand::Out}, {&inp, PointwiseOperand::In}}, inp.numel(),
+                       [&](float* const* p, int64_t n) { cpu::silu_forward(p[0], p[1], n); });
+      break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: cuda::silu_forward(out.dtype(), out.data_raw(), inp.data_raw(), inp.numel()); break;
 #endif
@@ -160,9 +193,12 @@ void silu_backward(Tensor& dinp, const Tensor& inp, const Tensor& dout) {
   Device device = check_backward(op, dinp, inp, "inp", dout);
   ProfiledOp profiled("silu_backward", [&](OpCost& c) { c.reads("dout", dout).reads("inp", inp).updates("dinp", dinp); c.flops = 10 * static_cast<double>(dout.numel()); });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::silu_backward(dinp.data<float>(), inp.data<float>(), dout.data<float>(), dout.numel());
+    case DeviceType::CPU: {
+      staged_pointwise({{&dinp, PointwiseOperand::InOut}, {&inp, PointwiseOperand::In}, {&dout, PointwiseOperand::In}},
+                       dout.numel(),
+                       [&](float* const* p, int64_t n) { cpu::silu_backward(p[0], p[1], p[2], n); });
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::silu_backward(dout.dtype(), dinp.data_raw(), inp.data_raw(), dout.data_raw(), dout.numel());

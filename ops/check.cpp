@@ -51,7 +51,7 @@ void check_float_dtype(const char* op, const Tensor& t, const char* name) {
   if (t.device().is_cpu()) {
     if (dtype != DType::F32)
       throw Error(std::string(op) + ": " + name + " has dtype " + dtype_name(dtype) +
-                  ", expected f32 (the CPU kernels compute in f32; bf16 and f16 run on CUDA)");
+                  ", expected f32 (the CPU kernels of " + op + " compute f32 tensors only; bf16 and f16 run on CUDA)");
     return;
   }
   check_float_or_half_dtype(op, t, name);
@@ -97,7 +97,7 @@ Device check_same_device(const char* op, std::initializer_list<const Tensor*> te
 Device check_elementwise(const char* op, std::initializer_list<NamedTensor> tensors) {
   const NamedTensor* first = nullptr;
   for (const NamedTensor& t : tensors) {
-    check_float_contiguous(op, *t.tensor, t.name);
+    check_float_or_half_contiguous(op, *t.tensor, t.name);
     if (!first) first = &t;
     else {
       check_same_shape(op, *t.tensor, t.name, *first->tensor, first->name);

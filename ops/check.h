@@ -16,19 +16,21 @@ void check_dim(const char* op, const Tensor& t, const char* name, int64_t ndim);
 void check_dtype(const char* op, const Tensor& t, const char* name, DType expected);
 void check_contiguous(const char* op, const Tensor& t, const char* name);
 void check_f32_contiguous(const char* op, const Tensor& t, const char* name);  // what every CPU kernel reads
-// The compute dtypes of the floating-point kernels: f32 on the CPU; f32, bf16 and f16 on CUDA
-// (half-precision storage, f32 arithmetic inside the kernel).
+// The dtypes of the families whose CPU kernels take f32 only (convolution, batch norm, pooling):
+// f32 on the CPU, naming the op; f32, bf16 and f16 on CUDA. Every other family takes halves on the
+// CPU too and checks with check_float_or_half_dtype below.
 void check_float_dtype(const char* op, const Tensor& t, const char* name);
-// check_float_dtype + contiguous: what every floating-point kernel, CPU or CUDA, reads.
+// check_float_dtype + contiguous.
 void check_float_contiguous(const char* op, const Tensor& t, const char* name);
-// For the fronts whose CPU kernel also stores bf16/f16 (f32 arithmetic inside, loads widened and
-// stores rounded by ops/cpu/half_convert.h): f32, bf16 or f16 on every device.
+// The dtypes of the floating-point kernels on every device: f32, bf16 or f16. Half-precision
+// storage, f32 arithmetic: the CUDA kernels widen on load and round on store; the CPU fronts stage
+// halves through f32 buffers (ops/f32_staging.h).
 void check_float_or_half_dtype(const char* op, const Tensor& t, const char* name);
 void check_float_or_half_contiguous(const char* op, const Tensor& t, const char* name);
 // b has a's dtype (kernels take one element type for all their floating-point operands).
 void check_same_dtype(const char* op, const Tensor& a, const char* a_name, const Tensor& b, const char* b_name);
 // The contract of a same-shape elementwise kernel: every tensor defined, contiguous, of the first
-// one's shape, dtype (check_float_dtype) and device. Returns the device. Each entry is {tensor, its name}.
+// one's shape, dtype (check_float_or_half_dtype) and device. Returns the device. Each entry is {tensor, its name}.
 struct NamedTensor {
   const Tensor* tensor;
   const char* name;

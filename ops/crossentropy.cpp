@@ -1,6 +1,7 @@
 #include "ops/crossentropy.h"
 
 #include "ops/check.h"
+#include "ops/f32_staging.h"
 #include "ops/profiler.h"
 #include "ops/cpu/crossentropy.h"
 #ifdef TG_CUDA
@@ -14,7 +15,7 @@ static const char* kOp = "cross_entropy";
 // logits (N, V) or (B, T, V), a float dtype (f32 on the CPU), contiguous; targets i32 contiguous of
 // logits' shape without V.
 static void check_logits_and_targets(const Tensor& logits, const Tensor& targets) {
-  check_float_dtype(kOp, logits, "logits");
+  check_float_or_half_dtype(kOp, logits, "logits");
   if (logits.dim() != 2 && logits.dim() != 3)
     throw Error(std::string(kOp) + ": logits has shape " + shape_str(logits.shape()) + ", expected (N, V) or (B, T, V)");
   check_contiguous(kOp, logits, "logits");
@@ -79,10 +80,13 @@ void crossentropy_forward(Tensor& loss, Tensor& lse, const Tensor& logits, const
     c.flops = 3.0 * static_cast<double>(logits.numel());
   });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::crossentropy_forward(loss.data<float>(), lse.data<float>(), logits.data<float>(), targets.data<int32_t>(), N,
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::crossentropy_forward(staged.out(loss), staged.out(lse), staged.in(logits), targets.data<int32_t>(), N,
                                 V, ignore_index, label_smoothing);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: {
       // Each row's loss, summed in row order by a second kernel: a deterministic mean.
@@ -110,10 +114,13 @@ void crossentropy_backward(Tensor& dlogits, const Tensor& dloss, const Tensor& l
     c.flops = 4.0 * static_cast<double>(logits.numel());
   });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::crossentropy_backward(dlogits.data<float>(), dloss.data<float>(), logits.data<float>(),
-                                 targets.data<int32_t>(), lse.data<float>(), N, V, ignore_index, label_smoothing);
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::crossentropy_backward(staged.inout(dlogits), staged.in(dloss), staged.in(logits),
+                                 targets.data<int32_t>(), staged.in(lse), N, V, ignore_index, label_smoothing);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: {
       Tensor scale = Tensor::empty({1}, DType::F32, device);  // dloss / count, formed on the device
@@ -138,11 +145,14 @@ void crossentropy_backward_inplace(Tensor& logits, const Tensor& dloss, const Te
   });
   switch (device.type) {
     case DeviceType::CPU: {
-      // The CPU kernel accumulates: run it into zeros, then copy over the logits it has finished reading.
+      // The CPU kernel accumulates: run it into f32 zeros, then copy (rounding, for half logits) over
+      // the logits it has finished reading.
+      F32Staging staged;
       Tensor dlogits = Tensor::zeros(logits.shape(), DType::F32, device);
-      cpu::crossentropy_backward(dlogits.data<float>(), dloss.data<float>(), logits.data<float>(),
-                                 targets.data<int32_t>(), lse.data<float>(), N, V, ignore_index, label_smoothing);
+      cpu::crossentropy_backward(staged.inout(dlogits), staged.in(dloss), staged.in(logits),
+                                 targets.data<int32_t>(), staged.in(lse), N, V, ignore_index, label_smoothing);
       logits.copy_(dlogits);
+      staged.finish();
       break;
     }
 #ifdef TG_CUDA

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "ops/check.h"
+#include "ops/f32_staging.h"
 #include "ops/profiler.h"
 #include "ops/cpu/dropout.h"
 #ifdef TG_CUDA
@@ -24,7 +25,12 @@ void dropout_forward(Tensor& out, const Tensor& inp, float p, uint64_t key) {
   Device device = check_elementwise(op, {{&out, "out"}, {&inp, "inp"}});
   ProfiledOp profiled(op, [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 2.0 * static_cast<double>(inp.numel()); });
   switch (device.type) {
-    case DeviceType::CPU: cpu::dropout_forward(out.data<float>(), inp.data<float>(), inp.numel(), p, key); break;
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::dropout_forward(staged.out(out), staged.in(inp), inp.numel(), p, key);
+      staged.finish();
+      break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: cuda::dropout_forward(out.dtype(), out.data_raw(), inp.data_raw(), inp.numel(), p, key); break;
 #endif
@@ -38,7 +44,12 @@ void dropout_backward(Tensor& dinp, const Tensor& dout, float p, uint64_t key) {
   Device device = check_elementwise(op, {{&dinp, "dinp"}, {&dout, "dout"}});
   ProfiledOp profiled(op, [&](OpCost& c) { c.reads("dout", dout).updates("dinp", dinp); c.flops = 2.0 * static_cast<double>(dout.numel()); });
   switch (device.type) {
-    case DeviceType::CPU: cpu::dropout_backward(dinp.data<float>(), dout.data<float>(), dout.numel(), p, key); break;
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::dropout_backward(staged.inout(dinp), staged.in(dout), dout.numel(), p, key);
+      staged.finish();
+      break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::dropout_backward(dout.dtype(), dinp.data_raw(), dout.data_raw(), dout.numel(), p, key);

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "ops/check.h"
+#include "ops/f32_staging.h"
 #include "ops/profiler.h"
 #include "ops/cpu/elementwise.h"
 #include "ops/reduce.h"
@@ -43,7 +44,7 @@ namespace {
 enum class BinaryOp { Add, Sub, Mul, Div };
 
 void binary_forward(const char* op, BinaryOp kind, Tensor& out, const Tensor& a, const Tensor& b) {
-  check_float_dtype(op, a, "a");
+  check_float_or_half_dtype(op, a, "a");
   check_same_dtype(op, a, "a", b, "b");
   check_same_dtype(op, a, "a", out, "out");
   check_shape(op, out, "out", broadcast_shape(op, a.shape(), b.shape()), "the broadcast shape of a and b");
@@ -53,15 +54,17 @@ void binary_forward(const char* op, BinaryOp kind, Tensor& out, const Tensor& a,
   ProfiledOp profiled(op, [&](OpCost& c) { c.reads("a", a).reads("b", b).writes("out", out); c.flops = static_cast<double>(out.numel()); });
   switch (device.type) {
     case DeviceType::CPU: {
-      const float* pa = a.data<float>();
-      const float* pb = b.data<float>();
-      float* po = out.data<float>();
+      F32Staging staged;
+      const float* pa = staged.in(a);
+      const float* pb = staged.in(b);
+      float* po = staged.out(out);
       switch (kind) {
         case BinaryOp::Add: cpu::add_forward(po, pa, a_strides, pb, b_strides, out.shape()); break;
         case BinaryOp::Sub: cpu::sub_forward(po, pa, a_strides, pb, b_strides, out.shape()); break;
         case BinaryOp::Mul: cpu::mul_forward(po, pa, a_strides, pb, b_strides, out.shape()); break;
         case BinaryOp::Div: cpu::div_forward(po, pa, a_strides, pb, b_strides, out.shape()); break;
       }
+      staged.finish();
       break;
     }
 #ifdef TG_CUDA
@@ -105,7 +108,6 @@ Layout classify(const Tensor& dout, const Tensor& full, const Tensor& row) {
   return Layout::Rows;
 }
 
-float* f32_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
 
 #ifdef TG_CUDA
 void* raw_or_null(const Tensor& t) { return t.defined() ? t.data_raw() : nullptr; }
@@ -133,7 +135,7 @@ void accumulate_reduced(Tensor& grad, const Tensor& term, float sign) {
 }
 
 void check_backward(const char* op, const Tensor& da, const Tensor& db, const Tensor& dout) {
-  check_float_contiguous(op, dout, "dout");
+  check_float_or_half_contiguous(op, dout, "dout");
   check_grad(op, da, "da", dout);
   check_grad(op, db, "db", dout);
   if (da.defined()) broadcast_shape(op, da.shape(), dout.shape());
@@ -157,9 +159,12 @@ void add_sub_backward(const char* op, Tensor& da, Tensor& db, const Tensor& dout
   bool db_same = !db.defined() || db.shape() == dout.shape();
   if (da_same && db_same) {
     switch (device.type) {
-      case DeviceType::CPU:
-        cpu::add_backward(f32_or_null(da), f32_or_null(db), dout.data<float>(), dout.numel(), sign);
+      case DeviceType::CPU: {
+        F32Staging staged;
+        cpu::add_backward(staged.inout(da), staged.inout(db), staged.in(dout), dout.numel(), sign);
+        staged.finish();
         return;
+      }
 #ifdef TG_CUDA
       case DeviceType::CUDA:
         cuda::add_backward(dout.dtype(), raw_or_null(da), raw_or_null(db), dout.data_raw(), dout.numel(), sign);
@@ -171,9 +176,12 @@ void add_sub_backward(const char* op, Tensor& da, Tensor& db, const Tensor& dout
   if (da_same && classify(dout, dout, db) == Layout::Rows) {
     int64_t C = db.numel(), rows = dout.numel() / C;
     switch (device.type) {
-      case DeviceType::CPU:
-        cpu::add_rows_backward(f32_or_null(da), db.data<float>(), dout.data<float>(), rows, C, sign);
+      case DeviceType::CPU: {
+        F32Staging staged;
+        cpu::add_rows_backward(staged.inout(da), staged.inout(db), staged.in(dout), rows, C, sign);
+        staged.finish();
         return;
+      }
 #ifdef TG_CUDA
       case DeviceType::CUDA: {
         Tensor scratch = rows_scratch(db, rows, C, device);
@@ -196,12 +204,15 @@ void product_same(const char* op, Product kind, Device device, Tensor& da, Tenso
                   const Tensor& a, const Tensor& b) {
   int64_t n = dout.numel();
   switch (device.type) {
-    case DeviceType::CPU:
+    case DeviceType::CPU: {
+      F32Staging staged;
       if (kind == Product::Mul)
-        cpu::mul_backward(f32_or_null(da), f32_or_null(db), dout.data<float>(), a.data<float>(), b.data<float>(), n);
+        cpu::mul_backward(staged.inout(da), staged.inout(db), staged.in(dout), staged.in(a), staged.in(b), n);
       else
-        cpu::div_backward(f32_or_null(da), f32_or_null(db), dout.data<float>(), a.data<float>(), b.data<float>(), n);
+        cpu::div_backward(staged.inout(da), staged.inout(db), staged.in(dout), staged.in(a), staged.in(b), n);
+      staged.finish();
       return;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       if (kind == Product::Mul)
@@ -219,14 +230,17 @@ void product_rows(const char* op, Product kind, Device device, Tensor& da, Tenso
                   const Tensor& a, const Tensor& b) {
   int64_t C = b.numel(), rows = dout.numel() / C;
   switch (device.type) {
-    case DeviceType::CPU:
+    case DeviceType::CPU: {
+      F32Staging staged;
       if (kind == Product::Mul)
-        cpu::mul_rows_backward(f32_or_null(da), f32_or_null(db), dout.data<float>(), a.data<float>(), b.data<float>(),
+        cpu::mul_rows_backward(staged.inout(da), staged.inout(db), staged.in(dout), staged.in(a), staged.in(b),
                                rows, C);
       else
-        cpu::div_rows_backward(f32_or_null(da), f32_or_null(db), dout.data<float>(), a.data<float>(), b.data<float>(),
+        cpu::div_rows_backward(staged.inout(da), staged.inout(db), staged.in(dout), staged.in(a), staged.in(b),
                                rows, C);
+      staged.finish();
       return;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: {
       Tensor scratch = rows_scratch(db, rows, C, device);
@@ -316,7 +330,11 @@ void scale_forward(Tensor& out, const Tensor& inp, float s) {
   Device device = check_elementwise(op, {{&out, "out"}, {&inp, "inp"}});
   ProfiledOp profiled(op, [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = static_cast<double>(out.numel()); });
   switch (device.type) {
-    case DeviceType::CPU: cpu::scale_forward(out.data<float>(), inp.data<float>(), s, inp.numel()); break;
+    case DeviceType::CPU: {
+      staged_pointwise({{&out, PointwiseOperand::Out}, {&inp, PointwiseOperand::In}}, inp.numel(),
+                       [&](float* const* p, int64_t n) { cpu::scale_forward(p[0], p[1], s, n); });
+      break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: cuda::scale_forward(out.dtype(), out.data_raw(), inp.data_raw(), s, inp.numel()); break;
 #endif
@@ -329,7 +347,11 @@ void scale_backward(Tensor& dinp, const Tensor& dout, float s) {
   Device device = check_elementwise(op, {{&dinp, "dinp"}, {&dout, "dout"}});
   ProfiledOp profiled(op, [&](OpCost& c) { c.reads("dout", dout).updates("dinp", dinp); c.flops = 2.0 * static_cast<double>(dout.numel()); });
   switch (device.type) {
-    case DeviceType::CPU: cpu::scale_backward(dinp.data<float>(), dout.data<float>(), s, dout.numel()); break;
+    case DeviceType::CPU: {
+      staged_pointwise({{&dinp, PointwiseOperand::InOut}, {&dout, PointwiseOperand::In}}, dout.numel(),
+                       [&](float* const* p, int64_t n) { cpu::scale_backward(p[0], p[1], s, n); });
+      break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: cuda::scale_backward(dout.dtype(), dinp.data_raw(), dout.data_raw(), s, dout.numel()); break;
 #endif
@@ -342,7 +364,11 @@ void add_scalar_forward(Tensor& out, const Tensor& inp, float s) {
   Device device = check_elementwise(op, {{&out, "out"}, {&inp, "inp"}});
   ProfiledOp profiled(op, [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = static_cast<double>(out.numel()); });
   switch (device.type) {
-    case DeviceType::CPU: cpu::add_scalar_forward(out.data<float>(), inp.data<float>(), s, inp.numel()); break;
+    case DeviceType::CPU: {
+      staged_pointwise({{&out, PointwiseOperand::Out}, {&inp, PointwiseOperand::In}}, inp.numel(),
+                       [&](float* const* p, int64_t n) { cpu::add_scalar_forward(p[0], p[1], s, n); });
+      break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: cuda::add_scalar_forward(out.dtype(), out.data_raw(), inp.data_raw(), s, inp.numel()); break;
 #endif

@@ -1,6 +1,7 @@
 #include "ops/embedding.h"
 
 #include "ops/check.h"
+#include "ops/f32_staging.h"
 #include "ops/profiler.h"
 #include "ops/cpu/embedding.h"
 #ifdef TG_CUDA
@@ -36,7 +37,7 @@ static void check_arguments(const Tensor& ids, const Tensor& weight, const char*
   check_dtype(kOp, ids, "ids", DType::I32);
   check_contiguous(kOp, ids, "ids");
   check_dim(kOp, weight, weight_name, 2);
-  check_float_contiguous(kOp, weight, weight_name);
+  check_float_or_half_contiguous(kOp, weight, weight_name);
 }
 
 // The (..., C) operand: the shape ids + (C), weight's dtype, contiguous.
@@ -60,9 +61,12 @@ void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& weight) {
     c.bytes += static_cast<double>(out.nbytes());  // the rows gathered
   });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::embedding_forward(out.data<float>(), ids.data<int32_t>(), weight.data<float>(), ids.numel(), C);
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::embedding_forward(staged.out(out), ids.data<int32_t>(), staged.in(weight), ids.numel(), C);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::embedding_forward(weight.dtype(), out.data_raw(), ids.data<int32_t>(), weight.data_raw(), ids.numel(), C);
@@ -84,9 +88,12 @@ void embedding_backward(Tensor& dweight, const Tensor& dout, const Tensor& ids) 
     c.flops = static_cast<double>(dout.numel());
   });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::embedding_backward(dweight.data<float>(), dout.data<float>(), ids.data<int32_t>(), ids.numel(), C);
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::embedding_backward(staged.inout(dweight), staged.in(dout), ids.data<int32_t>(), ids.numel(), C);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: {
       const int64_t N = ids.numel();

@@ -1,7 +1,9 @@
 #include "ops/layernorm.h"
 
 #include "ops/check.h"
+#include "ops/f32_staging.h"
 #include "ops/profiler.h"
+#include "ops/cpu/elementwise.h"
 #include "ops/cpu/layernorm.h"
 #ifdef TG_CUDA
 #include "ops/cuda/layernorm.h"
@@ -11,10 +13,10 @@ namespace tg::ops {
 
 static const char* kOp = "layernorm";
 
-// x must be a contiguous float tensor (check_float_dtype: f32 on the CPU) with a non-empty last
+// x must be a contiguous float tensor (f32, bf16 or f16) with a non-empty last
 // dimension C; returns C.
 static int64_t check_input(const Tensor& x) {
-  check_float_contiguous(kOp, x, "x");
+  check_float_or_half_contiguous(kOp, x, "x");
   if (x.dim() < 1 || x.size(-1) == 0)
     throw Error(std::string(kOp) + ": x has shape " + shape_str(x.shape()) +
                 ", expected at least one dimension and a non-empty last dimension to normalise over");
@@ -49,8 +51,6 @@ static void check_eps(float eps) {
   if (!(eps >= 0.0f)) throw Error(std::string(kOp) + ": eps is " + std::to_string(eps) + ", expected >= 0");
 }
 
-// Null for an undefined tensor: the kernels read that as "no weight" / "gradient not wanted".
-static float* optional_data(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
 #ifdef TG_CUDA
 static void* optional_raw(const Tensor& t) { return t.defined() ? t.data_raw() : nullptr; }
 #endif
@@ -71,10 +71,13 @@ void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x,
     c.flops = 8.0 * static_cast<double>(x.numel());
   });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::layernorm_forward(out.data<float>(), mean.data<float>(), rstd.data<float>(), x.data<float>(),
-                             optional_data(weight), optional_data(bias), x.numel() / C, C, eps);
+    case DeviceType::CPU: {
+      F32Staging staged;  // an undefined weight or bias stays null: "no weight"
+      cpu::layernorm_forward(staged.out(out), mean.data<float>(), rstd.data<float>(), staged.in(x), staged.in(weight),
+                             staged.in(bias), x.numel() / C, C, eps);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::layernorm_forward(x.dtype(), out.data_raw(), mean.data<float>(), rstd.data<float>(), x.data_raw(),
@@ -103,11 +106,21 @@ void add_layernorm(Tensor& residual, Tensor& out, Tensor& mean, Tensor& rstd, co
     c.flops = 9.0 * static_cast<double>(a.numel());
   });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::add_layernorm_forward(residual.data<float>(), out.data<float>(), mean.data<float>(), rstd.data<float>(),
-                                 a.data<float>(), b.data<float>(), optional_data(weight), optional_data(bias),
-                                 a.numel() / C, C, eps);
+    case DeviceType::CPU: {
+      F32Staging staged;
+      if (a.dtype() != DType::F32) {
+        // As on CUDA, a half residual is rounded on store and normalised as stored, so the residual,
+        // mean and rstd that backward reads agree with each other.
+        cpu::add_forward(staged.out(residual), staged.in(a), a.strides(), staged.in(b), b.strides(), a.shape());
+        staged.finish();
+        layernorm_forward(out, mean, rstd, residual, weight, bias, eps);
+        break;
+      }
+      cpu::add_layernorm_forward(staged.out(residual), staged.out(out), mean.data<float>(), rstd.data<float>(),
+                                 staged.in(a), staged.in(b), staged.in(weight), staged.in(bias), a.numel() / C, C, eps);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: {
       cuda::layernorm_residual_forward(a.dtype(), residual.data_raw(), out.data_raw(), mean.data<float>(),
@@ -137,11 +150,15 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
     c.flops = 14.0 * static_cast<double>(x.numel());
   });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::layernorm_backward(optional_data(dx), optional_data(dweight), optional_data(dbias),
-                              dout.data<float>(), x.data<float>(), optional_data(weight), mean.data<float>(),
-                              rstd.data<float>(), x.numel() / C, C);
+    case DeviceType::CPU: {
+      // Undefined gradients stay null ("not wanted"); the parameter gradients are summed in f32 and
+      // rounded once.
+      F32Staging staged;
+      cpu::layernorm_backward(staged.inout(dx), staged.inout(dweight), staged.inout(dbias), staged.in(dout), staged.in(x),
+                              staged.in(weight), mean.data<float>(), rstd.data<float>(), x.numel() / C, C);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: {
       const int64_t N = x.numel() / C;

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "ops/check.h"
+#include "ops/f32_staging.h"
 #include "ops/profiler.h"
 #include "ops/cpu/reduce.h"
 #ifdef TG_CUDA
@@ -45,7 +46,7 @@ void check_reduced(const char* op, const Tensor& out, const char* out_name, cons
 
 // Both tensors of one floating dtype and contiguous.
 void check_pair(const char* op, const Tensor& out, const char* out_name, const Tensor& inp, const char* inp_name) {
-  check_float_contiguous(op, inp, inp_name);
+  check_float_or_half_contiguous(op, inp, inp_name);
   check_contiguous(op, out, out_name);
   check_same_dtype(op, inp, inp_name, out, out_name);
 }
@@ -69,7 +70,12 @@ void sum_forward(Tensor& out, const Tensor& inp, float scale) {
   Device device = check_same_device(op, {&out, &inp});
   ProfiledOp profiled(op, [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = static_cast<double>(inp.numel()); });
   switch (device.type) {
-    case DeviceType::CPU: cpu::sum_forward(out.data<float>(), inp.data<float>(), 1, inp.numel(), 1, scale); break;
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::sum_forward(staged.out(out), staged.in(inp), 1, inp.numel(), 1, scale);
+      staged.finish();
+      break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: cuda_sum(out, inp, Span{1, inp.numel(), 1}, scale); break;
 #endif
@@ -84,7 +90,12 @@ void sum_backward(Tensor& dinp, const Tensor& dout, float scale) {
   Device device = check_same_device(op, {&dinp, &dout});
   ProfiledOp profiled(op, [&](OpCost& c) { c.reads("dout", dout).updates("dinp", dinp); c.flops = static_cast<double>(dinp.numel()); });
   switch (device.type) {
-    case DeviceType::CPU: cpu::sum_backward(dinp.data<float>(), dout.data<float>(), 1, dinp.numel(), 1, scale); break;
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::sum_backward(staged.inout(dinp), staged.in(dout), 1, dinp.numel(), 1, scale);
+      staged.finish();
+      break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::sum_backward(dout.dtype(), dinp.data_raw(), dout.data_raw(), 1, dinp.numel(), 1, scale);
@@ -103,7 +114,12 @@ void sum_dim_forward(Tensor& out, const Tensor& inp, int64_t dim, float scale) {
   Span s = span_of(inp.shape(), dim);
   ProfiledOp profiled(op, [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = static_cast<double>(inp.numel()); });
   switch (device.type) {
-    case DeviceType::CPU: cpu::sum_forward(out.data<float>(), inp.data<float>(), s.outer, s.size, s.inner, scale); break;
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::sum_forward(staged.out(out), staged.in(inp), s.outer, s.size, s.inner, scale);
+      staged.finish();
+      break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: cuda_sum(out, inp, s, scale); break;
 #endif
@@ -120,7 +136,12 @@ void sum_dim_backward(Tensor& dinp, const Tensor& dout, int64_t dim, float scale
   Span s = span_of(dinp.shape(), dim);
   ProfiledOp profiled(op, [&](OpCost& c) { c.reads("dout", dout).updates("dinp", dinp); c.flops = static_cast<double>(dinp.numel()); });
   switch (device.type) {
-    case DeviceType::CPU: cpu::sum_backward(dinp.data<float>(), dout.data<float>(), s.outer, s.size, s.inner, scale); break;
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::sum_backward(staged.inout(dinp), staged.in(dout), s.outer, s.size, s.inner, scale);
+      staged.finish();
+      break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::sum_backward(dout.dtype(), dinp.data_raw(), dout.data_raw(), s.outer, s.size, s.inner, scale);
@@ -132,7 +153,7 @@ void sum_dim_backward(Tensor& dinp, const Tensor& dout, int64_t dim, float scale
 
 Tensor sum_to(const Tensor& x, const Shape& shape) {
   const char* op = "sum_to";
-  check_float_dtype(op, x, "x");
+  check_float_or_half_dtype(op, x, "x");
   const Shape& from = x.shape();
   size_t lead = from.size() >= shape.size() ? from.size() - shape.size() : 0;
   bool fits = from.size() >= shape.size();

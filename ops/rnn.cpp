@@ -4,6 +4,7 @@
 #include <string>
 
 #include "ops/check.h"
+#include "ops/f32_staging.h"
 #include "ops/profiler.h"
 #include "ops/cpu/rnn.h"
 #ifdef TG_CUDA
@@ -43,7 +44,7 @@ Device check_operands(const char* op, const char* why, std::initializer_list<Ope
   for (const Operand& o : operands) {
     if (o.optional && !o.tensor->defined()) continue;
     check_shape(op, *o.tensor, o.name, o.shape, why);
-    check_float_contiguous(op, *o.tensor, o.name);
+    check_float_or_half_contiguous(op, *o.tensor, o.name);
     if (!first) {
       first = &o;
       continue;
@@ -56,10 +57,6 @@ Device check_operands(const char* op, const char* why, std::initializer_list<Ope
   return first->tensor->device();
 }
 
-template <class T>
-T* data_or_null(Tensor& t) {
-  return t.defined() ? t.data<T>() : nullptr;
-}
 #ifdef TG_CUDA
 void* raw_or_null(Tensor& t) { return t.defined() ? t.data_raw() : nullptr; }
 #endif
@@ -87,10 +84,13 @@ void lstm_cell_forward(Tensor& h, Tensor& c, Tensor& gates, const Tensor& gates_
     cost.flops = 20.0 * static_cast<double>(c_prev.numel());
   });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::lstm_cell_forward(h.data<float>(), c.data<float>(), gates.data<float>(), gates_x.data<float>(),
-                             gates_h.data<float>(), c_prev.data<float>(), B, H);
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::lstm_cell_forward(staged.out(h), staged.out(c), staged.out(gates), staged.in(gates_x), staged.in(gates_h),
+                             staged.in(c_prev), B, H);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::lstm_cell_forward(gates_x.dtype(), h.data_raw(), c.data_raw(), gates.data_raw(), gates_x.data_raw(),
@@ -120,11 +120,13 @@ void lstm_cell_backward(Tensor& dgates_x, Tensor& dgates_h, Tensor& dc_prev, con
     cost.flops = 30.0 * static_cast<double>(c_prev.numel());
   });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::lstm_cell_backward(data_or_null<float>(dgates_x), data_or_null<float>(dgates_h),
-                              data_or_null<float>(dc_prev), gates.data<float>(), c_prev.data<float>(),
-                              c.data<float>(), dh.data<float>(), dc.data<float>(), B, H);
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::lstm_cell_backward(staged.inout(dgates_x), staged.inout(dgates_h), staged.inout(dc_prev), staged.in(gates),
+                              staged.in(c_prev), staged.in(c), staged.in(dh), staged.in(dc), B, H);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::lstm_cell_backward(gates.dtype(), raw_or_null(dgates_x), raw_or_null(dgates_h), raw_or_null(dc_prev),
@@ -149,10 +151,13 @@ void gru_cell_forward(Tensor& h, Tensor& saved, const Tensor& gates_x, const Ten
     cost.flops = 15.0 * static_cast<double>(h_prev.numel());
   });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::gru_cell_forward(h.data<float>(), saved.data<float>(), gates_x.data<float>(), gates_h.data<float>(),
-                            h_prev.data<float>(), B, H);
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::gru_cell_forward(staged.out(h), staged.out(saved), staged.in(gates_x), staged.in(gates_h), staged.in(h_prev),
+                            B, H);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::gru_cell_forward(gates_x.dtype(), h.data_raw(), saved.data_raw(), gates_x.data_raw(), gates_h.data_raw(),
@@ -181,11 +186,13 @@ void gru_cell_backward(Tensor& dgates_x, Tensor& dgates_h, Tensor& dh_prev, cons
     cost.flops = 25.0 * static_cast<double>(B) * static_cast<double>(H);
   });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::gru_cell_backward(data_or_null<float>(dgates_x), data_or_null<float>(dgates_h),
-                             data_or_null<float>(dh_prev), saved.data<float>(), h_prev.data<float>(),
-                             dh.data<float>(), B, H);
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::gru_cell_backward(staged.inout(dgates_x), staged.inout(dgates_h), staged.inout(dh_prev), staged.in(saved),
+                             staged.in(h_prev), staged.in(dh), B, H);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::gru_cell_backward(saved.dtype(), raw_or_null(dgates_x), raw_or_null(dgates_h), raw_or_null(dh_prev),

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "ops/check.h"
+#include "ops/f32_staging.h"
 #include "ops/profiler.h"
 #include "ops/cpu/softmax.h"
 #ifdef TG_CUDA
@@ -44,7 +45,12 @@ void softmax_forward(Tensor& out, const Tensor& inp) {
   Rows r = check_forward(op, out, inp);
   ProfiledOp profiled(op, [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 4.0 * static_cast<double>(inp.numel()); });
   switch (r.device.type) {
-    case DeviceType::CPU: cpu::softmax_forward(out.data<float>(), inp.data<float>(), r.rows, r.C); break;
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::softmax_forward(staged.out(out), staged.in(inp), r.rows, r.C);
+      staged.finish();
+      break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: cuda::softmax_forward(out.dtype(), out.data_raw(), inp.data_raw(), r.rows, r.C); break;
 #endif
@@ -57,9 +63,12 @@ void softmax_backward(Tensor& dinp, const Tensor& out, const Tensor& dout) {
   Rows r = check_backward(op, dinp, out, dout);
   ProfiledOp profiled(op, [&](OpCost& c) { c.reads("out", out).reads("dout", dout).updates("dinp", dinp); c.flops = 3.0 * static_cast<double>(dout.numel()); });
   switch (r.device.type) {
-    case DeviceType::CPU:
-      cpu::softmax_backward(dinp.data<float>(), out.data<float>(), dout.data<float>(), r.rows, r.C);
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::softmax_backward(staged.inout(dinp), staged.in(out), staged.in(dout), r.rows, r.C);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::softmax_backward(dout.dtype(), dinp.data_raw(), out.data_raw(), dout.data_raw(), r.rows, r.C);
@@ -74,7 +83,12 @@ void log_softmax_forward(Tensor& out, const Tensor& inp) {
   Rows r = check_forward(op, out, inp);
   ProfiledOp profiled(op, [&](OpCost& c) { c.reads("inp", inp).writes("out", out); c.flops = 4.0 * static_cast<double>(inp.numel()); });
   switch (r.device.type) {
-    case DeviceType::CPU: cpu::log_softmax_forward(out.data<float>(), inp.data<float>(), r.rows, r.C); break;
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::log_softmax_forward(staged.out(out), staged.in(inp), r.rows, r.C);
+      staged.finish();
+      break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: cuda::log_softmax_forward(out.dtype(), out.data_raw(), inp.data_raw(), r.rows, r.C); break;
 #endif
@@ -87,9 +101,12 @@ void log_softmax_backward(Tensor& dinp, const Tensor& out, const Tensor& dout) {
   Rows r = check_backward(op, dinp, out, dout);
   ProfiledOp profiled(op, [&](OpCost& c) { c.reads("out", out).reads("dout", dout).updates("dinp", dinp); c.flops = 3.0 * static_cast<double>(dout.numel()); });
   switch (r.device.type) {
-    case DeviceType::CPU:
-      cpu::log_softmax_backward(dinp.data<float>(), out.data<float>(), dout.data<float>(), r.rows, r.C);
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::log_softmax_backward(staged.inout(dinp), staged.in(out), staged.in(dout), r.rows, r.C);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::log_softmax_backward(dout.dtype(), dinp.data_raw(), out.data_raw(), dout.data_raw(), r.rows, r.C);

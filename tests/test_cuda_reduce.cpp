@@ -87,13 +87,11 @@ const std::vector<std::pair<Shape, int64_t>>& dim_cases() {
 
 // ---- CPU-runnable: the dtype contract -------------------------------------------------------
 
-TEST(CudaReduce, HalfPrecisionOnTheCpuIsAClearError) {
+// Half precision runs on the CPU too (tests/test_half_ops.cpp); mixed dtypes are refused by name.
+TEST(CudaReduce, MixedDtypesAreAClearError) {
   Tensor x = Tensor::ones({2, 3}, DType::BF16);
-  EXPECT_ERROR_MENTIONS(sum(x), "sum", "bf16", "f32");
-  EXPECT_ERROR_MENTIONS(mean(Tensor::ones({2, 3}, DType::F16), 1), "sum", "f16");
   Tensor out = Tensor::empty({}, DType::F32);
-  EXPECT_ERROR_MENTIONS(ops::sum_forward(out, x), "sum", "bf16");
-  EXPECT_ERROR_MENTIONS(ops::sum_to(x, {3}), "sum_to", "bf16");
+  EXPECT_ERROR_MENTIONS(ops::sum_forward(out, x), "sum", "bf16", "f32");
 }
 
 // ---- GPU against CPU ------------------------------------------------------------------------

@@ -21,6 +21,7 @@
 #include "nn/gpt.h"
 #include "optim/adamw.h"
 #include "tensor/safetensors.h"
+#include "tests/cuda_test_util.h"
 #include "tests/gpt_fixture.h"
 
 using namespace tg;
@@ -35,6 +36,23 @@ constexpr double kLogitsTolerance = 5e-6;
 constexpr double kLossTolerance = 5e-6;
 constexpr double kGradientTolerance = 2e-5;
 constexpr double kAdamWLossTolerance = 2e-5;
+
+// bf16 on the CPU: the GPU test's budgets (tests/test_cuda_gpt.cpp), 3x PyTorch's own error when
+// the same model runs with bf16 parameters and activations (tests/reference/measure_half_error.py:
+// logits 1.0e-2, worst gradient 2.4e-2), so 3e-2 for the logits and 7e-2 per gradient; the loss,
+// an f32 function of the logits, 1e-2. Element by element, |ours - ref| <= tol max |ref| with the
+// same multiples of PyTorch's largest element error (logits 1.6e-2, worst gradient 2.5e-2): 5e-2
+// and 8e-2. The CPU path has the GPU's contract (bf16 storage, f32 arithmetic, one rounding per
+// stored result), so the same budget holds for the same reason.
+constexpr double kBf16Logits = 3e-2, kBf16Loss = 1e-2, kBf16Gradient = 7e-2;
+constexpr double kBf16LogitsElement = 5e-2, kBf16GradientElement = 8e-2;
+
+// |got - ref| <= budget max |ref| for every element.
+::testing::AssertionResult within_largest(const Tensor& got, const Tensor& ref, double budget) {
+  double largest = 0;
+  for (float v : ref.to_vector()) largest = std::max(largest, std::fabs(static_cast<double>(v)));
+  return test::elementwise_close(got, ref, test::Tolerance{budget * largest, 0.0});
+}
 
 }  // namespace
 
@@ -69,6 +87,33 @@ TEST(GPTParity, LogitsLossAndEveryGradient) {
   std::vector<float> wpe_grad = f.model->wpe->weight.grad().to_vector();
   int64_t T = f.data.at("idx").size(1);
   for (size_t i = static_cast<size_t>(T * f.config.n_embd); i < wpe_grad.size(); i++) ASSERT_EQ(wpe_grad[i], 0.0f);
+}
+
+TEST(GPTParity, Bf16OnTheCpuLogitsLossAndEveryGradient) {
+  Fixture f;
+  f.model->to(DType::BF16);
+  Tensor logits = f.model->forward(f.data.at("idx"));
+  ASSERT_EQ(logits.dtype(), DType::BF16);
+  const double logits_error = rel_error(logits, f.data.at("logits"));
+  EXPECT_LT(logits_error, kBf16Logits);
+  EXPECT_TRUE(within_largest(logits, f.data.at("logits"), kBf16LogitsElement));
+  Tensor loss = f.model->loss(logits, f.data.at("targets"));
+  ASSERT_EQ(loss.dtype(), DType::F32) << "the loss is an f32 scalar whatever the logits' dtype";
+  const double loss_error = rel_error(loss, f.data.at("loss"));
+  EXPECT_LT(loss_error, kBf16Loss) << "ours " << loss.item() << ", PyTorch " << f.data.at("loss").item();
+  backward(loss);
+  double worst = 0;
+  std::string worst_name;
+  for (const auto& [name, p] : f.model->named_parameters()) {
+    ASSERT_TRUE(p.grad().defined()) << name << " got no gradient";
+    ASSERT_EQ(p.grad().dtype(), DType::BF16) << name;
+    const double error = rel_error(p.grad(), f.data.at("grad." + name));
+    EXPECT_LT(error, kBf16Gradient) << name;
+    EXPECT_TRUE(within_largest(p.grad(), f.data.at("grad." + name), kBf16GradientElement)) << name;
+    if (error >= worst) worst = error, worst_name = name;
+  }
+  std::printf("  bf16 on the CPU vs float64 PyTorch: logits %.1e, loss %.1e, worst gradient %.1e (%s)\n", logits_error,
+              loss_error, worst, worst_name.c_str());
 }
 
 TEST(GPTParity, TenAdamWStepsMatchPyTorch) {

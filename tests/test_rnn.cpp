@@ -423,8 +423,7 @@ TEST_P(RnnCell, BadOperandsAreNamed) {
   Tensor cp_bad = Tensor::zeros({3, 4});
   EXPECT_ERROR_MENTIONS(lstm_cell(gx, gh, cp_bad), "lstm_cell", "c_prev", "(3, 4)", "(3, 5)");
   EXPECT_ERROR_MENTIONS(lstm_cell(gx, Tensor(), cp), "lstm_cell", "gates_h", "undefined");
-  EXPECT_ERROR_MENTIONS(lstm_cell(gx.to(DType::BF16), gh.to(DType::BF16), cp.to(DType::BF16)), "lstm_cell", "bf16",
-                        "f32");
+  EXPECT_ERROR_MENTIONS(lstm_cell(gx.to(DType::BF16), gh, cp), "lstm_cell", "bf16", "f32", "must match");
   Tensor hp = Tensor::zeros({3, 5}), g3 = Tensor::zeros({3, 15});
   EXPECT_ERROR_MENTIONS(gru_cell(Tensor::zeros({3, 16}), g3, hp), "gru_cell", "gates_x", "multiple of 3");
   EXPECT_ERROR_MENTIONS(gru_cell(g3, g3, Tensor::zeros({3, 5, 1})), "gru_cell", "h_prev", "2 dimensions");

@@ -520,7 +520,6 @@ TEST(TrainProgram, BadInputGetsOneLineNamingIt) {
   EXPECT_ONE_LINE_ERROR(run("train", corpus + out + " --vocab-size 300"), "--vocab-size applies to --tokenizer bpe only");
   EXPECT_ONE_LINE_ERROR(run("train", corpus + " other.txt" + out), "expected at most one DATA (a text file or an image folder)");
   EXPECT_ONE_LINE_ERROR(run("train", corpus + " --out " + corpus + "/sub" + kTiny), "cannot create output folder");
-  EXPECT_ONE_LINE_ERROR(run("train", corpus + out + kTiny + " --dtype bf16"), "--dtype bf16 runs on CUDA only");
   if (!cuda_available())
     EXPECT_ONE_LINE_ERROR(run("train", corpus + out + kTiny + " --device cuda"), "--device cuda: no CUDA GPU is available (");
   EXPECT_ONE_LINE_ERROR(run("train", corpus + out + kTiny + " --resume"), "--resume: no checkpoint in");

@@ -78,8 +78,12 @@ void add_train_flags(FlagSet& flags, RunConfig& c) {
   flags.add_section("all tasks: machine");
   flags.add_string("device", &c.device, "cpu, cuda, cuda:N, or auto (cuda when a GPU is visible)");
   flags.add_string("dtype", &c.dtype,
-                   "compute precision; bf16 and fp16 (with loss scaling) keep f32 master weights, CUDA and adamw "
-                   "only; auto is bf16 on CUDA with adamw, fp32 otherwise", {"auto", "fp32", "bf16", "fp16"});
+                   "compute precision; bf16 and fp16 (with loss scaling) keep f32 master weights, adamw only (on "
+                   "the CPU: text only); auto is bf16 on CUDA with adamw, fp32 otherwise",
+                   {"auto", "fp32", "bf16", "fp16"});
+  flags.add_float("loss-scale", &c.loss_scale,
+                  "fp16: the initial loss scale (halved and the step skipped when a gradient overflows, doubled "
+                  "after 2000 clean steps)", 1.0, 1e38);
   flags.add_int("threads", &c.threads, "OpenMP threads", 1, 4096, "all cores");
   flags.add_switch("stochastic-rounding", &c.stochastic_rounding,
                    "bf16/fp16: write the f32 master weights into the model's weights with unbiased stochastic "
@@ -164,6 +168,7 @@ std::string config_to_json(const RunConfig& c) {
   j["threads"] = c.threads;
   j["mem-stats"] = c.mem_stats;
   j["stochastic-rounding"] = c.stochastic_rounding;
+  j["loss-scale"] = c.loss_scale;
   j["dist-timeout"] = c.dist_timeout;
   j["world-size"] = c.world_size;
   return j.dump(2);
@@ -204,6 +209,7 @@ RunConfig config_from_json(const std::string& text, const std::string& source) {
     c.threads = j.at("threads").get<int64_t>();
     c.mem_stats = j.value("mem-stats", false);  // absent from configs written before they existed
     c.stochastic_rounding = j.value("stochastic-rounding", false);
+    c.loss_scale = j.value("loss-scale", 65536.0);  // absent before the flag existed: the scaler's default
     c.dist_timeout = j.value("dist-timeout", 300.0);  // absent before data parallel existed: one process
     c.world_size = j.value("world-size", 1);
   } catch (const nlohmann::json::exception& e) {

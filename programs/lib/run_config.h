@@ -42,6 +42,7 @@ struct RunConfig {
   int64_t threads = 0;  // 0: every core OpenMP sees
   bool mem_stats = false;
   bool stochastic_rounding = false;  // bf16/fp16: round the f32 masters into the weights stochastically
+  double loss_scale = 65536.0;       // fp16: GradScaler's initial scale (2^16, PyTorch's)
 
   // Measuring instead of training; actions of one invocation, not kept in config.json.
   bool profile = false;       // --profile: time the ops of profile_steps steps, write the report, exit

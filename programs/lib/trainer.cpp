@@ -87,9 +87,10 @@ std::string describe_metrics(const Metrics& metrics) {
 }
 
 // Loss scaling for fp16 only: bf16 has f32's exponent range, so its gradients do not underflow.
-GradScalerOptions scaler_options(DType dtype) {
+GradScalerOptions scaler_options(DType dtype, double init_scale) {
   GradScalerOptions options;
   options.enabled = dtype == DType::F16;
+  options.init_scale = static_cast<float>(init_scale);
   return options;
 }
 
@@ -100,7 +101,7 @@ class Trainer {
         dtype_(parse_dtype(c_.dtype)),  // fp32, bf16 or fp16 by now (resolve_defaults)
         model_(built_model(task_, device_, dtype_)),
         optimizer_(make_optimizer(c_, model_)),
-        scaler_(scaler_options(dtype_)),
+        scaler_(scaler_options(dtype_, c_.loss_scale)),
         comm_(dist::make_communicator(device_, dist::detect_launch(),
                                       std::chrono::seconds(static_cast<int64_t>(c_.dist_timeout)))),
         writer_(c_.rank == 0) {

@@ -1,0 +1,132 @@
+// ./train in bf16 and fp16 on the CPU, end to end: fp16's loss scaler skips an overflowed step and
+// halves the scale, and a bf16 checkpoint (its f32 masters) resumes in fp32. The LSTM model keeps
+// these runs to milliseconds a step; it goes through the same trainer, scaler, optimizer and
+// checkpoint code as the GPT.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "programs/lib/checkpoint.h"
+#include "tests/program_test_util.h"
+
+using namespace tg;
+using namespace tg::test;
+
+namespace {
+
+const std::string kTinyLstm =
+    " --arch lstm --layers 1 --embd 32 --block 16 --batch 4 --eval-batches 2 --sample-every 100000 --threads 1 "
+    "--device cpu";
+
+std::string english(int repeats) {
+  std::string text;
+  for (int i = 0; i < repeats; i++) text += "the quick brown fox jumps over the lazy dog. ";
+  return text;
+}
+
+std::vector<double> val_losses(const std::string& run_dir) {
+  std::vector<double> val;
+  for (const std::string& row : loss_columns(read_file(run_dir + "/metrics.csv"))) {
+    std::string last = row.substr(row.rfind(',') + 1);
+    if (!last.empty() && last != "val_loss") val.push_back(std::stod(last));
+  }
+  return val;
+}
+
+// "N steps skipped for fp16 overflow, loss scale S" from the closing line; -1 when absent.
+long long skipped_steps(const std::string& out, std::string* scale) {
+  size_t at = out.find(" steps skipped for fp16 overflow, loss scale ");
+  if (at == std::string::npos) return -1;
+  size_t begin = out.rfind(' ', at - 1) + 1;
+  size_t scale_at = at + std::string(" steps skipped for fp16 overflow, loss scale ").size();
+  *scale = out.substr(scale_at, out.find('\n', scale_at) - scale_at);
+  return std::stoll(out.substr(begin, at - begin));
+}
+
+std::string printed_scale(double scale) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", scale);
+  return text;
+}
+
+}  // namespace
+
+// A loss scale of 1e30 overflows fp16 in every backward: each step is skipped (the weights never
+// move, so every evaluation gives the same loss) and halves the scale.
+TEST(TrainProgramHalfCpu, Fp16OverflowSkipsEveryStepAndHalvesTheScale) {
+  TempDir dir;
+  std::string corpus = dir.write("fox.txt", english(60));
+  Result r = run("train", corpus + " --out " + dir.file("run") + kTinyLstm +
+                              " --dtype fp16 --loss-scale 1e30 --steps 6 --eval-every 2 --log-every 1");
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("fp16: 1 steps skipped so far (gradient overflow), loss scale now 5e+29"), std::string::npos)
+      << r.out;
+  std::string scale;
+  EXPECT_EQ(skipped_steps(r.out, &scale), 6) << r.out;
+  EXPECT_EQ(scale, printed_scale(1e30 / 64.0));
+  std::vector<double> val = val_losses(dir.file("run"));
+  ASSERT_EQ(val.size(), 3u);
+  EXPECT_EQ(val[0], val[1]);
+  EXPECT_EQ(val[1], val[2]);
+}
+
+// From 1e9 the scale halves until the gradients fit fp16, and then the run learns: the skipped
+// steps are the first ones, the scale is 1e9 / 2^skipped, and the loss falls afterwards.
+TEST(TrainProgramHalfCpu, Fp16RecoversFromAnOverflowingScaleAndLearns) {
+  TempDir dir;
+  std::string corpus = dir.write("fox.txt", english(60));
+  Result r = run("train", corpus + " --out " + dir.file("run") + kTinyLstm +
+                              " --dtype fp16 --loss-scale 1e9 --lr 1e-2 --steps 40 --eval-every 10");
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  std::string scale;
+  long long skipped = skipped_steps(r.out, &scale);
+  ASSERT_GE(skipped, 1) << r.out;
+  ASSERT_LT(skipped, 30) << r.out;
+  EXPECT_EQ(scale, printed_scale(1e9 / std::ldexp(1.0, static_cast<int>(skipped))));
+  std::vector<double> val = val_losses(dir.file("run"));
+  ASSERT_EQ(val.size(), 4u);
+  EXPECT_LT(val.back(), val.front() - 0.5) << "no learning after the skipped steps";
+}
+
+// A bf16 CPU run stores the model in bf16 and AdamW's f32 masters beside it; resumed with
+// --dtype fp32, the weights are the masters and training goes on.
+TEST(TrainProgramHalfCpu, Bf16CheckpointResumesInF32) {
+  TempDir dir;
+  std::string corpus = dir.write("fox.txt", english(60));
+  std::string args = corpus + " --out " + dir.file("run") + kTinyLstm + " --eval-every 2";
+  Result half = run("train", args + " --dtype bf16 --steps 4");
+  ASSERT_EQ(half.status, 0) << half.out << half.err;
+  EXPECT_NE(half.out.find("on cpu in bf16"), std::string::npos) << half.out;
+  Checkpoint ckpt = load_checkpoint(dir.file("run/last.safetensors"));
+  int masters = 0, off_the_bf16_grid = 0;
+  for (const auto& [name, tensor] : ckpt.optimizer.tensors) {
+    if (name.find("master") == std::string::npos) continue;
+    masters++;
+    EXPECT_EQ(tensor.dtype(), DType::F32) << name;
+    std::vector<float> v = tensor.to_vector(), rounded = tensor.to(DType::BF16).to_vector();
+    for (size_t i = 0; i < v.size(); i++) off_the_bf16_grid += v[i] != rounded[i];
+  }
+  EXPECT_GT(masters, 0);
+  EXPECT_GT(off_the_bf16_grid, 0) << "the masters hold only bf16 values: the f32 updates were lost";
+  for (const auto& [name, tensor] : ckpt.model.tensors) EXPECT_EQ(tensor.dtype(), DType::BF16) << name;
+
+  Result f32 = run("train", args + " --dtype fp32 --steps 6 --resume");
+  ASSERT_EQ(f32.status, 0) << f32.out << f32.err;
+  EXPECT_NE(f32.out.find("on cpu in fp32"), std::string::npos) << f32.out;
+  EXPECT_NE(f32.out.find("done: 6 steps"), std::string::npos) << f32.out;
+  for (double v : val_losses(dir.file("run"))) EXPECT_TRUE(std::isfinite(v));
+  Checkpoint resumed = load_checkpoint(dir.file("run/last.safetensors"));
+  for (const auto& [name, tensor] : resumed.model.tensors) EXPECT_EQ(tensor.dtype(), DType::F32) << name;
+}
+
+// The image task's convolution, batch norm and pooling kernels are f32 only on the CPU.
+TEST(TrainProgramHalfCpu, ImagesInHalfPrecisionAreRefused) {
+  TempDir dir;
+  std::string images = dir.file("images");
+  ASSERT_EQ(std::system(("mkdir -p " + images + "/cat " + images + "/dog").c_str()), 0);
+  EXPECT_ONE_LINE_ERROR(run("train", images + " --out " + dir.file("run") + " --device cpu --optimizer adamw --dtype bf16"),
+                        "--dtype bf16 is not available for image data on the CPU");
+}
