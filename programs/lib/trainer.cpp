@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <limits>
 
@@ -412,11 +413,39 @@ class Trainer {
     // --steps given again on resume lengthens (or shortens) the schedule from here on.
     if (!c_.minutes && state_.total_steps != c_.steps) state_.total_steps = std::max(c_.steps, state_.step);
     task_.restore(ckpt);
-    default_generator().set_state(state_.dropout_rng);
+    restore_dropout_generator(ckpt.state);
+  }
+
+  // Each rank continues its own dropout stream where the checkpoint left it. At another world size
+  // rank 0 continues the saved rank 0's and the others start fresh streams, seeded by rank and
+  // step so that they do not replay the masks of the run's first steps (the run is not bit for
+  // bit the original one then anyway: run_setup says so).
+  void restore_dropout_generator(const TrainState& saved) {
+    if (static_cast<int>(saved.rank_dropout_rng.size()) == c_.world_size)
+      default_generator().set_state(saved.rank_dropout_rng[static_cast<size_t>(c_.rank)]);
+    else if (c_.rank == 0)
+      default_generator().set_state(saved.dropout_rng);
+    else
+      manual_seed(static_cast<uint64_t>(c_.seed + c_.rank) + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(saved.step));
+  }
+
+  // Every rank's dropout generator, gathered to every rank (the checkpoint is rank 0's to write):
+  // a collective, so every rank calls it at each save. The 4 x 64-bit state travels as 8 i32.
+  std::vector<Generator::State> gather_dropout_generators() {
+    Generator::State mine = default_generator().state();
+    Tensor local = Tensor::empty({8}, DType::I32, Device::cpu());
+    std::memcpy(local.data_raw(), mine.data(), sizeof(mine));
+    Tensor all = Tensor::empty({8 * static_cast<int64_t>(c_.world_size)}, DType::I32, Device::cpu());
+    comm_->all_gather(local, all, "every rank's dropout generator");
+    std::vector<Generator::State> states(static_cast<size_t>(c_.world_size));
+    for (size_t r = 0; r < states.size(); r++)
+      std::memcpy(states[r].data(), static_cast<const char*>(all.data_raw()) + r * sizeof(mine), sizeof(mine));
+    return states;
   }
 
   void save(bool improved) {
     saved_step_ = state_.step;
+    if (ddp_) state_.rank_dropout_rng = gather_dropout_generators();  // every rank takes part
     if (!writer_) return;
     state_.dropout_rng = default_generator().state();
     std::string config = config_to_json(c_);
