@@ -92,6 +92,9 @@ void add_train_flags(FlagSet& flags, RunConfig& c) {
                 "under mpirun: 1 shards AdamW's moments and master weights across the ranks (ZeRO-1: gradients "
                 "reduce-scattered, each rank updates its shard, parameters all-gathered); 0 keeps them whole",
                 0, 1);
+  flags.add_switch("sync-bn", &c.sync_bn,
+                   "under mpirun, image task: BatchNorm normalises with the statistics of the whole global batch "
+                   "(every rank's images) instead of each rank's own");
 
   flags.add_section("all tasks: measuring");
   flags.add_switch("profile", &c.profile,
@@ -133,6 +136,9 @@ void resolve_defaults(RunConfig& c, const FlagSet& flags) {
   if (c.zero == 1 && c.stochastic_rounding)
     throw Error("--zero 1 does not support --stochastic-rounding: its random bits follow an element's index in its "
                 "tensor, which a shard does not keep");
+  if (c.sync_bn && c.task != "image")
+    throw Error("--sync-bn synchronises BatchNorm, which only the image task's models have (this run's task is " +
+                c.task + ")");
   if (c.weight_decay < 0.0) c.weight_decay = c.optimizer == "sgd" ? 5e-4 : 0.1;
   if (c.min_lr < 0.0) c.min_lr = c.lr / 10.0;
   if (c.min_lr > c.lr)
@@ -179,6 +185,7 @@ std::string config_to_json(const RunConfig& c) {
   j["stochastic-rounding"] = c.stochastic_rounding;
   j["dist-timeout"] = c.dist_timeout;
   j["zero"] = c.zero;
+  j["sync-bn"] = c.sync_bn;
   j["world-size"] = c.world_size;
   return j.dump(2);
 }
@@ -221,6 +228,7 @@ RunConfig config_from_json(const std::string& text, const std::string& source) {
     c.dist_timeout = j.value("dist-timeout", 300.0);  // absent before data parallel existed: one process
     c.world_size = j.value("world-size", 1);
     c.zero = j.value("zero", int64_t{0});  // absent before ZeRO-1 existed
+    c.sync_bn = j.value("sync-bn", false);  // absent before --sync-bn existed
   } catch (const nlohmann::json::exception& e) {
     throw Error("run configuration in '" + source + "' is incomplete or mistyped: " + e.what());
   }

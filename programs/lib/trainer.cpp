@@ -13,6 +13,7 @@
 #include "autograd/engine.h"
 #include "dist/data_parallel.h"
 #include "dist/launch.h"
+#include "dist/sync_batchnorm.h"
 #include "dist/zero_adamw.h"
 #include "ops/profiler.h"
 #include "ops/cpu/gemm.h"
@@ -133,6 +134,7 @@ class Trainer {
       dist::DataParallelOptions options;
       options.shard_gradients = c_.zero == 1;
       ddp_ = std::make_unique<dist::DataParallel>(model_, *comm_, options);
+      if (c_.sync_bn) synced_batchnorms_ = dist::convert_sync_batchnorm(model_, *comm_);
     }
     optimizer_ = make_optimizer(c_, model_, ddp_.get());
     zero_ = dynamic_cast<dist::ZeroAdamW*>(optimizer_.get());
@@ -514,6 +516,8 @@ class Trainer {
                   "backward\n",
                   c_.world_size, comm_->engine().c_str(), std::to_string(c_.global_batch()).c_str(), c_.world_size,
                   task_.describe_batch().c_str(), ddp_->buckets().size());
+    if (synced_batchnorms_ > 0)
+      std::printf("--sync-bn: %d BatchNorm layers normalise with the global batch's statistics\n", synced_batchnorms_);
     if (zero_)
       std::printf("ZeRO-1: gradients reduce-scattered, AdamW state sharded: %s of optimizer state on this rank "
                   "(%s unsharded)\n",
@@ -580,6 +584,7 @@ class Trainer {
   std::unique_ptr<dist::Communicator> comm_;  // the single-process engine when launched alone
   std::unique_ptr<dist::DataParallel> ddp_;   // with several ranks only
   dist::ZeroAdamW* zero_ = nullptr;           // optimizer_, when it is ZeRO-1's
+  int synced_batchnorms_ = 0;                 // --sync-bn: the BatchNorm layers converted
   bool writer_;                               // rank 0: prints, evaluates, writes files
   std::unique_ptr<MetricsLog> metrics_;       // rank 0's
   bool stop_agreed_ = false;                  // a stop signal reached some rank (agree_across_ranks)
