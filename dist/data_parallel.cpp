@@ -26,7 +26,10 @@ struct DataParallel::State {
   double since_start() const { return std::chrono::duration<double>(Clock::now() - pass_start).count(); }
 
   void issue(size_t b, bool by_hook) {
-    works[b] = comm->all_reduce_async(buckets[b].buffer, ReduceOp::Average, "gradient bucket " + std::to_string(b));
+    std::string label = "gradient bucket " + std::to_string(b);
+    works[b] = buckets[b].shard.defined()
+                   ? comm->reduce_scatter_async(buckets[b].buffer, buckets[b].shard, ReduceOp::Average, label)
+                   : comm->all_reduce_async(buckets[b].buffer, ReduceOp::Average, label);
     issued[b] = true;
     trace.issue_seconds[b] = since_start();
     trace.issued_by_hook[b] = by_hook;
@@ -87,9 +90,14 @@ DataParallel::DataParallel(Module& model, Communicator& comm, DataParallelOption
     for (auto& [name, p] : groups[b]) numel += p.numel();
     Bucket bucket;
     const Tensor& first = groups[b].front().second;
+    const int64_t world = comm.world_size();
+    if (options.shard_gradients) numel = (numel + world - 1) / world * world;  // equal chunks; the padding stays 0
     bucket.buffer = Tensor::zeros({numel}, first.dtype(), first.device());
+    if (options.shard_gradients) bucket.shard = Tensor::zeros({numel / world}, first.dtype(), first.device());
     int64_t offset = 0;
     for (auto& [name, p] : groups[b]) {
+      bucket.params.push_back(p);
+      bucket.offsets.push_back(offset);
       Tensor view = bucket.buffer.narrow(0, offset, p.numel()).view(p.shape());
       if (p.grad().defined()) view.copy_(p.grad());
       Tensor(p).set_grad(view);

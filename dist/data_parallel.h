@@ -37,6 +37,11 @@ namespace tg::dist {
 struct DataParallelOptions {
   double bucket_mb = 25.0;
   double first_bucket_mb = 1.0;
+  // ZeRO (dist/zero_adamw.h): reduce-scatter each bucket instead of all-reducing it. Rank r then
+  // holds the average of the r-th of world-size equal chunks of every bucket (Bucket::shard; the
+  // buffers are padded with zeros to a multiple of the world size) and the parameters' .grad keep
+  // this rank's own gradients: the optimizer must read the shards.
+  bool shard_gradients = false;
 };
 
 class DataParallel {
@@ -50,7 +55,8 @@ class DataParallel {
   DataParallel& operator=(const DataParallel&) = delete;
 
   // Issues the buckets not yet issued this pass, waits for all of them and returns once every
-  // rank's gradients are the average over the ranks.
+  // rank's gradients are the average over the ranks (with shard_gradients: once every rank's
+  // shards are its chunks of that average).
   void finish_gradient_sync();
 
   // While a NoSync is alive, backward passes accumulate gradients locally and issue nothing (the
@@ -72,7 +78,12 @@ class DataParallel {
 
   struct Bucket {
     std::vector<std::string> names;  // its parameters, in the order they sit in the buffer
+    std::vector<Tensor> params;      // the same parameters
+    std::vector<int64_t> offsets;    // where each starts in the buffer
     Tensor buffer;                   // flat; the parameters' .grad are views into it
+    // With shard_gradients: this rank's chunk of the averaged buffer, elements
+    // [rank * n, (rank + 1) * n) of it for n = shard.numel(); undefined otherwise.
+    Tensor shard;
     size_t bytes() const { return buffer.nbytes(); }
   };
   const std::vector<Bucket>& buckets() const;

@@ -20,7 +20,9 @@ BatchNorm2d::BatchNorm2d(int64_t C, float eps, float momentum, bool affine) : ep
 }
 
 Tensor BatchNorm2d::run(const Tensor& x, bool relu) {
-  Tensor y = batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum, eps, relu);
+  Tensor y = is_training() && synced_norm
+                 ? synced_norm(*this, x, relu)
+                 : batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum, eps, relu);
   if (is_training()) {
     // A host round trip of one int (the buffer may live on a GPU); PyTorch counts the same way.
     const int32_t count = num_batches_tracked.to_int_vector()[0];

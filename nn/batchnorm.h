@@ -1,6 +1,7 @@
 // BatchNorm2d over NHWC feature maps: per-channel statistics over N*H*W, as torch.nn.BatchNorm2d.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 #include "nn/module.h"
 
@@ -23,6 +24,10 @@ class BatchNorm2d : public Module {
   Tensor running_mean, running_var;  // (C) f32
   Tensor num_batches_tracked;  // () i32
   float eps, momentum;
+  // In training, when set, normalises instead of batch_norm (autograd/functions/batchnorm.h) with
+  // the statistics of a batch split over several processes (dist::convert_sync_batchnorm sets it:
+  // --sync-bn), updating the running statistics as batch_norm does. Empty: this process's batch.
+  std::function<Tensor(BatchNorm2d& self, const Tensor& x, bool relu)> synced_norm;
 
  private:
   Tensor run(const Tensor& x, bool relu);

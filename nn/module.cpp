@@ -75,6 +75,13 @@ int64_t Module::num_parameters() const {
   return total;
 }
 
+std::vector<std::pair<std::string, Module*>> Module::named_modules() {
+  std::vector<std::pair<std::string, Module*>> out = {{"", this}};
+  for (auto& [name, child] : children_)
+    for (auto& [below, module] : child->named_modules()) out.emplace_back(below.empty() ? name : name + "." + below, module);
+  return out;
+}
+
 void Module::train(bool on) {
   training_ = on;
   for (auto& entry : children_) entry.second->train(on);

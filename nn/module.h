@@ -50,6 +50,8 @@ class Module {
   // Non-trainable state (running statistics, for example): saved and loaded, never optimized.
   NamedTensors named_buffers() const;
   int64_t num_parameters() const;  // elements over all parameters
+  // This module ("") and every descendant ("layer1.0.bn1"), depth-first in registration order.
+  std::vector<std::pair<std::string, Module*>> named_modules();
 
   // Training mode (dropout active) or evaluation mode; propagates to every descendant.
   void train(bool on = true);

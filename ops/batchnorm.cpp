@@ -150,4 +150,70 @@ void batchnorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
   }
 }
 
+// x and the (C) vectors of a piece: x contiguous f32, the vectors as in the forward, all on the CPU.
+static void check_piece(const char* piece, const Tensor& x, std::initializer_list<std::pair<const Tensor*, const char*>> vectors) {
+  check_input(x);
+  for (const auto& [t, name] : vectors) check_channel_vector(*t, name, x, std::string(name) == "mean" || std::string(name) == "rstd");
+  if (!x.device().is_cpu()) throw_no_cuda_kernel(piece);
+  for (const auto& [t, name] : vectors)
+    if (t->defined() && !t->device().is_cpu())
+      throw Error(std::string(piece) + ": " + name + " is on " + t->device().str() + ", expected the CPU, where x is");
+}
+
+void batchnorm_moments(const Tensor& x, std::vector<double>& mean, std::vector<double>& m2) {
+  check_piece("batch_norm_moments", x, {});
+  const int64_t C = x.size(-1);
+  mean.assign(C, 0.0);
+  m2.assign(C, 0.0);
+  cpu::batchnorm_moments(mean.data(), m2.data(), x.data<float>(), x.numel() / C, C);
+}
+
+void batchnorm_normalise(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& mean,
+                         const Tensor& rstd, bool relu) {
+  check_defined(kOp, mean, "mean");
+  check_defined(kOp, rstd, "rstd");
+  check_piece("batch_norm_normalise", x, {{&weight, "weight"}, {&bias, "bias"}, {&mean, "mean"}, {&rstd, "rstd"}});
+  check_same_shape(kOp, out, "out", x, "x");
+  check_same_dtype(kOp, x, "x", out, "out");
+  check_contiguous(kOp, out, "out");
+  const int64_t C = x.size(-1);
+  cpu::batchnorm_normalise(out.data<float>(), x.data<float>(), optional_data(weight), optional_data(bias),
+                           mean.data<float>(), rstd.data<float>(), x.numel() / C, C, relu);
+}
+
+void batchnorm_gradient_sums(const Tensor& dout, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                             const Tensor& mean, const Tensor& rstd, bool relu, std::vector<double>& sum_g,
+                             std::vector<double>& sum_gx) {
+  check_defined(kOp, mean, "mean");
+  check_defined(kOp, rstd, "rstd");
+  check_piece("batch_norm_gradient_sums", x, {{&weight, "weight"}, {&bias, "bias"}, {&mean, "mean"}, {&rstd, "rstd"}});
+  check_same_shape(kOp, dout, "dout", x, "x");
+  check_same_dtype(kOp, x, "x", dout, "dout");
+  check_contiguous(kOp, dout, "dout");
+  const int64_t C = x.size(-1);
+  sum_g.assign(C, 0.0);
+  sum_gx.assign(C, 0.0);
+  cpu::batchnorm_gradient_sums(sum_g.data(), sum_gx.data(), dout.data<float>(), x.data<float>(), optional_data(weight),
+                               optional_data(bias), mean.data<float>(), rstd.data<float>(), x.numel() / C, C, relu);
+}
+
+void batchnorm_input_gradient(Tensor& dx, const Tensor& dout, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                              const Tensor& mean, const Tensor& rstd, const std::vector<double>& sum_g,
+                              const std::vector<double>& sum_gx, double rows, bool relu) {
+  check_defined(kOp, mean, "mean");
+  check_defined(kOp, rstd, "rstd");
+  check_piece("batch_norm_input_gradient", x, {{&weight, "weight"}, {&bias, "bias"}, {&mean, "mean"}, {&rstd, "rstd"}});
+  check_same_shape(kOp, dout, "dout", x, "x");
+  check_same_shape(kOp, dx, "dx", x, "x");
+  check_contiguous(kOp, dout, "dout");
+  check_contiguous(kOp, dx, "dx");
+  const int64_t C = x.size(-1);
+  if (static_cast<int64_t>(sum_g.size()) != C || static_cast<int64_t>(sum_gx.size()) != C)
+    throw Error(std::string(kOp) + ": the gradient sums hold " + std::to_string(sum_g.size()) + " and " +
+                std::to_string(sum_gx.size()) + " values, expected one per channel (" + std::to_string(C) + ")");
+  cpu::batchnorm_input_gradient(dx.data<float>(), dout.data<float>(), x.data<float>(), optional_data(weight),
+                                optional_data(bias), mean.data<float>(), rstd.data<float>(), sum_g.data(), sum_gx.data(),
+                                rows, x.numel() / C, C, relu);
+}
+
 }  // namespace tg::ops

@@ -1,5 +1,7 @@
 // BatchNorm fronts: check the tensors, then run the kernel for their device.
 #pragma once
+#include <vector>
+
 #include "tensor/tensor.h"
 
 namespace tg::ops {
@@ -20,5 +22,23 @@ void batchnorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x,
 void batchnorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor& dout, const Tensor& x,
                         const Tensor& weight, const Tensor& bias, const Tensor& mean, const Tensor& rstd, bool training,
                         bool relu);
+
+// The pieces of the training forward and backward for a batch whose rows are split over several
+// processes (dist/sync_batchnorm.h merges the per-process sums between them); each does what the
+// kernels above do on its part. CPU only: CUDA has no BatchNorm kernels yet.
+// x (..., C) -> per channel, the mean and the sum of squared deviations from it (m2), in double.
+void batchnorm_moments(const Tensor& x, std::vector<double>& mean, std::vector<double>& m2);
+// out (..., C) = [relu] (x - mean) * rstd * weight + bias, mean and rstd (C) f32.
+void batchnorm_normalise(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& mean,
+                         const Tensor& rstd, bool relu);
+// Per channel, sum(g) and sum(g * (x - mean)) over x's rows, g = dout through the ReLU's mask.
+void batchnorm_gradient_sums(const Tensor& dout, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                             const Tensor& mean, const Tensor& rstd, bool relu, std::vector<double>& sum_g,
+                             std::vector<double>& sum_gx);
+// dx (..., C) += the training backward's input gradient, with sum_g and sum_gx taken over `rows`
+// rows in all (x's and the other processes').
+void batchnorm_input_gradient(Tensor& dx, const Tensor& dout, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                              const Tensor& mean, const Tensor& rstd, const std::vector<double>& sum_g,
+                              const std::vector<double>& sum_gx, double rows, bool relu);
 
 }  // namespace tg::ops

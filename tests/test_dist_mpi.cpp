@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -18,6 +19,14 @@
 #include "dist/data_parallel.h"
 #include "dist/launch.h"
 #include "dist/mpi_communicator.h"
+#include "dist/sync_batchnorm.h"
+#include "dist/zero_adamw.h"
+#include "autograd/functions/batchnorm.h"
+#include "nn/batchnorm.h"
+#include "nn/relu.h"
+#include "nn/sequential.h"
+#include "optim/adamw.h"
+#include "optim/clip.h"
 #include "tests/dist_test_model.h"
 #include "tests/test_util.h"
 
@@ -338,4 +347,148 @@ TEST(DistRanks, DataParallelNoSyncAveragesTheAccumulatedGradients) {
   std::vector<Expected> want = averaged_gradients(comm->world_size(), 3);
   auto params = model.named_parameters();
   for (size_t k = 0; k < params.size(); k++) expect_within(params[k].second.grad(), want[k], params[k].first);
+}
+
+TEST(DistRanks, ZeroAdamWUpdatesGathersAndLoadsLikeAdamW) {
+  REQUIRE_RANKS();
+  // Width 7: buckets of odd sizes, padded to split evenly, the chunks cutting parameters apart.
+  // Two copies of one model, given each rank's same gradients: one with its buckets all-reduced
+  // and AdamW, one reduce-scattered with ZeroAdamW. On two ranks both collectives add the same two
+  // values per element (one rounding each) and halve exactly, and both optimizers run AdamW's
+  // kernel per element, so the weights and the gathered state agree bit for bit.
+  for (DType dtype : {DType::F32, DType::BF16}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    tg::test::TanhStack plain_model(3, 7, 10), zero_model(3, 7, 10);
+    if (dtype != DType::F32) {
+      plain_model.to(dtype);
+      zero_model.to(dtype);
+    }
+    DataParallelOptions sharded{150e-6, 150e-6, true};
+    DataParallel plain_ddp(plain_model, *comm, DataParallelOptions{150e-6, 150e-6}), zero_ddp(zero_model, *comm, sharded);
+    AdamW plain(weight_decay_groups(plain_model.parameters(), 0.1f), 1e-2f, 0.9f, 0.95f);
+    ZeroAdamW zero(weight_decay_groups(zero_model.parameters(), 0.1f), zero_ddp, 1e-2f, 0.9f, 0.95f);
+    EXPECT_LT(zero.local_state_bytes(), zero.unsharded_state_bytes());
+    for (int step = 0; step < 3; step++) {
+      // Each rank's own gradients, written into the buckets (the CPU has no bf16 forward pass);
+      // finish_gradient_sync issues the buckets no hook issued.
+      Generator gen(700 + 10 * static_cast<uint64_t>(comm->rank()) + static_cast<uint64_t>(step));
+      auto plain_params = plain_model.parameters(), zero_params = zero_model.parameters();
+      for (size_t k = 0; k < plain_params.size(); k++) {
+        Tensor g = Tensor::randn(plain_params[k].shape(), &gen).to(dtype);
+        plain_params[k].grad().copy_(g);
+        zero_params[k].grad().copy_(g);
+      }
+      plain_ddp.finish_gradient_sync();
+      zero_ddp.finish_gradient_sync();
+      EXPECT_EQ(zero.clip_grad_norm(1e6f), clip_grad_norm(plain_model.parameters(), 1e6f)) << "step " << step;
+      plain.step();
+      zero.step();
+    }
+    auto want = plain_model.named_parameters(), got = zero_model.named_parameters();
+    for (size_t k = 0; k < want.size(); k++)
+      EXPECT_EQ(got[k].second.to_vector(), want[k].second.to_vector()) << got[k].first;
+    auto want_state = plain.state_tensors(), got_state = zero.state_tensors();
+    ASSERT_EQ(got_state.size(), want_state.size());
+    std::map<std::string, Tensor> by_name(got_state.begin(), got_state.end());
+    for (auto& [name, tensor] : want_state)
+      EXPECT_EQ(by_name.at(name).to_vector(), tensor.to_vector()) << name;
+
+    // AdamW's state, loaded into a fresh ZeroAdamW, is gathered back unchanged.
+    ZeroAdamW loaded(weight_decay_groups(zero_model.parameters(), 0.1f), zero_ddp, 1e-2f, 0.9f, 0.95f);
+    SafetensorsData data;
+    data.tensors = want_state;
+    loaded.load_state_tensors(data);
+    for (auto& [name, tensor] : loaded.state_tensors()) EXPECT_EQ(tensor.to_vector(), by_name.at(name).to_vector()) << name;
+  }
+}
+
+TEST(DistRanks, ZeroAdamWNeedsShardedBuckets) {
+  REQUIRE_RANKS();
+  tg::test::TanhStack model(2, 7, 10);
+  DataParallel ddp(model, *comm);
+  EXPECT_THROW_WITH(ZeroAdamW(weight_decay_groups(model.parameters(), 0.1f), ddp, 1e-2f), "without shard_gradients");
+}
+
+// N(3, 2^2) draws: a mean away from 0, so that a variance taken as E[x^2] - E[x]^2 would show.
+Tensor shifted_normal(const Shape& shape, Generator& gen) {
+  std::vector<float> values = Tensor::randn(shape, &gen).to_vector();
+  for (float& v : values) v = 3.0f + 2.0f * v;
+  return Tensor::from_vector(values, shape);
+}
+
+TEST(DistRanks, SyncBatchNormOverTheRanksIsBatchNormOverAllTheirRows) {
+  REQUIRE_RANKS();
+  // Every rank draws the global batch and takes its rows; the reference is the single-process
+  // batch_norm (its own gradcheck is in test_batchnorm.cpp) on all of them. sync_batch_norm is not
+  // gradchecked on its own: a rank's output depends on the other ranks' inputs, so its backward is
+  // the derivative of the sum over the ranks' losses, which a one-rank finite difference does not see.
+  //
+  // Tolerance: both compute the statistics in double from f32 sums over blocks of at most 32 rows
+  // (relative error <= 32u of the sum of magnitudes, u = 2^-24); the single pass's shifted sums
+  // lose at most a factor 1 + ((mean - shift)/std)^2 <= 1 + 5^2 to cancellation (shift = a sample,
+  // within 5 std of the mean at these sizes), so the variance is within 32 * 26 u = 832u, rstd within
+  // 416u, and a normalised value |z| <= 5 within about 2100u: 2 * 2100u = 4200u apart between the two,
+  // relative to the largest magnitude of the quantity compared. The gradients' sums (f32 blocks too)
+  // have the same order of error; the bound covers them.
+  const double u = std::ldexp(1.0, -24), rtol = 4200 * u;
+  const int64_t world = comm->world_size(), B = 3, C = 5;
+  for (bool relu : {false, true}) {
+    SCOPED_TRACE(relu ? "with relu" : "without relu");
+    Generator gen(900);
+    Tensor x_all = shifted_normal({world * B, 4, 4, C}, gen), r_all = Tensor::randn({world * B, 4, 4, C}, &gen);
+    Tensor weight = Tensor::randn({C}, &gen), bias = Tensor::randn({C}, &gen);
+
+    Tensor xf = x_all.clone().requires_grad_(), wf = weight.clone().requires_grad_(), bf = bias.clone().requires_grad_();
+    Tensor rm_f = Tensor::zeros({C}), rv_f = Tensor::ones({C});
+    Tensor y_full = batch_norm(xf, wf, bf, rm_f, rv_f, true, 0.1f, 1e-5f, relu);
+    backward(tg::sum(tg::mul(y_full, r_all)));
+
+    Tensor xr = x_all.narrow(0, comm->rank() * B, B).contiguous().requires_grad_();
+    Tensor wr = weight.clone().requires_grad_(), br = bias.clone().requires_grad_();
+    Tensor rm = Tensor::zeros({C}), rv = Tensor::ones({C});
+    Tensor y = sync_batch_norm(xr, wr, br, rm, rv, 0.1f, 1e-5f, relu, *comm);
+    backward(tg::sum(tg::mul(y, r_all.narrow(0, comm->rank() * B, B).contiguous())));
+
+    auto expect_close = [&](const Tensor& got, const Tensor& want, const char* what) {
+      std::vector<float> a = got.to_vector(), b = want.to_vector();
+      ASSERT_EQ(a.size(), b.size()) << what;
+      double scale = 0;
+      for (float v : b) scale = std::max(scale, std::fabs(double(v)));
+      int reported = 0;
+      for (size_t i = 0; i < a.size(); i++)
+        if (!(std::fabs(double(a[i]) - b[i]) <= rtol * scale) && reported++ < 5)
+          ADD_FAILURE() << what << "[" << i << "]: " << a[i] << " vs " << b[i] << " (bound " << rtol * scale << ")";
+    };
+    const Tensor mine = y_full.narrow(0, comm->rank() * B, B).contiguous();
+    expect_close(y, mine, "output rows");
+    expect_close(rm, rm_f, "running_mean");
+    expect_close(rv, rv_f, "running_var");
+    expect_close(xr.grad(), xf.grad().narrow(0, comm->rank() * B, B).contiguous(), "x gradient rows");
+    // Each rank's weight and bias gradients are its rows' share; their sum is the whole batch's.
+    Tensor dw = wr.grad().clone(), db = br.grad().clone();
+    comm->all_reduce(dw);
+    comm->all_reduce(db);
+    expect_close(dw, wf.grad(), "weight gradient summed over the ranks");
+    expect_close(db, bf.grad(), "bias gradient summed over the ranks");
+  }
+}
+
+TEST(DistRanks, ConvertSyncBatchNormReachesEveryBatchNormAndLeavesEvaluationAlone) {
+  REQUIRE_RANKS();
+  auto make = [] {
+    auto net = std::make_shared<Sequential>();
+    net->add(std::make_shared<BatchNorm2d>(3));
+    net->add(std::make_shared<ReLU>());  // fused into the first BatchNorm's forward_relu
+    net->add(std::make_shared<BatchNorm2d>(3));
+    return net;
+  };
+  auto synced = make(), plain = make();
+  EXPECT_EQ(convert_sync_batchnorm(*synced, *comm), 2);
+  // Evaluation normalises with the running statistics, rank by rank: no collective (a rank issuing
+  // one alone would wait until the timeout), the same output as an unconverted network.
+  synced->eval();
+  plain->eval();
+  Generator gen(901 + static_cast<uint64_t>(comm->rank()));
+  Tensor x = Tensor::randn({2, 2, 2, 3}, &gen);
+  EXPECT_EQ(synced->forward(x).to_vector(), plain->forward(x).to_vector());
 }

@@ -61,10 +61,8 @@ static void normalise(float* out, const float* x, const float* mean, const Chann
   else normalise<false>(out, x, mean, affine_params, M, C);
 }
 
-// x (M,C) -> mean, rstd (C); running_mean, running_var (C) updated when non-null.
-void batchnorm_forward_train(float* out, float* mean, float* rstd, float* running_mean, float* running_var,
-                             const float* x, const float* weight, const float* bias, int64_t M, int64_t C,
-                             float momentum, float eps, bool relu) {
+// x (M,C) -> mean (C) and m2 (C) = the sum of squared deviations from it, in double.
+void batchnorm_moments(double* mean, double* m2, const float* x, int64_t M, int64_t C) {
   // One pass for the statistics: sums S of d = x - shift and Q of d^2, shift = the first row (shifted
   // data, so the variance (Q - S^2/M) / M loses only a factor 1 + ((mean - shift) / std)^2 of the sums'
   // precision to cancellation; the first row is a sample, a few standard deviations from the mean).
@@ -110,14 +108,32 @@ void batchnorm_forward_train(float* out, float* mean, float* rstd, float* runnin
   }
   const double rows = static_cast<double>(M);
   for (int64_t c = 0; c < C; c++) {
-    const double batch_mean = static_cast<double>(shift[c]) + sum[c] / rows;
-    const double variance = std::max(0.0, (squares[c] - sum[c] * sum[c] / rows) / rows);  // biased
-    mean[c] = static_cast<float>(batch_mean);
+    mean[c] = static_cast<double>(shift[c]) + sum[c] / rows;
+    m2[c] = std::max(0.0, squares[c] - sum[c] * sum[c] / rows);
+  }
+}
+
+// x (M,C) -> mean, rstd (C); running_mean, running_var (C) updated when non-null.
+void batchnorm_forward_train(float* out, float* mean, float* rstd, float* running_mean, float* running_var,
+                             const float* x, const float* weight, const float* bias, int64_t M, int64_t C,
+                             float momentum, float eps, bool relu) {
+  std::vector<double> batch_mean(C), m2(C);
+  batchnorm_moments(batch_mean.data(), m2.data(), x, M, C);
+  const double rows = static_cast<double>(M);
+  for (int64_t c = 0; c < C; c++) {
+    const double variance = m2[c] / rows;  // biased
+    mean[c] = static_cast<float>(batch_mean[c]);
     rstd[c] = static_cast<float>(1.0 / std::sqrt(variance + static_cast<double>(eps)));
-    if (running_mean) running_mean[c] = static_cast<float>((1.0 - momentum) * running_mean[c] + momentum * batch_mean);
+    if (running_mean) running_mean[c] = static_cast<float>((1.0 - momentum) * running_mean[c] + momentum * batch_mean[c]);
     if (running_var)
       running_var[c] = static_cast<float>((1.0 - momentum) * running_var[c] + momentum * variance * rows / (rows - 1.0));
   }
+  normalise(out, x, mean, ChannelAffine(weight, bias, rstd, C), M, C, relu);
+}
+
+// x (M,C) -> out (M,C) with the given mean, rstd (C)
+void batchnorm_normalise(float* out, const float* x, const float* weight, const float* bias, const float* mean,
+                         const float* rstd, int64_t M, int64_t C, bool relu) {
   normalise(out, x, mean, ChannelAffine(weight, bias, rstd, C), M, C, relu);
 }
 
@@ -207,6 +223,23 @@ static void input_gradient(float* dx, const float* dout, const float* x, const f
   }
 }
 
+// dx (M,C) += from per-channel sums over `rows` rows (this process's M, or every rank's): the
+// training form when sum_g is given, the evaluation form (the statistics constant) when null.
+template <bool kRelu>
+static void input_gradient_from_sums(float* dx, const float* dout, const float* x, const float* weight,
+                                     const float* mean, const float* rstd, const ChannelAffine& affine_params,
+                                     const double* sum_g, const double* sum_gx, double rows, int64_t M, int64_t C) {
+  std::vector<float> input_scale(C), g_shift(C, 0.0f), x_coeff(C, 0.0f);
+  for (int64_t c = 0; c < C; c++) {
+    input_scale[c] = (weight ? weight[c] : 1.0f) * rstd[c];
+    if (sum_g) {
+      g_shift[c] = static_cast<float>(sum_g[c] / rows);
+      x_coeff[c] = static_cast<float>(static_cast<double>(rstd[c]) * rstd[c] * sum_gx[c] / rows);
+    }
+  }
+  input_gradient<kRelu>(dx, dout, x, mean, affine_params, input_scale.data(), g_shift.data(), x_coeff.data(), M, C);
+}
+
 template <bool kRelu>
 static void batchnorm_backward_impl(float* dx, float* dweight, float* dbias, const float* dout, const float* x,
                                     const float* weight, const float* bias, const float* mean, const float* rstd,
@@ -220,16 +253,8 @@ static void batchnorm_backward_impl(float* dx, float* dweight, float* dbias, con
     if (dbias) dbias[c] += static_cast<float>(sum_g[c]);
   }
   if (!dx) return;
-  std::vector<float> input_scale(C), g_shift(C, 0.0f), x_coeff(C, 0.0f);
-  const double rows = static_cast<double>(M);
-  for (int64_t c = 0; c < C; c++) {
-    input_scale[c] = (weight ? weight[c] : 1.0f) * rstd[c];
-    if (training) {
-      g_shift[c] = static_cast<float>(sum_g[c] / rows);
-      x_coeff[c] = static_cast<float>(static_cast<double>(rstd[c]) * rstd[c] * sum_gx[c] / rows);
-    }
-  }
-  input_gradient<kRelu>(dx, dout, x, mean, affine_params, input_scale.data(), g_shift.data(), x_coeff.data(), M, C);
+  input_gradient_from_sums<kRelu>(dx, dout, x, weight, mean, rstd, affine_params, training ? sum_g.data() : nullptr,
+                                  sum_gx.data(), static_cast<double>(M), M, C);
 }
 
 // dx (M,C) +=, dweight, dbias (C) += from dout (M,C), x (M,C), weight, bias, mean, rstd (C)
@@ -239,6 +264,29 @@ void batchnorm_backward(float* dx, float* dweight, float* dbias, const float* do
   if (M == 0 || (!dx && !dweight && !dbias)) return;
   if (relu) batchnorm_backward_impl<true>(dx, dweight, dbias, dout, x, weight, bias, mean, rstd, M, C, training);
   else batchnorm_backward_impl<false>(dx, dweight, dbias, dout, x, weight, bias, mean, rstd, M, C, training);
+}
+
+// sum_g, sum_gx (C) = from dout (M,C), x (M,C), weight, bias, mean, rstd (C)
+void batchnorm_gradient_sums(double* sum_g, double* sum_gx, const float* dout, const float* x, const float* weight,
+                             const float* bias, const float* mean, const float* rstd, int64_t M, int64_t C, bool relu) {
+  std::fill(sum_g, sum_g + C, 0.0);
+  std::fill(sum_gx, sum_gx + C, 0.0);
+  if (M == 0) return;
+  const ChannelAffine affine_params(weight, bias, rstd, C);
+  if (relu) gradient_sums<true>(sum_g, sum_gx, dout, x, mean, affine_params, M, C);
+  else gradient_sums<false>(sum_g, sum_gx, dout, x, mean, affine_params, M, C);
+}
+
+// dx (M,C) += from dout (M,C), x (M,C), weight, bias, mean, rstd (C) and sums over `rows` rows
+void batchnorm_input_gradient(float* dx, const float* dout, const float* x, const float* weight, const float* bias,
+                              const float* mean, const float* rstd, const double* sum_g, const double* sum_gx,
+                              double rows, int64_t M, int64_t C, bool relu) {
+  if (M == 0) return;
+  const ChannelAffine affine_params(weight, bias, rstd, C);
+  if (relu)
+    input_gradient_from_sums<true>(dx, dout, x, weight, mean, rstd, affine_params, sum_g, sum_gx, rows, M, C);
+  else
+    input_gradient_from_sums<false>(dx, dout, x, weight, mean, rstd, affine_params, sum_g, sum_gx, rows, M, C);
 }
 
 TG_CPU_ISA_END

@@ -35,5 +35,23 @@ void batchnorm_backward(float* dx, float* dweight, float* dbias, const float* do
                         const float* weight, const float* bias, const float* mean, const float* rstd, int64_t M,
                         int64_t C, bool training, bool relu);
 
+// The pieces of the training forward and backward, for a batch split over several processes
+// (dist/sync_batchnorm.h), each with the arithmetic of the kernels above:
+// x (M,C) -> mean (C) and m2 (C), the sum of squared deviations from it (variance = m2 / M), in
+// double (the statistics of batchnorm_forward_train).
+void batchnorm_moments(double* mean, double* m2, const float* x, int64_t M, int64_t C);
+// x (M,C) -> out (M,C) normalised with the given mean and rstd (C), scaled, shifted, [relu].
+void batchnorm_normalise(float* out, const float* x, const float* weight, const float* bias, const float* mean,
+                         const float* rstd, int64_t M, int64_t C, bool relu);
+// sum_g, sum_gx (C) = per channel, sum(g) and sum(g * (x - mean)) over the M rows, g the gradient at
+// the affine map's output (through the ReLU's mask when relu); dbias = sum_g, dweight = sum_gx * rstd.
+void batchnorm_gradient_sums(double* sum_g, double* sum_gx, const float* dout, const float* x, const float* weight,
+                             const float* bias, const float* mean, const float* rstd, int64_t M, int64_t C, bool relu);
+// dx (M,C) += the training backward's input gradient with the sums taken over `rows` rows in all
+// (the statistics were those of rows rows, of which these M are some).
+void batchnorm_input_gradient(float* dx, const float* dout, const float* x, const float* weight, const float* bias,
+                              const float* mean, const float* rstd, const double* sum_g, const double* sum_gx,
+                              double rows, int64_t M, int64_t C, bool relu);
+
 TG_CPU_ISA_END
 }  // namespace tg::cpu

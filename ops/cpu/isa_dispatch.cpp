@@ -249,6 +249,30 @@ void silu_backward(float* dinp, const float* inp, const float* dout, int64_t n) 
 TG_CPU_ISA_DECLARE(batchnorm_forward_train)
 TG_CPU_ISA_DECLARE(batchnorm_forward_eval)
 TG_CPU_ISA_DECLARE(batchnorm_backward)
+TG_CPU_ISA_DECLARE(batchnorm_moments)
+TG_CPU_ISA_DECLARE(batchnorm_normalise)
+TG_CPU_ISA_DECLARE(batchnorm_gradient_sums)
+TG_CPU_ISA_DECLARE(batchnorm_input_gradient)
+
+void batchnorm_moments(double* mean, double* m2, const float* x, int64_t M, int64_t C) {
+  TG_CPU_ISA_CALL(batchnorm_moments, mean, m2, x, M, C);
+}
+
+void batchnorm_normalise(float* out, const float* x, const float* weight, const float* bias, const float* mean,
+                         const float* rstd, int64_t M, int64_t C, bool relu) {
+  TG_CPU_ISA_CALL(batchnorm_normalise, out, x, weight, bias, mean, rstd, M, C, relu);
+}
+
+void batchnorm_gradient_sums(double* sum_g, double* sum_gx, const float* dout, const float* x, const float* weight,
+                             const float* bias, const float* mean, const float* rstd, int64_t M, int64_t C, bool relu) {
+  TG_CPU_ISA_CALL(batchnorm_gradient_sums, sum_g, sum_gx, dout, x, weight, bias, mean, rstd, M, C, relu);
+}
+
+void batchnorm_input_gradient(float* dx, const float* dout, const float* x, const float* weight, const float* bias,
+                              const float* mean, const float* rstd, const double* sum_g, const double* sum_gx,
+                              double rows, int64_t M, int64_t C, bool relu) {
+  TG_CPU_ISA_CALL(batchnorm_input_gradient, dx, dout, x, weight, bias, mean, rstd, sum_g, sum_gx, rows, M, C, relu);
+}
 
 void batchnorm_forward_train(float* out, float* mean, float* rstd, float* running_mean, float* running_var,
                              const float* x, const float* weight, const float* bias, int64_t M, int64_t C,

@@ -37,6 +37,7 @@ void save_checkpoint(const std::string& path, const NamedTensors& model_state, c
       {"elapsed_seconds", state.elapsed_seconds},
       {"dropout_rng", state.dropout_rng},
   };
+  if (!state.rank_dropout_rng.empty()) s["rank_dropout_rng"] = state.rank_dropout_rng;
   std::map<std::string, std::string> metadata = {
       {"format", kFormat}, {"version", kVersion}, {"config", config_json}, {"state", s.dump()},
       {"step", std::to_string(state.step)}, {"task", task.kind}, {"architecture", task.architecture}};
@@ -88,6 +89,19 @@ Checkpoint load_checkpoint(const std::string& path) {
     st.best_step = json_integer(s, "best_step");
     st.elapsed_seconds = json_number(s, "elapsed_seconds");
     st.dropout_rng = json_generator_state(s, "dropout_rng");
+    // Absent from one-process checkpoints and from those written before every rank's was kept.
+    if (s.contains("rank_dropout_rng")) {
+      const nlohmann::json& ranks = s.at("rank_dropout_rng");
+      if (!ranks.is_array()) throw Error(std::string("rank_dropout_rng is a JSON ") + ranks.type_name() + ", expected an array");
+      for (size_t r = 0; r < ranks.size(); r++) {
+        nlohmann::json one = {{"rng", ranks[r]}};
+        try {
+          st.rank_dropout_rng.push_back(json_generator_state(one, "rng"));
+        } catch (const std::exception& e) {
+          throw Error("rank_dropout_rng[" + std::to_string(r) + "]: " + e.what());
+        }
+      }
+    }
   } catch (const std::exception& e) {
     throw Error("checkpoint '" + path + "' has a malformed training state: " + e.what());
   }

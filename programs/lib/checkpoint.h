@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "nn/module.h"
 #include "tensor/random.h"
@@ -22,7 +23,10 @@ struct TrainState {
   double best_val_loss = 0.0;
   int64_t best_step = -1;   // -1: no validation yet
   double elapsed_seconds = 0.0;
-  Generator::State dropout_rng{};  // the default generator, which dropout draws from
+  Generator::State dropout_rng{};  // the default generator, which dropout draws from (rank 0's)
+  // With several ranks, every rank's default generator, by rank (each draws its own dropout
+  // masks); empty for one process. Resuming at the same world size gives each rank its own back.
+  std::vector<Generator::State> rank_dropout_rng;
 };
 
 // The task's part of a checkpoint (programs/lib/task.h). `kind` and `architecture` let --resume

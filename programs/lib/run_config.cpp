@@ -92,6 +92,13 @@ void add_train_flags(FlagSet& flags, RunConfig& c) {
   flags.add_float("dist-timeout", &c.dist_timeout,
                   "under mpirun: seconds a collective may wait for the other ranks before the job ends with an "
                   "error (a rank died or hangs)", 1.0, 1e7);
+  flags.add_int("zero", &c.zero,
+                "under mpirun: 1 shards AdamW's moments and master weights across the ranks (ZeRO-1: gradients "
+                "reduce-scattered, each rank updates its shard, parameters all-gathered); 0 keeps them whole",
+                0, 1);
+  flags.add_switch("sync-bn", &c.sync_bn,
+                   "under mpirun, image task: BatchNorm normalises with the statistics of the whole global batch "
+                   "(every rank's images) instead of each rank's own");
 
   flags.add_section("all tasks: measuring");
   flags.add_switch("profile", &c.profile,
@@ -124,6 +131,18 @@ void resolve_defaults(RunConfig& c, const FlagSet& flags) {
                 "fp32 or --optimizer adamw");
   if (c.optimizer != "sgd" && flags.given("momentum"))
     throw Error("--momentum applies to --optimizer sgd only (AdamW's betas are fixed at 0.9 and 0.95)");
+  // ZeRO-1 shards AdamW's state; the loss scaler and stochastic rounding read what it shards.
+  if (c.zero == 1 && c.optimizer != "adamw")
+    throw Error("--zero 1 shards AdamW's state; --optimizer " + c.optimizer + " is not sharded (use --optimizer adamw)");
+  if (c.zero == 1 && c.dtype == "fp16")
+    throw Error("--zero 1 does not support --dtype fp16: the loss scaler checks the whole gradients, which ZeRO-1 "
+                "shards (use --dtype bf16 or fp32)");
+  if (c.zero == 1 && c.stochastic_rounding)
+    throw Error("--zero 1 does not support --stochastic-rounding: its random bits follow an element's index in its "
+                "tensor, which a shard does not keep");
+  if (c.sync_bn && c.task != "image")
+    throw Error("--sync-bn synchronises BatchNorm, which only the image task's models have (this run's task is " +
+                c.task + ")");
   if (c.weight_decay < 0.0) c.weight_decay = c.optimizer == "sgd" ? 5e-4 : 0.1;
   if (c.min_lr < 0.0) c.min_lr = c.lr / 10.0;
   if (c.min_lr > c.lr)
@@ -170,6 +189,8 @@ std::string config_to_json(const RunConfig& c) {
   j["stochastic-rounding"] = c.stochastic_rounding;
   j["loss-scale"] = c.loss_scale;
   j["dist-timeout"] = c.dist_timeout;
+  j["zero"] = c.zero;
+  j["sync-bn"] = c.sync_bn;
   j["world-size"] = c.world_size;
   return j.dump(2);
 }
@@ -212,6 +233,8 @@ RunConfig config_from_json(const std::string& text, const std::string& source) {
     c.loss_scale = j.value("loss-scale", 65536.0);  // absent before the flag existed: the scaler's default
     c.dist_timeout = j.value("dist-timeout", 300.0);  // absent before data parallel existed: one process
     c.world_size = j.value("world-size", 1);
+    c.zero = j.value("zero", int64_t{0});  // absent before ZeRO-1 existed
+    c.sync_bn = j.value("sync-bn", false);  // absent before --sync-bn existed
   } catch (const nlohmann::json::exception& e) {
     throw Error("run configuration in '" + source + "' is incomplete or mistyped: " + e.what());
   }

@@ -52,6 +52,8 @@ struct RunConfig {
   // environment sets them (mpirun, or RANK/WORLD_SIZE); config.json records the world size.
   int rank = 0, world_size = 1;
   double dist_timeout = 300;  // seconds a collective may take before the job is ended
+  int64_t zero = 0;           // --zero 1: AdamW's state sharded across the ranks (dist/zero_adamw.h)
+  bool sync_bn = false;       // --sync-bn: BatchNorm statistics over every rank's rows (dist/sync_batchnorm.h)
   // The examples of one optimizer micro-step over every rank: --batch per rank times the ranks.
   // Each rank's loader draws this global batch, exactly what one process at --batch N*B draws,
   // and keeps its own B rows (rank_rows in task.h).

@@ -6,12 +6,15 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <limits>
 
 #include "autograd/engine.h"
 #include "dist/data_parallel.h"
 #include "dist/launch.h"
+#include "dist/sync_batchnorm.h"
+#include "dist/zero_adamw.h"
 #include "ops/profiler.h"
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/isa.h"
@@ -61,10 +64,22 @@ Module& built_model(Task& task, Device device, DType dtype) {
   return model;
 }
 
+// "31.1 KB", "12.4 MB": the optimizer-state line of the header.
+std::string describe_bytes(double bytes) {
+  char text[32];
+  if (bytes < 1e6) std::snprintf(text, sizeof(text), "%.1f KB", bytes / 1e3);
+  else std::snprintf(text, sizeof(text), "%.1f MB", bytes / 1e6);
+  return text;
+}
+
 // --optimizer: AdamW with GPT's betas (0.9, 0.95), or SGD with Nesterov momentum. Both decay the
-// weight matrices and kernels only (param_group.h).
-std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, Module& model) {
+// weight matrices and kernels only (param_group.h). With --zero 1 and several ranks, AdamW's state
+// is sharded over the ranks of `ddp` (built with shard_gradients).
+std::unique_ptr<Optimizer> make_optimizer(const RunConfig& c, Module& model, dist::DataParallel* ddp) {
   std::vector<ParamGroup> groups = weight_decay_groups(model.parameters(), static_cast<float>(c.weight_decay));
+  if (ddp && c.zero == 1)
+    return std::make_unique<dist::ZeroAdamW>(std::move(groups), *ddp, static_cast<float>(c.lr), 0.9f, 0.95f, 1e-8f,
+                                             static_cast<uint64_t>(c.seed));
   if (c.optimizer == "sgd")
     return std::make_unique<SGD>(std::move(groups), static_cast<float>(c.lr), static_cast<float>(c.momentum), 0.0f,
                                  /*nesterov=*/c.momentum > 0);
@@ -100,7 +115,6 @@ class Trainer {
       : run_(run), c_(run.config), task_(*run.task), device_(dist::rank_device(parse_device(c_.device))),
         dtype_(parse_dtype(c_.dtype)),  // fp32, bf16 or fp16 by now (resolve_defaults)
         model_(built_model(task_, device_, dtype_)),
-        optimizer_(make_optimizer(c_, model_)),
         scaler_(scaler_options(dtype_, c_.loss_scale)),
         comm_(dist::make_communicator(device_, dist::detect_launch(),
                                       std::chrono::seconds(static_cast<int64_t>(c_.dist_timeout)))),
@@ -116,8 +130,17 @@ class Trainer {
     manual_seed(static_cast<uint64_t>(c_.seed + c_.rank));
     if (run.resume_from) restore(*run.resume_from);
     comm_->set_timeout(std::chrono::seconds(static_cast<int64_t>(c_.dist_timeout)));
-    // After restore: DataParallel starts every rank from rank 0's parameters.
-    if (comm_->world_size() > 1) ddp_ = std::make_unique<dist::DataParallel>(model_, *comm_);
+    // After restore: DataParallel starts every rank from rank 0's parameters. The optimizer after
+    // it, since ZeRO-1 shards by its buckets; the checkpoint's state is the same on every rank.
+    if (comm_->world_size() > 1) {
+      dist::DataParallelOptions options;
+      options.shard_gradients = c_.zero == 1;
+      ddp_ = std::make_unique<dist::DataParallel>(model_, *comm_, options);
+      if (c_.sync_bn) synced_batchnorms_ = dist::convert_sync_batchnorm(model_, *comm_);
+    }
+    optimizer_ = make_optimizer(c_, model_, ddp_.get());
+    zero_ = dynamic_cast<dist::ZeroAdamW*>(optimizer_.get());
+    if (run.resume_from) optimizer_->load_state_tensors(run.resume_from->optimizer);
     examples_per_step_ = task_.examples_per_micro_batch() * static_cast<double>(c_.grad_accum * c_.world_size);
     // MFU against the CPU's measured FMA peak (every rank's threads), or the GPU's dense datasheet
     // peak for the dtype (one GPU per rank).
@@ -196,7 +219,9 @@ class Trainer {
     // fp16: an overflowed gradient skips this update and halves the scale; training goes on.
     bool finite = scaler_.unscale_(model_.parameters());
     if (finite && c_.clip > 0) {
-      float norm = clip_grad_norm(model_.parameters(), static_cast<float>(c_.clip));
+      // ZeRO-1: each rank holds a shard of the averaged gradients, the norm is over all of them.
+      float norm = zero_ ? zero_->clip_grad_norm(static_cast<float>(c_.clip))
+                         : clip_grad_norm(model_.parameters(), static_cast<float>(c_.clip));
       if (!std::isfinite(norm) && !scaler_.enabled()) return stop_on_non_finite("gradient norm", norm);
     }
     scaler_.step(*optimizer_);
@@ -265,8 +290,12 @@ class Trainer {
       Tensor g = p.grad();
       if (g.defined()) m.gradients += static_cast<double>(g.nbytes());
     }
-    for (const auto& [name, t] : optimizer_->state_tensors())
-      if (t.defined()) m.optimizer_state += static_cast<double>(t.nbytes());
+    if (zero_) {
+      m.optimizer_state = static_cast<double>(zero_->local_state_bytes());  // this rank's shard
+    } else {
+      for (const auto& [name, t] : optimizer_->state_tensors())
+        if (t.defined()) m.optimizer_state += static_cast<double>(t.nbytes());
+    }
     if (device_.is_cpu()) {
       m.peak_in_use = static_cast<double>(cpu_memory_stats().peak_in_use);
       m.activations = m.peak_in_use - m.parameters - m.gradients - m.optimizer_state;
@@ -407,24 +436,52 @@ class Trainer {
     if (!ckpt.task.architecture.empty() && ckpt.task.architecture != task_.architecture())
       throw Error(ckpt.path + " holds another model than this run builds: " + ckpt.task.architecture + " vs " +
                   task_.architecture() + " (start a new run with another --out)");
-    model_.load_state_dict(ckpt.model);
-    optimizer_->load_state_tensors(ckpt.optimizer);
+    model_.load_state_dict(ckpt.model);  // the optimizer's state: once it is built (the constructor)
     scaler_.load_state_tensors(ckpt.optimizer);
     state_ = ckpt.state;
     saved_step_ = state_.step;
     // --steps given again on resume lengthens (or shortens) the schedule from here on.
     if (!c_.minutes && state_.total_steps != c_.steps) state_.total_steps = std::max(c_.steps, state_.step);
     task_.restore(ckpt);
-    default_generator().set_state(state_.dropout_rng);
+    restore_dropout_generator(ckpt.state);
+  }
+
+  // Each rank continues its own dropout stream where the checkpoint left it. At another world size
+  // rank 0 continues the saved rank 0's and the others start fresh streams, seeded by rank and
+  // step so that they do not replay the masks of the run's first steps (the run is not bit for
+  // bit the original one then anyway: run_setup says so).
+  void restore_dropout_generator(const TrainState& saved) {
+    if (static_cast<int>(saved.rank_dropout_rng.size()) == c_.world_size)
+      default_generator().set_state(saved.rank_dropout_rng[static_cast<size_t>(c_.rank)]);
+    else if (c_.rank == 0)
+      default_generator().set_state(saved.dropout_rng);
+    else
+      manual_seed(static_cast<uint64_t>(c_.seed + c_.rank) + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(saved.step));
+  }
+
+  // Every rank's dropout generator, gathered to every rank (the checkpoint is rank 0's to write):
+  // a collective, so every rank calls it at each save. The 4 x 64-bit state travels as 8 i32.
+  std::vector<Generator::State> gather_dropout_generators() {
+    Generator::State mine = default_generator().state();
+    Tensor local = Tensor::empty({8}, DType::I32, Device::cpu());
+    std::memcpy(local.data_raw(), mine.data(), sizeof(mine));
+    Tensor all = Tensor::empty({8 * static_cast<int64_t>(c_.world_size)}, DType::I32, Device::cpu());
+    comm_->all_gather(local, all, "every rank's dropout generator");
+    std::vector<Generator::State> states(static_cast<size_t>(c_.world_size));
+    for (size_t r = 0; r < states.size(); r++)
+      std::memcpy(states[r].data(), static_cast<const char*>(all.data_raw()) + r * sizeof(mine), sizeof(mine));
+    return states;
   }
 
   void save(bool improved) {
     saved_step_ = state_.step;
+    // Collectives, so every rank takes part: the dropout generators, and ZeRO-1's shards.
+    if (ddp_) state_.rank_dropout_rng = gather_dropout_generators();
+    auto training_state = optimizer_->state_tensors();
     if (!writer_) return;
     state_.dropout_rng = default_generator().state();
     std::string config = config_to_json(c_);
     TaskCheckpoint extras = task_.checkpoint_extras();
-    auto training_state = optimizer_->state_tensors();
     for (auto& entry : scaler_.state_tensors()) training_state.push_back(entry);
     save_checkpoint(run_.last_path, model_.state_dict(), training_state, state_, config, extras);
     if (improved) save_checkpoint(run_.best_path, model_.state_dict(), training_state, state_, config, extras);
@@ -462,6 +519,13 @@ class Trainer {
                   "backward\n",
                   c_.world_size, comm_->engine().c_str(), std::to_string(c_.global_batch()).c_str(), c_.world_size,
                   task_.describe_batch().c_str(), ddp_->buckets().size());
+    if (synced_batchnorms_ > 0)
+      std::printf("--sync-bn: %d BatchNorm layers normalise with the global batch's statistics\n", synced_batchnorms_);
+    if (zero_)
+      std::printf("ZeRO-1: gradients reduce-scattered, AdamW state sharded: %s of optimizer state on this rank "
+                  "(%s unsharded)\n",
+                  describe_bytes(static_cast<double>(zero_->local_state_bytes())).c_str(),
+                  describe_bytes(static_cast<double>(zero_->unsharded_state_bytes())).c_str());
     if (device_.is_cpu())
       std::printf("cpu kernels: %s (gemm tile %dx%d; TG_CPU_ISA forces a level)\n", cpu::cpu_isa_name(cpu::cpu_isa()),
                   cpu::gemm_mr(), cpu::gemm_nr());
@@ -523,6 +587,8 @@ class Trainer {
   GradScaler scaler_;
   std::unique_ptr<dist::Communicator> comm_;  // the single-process engine when launched alone
   std::unique_ptr<dist::DataParallel> ddp_;   // with several ranks only
+  dist::ZeroAdamW* zero_ = nullptr;           // optimizer_, when it is ZeRO-1's
+  int synced_batchnorms_ = 0;                 // --sync-bn: the BatchNorm layers converted
   bool writer_;                               // rank 0: prints, evaluates, writes files
   std::unique_ptr<MetricsLog> metrics_;       // rank 0's
   bool stop_agreed_ = false;                  // a stop signal reached some rank (agree_across_ranks)
