@@ -29,6 +29,9 @@ void add_text_flags(FlagSet& flags, TextOptions& o) {
   flags.add_float("dropout", &o.dropout, "dropout probability", 0.0, 0.95);
   flags.add_string("mlp", &o.mlp, "the blocks' feed-forward part: gelu (GPT-2's 4C MLP) or swiglu (LLaMA's gated one)",
                    mlp_names());
+  flags.add_string("blockwise", &o.blockwise,
+                   "the MLP chunk by chunk over the tokens, its hidden recomputed in backward: auto (as --plan "
+                   "decides), on (the planner's chunk), off, or a chunk of N tokens", {}, "auto");
 
   flags.add_section("text: data and samples");
   flags.add_string("tokenizer", &o.tokenizer, "char (one id per character) or bpe (byte-level BPE trained on the file)",
@@ -39,14 +42,14 @@ void add_text_flags(FlagSet& flags, TextOptions& o) {
 
 const std::vector<std::string>& text_flag_names() {
   static const std::vector<std::string> names = {"arch", "layers",    "heads",      "embd",         "block",
-                                                 "dropout", "mlp", "tokenizer", "vocab-size", "sample-tokens"};
+                                                 "dropout", "mlp", "blockwise", "tokenizer", "vocab-size", "sample-tokens"};
   return names;
 }
 
 // With --arch lstm, the flags that shape a GPT are refused rather than ignored: a run that was
 // asked for 8 heads should not quietly train a model without any.
 static void resolve_lstm_options(TextOptions& o, const std::string& model, const FlagSet& flags) {
-  for (const char* gpt_only : {"heads", "mlp"})  // the attention heads and the MLP of a transformer block
+  for (const char* gpt_only : {"heads", "mlp", "blockwise"})  // the attention heads and the MLP of a transformer block
     if (flags.given(gpt_only))
       throw Error(std::string("--") + gpt_only + " applies to --arch gpt only (an LSTM has no transformer blocks)");
   if (flags.given("model") && !model.empty())
@@ -56,6 +59,26 @@ static void resolve_lstm_options(TextOptions& o, const std::string& model, const
   if (o.embd == 0) o.embd = 256;
   if (o.block == 0) o.block = 128;
   o.heads = 0;
+}
+
+int64_t blockwise_chunk_flag(const std::string& value) {
+  if (value == "auto" || value == "on" || value == "off") return 0;
+  const bool digits = !value.empty() && value.size() <= 9 && value.find_first_not_of("0123456789") == std::string::npos;
+  if (!digits || std::stoll(value) == 0)
+    throw Error("--blockwise '" + value + "' is not one of auto|on|off or a chunk of 1 to 999999999 tokens");
+  return std::stoll(value);
+}
+
+// --blockwise on (or a chunk) asks for what the blockwise MLP has; auto quietly runs unfused
+// where it cannot apply (run_plan.cpp says so at the start of the run).
+static void check_blockwise(const TextOptions& o) {
+  if (blockwise_chunk_flag(o.blockwise) == 0 && o.blockwise != "on") return;
+  if (o.mlp != "gelu")
+    throw Error("--blockwise " + o.blockwise + " runs GPT-2's gelu MLP, and --mlp is " + o.mlp +
+                " (give --blockwise off or auto)");
+  if (o.dropout > 0)
+    throw Error("--blockwise " + o.blockwise + " has no dropout, and --dropout is " + std::to_string(o.dropout) +
+                " (give --dropout 0, or --blockwise off or auto)");
 }
 
 void resolve_text_options(TextOptions& o, std::string& model, const FlagSet& flags, bool gpu) {
@@ -71,6 +94,7 @@ void resolve_text_options(TextOptions& o, std::string& model, const FlagSet& fla
   if (o.block == 0) o.block = preset.block;
   if (o.embd % o.heads != 0)
     throw Error("--embd " + std::to_string(o.embd) + " is not divisible by --heads " + std::to_string(o.heads));
+  check_blockwise(o);
 }
 
 void check_text_resume(TextOptions given, const std::string& given_model, const TextOptions& saved,
@@ -112,6 +136,7 @@ void text_options_to_json(const TextOptions& o, nlohmann::ordered_json& j) {
   j["block"] = o.block;
   j["dropout"] = o.dropout;
   j["mlp"] = o.mlp;
+  j["blockwise"] = o.blockwise;
   j["tokenizer"] = o.tokenizer;
   j["vocab-size"] = o.vocab_size;
   j["sample-tokens"] = o.sample_tokens;
@@ -126,6 +151,7 @@ TextOptions text_options_from_json(const nlohmann::json& j) {
   o.block = j.at("block").get<int64_t>();
   o.dropout = j.at("dropout").get<double>();
   o.mlp = j.value("mlp", std::string("gelu"));  // runs from before --mlp existed have GPT-2's
+  o.blockwise = j.value("blockwise", std::string("auto"));  // runs from before --blockwise: the planner's choice
   o.tokenizer = j.at("tokenizer").get<std::string>();
   o.vocab_size = j.at("vocab-size").get<int64_t>();
   o.sample_tokens = j.at("sample-tokens").get<int64_t>();
