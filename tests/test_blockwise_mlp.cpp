@@ -1,12 +1,14 @@
 // The blockwise MLP (autograd/functions/blockwise_mlp.h, ops/blockwise_mlp.h) against the unfused
 // block half it replaces (layernorm, linear_gelu, linear_residual): the forward and the input
 // gradient bit for bit, every parameter gradient within the bound of a reordered sum; finite
-// differences; its use in TransformerBlock and GPT; its errors.
+// differences; its use in TransformerBlock and GPT; its errors; ./train --blockwise against
+// --blockwise off, the plan's line and the flag's bad values.
 #include <gtest/gtest.h>
 
 #include <omp.h>
 
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -17,9 +19,13 @@
 #include "autograd/gradcheck.h"
 #include "nn/block.h"
 #include "nn/gpt.h"
+#include "programs/lib/run_plan.h"
+#include "programs/lib/text_options.h"
+#include "tests/program_test_util.h"
 #include "tests/test_util.h"
 
 using namespace tg;
+using namespace tg::test;
 
 namespace {
 
@@ -329,4 +335,126 @@ TEST(BlockwiseMlp, BlocksWithoutAGeluMlpOrWithDropoutRefuseIt) {
   EXPECT_ERROR_MENTIONS(dropout.set_mlp_chunk_rows(4), "no dropout", "p = 0.1");
   TransformerBlock plain(8, 2, 0.0f, true, &gen);
   EXPECT_ERROR_MENTIONS(plain.set_mlp_chunk_rows(-1), "must be 0 (unfused) or positive, found -1");
+}
+
+// ---- ./train --blockwise ----------------------------------------------------------------------
+
+namespace {
+
+// The (train loss) column of metrics.csv, one value per logged step.
+std::vector<double> train_losses(const std::string& csv) {
+  std::vector<double> losses;
+  for (const std::string& row : test::loss_columns(csv)) {
+    const std::string cell = row.substr(row.find(',') + 1, row.find(',', row.find(',') + 1) - row.find(',') - 1);
+    if (!cell.empty() && cell != "train_loss") losses.push_back(std::stod(cell));
+  }
+  return losses;
+}
+
+std::string fox_text() {
+  std::string text;
+  for (int i = 0; i < 60; i++) text += "the quick brown fox jumps over the lazy dog. ";
+  return text;
+}
+
+// One block, 16 wide, 4 x 8 = 32 tokens a micro-batch; two threads, so the chunks are shared.
+const std::string kRun = " --layers 1 --heads 2 --embd 16 --block 8 --batch 4 --eval-batches 2 --sample-tokens 8"
+                         " --threads 2 --device cpu --steps 12 --log-every 1 --eval-every 100 --lr 1e-2";
+
+}  // namespace
+
+// Chunks of 6 tokens (5 of them and one of 2) against the unfused run, step by step. Step 1's loss
+// is the same bits (the forward is); afterwards the weights differ by the reordered gradient sums
+// (relative 2 gamma_32 ~ 4e-6 of the terms' magnitudes) carried through AdamW's normalised steps,
+// so later losses may part at that order: 1e-4 leaves room for 12 steps of it and is still far below
+// the ~0.5 nats the loss falls over them, which a wrong gradient would change.
+TEST(BlockwiseMlpProgram, TrainLossesFollowTheUnfusedRun) {
+  TempDir dir;
+  std::string corpus = dir.write("fox.txt", fox_text());
+  test::Result off = test::run("train", corpus + kRun + " --blockwise off --out " + dir.file("off"));
+  ASSERT_EQ(off.status, 0) << off.out << off.err;
+  EXPECT_NE(off.out.find("blockwise MLP (--blockwise off): off, unfused (as asked)"), std::string::npos) << off.out;
+  test::Result on = test::run("train", corpus + kRun + " --blockwise 6 --out " + dir.file("on"));
+  ASSERT_EQ(on.status, 0) << on.out << on.err;
+  EXPECT_NE(on.out.find("blockwise MLP (--blockwise 6): on, chunks of m = 6 tokens (as asked)"), std::string::npos)
+      << on.out;
+  std::vector<double> want = train_losses(test::read_file(dir.file("off/metrics.csv")));
+  std::vector<double> got = train_losses(test::read_file(dir.file("on/metrics.csv")));
+  ASSERT_EQ(want.size(), 12u);
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_EQ(got[0], want[0]);
+  for (size_t i = 1; i < want.size(); i++) EXPECT_NEAR(got[i], want[i], 1e-4) << "step " << i + 1;
+  EXPECT_LT(want.back(), want.front() - 0.3);  // it learned, so the comparison is of a moving loss
+
+  // The choice is the run's: config.json keeps it, and a configuration from before the flag reads as auto.
+  nlohmann::json config = nlohmann::json::parse(test::read_file(dir.file("on/config.json")));
+  EXPECT_EQ(config.at("blockwise"), "6");
+  config.erase("blockwise");
+  EXPECT_EQ(text_options_from_json(config).blockwise, "auto");
+  // Resuming may change it (an execution choice, not the model).
+  test::Result resumed = test::run("train", corpus + " --out " + dir.file("on") +
+                                                " --resume --steps 14 --threads 2 --device cpu --blockwise on");
+  ASSERT_EQ(resumed.status, 0) << resumed.out << resumed.err;
+  EXPECT_NE(resumed.out.find("blockwise MLP (--blockwise on): on, chunks of m = 32 tokens"), std::string::npos)
+      << resumed.out;
+}
+
+// choose_blockwise on a machine of fixed figures (the programs measure theirs): auto follows the
+// planner, on takes its chunk whatever the verdict, a number is the chunk, off and the cases the
+// blockwise MLP does not serve are unfused; each line says which and why.
+TEST(BlockwiseMlpPlan, ChoosesWhatThePlannerSays) {
+  RunConfig c;
+  c.task = "text", c.dtype = "fp32", c.batch = 12;
+  c.text.layers = 1, c.text.heads = 2, c.text.embd = 128, c.text.block = 64;
+  PlannerMachine machine;
+  machine.peak_flops = 100e9, machine.bandwidth = 10e9, machine.fast_memory_bytes = 1 << 20, machine.tile_rows = 14;
+  // c 64 > 12/(7 * 12) * 128 = 18: chunk. fit 2^20 / (4 * 128 * 4 bytes) = 512 -> 504 (the tile);
+  // stream 4 * 100e9 / (2 * 10e9) = 20 -> 28; 768 tokens > 504.
+  BlockwiseChoice choice = choose_blockwise(c, machine);
+  EXPECT_EQ(choice.chunk_tokens, 504);
+  EXPECT_EQ(choice.line, "blockwise MLP (--blockwise auto): on, chunks of m = 504 tokens (the planner's chunk)");
+  c.text.blockwise = "24";
+  EXPECT_EQ(choose_blockwise(c, machine).chunk_tokens, 24);
+  c.text.blockwise = "off";
+  EXPECT_EQ(choose_blockwise(c, machine).chunk_tokens, 0);
+  EXPECT_EQ(choose_blockwise(c, machine).line, "blockwise MLP (--blockwise off): off, unfused (as asked)");
+
+  c.batch = 4;  // 256 tokens: one chunk of 504 would hold them all, so the planner does not chunk
+  c.text.blockwise = "auto";
+  choice = choose_blockwise(c, machine);
+  EXPECT_EQ(choice.chunk_tokens, 0);
+  EXPECT_NE(choice.line.find("off, unfused (the planner does not chunk: "), std::string::npos) << choice.line;
+  c.text.blockwise = "on";  // the planner's chunk, at most the micro-batch
+  EXPECT_EQ(choose_blockwise(c, machine).chunk_tokens, 256);
+  machine.fast_memory_bytes = 0;  // a GPU that does not say its L2: on is one chunk, auto unfused
+  EXPECT_EQ(choose_blockwise(c, machine).chunk_tokens, 256);
+  c.text.blockwise = "auto";
+  EXPECT_EQ(choose_blockwise(c, machine).chunk_tokens, 0);
+
+  machine.fast_memory_bytes = 1 << 20;
+  c.batch = 12;
+  c.text.mlp = "swiglu";
+  EXPECT_EQ(choose_blockwise(c, machine).line,
+            "blockwise MLP (--blockwise auto): off, unfused (--mlp swiglu has no blockwise path)");
+  c.text.mlp = "gelu";
+  c.text.dropout = 0.1;
+  EXPECT_EQ(choose_blockwise(c, machine).chunk_tokens, 0);
+}
+
+TEST(BlockwiseMlpProgram, BadValuesGetOneLineNamingTheFlag) {
+  TempDir dir;
+  std::string corpus = dir.write("fox.txt", fox_text());
+  const std::string base = corpus + " --layers 1 --heads 2 --embd 16 --block 8 --device cpu --steps 1 --out " +
+                           dir.file("run");
+  EXPECT_ONE_LINE_ERROR(test::run("train", base + " --blockwise sometimes"),
+                        "--blockwise 'sometimes' is not one of auto|on|off or a chunk of 1 to 999999999 tokens");
+  EXPECT_ONE_LINE_ERROR(test::run("train", base + " --blockwise 0"), "--blockwise '0' is not one of");
+  EXPECT_ONE_LINE_ERROR(test::run("train", base + " --blockwise -5"), "--blockwise '-5' is not one of");
+  EXPECT_ONE_LINE_ERROR(test::run("train", base + " --blockwise on --mlp swiglu"),
+                        "--blockwise on runs GPT-2's gelu MLP, and --mlp is swiglu");
+  EXPECT_ONE_LINE_ERROR(test::run("train", base + " --blockwise 4 --dropout 0.1"),
+                        "--blockwise 4 has no dropout, and --dropout is 0.1");
+  EXPECT_ONE_LINE_ERROR(test::run("train", corpus + " --arch lstm --device cpu --blockwise on"),
+                        "--blockwise applies to --arch gpt only");
+  EXPECT_FALSE(test::exists(dir.file("run")));
 }

@@ -76,9 +76,12 @@ static void check_blockwise(const TextOptions& o) {
   if (o.mlp != "gelu")
     throw Error("--blockwise " + o.blockwise + " runs GPT-2's gelu MLP, and --mlp is " + o.mlp +
                 " (give --blockwise off or auto)");
-  if (o.dropout > 0)
-    throw Error("--blockwise " + o.blockwise + " has no dropout, and --dropout is " + std::to_string(o.dropout) +
-                " (give --dropout 0, or --blockwise off or auto)");
+  if (o.dropout > 0) {
+    std::ostringstream text;
+    text << "--blockwise " << o.blockwise << " has no dropout, and --dropout is " << o.dropout
+         << " (give --dropout 0, or --blockwise off or auto)";
+    throw Error(text.str());
+  }
 }
 
 void resolve_text_options(TextOptions& o, std::string& model, const FlagSet& flags, bool gpu) {
