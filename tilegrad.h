@@ -25,6 +25,7 @@
 #include "autograd/functions/activation.h"
 #include "autograd/functions/attention.h"
 #include "autograd/functions/batchnorm.h"
+#include "autograd/functions/blockwise_mlp.h"
 #include "autograd/functions/concat.h"
 #include "autograd/functions/conv2d.h"
 #include "autograd/functions/crossentropy.h"

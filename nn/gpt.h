@@ -63,6 +63,12 @@ class GPT : public LanguageModel {
 
   const GPTConfig& config() const { return config_; }
 
+  // Every block's MLP blockwise, chunk_rows tokens of the batch at a time, or unfused with 0
+  // (TransformerBlock::set_mlp_chunk_rows: an execution choice, the parameters are the same).
+  void set_mlp_chunk_rows(int64_t chunk_rows) {
+    for (const auto& block : *h) block->set_mlp_chunk_rows(chunk_rows);
+  }
+
   // Training FLOPs per token at sequence length block_size, as nanoGPT's estimate_mfu (PaLM,
   // appendix B): 6N for the matmuls through every weight (2 forward + 4 backward per weight per
   // token), where N excludes wpe (a lookup, no multiply) but includes wte (it is the lm_head),

@@ -58,6 +58,10 @@ class Task {
   virtual Module& model() = 0;
   // The model's architecture as JSON (the shape that checkpoints must match to be loaded).
   virtual std::string architecture() const = 0;
+  // The fusion planner's blockwise MLP (run_plan.h: choose_blockwise) for the model's transformer
+  // blocks: chunks of chunk_tokens tokens, or unfused with 0. Called after build_model and the
+  // conversion, before the first step; a model without transformer blocks has nothing to apply.
+  virtual void use_blockwise_mlp(int64_t chunk_tokens) { (void)chunk_tokens; }
 
   // The next training micro-batch's mean loss, a scalar with the graph to backpropagate; the loop
   // runs backward, unscaling, clipping and the update.

@@ -33,6 +33,9 @@ void add_text_flags(FlagSet& flags, TextOptions& o) {
                    "the output layer and loss chunk by chunk over the tokens, never holding all the logits: on, off, "
                    "or auto (on when the logits outweigh the weight or the L2, the planner's rule; --plan shows it)",
                    {"auto", "on", "off"});
+  flags.add_string("blockwise", &o.blockwise,
+                   "the MLP chunk by chunk over the tokens, its hidden recomputed in backward: auto (as --plan "
+                   "decides), on (the planner's chunk), off, or a chunk of N tokens", {}, "auto");
 
   flags.add_section("text: data and samples");
   flags.add_string("tokenizer", &o.tokenizer, "char (one id per character) or bpe (byte-level BPE trained on the file)",
@@ -43,14 +46,15 @@ void add_text_flags(FlagSet& flags, TextOptions& o) {
 
 const std::vector<std::string>& text_flag_names() {
   static const std::vector<std::string> names = {"arch", "layers",    "heads",      "embd",         "block",
-                                                 "dropout", "mlp", "chunked-loss", "tokenizer", "vocab-size", "sample-tokens"};
+                                                 "dropout", "mlp", "blockwise", "chunked-loss", "tokenizer", "vocab-size",
+                                                 "sample-tokens"};
   return names;
 }
 
 // With --arch lstm, the flags that shape a GPT are refused rather than ignored: a run that was
 // asked for 8 heads should not quietly train a model without any.
 static void resolve_lstm_options(TextOptions& o, const std::string& model, const FlagSet& flags) {
-  for (const char* gpt_only : {"heads", "mlp", "chunked-loss"})  // a transformer block's parts, the GPT's lm_head
+  for (const char* gpt_only : {"heads", "mlp", "blockwise", "chunked-loss"})  // a transformer block's parts, the GPT's lm_head
     if (flags.given(gpt_only))
       throw Error(std::string("--") + gpt_only +
                   " applies to --arch gpt only (an LSTM has no transformer blocks, and its output layer is unchunked)");
@@ -61,6 +65,29 @@ static void resolve_lstm_options(TextOptions& o, const std::string& model, const
   if (o.embd == 0) o.embd = 256;
   if (o.block == 0) o.block = 128;
   o.heads = 0;
+}
+
+int64_t blockwise_chunk_flag(const std::string& value) {
+  if (value == "auto" || value == "on" || value == "off") return 0;
+  const bool digits = !value.empty() && value.size() <= 9 && value.find_first_not_of("0123456789") == std::string::npos;
+  if (!digits || std::stoll(value) == 0)
+    throw Error("--blockwise '" + value + "' is not one of auto|on|off or a chunk of 1 to 999999999 tokens");
+  return std::stoll(value);
+}
+
+// --blockwise on (or a chunk) asks for what the blockwise MLP has; auto quietly runs unfused
+// where it cannot apply (run_plan.cpp says so at the start of the run).
+static void check_blockwise(const TextOptions& o) {
+  if (blockwise_chunk_flag(o.blockwise) == 0 && o.blockwise != "on") return;
+  if (o.mlp != "gelu")
+    throw Error("--blockwise " + o.blockwise + " runs GPT-2's gelu MLP, and --mlp is " + o.mlp +
+                " (give --blockwise off or auto)");
+  if (o.dropout > 0) {
+    std::ostringstream text;
+    text << "--blockwise " << o.blockwise << " has no dropout, and --dropout is " << o.dropout
+         << " (give --dropout 0, or --blockwise off or auto)";
+    throw Error(text.str());
+  }
 }
 
 void resolve_text_options(TextOptions& o, std::string& model, const FlagSet& flags, bool gpu) {
@@ -76,6 +103,7 @@ void resolve_text_options(TextOptions& o, std::string& model, const FlagSet& fla
   if (o.block == 0) o.block = preset.block;
   if (o.embd % o.heads != 0)
     throw Error("--embd " + std::to_string(o.embd) + " is not divisible by --heads " + std::to_string(o.heads));
+  check_blockwise(o);
 }
 
 void check_text_resume(TextOptions given, const std::string& given_model, const TextOptions& saved,
@@ -118,6 +146,7 @@ void text_options_to_json(const TextOptions& o, nlohmann::ordered_json& j) {
   j["dropout"] = o.dropout;
   j["mlp"] = o.mlp;
   j["chunked-loss"] = o.chunked_loss;
+  j["blockwise"] = o.blockwise;
   j["tokenizer"] = o.tokenizer;
   j["vocab-size"] = o.vocab_size;
   j["sample-tokens"] = o.sample_tokens;
@@ -133,6 +162,7 @@ TextOptions text_options_from_json(const nlohmann::json& j) {
   o.dropout = j.at("dropout").get<double>();
   o.mlp = j.value("mlp", std::string("gelu"));  // runs from before --mlp existed have GPT-2's
   o.chunked_loss = j.value("chunked-loss", std::string("auto"));  // absent before --chunked-loss
+  o.blockwise = j.value("blockwise", std::string("auto"));  // runs from before --blockwise: the planner's choice
   o.tokenizer = j.at("tokenizer").get<std::string>();
   o.vocab_size = j.at("vocab-size").get<int64_t>();
   o.sample_tokens = j.at("sample-tokens").get<int64_t>();

@@ -20,6 +20,10 @@ struct TextOptions {
   int64_t layers = 0, heads = 0, embd = 0, block = 0;
   double dropout = 0.0;
   std::string mlp = "gelu";  // the blocks' feed-forward part, one of mlp_names() (nn/feedforward.h)
+  // The blocks' MLP run blockwise (programs/lib/run_plan.h): "auto" follows the planner's verdict,
+  // "on" takes the planner's chunk whatever its verdict, "off" is the unfused path, and a number is
+  // a chunk of that many tokens. An execution choice: it does not change the model.
+  std::string blockwise = "auto";
 
   // Data.
   std::string tokenizer = "char";
@@ -51,6 +55,9 @@ void resolve_text_options(TextOptions& options, std::string& model, const FlagSe
 // (a --model `given_model` given again sets the shape flags it implies), `saved` the checkpoint's.
 void check_text_resume(TextOptions given, const std::string& given_model, const TextOptions& saved,
                        const FlagSet& flags, const std::string& checkpoint_path);
+
+// The chunk that --blockwise names in tokens: 0 for auto, on and off, the number otherwise.
+int64_t blockwise_chunk_flag(const std::string& value);
 
 // The config.json keys (the flag names) into, and out of, the run's flat JSON object. Reading
 // throws nlohmann's exception for a missing or mistyped key (the caller names the file).

@@ -87,6 +87,10 @@ void TextTask::build_model(Device device) {
                                           static_cast<uint64_t>(config_.seed));
 }
 
+void TextTask::use_blockwise_mlp(int64_t chunk_tokens) {
+  if (auto* gpt = dynamic_cast<GPT*>(model_.get())) gpt->set_mlp_chunk_rows(chunk_tokens);
+}
+
 std::string TextTask::architecture() const {
   if (config_.text.arch == "lstm") {
     LSTMLanguageModelConfig l = lstm_config(config_.text, tokenizer_->vocab_size());

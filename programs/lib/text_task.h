@@ -40,6 +40,7 @@ class TextTask : public Task {
   void build_model(Device device) override;
   Module& model() override { return *model_; }
   std::string architecture() const override;
+  void use_blockwise_mlp(int64_t chunk_tokens) override;
 
   Tensor micro_batch_loss() override;
   Metrics evaluate() override;

@@ -146,6 +146,7 @@ class Trainer {
     // peak for the dtype (one GPU per rank).
     peak_flops_ = (device_.is_cpu() ? cpu_peak_gflops(omp_get_max_threads()) * 1e9 : gpu_peak(device_, dtype_).flops) *
                   c_.world_size;
+    plan_ = plan_execution();
   }
 
   int run() {
@@ -533,19 +534,26 @@ class Trainer {
       std::printf("resuming %s at step %lld/%lld\n", run_.resume_from->path.c_str(),
                   static_cast<long long>(state_.step), static_cast<long long>(state_.total_steps));
     std::printf("run folder %s\n", c_.out.c_str());
-    if (run_has_transformer_blocks(c_)) {
-      // The planner's figures: the status line's peak and a quick copy (64 MB buffers) on the CPU.
-      Roofline roof;
-      if (device_.is_cpu()) {
-        roof.peak_flops = peak_flops_;
-        roof.bandwidth = cpu_copy_bandwidth_gbs(omp_get_max_threads(), size_t(64) << 20) * 1e9;
-      } else {
-        roof = measure_roofline(device_, dtype_, omp_get_max_threads());
-      }
-      std::printf("%s", describe_run_plan(c_, planner_machine(device_, roof)).c_str());
-    }
+    std::printf("%s", plan_.c_str());
     if (!task_.describe_plan().empty()) std::printf("%s\n", task_.describe_plan().c_str());
     std::fflush(stdout);
+  }
+
+  // The fusion planner's decisions for the run's transformer blocks, applied to the model (the
+  // blockwise MLP's chunk) before the first step; returns the lines the header prints.
+  std::string plan_execution() {
+    if (!run_has_transformer_blocks(c_)) return "";
+    // The planner's figures: the status line's peak and a quick copy (64 MB buffers) on the CPU.
+    Roofline roof;
+    if (device_.is_cpu()) {
+      roof.peak_flops = peak_flops_;
+      roof.bandwidth = cpu_copy_bandwidth_gbs(omp_get_max_threads(), size_t(64) << 20) * 1e9;
+    } else {
+      roof = measure_roofline(device_, dtype_, omp_get_max_threads());
+    }
+    const PlannerMachine machine = planner_machine(device_, roof);
+    task_.use_blockwise_mlp(choose_blockwise(c_, machine).chunk_tokens);
+    return describe_run_plan(c_, machine);
   }
 
   // The task's last evaluation, if it has one (a test split): printed and kept in metrics.csv.
@@ -590,6 +598,7 @@ class Trainer {
   dist::ZeroAdamW* zero_ = nullptr;           // optimizer_, when it is ZeRO-1's
   int synced_batchnorms_ = 0;                 // --sync-bn: the BatchNorm layers converted
   bool writer_;                               // rank 0: prints, evaluates, writes files
+  std::string plan_;                          // the planner's lines for the header (plan_execution)
   std::unique_ptr<MetricsLog> metrics_;       // rank 0's
   bool stop_agreed_ = false;                  // a stop signal reached some rank (agree_across_ranks)
   double agree_seconds_ = 0, interval_wait_start_ = 0;
