@@ -19,6 +19,7 @@
 #include <functional>
 #include <vector>
 
+#include "bench/gpu_timing.h"
 #include "ops/attention.h"
 #include "tensor/cuda_check.h"
 #include "tensor/device.h"
@@ -27,33 +28,12 @@
 namespace {
 
 using namespace tg;
+using tg::bench::median_ms;
 
 struct Shape4 {
   int64_t B, NH, T, HS;
   DType dtype;
 };
-
-// Median milliseconds of `fn` over `repeats` runs, each timed by its own pair of events.
-double median_ms(const std::function<void()>& fn, int repeats = 30, int warmup = 5) {
-  for (int i = 0; i < warmup; i++) fn();
-  cudaEvent_t start, stop;
-  TG_CUDA_CHECK(cudaEventCreate(&start));
-  TG_CUDA_CHECK(cudaEventCreate(&stop));
-  std::vector<double> times;
-  for (int i = 0; i < repeats; i++) {
-    TG_CUDA_CHECK(cudaEventRecord(start, cuda::stream()));
-    fn();
-    TG_CUDA_CHECK(cudaEventRecord(stop, cuda::stream()));
-    TG_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    TG_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    times.push_back(ms);
-  }
-  TG_CUDA_CHECK(cudaEventDestroy(start));
-  TG_CUDA_CHECK(cudaEventDestroy(stop));
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
 
 }  // namespace
 

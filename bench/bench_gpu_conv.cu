@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/gpu_timing.h"
 #include "ops/conv2d.h"
 #include "tensor/cuda_check.h"
 #include "tensor/device.h"
@@ -27,6 +28,7 @@
 namespace {
 
 using namespace tg;
+using tg::bench::median_ms;
 
 struct Layer {
   std::string name;
@@ -48,28 +50,6 @@ std::vector<Layer> layers() {
       {"resnet.128 1x1 s2 @14", B, 14, 14, 64, 128, 1, 1, 2, 0},
       {"resnet.128 3x3 @7", B, 7, 7, 128, 128, 3, 3, 1, 1},
   };
-}
-
-// Median milliseconds of `fn` over `repeats` runs, each timed by its own pair of events.
-double median_ms(const std::function<void()>& fn, int repeats = 30, int warmup = 5) {
-  for (int i = 0; i < warmup; i++) fn();
-  cudaEvent_t start, stop;
-  TG_CUDA_CHECK(cudaEventCreate(&start));
-  TG_CUDA_CHECK(cudaEventCreate(&stop));
-  std::vector<double> times;
-  for (int i = 0; i < repeats; i++) {
-    TG_CUDA_CHECK(cudaEventRecord(start, cuda::stream()));
-    fn();
-    TG_CUDA_CHECK(cudaEventRecord(stop, cuda::stream()));
-    TG_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    TG_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    times.push_back(ms);
-  }
-  TG_CUDA_CHECK(cudaEventDestroy(start));
-  TG_CUDA_CHECK(cudaEventDestroy(stop));
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
 }
 
 }  // namespace

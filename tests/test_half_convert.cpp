@@ -9,7 +9,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "ops/cpu/half_convert.h"
@@ -19,17 +18,6 @@
 using namespace tg;
 
 namespace {
-
-float from_bits(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-uint32_t to_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
 
 uint16_t scalar_narrow(DType dtype, float x) {
   return dtype == DType::BF16 ? f32_to_bf16_bits(x) : f32_to_f16_bits(x);
@@ -46,16 +34,16 @@ std::vector<float> narrowing_inputs(DType dtype) {
     if (h + 1 < 0x10000u && std::isfinite(v) && std::isfinite(next) && (h & 0x7fffu) != 0x7fffu) {
       float mid = static_cast<float>((static_cast<double>(v) + next) / 2);
       xs.push_back(mid);
-      xs.push_back(from_bits(to_bits(mid) + 1));
-      xs.push_back(from_bits(to_bits(mid) - 1));
+      xs.push_back(bits_float(float_bits(mid) + 1));
+      xs.push_back(bits_float(float_bits(mid) - 1));
     }
   }
   for (uint32_t bits : {0x7fc00001u, 0xffc12345u, 0x7f800001u, 0xff800001u, 0x7fffffffu, 0x7f800000u, 0xff800000u,
                         0x7f7fffffu, 0xff7fffffu, 0x00000001u, 0x807fffffu, 0x477ff000u, 0x477fefffu, 0x33000000u,
                         0x33000001u, 0x80000000u})
-    xs.push_back(from_bits(bits));
+    xs.push_back(bits_float(bits));
   Generator gen(20261205);
-  for (int i = 0; i < 1000000; i++) xs.push_back(from_bits(static_cast<uint32_t>(gen.next_u64())));
+  for (int i = 0; i < 1000000; i++) xs.push_back(bits_float(static_cast<uint32_t>(gen.next_u64())));
   if (xs.size() % 2 == 0) xs.push_back(1.0f);  // odd length: the scalar tail runs
   return xs;
 }
@@ -73,7 +61,7 @@ TEST_P(HalfConvert, WidensEveryPatternExactly) {
     std::vector<float> out(src.size(), -1.0f);
     cpu::convert_half_to_f32(dtype, src.data(), out.data(), static_cast<int64_t>(src.size()));
     for (size_t i = 0; i < src.size(); i++)
-      ASSERT_EQ(to_bits(out[i]), to_bits(scalar_widen(dtype, src[i])))
+      ASSERT_EQ(float_bits(out[i]), float_bits(scalar_widen(dtype, src[i])))
           << dtype_name(dtype) << " pattern 0x" << std::hex << src[i];
   }
 }
@@ -85,7 +73,7 @@ TEST_P(HalfConvert, NarrowsBitForBitAsTheScalarConverter) {
     cpu::convert_f32_to_half(dtype, xs.data(), out.data(), static_cast<int64_t>(xs.size()));
     for (size_t i = 0; i < xs.size(); i++)
       ASSERT_EQ(out[i], scalar_narrow(dtype, xs[i]))
-          << dtype_name(dtype) << " f32 bits 0x" << std::hex << to_bits(xs[i]) << " at " << std::dec << i;
+          << dtype_name(dtype) << " f32 bits 0x" << std::hex << float_bits(xs[i]) << " at " << std::dec << i;
   }
 }
 
