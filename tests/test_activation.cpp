@@ -134,9 +134,10 @@ TEST_P(Activation, GeluMatchesFormulaInDouble) {
     float uf_fused = 0.7978845608028654f * std::fmaf(0.044715f * xf * xf, xf, xf);
     double libm = xf / (1.0 + std::exp(-2.0 * static_cast<double>(uf)));
     double libm_fused = xf / (1.0 + std::exp(-2.0 * static_cast<double>(uf_fused)));
-    if (std::fabs(out[i] - libm_fused) > 1e-6 * std::fabs(libm_fused) + 1e-30)
+    if (std::fabs(out[i] - libm_fused) > 1e-6 * std::fabs(libm_fused) + 1e-30) {
       ASSERT_NEAR(out[i], libm, 1e-6 * std::fabs(libm) + 1e-30) << "x = " << xf << " (nor within 1e-6 of " << libm_fused
                                                                 << ", u rounded after a fused multiply-add)";
+    }
     double want = gelu_ref(xf);
     double conditioning = uf < 0 ? 3e-7 * std::fabs(2.0 * uf) : 0.0;
     ASSERT_NEAR(out[i], want, (1e-6 + conditioning) * std::fabs(want) + 1e-30) << "x = " << xf;
