@@ -100,14 +100,28 @@ static void copy_on_cpu(Tensor& dst, const Tensor& src) {
                  [&](int64_t di, int64_t si) { copy_element(d, di, dt, s, si, st); });
 }
 
+// Fills n elements of one width with one bit pattern, on every thread when it is large: zero-filled
+// gradient buffers of a half-precision model are filled on every step, and converting the value
+// once per element made that a fifth of a bf16 step.
+template <typename T>
+static void fill_bits(T* p, int64_t n, T bits) {
+  constexpr int64_t kParallelMin = int64_t{1} << 18;
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; i++) p[i] = bits;
+}
+
 static void fill_on_cpu(Tensor& dst, float value) {
   void* d = dst.data_raw();
   DType dt = dst.dtype();
-  if (dt == DType::F32 && dst.is_contiguous()) {
-    float* p = static_cast<float*>(d);
-    int64_t n = dst.numel();
-    for (int64_t i = 0; i < n; i++) p[i] = value;
-    return;
+  if (dst.is_contiguous()) {
+    const int64_t n = dst.numel();
+    uint32_t bits = 0;
+    store_from_float(&bits, 0, dt, value);  // the element's bytes, converted once
+    switch (dtype_size(dt)) {
+      case 4: return fill_bits(static_cast<uint32_t*>(d), n, bits);
+      case 2: return fill_bits(static_cast<uint16_t*>(d), n, static_cast<uint16_t>(bits));
+      default: return fill_bits(static_cast<uint8_t*>(d), n, static_cast<uint8_t>(bits));
+    }
   }
   Shape zero(dst.shape().size(), 0);
   for_each_index(dst.shape(), dst.strides(), zero, [&](int64_t di, int64_t) { store_from_float(d, di, dt, value); });

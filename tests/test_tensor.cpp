@@ -90,6 +90,37 @@ TEST(Tensor, FactoriesAndMetadata) {
   EXPECT_THROW(Tensor::zeros({2, -1}), Error);
 }
 
+// A contiguous fill writes the value's bytes, converted once, into every element of every dtype,
+// on one thread and, past 2^18 elements, on several: the same bits as the strided path, which
+// converts at every element (and, for the halves, as f32_to_bf16 and friends, checked in
+// test_half_bits.cpp); a strided view fills its own elements only.
+TEST(Tensor, FillWritesTheConvertedValueIntoEveryElementOfEveryDtype) {
+  for (DType dtype : {DType::F32, DType::BF16, DType::F16, DType::I32, DType::U8}) {
+    for (int64_t n : {int64_t{7}, (int64_t{1} << 18) + 3}) {
+      for (float value : {0.0f, -0.0f, 1.5f, 3.3f, 70000.0f}) {
+        Tensor t = Tensor::full({n}, value, dtype);
+        // The reference: a transposed (non-contiguous) view, filled element by element through the
+        // general strided path, which converts the value at every element.
+        Tensor reference = Tensor::zeros({2, 2}, dtype).transpose(0, 1);
+        ASSERT_FALSE(reference.is_contiguous());
+        reference.fill_(value);
+        float expected = reference.to(DType::F32).contiguous().to_vector()[0];
+        if (dtype == DType::BF16) ASSERT_EQ(expected, bf16_to_f32(f32_to_bf16(value)));
+        if (dtype == DType::F16) ASSERT_EQ(expected, f16_to_f32(f32_to_f16(value)));
+        std::vector<float> got = t.to(DType::F32).to_vector();
+        for (int64_t i = 0; i < n; i += n / 7 + 1)
+          ASSERT_EQ(std::memcmp(&got[i], &expected, 4), 0) << dtype_name(dtype) << " n " << n << " value " << value;
+        ASSERT_EQ(std::memcmp(&got[n - 1], &expected, 4), 0) << dtype_name(dtype) << " n " << n << " value " << value;
+      }
+    }
+  }
+  Tensor grid = Tensor::zeros({4, 6}, DType::BF16);
+  Tensor column = grid.narrow(1, 2, 1);
+  column.fill_(2.0f);
+  std::vector<float> v = grid.to(DType::F32).to_vector();
+  for (int64_t i = 0; i < 24; i++) EXPECT_EQ(v[i], i % 6 == 2 ? 2.0f : 0.0f) << i;
+}
+
 TEST(Tensor, RandnIsReproducibleAndStandard) {
   Generator g1(42), g2(42), g3(43);
   auto a = Tensor::randn({1000}, &g1).to_vector(), b = Tensor::randn({1000}, &g2).to_vector();
