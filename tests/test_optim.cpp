@@ -584,6 +584,44 @@ const std::vector<Shape> kHalfShapes = {{1}, {7}, {33, 17}, {2, 8193}};
 
 }  // namespace
 
+// The half-precision gradient passes of clipping and loss scaling (ops::sum_of_squares, scale_,
+// scale_and_find_non_finite_ on bf16/f16 tensors) against per-element references written here:
+// the sum in double of the widened values, and each element widened, multiplied in f32 and
+// rounded once (tensor/dtype.h's scalar converters). Sizes span several 8192-value blocks plus a
+// tail; f16 values near its largest finite value overflow to infinity only after the rounding,
+// which the check must see.
+TEST_P(Optim, HalfGradientPassesMatchPerElementReferences) {
+  for (DType dtype : {DType::BF16, DType::F16}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    Generator gen(57);
+    const int64_t n = 3 * 8192 + 77;
+    Tensor t = Tensor::randn({n}, &gen).to(dtype);
+    std::vector<float> before = t.to(DType::F32).to_vector();
+    double expected_sum = 0.0;
+    for (float v : before) expected_sum += static_cast<double>(v) * v;
+    // Block partial sums in double, added in order: equal to the plain double sum to double rounding.
+    EXPECT_NEAR(ops::sum_of_squares(t), expected_sum, 1e-12 * expected_sum);
+
+    auto round = [dtype](float v) { return dtype == DType::BF16 ? bf16_to_f32(f32_to_bf16(v)) : f16_to_f32(f32_to_f16(v)); };
+    const float s = 0.37f;
+    std::vector<Tensor> grads = {t};
+    EXPECT_FALSE(ops::scale_and_find_non_finite_(grads, s));
+    std::vector<float> after = t.to(DType::F32).to_vector();
+    for (int64_t i = 0; i < n; i++) ASSERT_EQ(after[i], round(before[i] * s)) << i;
+
+    // One element whose product is finite in f32 but not in f16 (65520 and above round to
+    // infinity), in the last, partial block; bf16's range holds it.
+    Tensor big = Tensor::full({n}, 1.0f, dtype);
+    big.narrow(0, n - 5, 1).fill_(60000.0f);
+    std::vector<Tensor> bigs = {big};
+    EXPECT_EQ(ops::scale_and_find_non_finite_(bigs, 1.1f), dtype == DType::F16);
+    ops::scale_(big, 2.0f);
+    std::vector<float> scaled = big.to(DType::F32).to_vector();
+    EXPECT_EQ(scaled[0], round(round(1.1f) * 2.0f));
+    EXPECT_EQ(std::isinf(scaled[n - 5]), dtype == DType::F16);
+  }
+}
+
 // A half parameter's master goes through the f32 kernel's very arithmetic, so with gradients that
 // are exactly representable in the half type (fed to the f32 run as the same values) the masters
 // equal an f32 run's weights bit for bit, step after step, and the parameter is always the master

@@ -7,6 +7,7 @@
 #include <immintrin.h>
 #endif
 
+#include "ops/cpu/half_convert.h"
 #include "ops/optim_math.h"
 
 namespace tg::cpu {
@@ -110,11 +111,6 @@ void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n
   }
 }
 
-static float half_to_f32(DType dtype, uint16_t bits) {
-  return dtype == DType::BF16 ? bf16_to_f32(bits) : f16_to_f32(bits);
-}
-static uint16_t f32_to_half(DType dtype, float x) { return dtype == DType::BF16 ? f32_to_bf16(x) : f32_to_f16(x); }
-
 // param, grad (n) half bits; master, m, v (n) f32. Each block widens its gradients into an f32
 // buffer and runs the very adamw_block of the f32 path on the master, so a half model's masters
 // follow an f32 model's weights bit for bit when the gradients are equal.
@@ -127,15 +123,16 @@ void adamw_update_half(DType dtype, uint16_t* param, const uint16_t* grad, float
   for (int64_t b = 0; b < blocks; b++) {
     const int64_t begin = b * kBlock, count = std::min(n - begin, kBlock);
     alignas(64) float grad32[kBlock];
-    for (int64_t i = 0; i < count; i++) grad32[i] = half_to_f32(dtype, grad[begin + i]);
+    half_to_f32_array(dtype, grad + begin, grad32, count);
     adamw_block(master + begin, grad32, m + begin, v + begin, count, c);
+    if (!stochastic) {
+      f32_to_half_array(dtype, master + begin, param + begin, count);
+      continue;
+    }
     for (int64_t i = begin; i < begin + count; i++) {
-      if (!stochastic) param[i] = f32_to_half(dtype, master[i]);
-      else {
-        const uint64_t random = optim_math::rounding_bits(rounding_key, i);
-        param[i] = dtype == DType::BF16 ? optim_math::stochastic_round_bf16(master[i], random)
-                                        : optim_math::stochastic_round_f16(master[i], random);
-      }
+      const uint64_t random = optim_math::rounding_bits(rounding_key, i);
+      param[i] = dtype == DType::BF16 ? optim_math::stochastic_round_bf16(master[i], random)
+                                      : optim_math::stochastic_round_f16(master[i], random);
     }
   }
 }
@@ -168,22 +165,25 @@ void sgd_update(float* param, const float* grad, float* momentum_buf, int64_t n,
   }
 }
 
+static double block_sum_of_squares(const float* x, int64_t count) {
+  double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < count; i++) acc += static_cast<double>(x[i]) * x[i];
+  return acc;
+}
+
 // x (n) -> sum x^2. Block partials land in a fixed slot and are added in block order, so the
-// result does not depend on how many threads ran. `load` reads element i as f32.
-template <class Load>
-static double sum_of_squares_blocks(int64_t n, Load load) {
+// result does not depend on how many threads ran. `block(begin, count)` returns the f32 values of
+// a block (x itself, or a widened copy in `scratch`, a block of f32 per thread).
+template <class Block>
+static double sum_of_squares_blocks(int64_t n, Block block) {
   const int64_t blocks = block_count(n);
   std::vector<double> partial(static_cast<size_t>(blocks), 0.0);
 #pragma omp parallel for schedule(static) if (blocks > 1)
   for (int64_t b = 0; b < blocks; b++) {
-    const int64_t end = std::min(n, (b + 1) * kBlock);
-    double acc = 0.0;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t i = b * kBlock; i < end; i++) {
-      const double x = load(i);
-      acc += x * x;
-    }
-    partial[static_cast<size_t>(b)] = acc;
+    alignas(64) float scratch[kBlock];
+    const int64_t begin = b * kBlock, count = std::min(n - begin, kBlock);
+    partial[static_cast<size_t>(b)] = block_sum_of_squares(block(begin, count, scratch), count);
   }
   double total = 0.0;
   for (double p : partial) total += p;
@@ -191,11 +191,14 @@ static double sum_of_squares_blocks(int64_t n, Load load) {
 }
 
 double sum_of_squares(const float* x, int64_t n) {
-  return sum_of_squares_blocks(n, [x](int64_t i) { return x[i]; });
+  return sum_of_squares_blocks(n, [x](int64_t begin, int64_t, float*) { return x + begin; });
 }
 
 double sum_of_squares_half(DType dtype, const uint16_t* x, int64_t n) {
-  return sum_of_squares_blocks(n, [x, dtype](int64_t i) { return half_to_f32(dtype, x[i]); });
+  return sum_of_squares_blocks(n, [x, dtype](int64_t begin, int64_t count, float* scratch) {
+    half_to_f32_array(dtype, x + begin, scratch, count);
+    return static_cast<const float*>(scratch);
+  });
 }
 
 // x (n) *= s, element i through `update(i)`, which returns the stored value as f32 for the check.
@@ -223,11 +226,28 @@ bool scale(float* x, int64_t n, float s, bool check) {
   return scale_blocks(n, check, [x, s](int64_t i) { return x[i] *= s; });
 }
 
+// A block at a time: widened, scaled and rounded back with half_convert's vector conversions, then
+// the stored (rounded) values widened again for the check, since a finite f32 product can round
+// to infinity in f16.
 bool scale_half(DType dtype, uint16_t* x, int64_t n, float s, bool check) {
-  return scale_blocks(n, check, [x, s, dtype](int64_t i) {
-    x[i] = f32_to_half(dtype, half_to_f32(dtype, x[i]) * s);
-    return half_to_f32(dtype, x[i]);
-  });
+  const int64_t blocks = block_count(n);
+  int non_finite = 0;
+#pragma omp parallel for schedule(static) reduction(| : non_finite) if (blocks > 1)
+  for (int64_t b = 0; b < blocks; b++) {
+    alignas(64) float x32[kBlock];
+    const int64_t begin = b * kBlock, count = std::min(n - begin, kBlock);
+    half_to_f32_array(dtype, x + begin, x32, count);
+#pragma omp simd
+    for (int64_t i = 0; i < count; i++) x32[i] *= s;
+    f32_to_half_array(dtype, x32, x + begin, count);
+    if (!check) continue;
+    half_to_f32_array(dtype, x + begin, x32, count);
+    int found = 0;
+#pragma omp simd reduction(| : found)
+    for (int64_t i = 0; i < count; i++) found |= x32[i] - x32[i] != 0.0f;  // as scale_blocks
+    non_finite |= found;
+  }
+  return non_finite != 0;
 }
 
 TG_CPU_ISA_END
