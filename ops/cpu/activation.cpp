@@ -1,34 +1,22 @@
 #include "ops/cpu/activation.h"
 
 #include "ops/cpu/fast_math.h"
+#include "ops/cpu/gelu_math.h"
 
 namespace tg::cpu {
 TG_CPU_ISA_BEGIN
 
 // See ops/cpu/elementwise.cpp: below this many elements one thread is faster.
 static constexpr int64_t kParallelMin = 1 << 15;
-static constexpr float kSqrt2OverPi = 0.7978845608028654f;
-static constexpr float kGeluCubic = 0.044715f;
+using gelu_math::clamp80;
+using gelu_math::gelu_arg;
+using gelu_math::kGeluCubic;
+using gelu_math::kSqrt2OverPi;
 
-// GELU is computed in its sigmoid form: 0.5 (1 + tanh(u)) = 1 / (1 + exp(-2u)). The two agree
-// exactly in real arithmetic, but the tanh form cancels catastrophically for negative inputs
-// (1 + tanh(u) with tanh(u) near -1), while the sigmoid form keeps full relative precision there.
-//
-// Past |2u| = 80 the answer is settled in float: for 2u > 80, gelu(x) = x and gelu'(x) = 1; for
-// 2u < -80 (x < -9.7), |gelu(x)| < 2e-34 and gelu'(x) < 1e-32, written as 0. Returning those
-// outright matters for huge |x|, where x^3 overflows and x (or x^3) times a tiny sigmoid would
-// otherwise come out large. Inside the range the check-free exp applies.
-static inline float gelu_arg(float x) { return -2.0f * kSqrt2OverPi * (x + kGeluCubic * x * x * x); }
-static inline float clamp80(float arg) { return arg > 80.0f ? 80.0f : (arg < -80.0f ? -80.0f : arg); }
-
+// GELU's formula and its range rules: ops/cpu/gelu_math.h.
 void gelu_forward(float* out, const float* inp, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (parallel : n >= kParallelMin)
-  for (int64_t i = 0; i < n; i++) {
-    float x = inp[i];
-    float arg = gelu_arg(x);
-    float y = x / (1.0f + fast_exp_in_range(clamp80(arg)));
-    out[i] = arg > 80.0f ? 0.0f : y;
-  }
+  for (int64_t i = 0; i < n; i++) out[i] = gelu_math::gelu(inp[i]);
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t n) {

@@ -25,7 +25,7 @@
 #include <memory>
 #include <vector>
 
-#include "ops/cpu/activation.h"
+#include "ops/cpu/gelu_math.h"
 #include "ops/cpu/half_convert.h"
 
 #if defined(__AVX512F__) || defined(__AVX2__)
@@ -543,7 +543,8 @@ void linear_epilogue_half(DType dtype, uint16_t* out, uint16_t* pre_gelu, const 
       f32_to_half_array(dtype, v + c0, u, len);
       if (pre_gelu) std::memcpy(pre_gelu + c0, u, static_cast<size_t>(len) * sizeof(uint16_t));
       half_to_f32_array(dtype, u, x, len);
-      gelu_forward(x, x, len);
+#pragma omp simd
+      for (int64_t i = 0; i < len; i++) x[i] = gelu_math::gelu(x[i]);
       value = x;
     }
     if (residual) {
