@@ -142,10 +142,13 @@ class Trainer {
     zero_ = dynamic_cast<dist::ZeroAdamW*>(optimizer_.get());
     if (run.resume_from) optimizer_->load_state_tensors(run.resume_from->optimizer);
     examples_per_step_ = task_.examples_per_micro_batch() * static_cast<double>(c_.grad_accum * c_.world_size);
-    // MFU against the CPU's measured FMA peak (every rank's threads), or the GPU's dense datasheet
-    // peak for the dtype (one GPU per rank).
-    peak_flops_ = (device_.is_cpu() ? cpu_peak_gflops(omp_get_max_threads()) * 1e9 : gpu_peak(device_, dtype_).flops) *
-                  c_.world_size;
+    // MFU against the peak of the dtype the GEMMs run in, as on a GPU: the CPU's measured FMA peak
+    // (every rank's threads), its vdpbf16ps peak for bf16 where it has AVX512_BF16, or the GPU's
+    // dense datasheet peak for the dtype (one GPU per rank).
+    double cpu_peak = 0.0;
+    if (device_.is_cpu() && dtype_ == DType::BF16) cpu_peak = cpu_bf16_peak_gflops(omp_get_max_threads());
+    if (device_.is_cpu() && cpu_peak <= 0.0) cpu_peak = cpu_peak_gflops(omp_get_max_threads());
+    peak_flops_ = (device_.is_cpu() ? cpu_peak * 1e9 : gpu_peak(device_, dtype_).flops) * c_.world_size;
     plan_ = plan_execution();
   }
 
