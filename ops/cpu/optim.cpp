@@ -173,8 +173,8 @@ static double block_sum_of_squares(const float* x, int64_t count) {
 }
 
 // x (n) -> sum x^2. Block partials land in a fixed slot and are added in block order, so the
-// result does not depend on how many threads ran. `block(begin, count)` returns the f32 values of
-// a block (x itself, or a widened copy in `scratch`, a block of f32 per thread).
+// result does not depend on how many threads ran. `block(begin, count, scratch)` returns the f32
+// values of a block: x itself, or a widened copy in `scratch` (one block of f32 per thread).
 template <class Block>
 static double sum_of_squares_blocks(int64_t n, Block block) {
   const int64_t blocks = block_count(n);
