@@ -201,53 +201,53 @@ double sum_of_squares_half(DType dtype, const uint16_t* x, int64_t n) {
   });
 }
 
-// x (n) *= s, element i through `update(i)`, which returns the stored value as f32 for the check.
-template <class Update>
-static bool scale_blocks(int64_t n, bool check, Update update) {
+// Whether a block of stored values holds an inf or NaN: x - x is 0 for finite x and NaN for inf
+// and NaN, a test the vectorizer keeps branch-free.
+static bool block_has_non_finite(const float* y, int64_t count) {
+  int found = 0;
+#pragma omp simd reduction(| : found)
+  for (int64_t i = 0; i < count; i++) found |= y[i] - y[i] != 0.0f;
+  return found != 0;
+}
+
+// x (n) *= s a block at a time: `block(begin, count, scratch)` scales its block in place and
+// returns the stored values as f32 for the check (x itself, or a widened copy in `scratch`, one
+// block of f32 per thread).
+template <class Block>
+static bool scale_blocks(int64_t n, bool check, Block block) {
   const int64_t blocks = block_count(n);
   int non_finite = 0;
 #pragma omp parallel for schedule(static) reduction(| : non_finite) if (blocks > 1)
   for (int64_t b = 0; b < blocks; b++) {
-    const int64_t end = std::min(n, (b + 1) * kBlock);
-    int found = 0;
-#pragma omp simd reduction(| : found)
-    for (int64_t i = b * kBlock; i < end; i++) {
-      const float y = update(i);
-      // x - x is 0 for finite x and NaN for inf and NaN: a test the vectorizer keeps branch-free.
-      found |= check && (y - y != 0.0f);
-    }
-    non_finite |= found;
+    alignas(64) float scratch[kBlock];
+    const int64_t begin = b * kBlock, count = std::min(n - begin, kBlock);
+    const float* stored = block(begin, count, scratch);
+    if (check && block_has_non_finite(stored, count)) non_finite = 1;
   }
   return non_finite != 0;
 }
 
 // x (n) *= s
 bool scale(float* x, int64_t n, float s, bool check) {
-  return scale_blocks(n, check, [x, s](int64_t i) { return x[i] *= s; });
+  return scale_blocks(n, check, [x, s](int64_t begin, int64_t count, float*) {
+    float* y = x + begin;
+#pragma omp simd
+    for (int64_t i = 0; i < count; i++) y[i] *= s;
+    return static_cast<const float*>(y);
+  });
 }
 
-// A block at a time: widened, scaled and rounded back with half_convert's vector conversions, then
-// the stored (rounded) values widened again for the check, since a finite f32 product can round
-// to infinity in f16.
+// Widened, scaled and rounded back with half_convert's vector conversions; the check reads the
+// stored (rounded) values widened again, since a finite f32 product can round to infinity in f16.
 bool scale_half(DType dtype, uint16_t* x, int64_t n, float s, bool check) {
-  const int64_t blocks = block_count(n);
-  int non_finite = 0;
-#pragma omp parallel for schedule(static) reduction(| : non_finite) if (blocks > 1)
-  for (int64_t b = 0; b < blocks; b++) {
-    alignas(64) float x32[kBlock];
-    const int64_t begin = b * kBlock, count = std::min(n - begin, kBlock);
-    half_to_f32_array(dtype, x + begin, x32, count);
+  return scale_blocks(n, check, [x, s, dtype, check](int64_t begin, int64_t count, float* scratch) {
+    half_to_f32_array(dtype, x + begin, scratch, count);
 #pragma omp simd
-    for (int64_t i = 0; i < count; i++) x32[i] *= s;
-    f32_to_half_array(dtype, x32, x + begin, count);
-    if (!check) continue;
-    half_to_f32_array(dtype, x + begin, x32, count);
-    int found = 0;
-#pragma omp simd reduction(| : found)
-    for (int64_t i = 0; i < count; i++) found |= x32[i] - x32[i] != 0.0f;  // as scale_blocks
-    non_finite |= found;
-  }
-  return non_finite != 0;
+    for (int64_t i = 0; i < count; i++) scratch[i] *= s;
+    f32_to_half_array(dtype, scratch, x + begin, count);
+    if (check) half_to_f32_array(dtype, x + begin, scratch, count);
+    return static_cast<const float*>(scratch);
+  });
 }
 
 TG_CPU_ISA_END
