@@ -475,26 +475,33 @@ void broadcast_rows(float* out, const float* bias, int64_t M, int64_t N) {
   for (int64_t i = 0; i < M; i++) std::memcpy(out + i * N, bias, static_cast<size_t>(N) * sizeof(float));
 }
 
-void column_sums_accumulate(float* dbias, const float* dout, int64_t M, int64_t N) {
-  if (M <= 0 || N <= 0) return;
-  // Each thread sums a band of rows into its own partial (rows are contiguous, so the inner loop
-  // is a unit-stride vector add), and the partials are added into dbias in thread order, which
-  // keeps the result the same from run to run.
+// dbias (N) += the column sums of M rows, row i read by row(i, buffer) as N f32 values (the row
+// itself, or a widened copy in `buffer`, N floats per thread). Each thread sums a band of rows
+// into its own partial (a unit-stride vector add per row), and the partials are added into dbias
+// in thread order, which keeps the result the same from run to run.
+template <class Row>
+static void column_sums_into(float* dbias, int64_t M, int64_t N, Row row) {
   const int threads = M * N > (1 << 16) && !omp_in_parallel() ? omp_get_max_threads() : 1;
   std::unique_ptr<float[]> partials(new float[static_cast<size_t>(threads) * N]());
 #pragma omp parallel num_threads(threads)
   {
     const int team = omp_get_num_threads(), id = omp_get_thread_num();
     float* part = partials.get() + static_cast<int64_t>(id) * N;
+    std::vector<float> buffer;
     for (int64_t i = M * id / team; i < M * (id + 1) / team; i++) {
-      const float* row = dout + i * N;
+      const float* values = row(i, buffer);
 #pragma omp simd
-      for (int64_t j = 0; j < N; j++) part[j] += row[j];
+      for (int64_t j = 0; j < N; j++) part[j] += values[j];
     }
   }
   for (int t = 0; t < threads; t++)
 #pragma omp simd
     for (int64_t j = 0; j < N; j++) dbias[j] += partials[static_cast<size_t>(t) * N + j];
+}
+
+void column_sums_accumulate(float* dbias, const float* dout, int64_t M, int64_t N) {
+  if (M <= 0 || N <= 0) return;
+  column_sums_into(dbias, M, N, [dout, N](int64_t i, std::vector<float>&) { return dout + i * N; });
 }
 
 void broadcast_rows_half(DType /*dtype: the bits are copied*/, uint16_t* out, const uint16_t* bias, int64_t M,
@@ -505,26 +512,15 @@ void broadcast_rows_half(DType /*dtype: the bits are copied*/, uint16_t* out, co
 
 void column_sums_accumulate_half(DType dtype, uint16_t* dbias, const uint16_t* dout, int64_t M, int64_t N) {
   if (M <= 0 || N <= 0) return;
-  // As the f32 version: per-thread partials over bands of rows, added in thread order; each row is
-  // widened into the thread's row buffer first, so the sums are f32 throughout.
-  const int threads = M * N > (1 << 16) && !omp_in_parallel() ? omp_get_max_threads() : 1;
-  std::unique_ptr<float[]> partials(new float[static_cast<size_t>(threads) * N]());
-#pragma omp parallel num_threads(threads)
-  {
-    const int team = omp_get_num_threads(), id = omp_get_thread_num();
-    float* part = partials.get() + static_cast<int64_t>(id) * N;
-    std::vector<float> row(static_cast<size_t>(N));
-    for (int64_t i = M * id / team; i < M * (id + 1) / team; i++) {
-      half_to_f32_array(dtype, dout + i * N, row.data(), N);
-#pragma omp simd
-      for (int64_t j = 0; j < N; j++) part[j] += row[j];
-    }
-  }
+  // As the f32 version, each row widened first, so the sums are f32 throughout; dbias is widened,
+  // added to and rounded once.
   std::vector<float> sum(static_cast<size_t>(N));
   half_to_f32_array(dtype, dbias, sum.data(), N);
-  for (int t = 0; t < threads; t++)
-#pragma omp simd
-    for (int64_t j = 0; j < N; j++) sum[j] += partials[static_cast<size_t>(t) * N + j];
+  column_sums_into(sum.data(), M, N, [dtype, dout, N](int64_t i, std::vector<float>& buffer) {
+    buffer.resize(static_cast<size_t>(N));
+    half_to_f32_array(dtype, dout + i * N, buffer.data(), N);
+    return static_cast<const float*>(buffer.data());
+  });
   f32_to_half_array(dtype, sum.data(), dbias, N);
 }
 
