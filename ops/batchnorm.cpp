@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "ops/check.h"
+#include "ops/f32_staging.h"
 #include "ops/profiler.h"
 #include "ops/cpu/batchnorm.h"
 #ifdef TG_CUDA
@@ -13,10 +14,11 @@ namespace tg::ops {
 
 static const char* kOp = "batch_norm";
 
-// x must be a contiguous float tensor with at least one dimension and a non-empty last dimension C;
-// returns C.
+// x must be a contiguous f32, bf16 or f16 tensor with at least one dimension and a non-empty last
+// dimension C; returns C. Halves are staged through f32 on the CPU (ops/f32_staging.h): the
+// statistics, running statistics and the backward's sums are f32 whatever x is, as on CUDA.
 static int64_t check_input(const Tensor& x) {
-  check_float_contiguous(kOp, x, "x");
+  check_float_or_half_contiguous(kOp, x, "x");
   if (x.dim() < 1 || x.size(-1) == 0)
     throw Error(std::string(kOp) + ": x has shape " + shape_str(x.shape()) +
                 ", expected at least one dimension and a non-empty last dimension of channels");
@@ -76,16 +78,19 @@ void batchnorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x,
     c.flops = (training ? 8.0 : 2.0) * static_cast<double>(x.numel()) + (relu ? static_cast<double>(x.numel()) : 0.0);
   });
   switch (device.type) {
-    case DeviceType::CPU:
+    case DeviceType::CPU: {
+      F32Staging staged;  // an undefined weight or bias stays null: "no affine"
       if (training)
-        cpu::batchnorm_forward_train(out.data<float>(), mean.data<float>(), rstd.data<float>(),
-                                     optional_data(running_mean), optional_data(running_var), x.data<float>(),
-                                     optional_data(weight), optional_data(bias), M, C, momentum, eps, relu);
+        cpu::batchnorm_forward_train(staged.out(out), mean.data<float>(), rstd.data<float>(),
+                                     optional_data(running_mean), optional_data(running_var), staged.in(x),
+                                     staged.in(weight), staged.in(bias), M, C, momentum, eps, relu);
       else
-        cpu::batchnorm_forward_eval(out.data<float>(), mean.data<float>(), rstd.data<float>(), x.data<float>(),
-                                    optional_data(weight), optional_data(bias), running_mean.data<float>(),
+        cpu::batchnorm_forward_eval(staged.out(out), mean.data<float>(), rstd.data<float>(), staged.in(x),
+                                    staged.in(weight), staged.in(bias), running_mean.data<float>(),
                                     running_var.data<float>(), M, C, eps, relu);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       if (training) {
@@ -131,11 +136,14 @@ void batchnorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
     c.flops = 12.0 * static_cast<double>(x.numel());
   });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::batchnorm_backward(optional_data(dx), optional_data(dweight), optional_data(dbias), dout.data<float>(),
-                              x.data<float>(), optional_data(weight), optional_data(bias), mean.data<float>(),
-                              rstd.data<float>(), x.numel() / C, C, training, relu);
+    case DeviceType::CPU: {
+      F32Staging staged;  // dx, dweight and dbias += in f32, rounded once; undefined ones stay null
+      cpu::batchnorm_backward(staged.inout(dx), staged.inout(dweight), staged.inout(dbias), staged.in(dout),
+                              staged.in(x), staged.in(weight), staged.in(bias), mean.data<float>(), rstd.data<float>(),
+                              x.numel() / C, C, training, relu);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: {
       const int64_t M = x.numel() / C;
@@ -150,7 +158,8 @@ void batchnorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
   }
 }
 
-// x and the (C) vectors of a piece: x contiguous f32, the vectors as in the forward, all on the CPU.
+// x and the (C) vectors of a piece: x contiguous f32, bf16 or f16, the vectors as in the forward, all
+// on the CPU.
 static void check_piece(const char* piece, const Tensor& x, std::initializer_list<std::pair<const Tensor*, const char*>> vectors) {
   check_input(x);
   for (const auto& [t, name] : vectors) check_channel_vector(*t, name, x, std::string(name) == "mean" || std::string(name) == "rstd");
@@ -165,7 +174,8 @@ void batchnorm_moments(const Tensor& x, std::vector<double>& mean, std::vector<d
   const int64_t C = x.size(-1);
   mean.assign(C, 0.0);
   m2.assign(C, 0.0);
-  cpu::batchnorm_moments(mean.data(), m2.data(), x.data<float>(), x.numel() / C, C);
+  F32Staging staged;
+  cpu::batchnorm_moments(mean.data(), m2.data(), staged.in(x), x.numel() / C, C);
 }
 
 void batchnorm_normalise(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& mean,
@@ -177,8 +187,10 @@ void batchnorm_normalise(Tensor& out, const Tensor& x, const Tensor& weight, con
   check_same_dtype(kOp, x, "x", out, "out");
   check_contiguous(kOp, out, "out");
   const int64_t C = x.size(-1);
-  cpu::batchnorm_normalise(out.data<float>(), x.data<float>(), optional_data(weight), optional_data(bias),
-                           mean.data<float>(), rstd.data<float>(), x.numel() / C, C, relu);
+  F32Staging staged;
+  cpu::batchnorm_normalise(staged.out(out), staged.in(x), staged.in(weight), staged.in(bias), mean.data<float>(),
+                           rstd.data<float>(), x.numel() / C, C, relu);
+  staged.finish();
 }
 
 void batchnorm_gradient_sums(const Tensor& dout, const Tensor& x, const Tensor& weight, const Tensor& bias,
@@ -193,8 +205,9 @@ void batchnorm_gradient_sums(const Tensor& dout, const Tensor& x, const Tensor& 
   const int64_t C = x.size(-1);
   sum_g.assign(C, 0.0);
   sum_gx.assign(C, 0.0);
-  cpu::batchnorm_gradient_sums(sum_g.data(), sum_gx.data(), dout.data<float>(), x.data<float>(), optional_data(weight),
-                               optional_data(bias), mean.data<float>(), rstd.data<float>(), x.numel() / C, C, relu);
+  F32Staging staged;
+  cpu::batchnorm_gradient_sums(sum_g.data(), sum_gx.data(), staged.in(dout), staged.in(x), staged.in(weight),
+                               staged.in(bias), mean.data<float>(), rstd.data<float>(), x.numel() / C, C, relu);
 }
 
 void batchnorm_input_gradient(Tensor& dx, const Tensor& dout, const Tensor& x, const Tensor& weight, const Tensor& bias,
@@ -205,15 +218,19 @@ void batchnorm_input_gradient(Tensor& dx, const Tensor& dout, const Tensor& x, c
   check_piece("batch_norm_input_gradient", x, {{&weight, "weight"}, {&bias, "bias"}, {&mean, "mean"}, {&rstd, "rstd"}});
   check_same_shape(kOp, dout, "dout", x, "x");
   check_same_shape(kOp, dx, "dx", x, "x");
+  check_same_dtype(kOp, x, "x", dout, "dout");
+  check_same_dtype(kOp, x, "x", dx, "dx");
   check_contiguous(kOp, dout, "dout");
   check_contiguous(kOp, dx, "dx");
   const int64_t C = x.size(-1);
   if (static_cast<int64_t>(sum_g.size()) != C || static_cast<int64_t>(sum_gx.size()) != C)
     throw Error(std::string(kOp) + ": the gradient sums hold " + std::to_string(sum_g.size()) + " and " +
                 std::to_string(sum_gx.size()) + " values, expected one per channel (" + std::to_string(C) + ")");
-  cpu::batchnorm_input_gradient(dx.data<float>(), dout.data<float>(), x.data<float>(), optional_data(weight),
-                                optional_data(bias), mean.data<float>(), rstd.data<float>(), sum_g.data(), sum_gx.data(),
-                                rows, x.numel() / C, C, relu);
+  F32Staging staged;
+  cpu::batchnorm_input_gradient(staged.inout(dx), staged.in(dout), staged.in(x), staged.in(weight), staged.in(bias),
+                                mean.data<float>(), rstd.data<float>(), sum_g.data(), sum_gx.data(), rows,
+                                x.numel() / C, C, relu);
+  staged.finish();
 }
 
 }  // namespace tg::ops

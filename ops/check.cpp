@@ -45,23 +45,6 @@ void check_f32_contiguous(const char* op, const Tensor& t, const char* name) {
   check_contiguous(op, t, name);
 }
 
-void check_float_dtype(const char* op, const Tensor& t, const char* name) {
-  check_defined(op, t, name);
-  DType dtype = t.dtype();
-  if (t.device().is_cpu()) {
-    if (dtype != DType::F32)
-      throw Error(std::string(op) + ": " + name + " has dtype " + dtype_name(dtype) +
-                  ", expected f32 (the CPU kernels of " + op + " compute f32 tensors only; bf16 and f16 run on CUDA)");
-    return;
-  }
-  check_float_or_half_dtype(op, t, name);
-}
-
-void check_float_contiguous(const char* op, const Tensor& t, const char* name) {
-  check_float_dtype(op, t, name);
-  check_contiguous(op, t, name);
-}
-
 void check_float_or_half_dtype(const char* op, const Tensor& t, const char* name) {
   check_defined(op, t, name);
   DType dtype = t.dtype();

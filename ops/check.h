@@ -16,12 +16,6 @@ void check_dim(const char* op, const Tensor& t, const char* name, int64_t ndim);
 void check_dtype(const char* op, const Tensor& t, const char* name, DType expected);
 void check_contiguous(const char* op, const Tensor& t, const char* name);
 void check_f32_contiguous(const char* op, const Tensor& t, const char* name);  // what every CPU kernel reads
-// The dtypes of the families whose CPU kernels take f32 only (convolution, batch norm, pooling):
-// f32 on the CPU, naming the op; f32, bf16 and f16 on CUDA. Every other family takes halves on the
-// CPU too and checks with check_float_or_half_dtype below.
-void check_float_dtype(const char* op, const Tensor& t, const char* name);
-// check_float_dtype + contiguous.
-void check_float_contiguous(const char* op, const Tensor& t, const char* name);
 // The dtypes of the floating-point kernels on every device: f32, bf16 or f16. Half-precision
 // storage, f32 arithmetic: the CUDA kernels widen on load and round on store; the CPU fronts stage
 // halves through f32 buffers (ops/f32_staging.h).

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ops/check.h"
+#include "ops/f32_staging.h"
 #include "ops/profiler.h"
 #include "ops/cpu/conv2d.h"
 #include "ops/cpu/conv2d_winograd.h"
@@ -51,7 +52,7 @@ static cpu::Conv2dGeometry geometry(const Tensor& x, const char* x_name, const T
   if (weight.dim() != 4)
     throw Error(std::string(kOp) + ": " + weight_name + " has shape " + shape_str(weight.shape()) +
                 ", expected 4 dimensions (K, C/groups, R, S)");
-  check_float_contiguous(kOp, x, x_name);
+  check_float_or_half_contiguous(kOp, x, x_name);
   check_same_dtype(kOp, x, x_name, weight, weight_name);
   check_contiguous(kOp, weight, weight_name);
   check_param("stride_h", p.stride_h, 1);
@@ -110,8 +111,6 @@ static void check_bias(const Tensor& t, const char* name, const cpu::Conv2dGeome
 static double multiply_add_flops(const cpu::Conv2dGeometry& g) {
   return 2.0 * static_cast<double>(g.output_pixels()) * static_cast<double>(g.K) * static_cast<double>(g.patch_size());
 }
-
-static float* optional_data(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
 
 #ifdef TG_CUDA
 static void* optional_raw(const Tensor& t) { return t.defined() ? t.data_raw() : nullptr; }
@@ -239,10 +238,13 @@ void conv2d_forward(Tensor& out, const Tensor& x, const Tensor& weight, const Te
     c.flops = multiply_add_flops(g);  // nominal: Winograd does fewer multiplies for the same result
   });
   switch (device.type) {
-    case DeviceType::CPU:
-      run_forward(conv2d_algorithm(x, weight, p, ConvPass::Forward), out.data<float>(), x.data<float>(),
-                  weight.data<float>(), optional_data(bias), g);
+    case DeviceType::CPU: {
+      F32Staging staged;  // bf16/f16: the f32 kernel on widened copies, out rounded once
+      run_forward(conv2d_algorithm(x, weight, p, ConvPass::Forward), staged.out(out), staged.in(x), staged.in(weight),
+                  staged.in(bias), g);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::conv2d_forward(x.dtype(), out.data_raw(), x.data_raw(), weight.data_raw(), optional_raw(bias), cuda_shape(g));
@@ -262,10 +264,13 @@ void conv2d_backward_input(Tensor& dx, const Tensor& dout, const Tensor& weight,
     c.flops = multiply_add_flops(g);
   });
   switch (device.type) {
-    case DeviceType::CPU:
-      run_backward_input(conv2d_algorithm(dx, weight, p, ConvPass::InputGradient), dx.data<float>(),
-                         dout.data<float>(), weight.data<float>(), g);
+    case DeviceType::CPU: {
+      F32Staging staged;  // dx += in f32, rounded once
+      run_backward_input(conv2d_algorithm(dx, weight, p, ConvPass::InputGradient), staged.inout(dx), staged.in(dout),
+                         staged.in(weight), g);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::conv2d_backward_input(dx.dtype(), dx.data_raw(), dout.data_raw(), weight.data_raw(), cuda_shape(g));
@@ -287,9 +292,12 @@ void conv2d_backward_weight(Tensor& dweight, Tensor& dbias, const Tensor& dout, 
     c.flops = multiply_add_flops(g);
   });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::conv2d_backward_weight(dweight.data<float>(), optional_data(dbias), dout.data<float>(), x.data<float>(), g);
+    case DeviceType::CPU: {
+      F32Staging staged;  // dweight and dbias += in f32, rounded once; an undefined dbias stays null
+      cpu::conv2d_backward_weight(staged.inout(dweight), staged.inout(dbias), staged.in(dout), staged.in(x), g);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: {
       // The split-K slices' partial dweights and the chunks' partial dbias, added in order.

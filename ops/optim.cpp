@@ -14,13 +14,9 @@ namespace tg::ops {
 
 static bool is_half(DType dtype) { return dtype == DType::BF16 || dtype == DType::F16; }
 
-// Parameters and gradients: f32, bf16 or f16 on any device (unlike check_float_dtype, which keeps
-// the CPU f32-only: the optimizer kernels read halves on the CPU too).
+// Parameters and gradients: f32, bf16 or f16, contiguous, on any device.
 static void check_param_dtype(const char* op, const Tensor& t, const std::string& name) {
-  check_defined(op, t, name.c_str());
-  if (t.dtype() != DType::F32 && !is_half(t.dtype()))
-    throw Error(std::string(op) + ": " + name + " has dtype " + dtype_name(t.dtype()) + ", expected f32, bf16 or f16");
-  check_contiguous(op, t, name.c_str());
+  check_float_or_half_contiguous(op, t, name.c_str());
 }
 
 // The checks every optimizer state tensor shares: f32, contiguous, shaped like the parameter.

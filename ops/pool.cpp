@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "ops/check.h"
+#include "ops/f32_staging.h"
 #include "ops/profiler.h"
 #include "ops/cpu/pool.h"
 #ifdef TG_CUDA
@@ -17,9 +18,9 @@ static const char* kMaxOp = "max_pool2d";
 static const char* kAvgOp = "avg_pool2d";
 static const char* kAdaptiveOp = "adaptive_avg_pool2d";
 
-// x (N,H,W,C): a float dtype (f32 on the CPU; f32, bf16, f16 on CUDA), contiguous, non-empty H and W.
+// x (N,H,W,C): f32, bf16 or f16 (staged through f32 on the CPU), contiguous, non-empty H and W.
 static void check_feature_map(const char* op, const Tensor& x, const char* name) {
-  check_float_contiguous(op, x, name);
+  check_float_or_half_contiguous(op, x, name);
   if (x.dim() != 4 || x.size(1) == 0 || x.size(2) == 0)
     throw Error(std::string(op) + ": " + name + " has shape " + shape_str(x.shape()) +
                 ", expected (N, H, W, C) with H, W >= 1 (NHWC)");
@@ -105,10 +106,13 @@ void maxpool2d_forward(Tensor& out, Tensor& argmax, const Tensor& x, const Pool2
     c.flops = static_cast<double>(out.numel()) * static_cast<double>(p.kernel_h * p.kernel_w);
   });
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::maxpool2d_forward(out.data<float>(), argmax.data<int32_t>(), x.data<float>(), x.size(0), x.size(3),
+    case DeviceType::CPU: {
+      F32Staging staged;
+      cpu::maxpool2d_forward(staged.out(out), argmax.data<int32_t>(), staged.in(x), x.size(0), x.size(3),
                              max_geometry(x.shape(), pooled, p));
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA:
       cuda::maxpool2d_forward(x.dtype(), out.data_raw(), argmax.data<int32_t>(), x.data_raw(), x.size(0), x.size(3),
@@ -121,7 +125,7 @@ void maxpool2d_forward(Tensor& out, Tensor& argmax, const Tensor& x, const Pool2
 
 void maxpool2d_backward(Tensor& dx, const Tensor& dout, const Tensor& argmax) {
   check_feature_map(kMaxOp, dx, "dx");
-  check_float_contiguous(kMaxOp, dout, "dout");
+  check_float_or_half_contiguous(kMaxOp, dout, "dout");
   check_dim(kMaxOp, dout, "dout", 4);
   const Shape pooled = dout.shape();
   if (pooled[0] != dx.size(0) || pooled[3] != dx.size(3))
@@ -137,9 +141,12 @@ void maxpool2d_backward(Tensor& dx, const Tensor& dout, const Tensor& argmax) {
   // Only H, W, P and Q are read: the taps were resolved into argmax by the forward.
   const cpu::MaxPoolGeometry g{dx.size(1), dx.size(2), pooled[1], pooled[2], 1, 1, 1, 1, 0, 0, 1, 1};
   switch (device.type) {
-    case DeviceType::CPU:
-      cpu::maxpool2d_backward(dx.data<float>(), dout.data<float>(), argmax.data<int32_t>(), dx.size(0), dx.size(3), g);
+    case DeviceType::CPU: {
+      F32Staging staged;  // as on CUDA: the gradients routed to one input add in f32, rounded once
+      cpu::maxpool2d_backward(staged.inout(dx), staged.in(dout), argmax.data<int32_t>(), dx.size(0), dx.size(3), g);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: {
       // Half dtypes route the gradients into an f32 copy of dx, so each input rounds once.
@@ -206,14 +213,17 @@ static void average(const char* op, bool backward, Tensor& grad_or_out, const Te
                         c.flops = static_cast<double>(image.numel());
                       });
   switch (device.type) {
-    case DeviceType::CPU:
+    case DeviceType::CPU: {
+      F32Staging staged;  // the backward's dx += in f32, rounded once
       if (backward)
-        cpu::avgpool2d_backward(grad_or_out.data<float>(), x_or_dout.data<float>(), N, H, W, C, h_bins.data(), P,
+        cpu::avgpool2d_backward(staged.inout(grad_or_out), staged.in(x_or_dout), N, H, W, C, h_bins.data(), P,
                                 w_bins.data(), Q);
       else
-        cpu::avgpool2d_forward(grad_or_out.data<float>(), x_or_dout.data<float>(), N, H, W, C, h_bins.data(), P,
+        cpu::avgpool2d_forward(staged.out(grad_or_out), staged.in(x_or_dout), N, H, W, C, h_bins.data(), P,
                                w_bins.data(), Q);
+      staged.finish();
       break;
+    }
 #ifdef TG_CUDA
     case DeviceType::CUDA: {
       const Tensor h = device_bins(h_bins, device), w = device_bins(w_bins, device);
@@ -249,7 +259,7 @@ void avgpool2d_backward(Tensor& dx, const Tensor& dout, const Pool2dParams& p) {
 // out or dout (N,P,Q,C) against x or dx (N,H,W,C): any P, Q >= 1.
 static void check_adaptive(const Tensor& pooled, const char* pooled_name, const Tensor& image, const char* image_name) {
   check_feature_map(kAdaptiveOp, image, image_name);
-  check_float_contiguous(kAdaptiveOp, pooled, pooled_name);
+  check_float_or_half_contiguous(kAdaptiveOp, pooled, pooled_name);
   if (pooled.dim() != 4 || pooled.size(0) != image.size(0) || pooled.size(3) != image.size(3) || pooled.size(1) < 1 ||
       pooled.size(2) < 1)
     throw Error(std::string(kAdaptiveOp) + ": " + pooled_name + " has shape " + shape_str(pooled.shape()) +

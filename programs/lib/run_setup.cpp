@@ -108,16 +108,6 @@ static void check_resumed_task(RunConfig& c, const Checkpoint& ckpt) {
   c.task = ckpt.task.kind;
 }
 
-static void check_machine(const RunConfig& c) {
-  // Half precision on the CPU stages bf16/f16 through the f32 kernels (ops/f32_staging.h) for every
-  // op the text models use; the convolution, batch norm and pooling kernels of the image task take
-  // f32 only.
-  Device device = device_from_flag(c.device);
-  if (device.is_cpu() && c.dtype != "fp32" && c.task == "image")
-    throw Error("--dtype " + c.dtype + " is not available for image data on the CPU (its convolution, batch norm and "
-                "pooling kernels compute fp32 only); use --dtype fp32");
-}
-
 // Creates the run folder and proves it writable before anything else is written into it.
 static void prepare_out_dir(const std::string& dir) {
   std::error_code error;
@@ -199,7 +189,6 @@ std::optional<RunSetup> setup_run(int argc, char** argv) {
   c.world_size = launch.world_size;
 
   resolve_defaults(c, flags);
-  check_machine(c);
   if (c.threads > 0) omp_set_num_threads(static_cast<int>(c.threads));
 
   // --plan needs the model's shape and the machine, not the data: it prints before anything is read
