@@ -17,7 +17,6 @@
 #include "ops/accumulate.h"
 #include "ops/activation.h"
 #include "ops/concat.h"
-#include "ops/conv2d.h"
 #include "ops/crossentropy.h"
 #include "ops/dropout.h"
 #include "ops/elementwise.h"
@@ -309,14 +308,9 @@ TEST_P(HalfCpuOps, LstmCellForwardAndBackward) {
   expect_one_rounding(dcp, dcp32, "lstm dc_prev");
 }
 
-// The families whose CPU kernels are f32 only say so, naming the op; an integer tensor is refused
-// everywhere with the dtypes the floating-point kernels take.
+// An integer tensor is refused everywhere with the dtypes the floating-point kernels take (the
+// image path's fronts: tests/test_half_cnn_ops.cpp).
 TEST_P(HalfCpuOps, WhatTheCpuKernelsRefuse) {
-  Generator gen(1413);
-  Tensor x = draw({1, 5, 5, 2}, gen), w = draw({3, 2, 3, 3}, gen);
-  Tensor conv_out = Tensor::empty({1, 3, 3, 3}, half());
-  EXPECT_ERROR_MENTIONS(ops::conv2d_forward(conv_out, x, w, Tensor(), Conv2dParams{}), "conv2d", "x",
-                        dtype_name(half()), "f32", "CPU");
   Tensor ints = Tensor::from_ints({1, 2, 3}, {3}), out = Tensor::empty({3}, DType::I32);
   EXPECT_ERROR_MENTIONS(ops::gelu_forward(out, ints), "gelu", "inp", "i32", "expected f32, bf16 or f16");
 }
