@@ -1,4 +1,6 @@
-// BatchNorm fronts: check the tensors, then run the kernel for their device.
+// BatchNorm fronts: check the tensors, then run the kernel for their device. x, out and the
+// parameters are f32, bf16 or f16 (staged through the f32 kernels on the CPU, ops/f32_staging.h);
+// the statistics are f32 whatever x is, on every device.
 #pragma once
 #include <vector>
 

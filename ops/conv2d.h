@@ -2,8 +2,9 @@
 //
 // Activations are NHWC: x (N,H,W,C) -> out (N,P,Q,K), contiguous. Weights keep PyTorch's order
 // (K, C/groups, R, S) so that checkpoints load in PyTorch. Semantics are PyTorch's nn.Conv2d:
-// zero padding, dilation, groups (depthwise when groups == C), optional bias. CPU: f32; CUDA: f32,
-// bf16, f16 (ops/cuda/conv2d.h).
+// zero padding, dilation, groups (depthwise when groups == C), optional bias. f32, bf16 or f16: the
+// CUDA kernels (ops/cuda/conv2d.h) widen on load; the CPU stages halves through the f32 kernels
+// (ops/f32_staging.h), every algorithm below, outputs and gradients rounded once.
 #pragma once
 #include <cstdint>
 

@@ -1,5 +1,6 @@
 // Pooling fronts over NHWC feature maps: check the arguments, work out the output size and the
-// windows as PyTorch does, then run the kernel for the tensors' device.
+// windows as PyTorch does, then run the kernel for the tensors' device. f32, bf16 or f16 (staged
+// through the f32 kernels on the CPU, ops/f32_staging.h).
 #pragma once
 #include <cstdint>
 
