@@ -8,6 +8,7 @@
 #include "nn/batchnorm.h"
 #include "ops/batchnorm.h"
 #include "ops/check.h"
+#include "ops/f32_staging.h"
 
 namespace tg::dist {
 
@@ -77,11 +78,16 @@ Tensor sync_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias
                   std::vector<double> sum_g, sum_gx;
                   ops::batchnorm_gradient_sums(dyc, xc, wc, bc, mean_f, rstd_f, relu, sum_g, sum_gx);
                   const size_t C = sum_g.size();
-                  // This rank's parameter gradients, as batchnorm_backward computes them.
+                  // This rank's parameter gradients, as batchnorm_backward computes them (a bf16/f16
+                  // gradient: the f32 sum rounded once, through the staging the CPU fronts use).
+                  ops::F32Staging staged;
+                  float* dweight = staged.inout(g[1]);
+                  float* dbias = staged.inout(g[2]);
                   for (size_t c = 0; c < C; c++) {
-                    if (g[1].defined()) g[1].data<float>()[c] += static_cast<float>(sum_gx[c] * rstd_f.data<float>()[c]);
-                    if (g[2].defined()) g[2].data<float>()[c] += static_cast<float>(sum_g[c]);
+                    if (dweight) dweight[c] += static_cast<float>(sum_gx[c] * rstd_f.data<float>()[c]);
+                    if (dbias) dbias[c] += static_cast<float>(sum_g[c]);
                   }
+                  staged.finish();
                   if (!g[0].defined()) return;
                   std::vector<double> mine = sum_g;
                   mine.insert(mine.end(), sum_gx.begin(), sum_gx.end());

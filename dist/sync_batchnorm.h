@@ -19,8 +19,9 @@
 namespace tg::dist {
 
 // batch_norm (autograd/functions/batchnorm.h) in training mode over the rows of every rank's x:
-// x (..., C) f32 on the CPU, weight and bias (C) or undefined, running_mean and running_var (C) f32
-// updated in place (or both undefined). Needs at least 2 rows over all ranks.
+// x (..., C) f32, bf16 or f16 on the CPU, weight and bias (C) of x's dtype or undefined,
+// running_mean and running_var (C) f32 updated in place (or both undefined). Needs at least 2 rows
+// over all ranks.
 Tensor sync_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                        Tensor running_var, float momentum, float eps, bool relu, Communicator& comm);
 

@@ -26,6 +26,9 @@
 #include <utility>
 #include <vector>
 
+#include "autograd/engine.h"
+#include "dist/single_process_communicator.h"
+#include "dist/sync_batchnorm.h"
 #include "ops/batchnorm.h"
 #include "ops/conv2d.h"
 #include "ops/elementwise.h"
@@ -330,6 +333,28 @@ TEST_P(HalfCpuCnnOps, BatchNormPiecesForSyncBn) {
   ops::batchnorm_input_gradient(dx32, widened(dout), widened(x), widened(wt), widened(bias), mean, rstd, g_f, gx_f,
                                 2.0 * M, true);
   expect_staged(dx, dx32, "input_gradient");
+}
+
+// sync-BN (--sync-bn) on one rank, through autograd: the output and the gradients of x, weight and
+// bias are the f32 run's rounded once; the running statistics stay f32 and equal.
+TEST_P(HalfCpuCnnOps, SyncBatchNormOnOneRank) {
+  Generator gen(1456);
+  const int64_t N = 3, H = 3, W = 5, C = 11;
+  dist::SingleProcessCommunicator comm;
+  Tensor x = draw({N, H, W, C}, gen, 2.0f), wt = draw({C}, gen), bias = draw({C}, gen), dy = draw({N, H, W, C}, gen);
+  Tensor x32 = widened(x), wt32 = widened(wt), bias32 = widened(bias);
+  for (Tensor* t : {&x, &wt, &bias, &x32, &wt32, &bias32}) t->requires_grad_();
+  Tensor rm = Tensor::zeros({C}), rv = Tensor::ones({C}), rm32 = Tensor::zeros({C}), rv32 = Tensor::ones({C});
+  Tensor y = dist::sync_batch_norm(x, wt, bias, rm, rv, 0.1f, 1e-5f, true, comm);
+  Tensor y32 = dist::sync_batch_norm(x32, wt32, bias32, rm32, rv32, 0.1f, 1e-5f, true, comm);
+  expect_staged(y, y32, "sync_batch_norm out");
+  expect_bitwise_equal(rm, rm32, "sync_batch_norm running_mean");
+  expect_bitwise_equal(rv, rv32, "sync_batch_norm running_var");
+  backward(y, dy);
+  backward(y32, widened(dy));
+  expect_staged(x.grad(), x32.grad(), "sync_batch_norm dx");
+  expect_staged(wt.grad(), wt32.grad(), "sync_batch_norm dweight");
+  expect_staged(bias.grad(), bias32.grad(), "sync_batch_norm dbias");
 }
 
 // ---- pooling ----------------------------------------------------------------------------------

@@ -189,6 +189,7 @@ std::optional<RunSetup> setup_run(int argc, char** argv) {
   c.world_size = launch.world_size;
 
   resolve_defaults(c, flags);
+  device_from_flag(c.device);  // a GPU that is not there is named before anything is read or written
   if (c.threads > 0) omp_set_num_threads(static_cast<int>(c.threads));
 
   // --plan needs the model's shape and the machine, not the data: it prints before anything is read
