@@ -27,7 +27,8 @@ void batchnorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
 
 // The pieces of the training forward and backward for a batch whose rows are split over several
 // processes (dist/sync_batchnorm.h merges the per-process sums between them); each does what the
-// kernels above do on its part. CPU only: CUDA has no BatchNorm kernels yet.
+// kernels above do on its part. CPU only: the CUDA kernels fuse these steps, and sync-BN on CUDA
+// is not written yet (the fronts name it).
 // x (..., C) -> per channel, the mean and the sum of squared deviations from it (m2), in double.
 void batchnorm_moments(const Tensor& x, std::vector<double>& mean, std::vector<double>& m2);
 // out (..., C) = [relu] (x - mean) * rstd * weight + bias, mean and rstd (C) f32.
