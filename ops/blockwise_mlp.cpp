@@ -227,4 +227,8 @@ void blockwise_mlp_backward(MlpGrads& g, const Tensor& dout, const Tensor& x, co
   }
 }
 
+int64_t blockwise_mlp_backward_chunk_rows(int64_t chunk_rows) {
+  return std::max(chunk_rows, kBlockwiseBackwardMinRows);
+}
+
 }  // namespace tg::ops
