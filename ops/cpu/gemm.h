@@ -4,6 +4,7 @@
 // Compiled once per instruction-set level (ops/cpu/isa.h): the register tile differs per level, so
 // the packed-operand interface takes the tile's width at run time from the GEMM that calls it.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 
@@ -135,7 +136,11 @@ class PackedB : public GemmPackB {
   }
 
  private:
+  // The panels come from the CPU allocator (tensor/cpu_allocator.h), whose cache hands the same
+  // sizes back call after call: glibc would keep a freed block of a few MB in a thread's arena, and
+  // the peak RSS the blockwise MLP exists to lower grew by tens of MB.
   struct Free {
+    size_t bytes;
     void operator()(float* p) const;
   };
   MatrixPackB source_;

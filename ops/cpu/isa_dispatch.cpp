@@ -3,8 +3,6 @@
 // copy (ops/cpu/isa.h). Compiled for baseline x86-64 like the rest of the library; the one place
 // that lists what is dispatched.
 #include <algorithm>
-#include <cstdlib>
-#include <new>
 
 #include "ops/cpu/accumulate.h"
 #include "ops/cpu/activation.h"
@@ -28,6 +26,7 @@
 #include "ops/cpu/reduce.h"
 #include "ops/cpu/rnn.h"
 #include "ops/cpu/softmax.h"
+#include "tensor/cpu_allocator.h"
 
 namespace tg::cpu {
 
@@ -115,15 +114,15 @@ void MatrixPackB::pack(int64_t p0, int64_t k, int64_t j0, int64_t n, int nr, flo
   gemm_pack_matrix_b(trans_, b_, ld_, p0, k, j0, n, nr, b_pack);
 }
 
-void PackedB::Free::operator()(float* p) const { std::free(p); }
+void PackedB::Free::operator()(float* p) const { cpu_deallocate(p, bytes); }
 
 PackedB::PackedB(bool trans, const float* b, int64_t ld, int64_t K, int64_t N)
-    : source_(trans, b, ld), K_(std::max<int64_t>(K, 0)), N_(std::max<int64_t>(N, 0)), kc_(gemm_kc()), nr_(gemm_nr()) {
+    : source_(trans, b, ld), K_(std::max<int64_t>(K, 0)), N_(std::max<int64_t>(N, 0)), kc_(gemm_kc()), nr_(gemm_nr()),
+      panels_(nullptr, Free{0}) {
   const int64_t n_padded = (N_ + nr_ - 1) / nr_ * nr_;
   // 16 floats of slack past the end, as every pack buffer has (GemmPackB::pack may write there).
-  const size_t bytes = ((static_cast<size_t>(K_ * n_padded) + 16) * sizeof(float) + 63) / 64 * 64;
-  panels_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-  if (!panels_) throw std::bad_alloc();
+  const size_t bytes = (static_cast<size_t>(K_ * n_padded) + 16) * sizeof(float);
+  panels_ = std::unique_ptr<float, Free>(static_cast<float*>(cpu_allocate(bytes)), Free{bytes});
   // K block by K block, each written whole by one pack call (its slivers in order, which is what
   // the slack rule of pack() asks), in the layout packed() hands out.
   for (int64_t p0 = 0; p0 < K_; p0 += kc_)
