@@ -78,9 +78,9 @@ class GemmPackB {
   // op(B)[p0 : p0+k, j0 : j0+n] -> b_pack (ceil(n/nr), k, nr): sliver s holds columns j0 + s*nr ..,
   // k-major; columns past n are zeros. b_pack has room for 16 floats past the last sliver.
   virtual void pack(int64_t p0, int64_t k, int64_t j0, int64_t n, int nr, float* b_pack) const = 0;
-  // The same block already packed, as pack() would write it (columns past n may hold op(B)'s next
-  // columns instead of zeros: the GEMM never writes those out), or null when this operand has no
-  // such block: the GEMM then reads the block in place instead of calling pack(). PackedB has them.
+  // The same block already packed, exactly as pack() would write it, or null when this operand
+  // holds no such block: the GEMM reads a block given here in place instead of calling pack().
+  // PackedB holds them.
   virtual const float* packed(int64_t /*p0*/, int64_t /*k*/, int64_t /*j0*/, int64_t /*n*/, int /*nr*/) const {
     return nullptr;
   }
