@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <vector>
 
 #include "ops/accumulate.h"
 #include "ops/activation.h"
 #include "ops/check.h"
+#include "ops/cpu/gemm.h"
 #include "ops/flops.h"
 #include "ops/gemm.h"
 #include "ops/layernorm.h"
@@ -70,6 +72,17 @@ struct ChunkScratch {
 // The first n rows of a scratch buffer (a chunk may be shorter than m).
 Tensor rows_of(const Tensor& t, int64_t n) { return t.narrow(0, 0, n); }
 
+// op(w) of a weight w (rows, cols) packed once for the chunks' f32 GEMMs on the CPU: x w^T (trans,
+// linear) or x w (matmul). Each chunk's GEMM would otherwise re-pack the whole weight for its few
+// rows; measured on the small preset's shapes (bench/bench_blockwise_mlp.cpp), that packing was a
+// tenth of the blockwise MLP's time. Null where the fronts read w themselves: other devices and
+// dtypes, or a w that is not contiguous.
+std::unique_ptr<cpu::PackedB> pack_weight(const Tensor& w, bool trans) {
+  if (!w.device().is_cpu() || w.dtype() != DType::F32 || !w.is_contiguous()) return nullptr;
+  const int64_t rows = w.size(0), cols = w.size(1);
+  return std::make_unique<cpu::PackedB>(trans, w.data<float>(), cols, trans ? cols : rows, trans ? rows : cols);
+}
+
 // A zeroed partial sum shaped like `grad`, or undefined when the gradient is not wanted.
 Tensor zeroed_like(const Tensor& grad) {
   return grad.defined() ? Tensor::zeros(grad.shape(), grad.dtype(), grad.device()) : Tensor();
@@ -112,6 +125,7 @@ void blockwise_mlp_forward(Tensor& out, const Tensor& x, const MlpParams& p, int
   const int threads = chunk_threads(x, (rows + m - 1) / m);
   std::vector<ChunkScratch> scratch;
   for (int t = 0; t < threads; t++) scratch.emplace_back(m, C, H, x.dtype(), x.device(), false);
+  const auto fc_t = pack_weight(p.fc_weight, true), proj_t = pack_weight(p.proj_weight, true);
   for_each_chunk(rows, m, threads, [&](int t, int64_t r0, int64_t n) {
     const ChunkScratch& s = scratch[static_cast<size_t>(t)];
     Tensor x_c = x.narrow(0, r0, n), out_c = out.narrow(0, r0, n);
@@ -120,10 +134,10 @@ void blockwise_mlp_forward(Tensor& out, const Tensor& x, const MlpParams& p, int
     layernorm_forward(norm, mean, rstd, x_c, p.ln_weight, p.ln_bias, p.ln_eps);
     LinearEpilogue gelu;
     gelu.gelu = true;
-    linear(hidden, norm, p.fc_weight, p.fc_bias, gelu);  // hidden = gelu(norm W_fc^T + b_fc)
+    linear(hidden, norm, p.fc_weight, p.fc_bias, gelu, fc_t.get());  // hidden = gelu(norm W_fc^T + b_fc)
     LinearEpilogue residual;
     residual.residual = x_c;
-    linear(out_c, hidden, p.proj_weight, p.proj_bias, residual);  // out = x + hidden W_proj^T + b_proj
+    linear(out_c, hidden, p.proj_weight, p.proj_bias, residual, proj_t.get());  // out = x + hidden W_proj^T + b_proj
   });
 }
 
@@ -164,6 +178,10 @@ void blockwise_mlp_backward(MlpGrads& g, const Tensor& dout, const Tensor& x, co
     q.proj_bias = zeroed_like(g.proj_bias);
   }
 
+  const auto fc_t = pack_weight(p.fc_weight, true);
+  const auto proj = wants_hidden_grad ? pack_weight(p.proj_weight, false) : nullptr;
+  const auto fc = wants_ln_grad ? pack_weight(p.fc_weight, false) : nullptr;
+
   for_each_chunk(rows, m, threads, [&](int t, int64_t r0, int64_t n) {
     const ChunkScratch& s = scratch[static_cast<size_t>(t)];
     MlpGrads& sums = t == 0 ? g : partial[static_cast<size_t>(t)];
@@ -178,14 +196,14 @@ void blockwise_mlp_backward(MlpGrads& g, const Tensor& dout, const Tensor& x, co
     LinearEpilogue gelu;
     gelu.gelu = true;
     gelu.pre_gelu = pre;
-    linear(hidden, norm, p.fc_weight, p.fc_bias, gelu);
+    linear(hidden, norm, p.fc_weight, p.fc_bias, gelu, fc_t.get());
     // c_proj: dW_proj (C, H) += dy^T hidden; db_proj += column sums of dy.
     if (sums.proj_weight.defined()) matmul(sums.proj_weight, dy, hidden, true, false, 1.0f);
     if (sums.proj_bias.defined()) column_sums_accumulate(sums.proj_bias, dy);
     if (!wants_hidden_grad) return;
     // d hidden = dy W_proj; d pre = gelu'(pre) d hidden, built in hidden's buffer (read for the
     // last time above) because gelu_backward adds into a zeroed output.
-    matmul(dhidden, dy, p.proj_weight);
+    matmul(dhidden, dy, p.proj_weight, false, false, 0.0f, proj.get());
     Tensor dpre = hidden;
     dpre.zero_();
     gelu_backward(dpre, pre, dhidden);
@@ -193,7 +211,7 @@ void blockwise_mlp_backward(MlpGrads& g, const Tensor& dout, const Tensor& x, co
     if (sums.fc_weight.defined()) matmul(sums.fc_weight, dpre, norm, true, false, 1.0f);
     if (sums.fc_bias.defined()) column_sums_accumulate(sums.fc_bias, dpre);
     if (!wants_ln_grad) return;
-    matmul(dnorm, dpre, p.fc_weight);  // d normalized = dpre W_fc
+    matmul(dnorm, dpre, p.fc_weight, false, false, 0.0f, fc.get());  // d normalized = dpre W_fc
     layernorm_backward(dx, sums.ln_weight, sums.ln_bias, dnorm, x_c, p.ln_weight, mean, rstd);
   });
 
@@ -207,6 +225,10 @@ void blockwise_mlp_backward(MlpGrads& g, const Tensor& dout, const Tensor& x, co
                              {&g.proj_bias, &q.proj_bias}})
       if (sum->defined()) accumulate(*sum, *part);
   }
+}
+
+int64_t blockwise_mlp_backward_chunk_rows(int64_t chunk_rows) {
+  return std::max(chunk_rows, kBlockwiseBackwardMinRows);
 }
 
 }  // namespace tg::ops

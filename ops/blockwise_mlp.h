@@ -50,4 +50,14 @@ void blockwise_mlp_forward(Tensor& out, const Tensor& x, const MlpParams& params
 void blockwise_mlp_backward(MlpGrads& grads, const Tensor& dout, const Tensor& x, const MlpParams& params,
                             int64_t chunk_rows);
 
+// The chunk the backward runs when the forward ran chunk_rows: at least kBlockwiseBackwardMinRows.
+// The forward's chunk is sized for its hidden to stay in one core's L2, but the backward holds
+// three (m, H) buffers, which no L2 holds at that m anyway, and each chunk's weight-gradient GEMMs
+// read and write the whole (H, C) gradient with only m rows of work: measured on one core
+// (bench/bench_blockwise_mlp.cpp's shapes), chunks of 128 rows made those two GEMMs 18% slower
+// than one unchunked GEMM at the medium preset's shapes, chunks of 512 rows 4%. The output and dx
+// do not depend on the chunk (each row's values come out of the same per-row kernels).
+constexpr int64_t kBlockwiseBackwardMinRows = 512;
+int64_t blockwise_mlp_backward_chunk_rows(int64_t chunk_rows);
+
 }  // namespace tg::ops

@@ -84,7 +84,22 @@ void linear_half_cpu(Tensor& out, const Tensor& x, bool tx, int64_t ldx, const T
 
 bool matmul_readable(const Tensor& t) { return t.defined() && t.dim() >= 2 && layout_of(t).readable; }
 
-void matmul(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, float beta) {
+// The contract of a pre-packed B operand (matmul's packed_b, linear's packed_weight): packed as
+// the call reads b (its storage, transposition and row stride, and op(b)'s K x N), for a 2-D f32
+// product on the CPU. Throws tg::Error naming the op and what differs.
+static void check_packed_b(const char* op, const cpu::PackedB& packed, const Tensor& b, bool tb, int64_t ldb,
+                           int64_t K, int64_t N, bool batched, Device device, DType dtype) {
+  if (!device.is_cpu() || dtype != DType::F32 || batched)
+    throw Error(std::string(op) + ": a pre-packed operand needs a 2-D f32 product on the CPU, found " +
+                (batched ? "a batched " : "a ") + dtype_name(dtype) + " product on " + device.str());
+  if (!packed.packs(tb, b.data<float>(), ldb) || packed.rows() != K || packed.cols() != N)
+    throw Error(std::string(op) + ": the pre-packed operand is not this call's b: it packs " +
+                std::to_string(packed.rows()) + " x " + std::to_string(packed.cols()) + ", the call reads " +
+                std::to_string(K) + " x " + std::to_string(N) + " (or another storage or transposition)");
+}
+
+void matmul(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool trans_b, float beta,
+            const cpu::PackedB* packed_b) {
   const char* op = "matmul";
   check_defined(op, out, "out");
   check_defined(op, a, "a");
@@ -122,6 +137,7 @@ void matmul(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool tr
   // A transposed view of a matrix is the row-major storage of the matrix itself, read the other
   // way round: flip the flag instead of copying.
   const bool ta = trans_a != la.transposed, tb = trans_b != lb.transposed;
+  if (packed_b) check_packed_b(op, *packed_b, b, tb, lb.ld, K, N, batch != 0, device, out.dtype());
   const int64_t stride_a = a.dim() == 3 ? a.strides()[0] : 0, stride_b = b.dim() == 3 ? b.strides()[0] : 0;
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) *
                        static_cast<double>(batch ? batch : 1);
@@ -138,6 +154,9 @@ void matmul(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool tr
         // bf16 / f16: f32 accumulation, out (with beta * out) rounded once; see ops/cpu/gemm_bf16.h.
         cpu::gemm_half_batched(out.dtype(), ta, tb, M, N, K, 1.0f, half_bits(a), la.ld, half_bits(b), lb.ld, beta,
                                half_bits(out), N, batch ? batch : 1, stride_a, stride_b, M * N);
+      } else if (packed_b) {
+        cpu::gemm_packed(M, N, K, 1.0f, cpu::MatrixPackA(ta, a.data<float>(), la.ld), *packed_b, beta,
+                         out.data<float>(), N);
       } else if (!batch) {
         cpu::gemm(ta, tb, M, N, K, 1.0f, a.data<float>(), la.ld, b.data<float>(), lb.ld, beta, out.data<float>(), N);
       } else {
@@ -156,7 +175,8 @@ void matmul(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool tr
   }
 }
 
-void linear(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearEpilogue& epilogue) {
+void linear(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearEpilogue& epilogue,
+            const cpu::PackedB* packed_weight) {
   const char* op = "linear";
   check_defined(op, out, "out");
   check_defined(op, x, "x");
@@ -197,6 +217,7 @@ void linear(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bi
   Device device = check_same_device(op, {&out, &x, &weight, &bias, &epilogue.pre_gelu, &epilogue.residual});
   // weight (OUT, IN) is read transposed; a transposed view flips the flag, as in matmul.
   const bool tx = lx.transposed, tw = !lw.transposed;
+  if (packed_weight) check_packed_b(op, *packed_weight, weight, tw, lw.ld, K, N, false, device, out.dtype());
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   count_flops(flops);
   // The epilogue's elementwise work (bias, GELU, residual: a few FLOPs per output) is left out of
@@ -219,8 +240,12 @@ void linear(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bi
       // v = x W^T + b goes where the GELU will read it: the pre-activation buffer when one is kept.
       Tensor v = epilogue.gelu && epilogue.pre_gelu.defined() ? epilogue.pre_gelu : out;  // a handle
       if (bias.defined()) cpu::broadcast_rows(v.data<float>(), bias.data<float>(), M, N);
-      cpu::gemm(tx, tw, M, N, K, 1.0f, x.data<float>(), lx.ld, weight.data<float>(), lw.ld,
-                bias.defined() ? 1.0f : 0.0f, v.data<float>(), N);
+      const float beta = bias.defined() ? 1.0f : 0.0f;
+      if (packed_weight)
+        cpu::gemm_packed(M, N, K, 1.0f, cpu::MatrixPackA(tx, x.data<float>(), lx.ld), *packed_weight, beta,
+                         v.data<float>(), N);
+      else
+        cpu::gemm(tx, tw, M, N, K, 1.0f, x.data<float>(), lx.ld, weight.data<float>(), lw.ld, beta, v.data<float>(), N);
       if (epilogue.gelu) cpu::gelu_forward(out.data<float>(), v.data<float>(), M * N);  // in place when v is out
       if (residual.defined()) {
         const std::vector<int64_t> strides = {N, 1}, shape = {M, N};

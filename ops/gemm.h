@@ -2,6 +2,10 @@
 #pragma once
 #include "tensor/tensor.h"
 
+namespace tg::cpu {
+class PackedB;  // ops/cpu/gemm.h
+}
+
 namespace tg::ops {
 
 // out = op(a) @ op(b) + beta * out, where op(x) is x, or x with its last two dims swapped when
@@ -14,8 +18,12 @@ namespace tg::ops {
 // view of that (strides (1, ld)): a transposed view is read as the opposite trans flag, never
 // copied. Batch strides are free. out must be contiguous. Throws tg::Error naming "matmul" and
 // the shapes when they do not fit.
+// packed_b, when given, is b already packed for the CPU's f32 GEMM (cpu::PackedB of b's storage,
+// read as this call reads it: checked), for many products with one b, such as the blockwise MLP's
+// chunks times one weight; the result is bit for bit the unpacked call's. It needs 2-D f32 operands
+// on the CPU.
 void matmul(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false,
-            float beta = 0.0f);
+            float beta = 0.0f, const cpu::PackedB* packed_b = nullptr);
 
 // True when matmul can read t's last two dims in place (row-major or a transposed view);
 // otherwise call t.contiguous() first.
@@ -39,8 +47,9 @@ struct LinearEpilogue {
 // contiguous; all one float dtype (f32, bf16 or f16). On CUDA this is one GEMM with bias, GELU and
 // residual in its epilogue; on the CPU the bias rows, a GEMM adding onto them, then the GELU and
 // residual passes (in bf16/f16: on an f32 copy of v, out rounded once, as on CUDA).
+// packed_weight: weight^T already packed for the CPU's f32 GEMM, as matmul's packed_b.
 void linear(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
-            const LinearEpilogue& epilogue = LinearEpilogue());
+            const LinearEpilogue& epilogue = LinearEpilogue(), const cpu::PackedB* packed_weight = nullptr);
 
 // out (M,N): every row = bias (N). The start of a Linear output, before its GEMM adds with beta = 1.
 void broadcast_rows(Tensor& out, const Tensor& bias);

@@ -18,6 +18,7 @@
 #include "autograd/functions/matmul.h"
 #include "autograd/gradcheck.h"
 #include "nn/block.h"
+#include "ops/blockwise_mlp.h"
 #include "nn/gpt.h"
 #include "programs/lib/run_plan.h"
 #include "programs/lib/text_options.h"
@@ -207,9 +208,37 @@ TEST(BlockwiseMlp, ForwardAndEveryGradientEqualTheUnfusedBlock) {
       expect_reordered_sum(grad_of(p.fc_b), want_grads[3], S.fc_b, R, "c_fc bias");
       expect_reordered_sum(grad_of(p.proj_w), want_grads[4], S.proj_w, R, "c_proj weight");
       expect_reordered_sum(grad_of(p.proj_b), want_grads[5], S.proj_b, R, "c_proj bias");
+
+      // The node runs its backward in chunks of at least 512 rows (blockwise_mlp_backward_chunk_rows),
+      // one chunk at these sizes: the ops entry at the case's own chunk covers the accumulation
+      // across chunks and threads.
+      ops::MlpParams params;
+      params.ln_weight = p.ln_w.detach(), params.ln_bias = p.ln_b.detach();
+      params.fc_weight = p.fc_w.detach(), params.fc_bias = p.fc_b.detach();
+      params.proj_weight = p.proj_w.detach(), params.proj_bias = p.proj_b.detach();
+      ops::MlpGrads g;
+      g.x = Tensor::zeros({R, C});
+      g.ln_weight = Tensor::zeros({C}), g.ln_bias = Tensor::zeros({C});
+      g.fc_weight = Tensor::zeros({H, C}), g.fc_bias = Tensor::zeros({H});
+      g.proj_weight = Tensor::zeros({C, H}), g.proj_bias = Tensor::zeros({C});
+      ops::blockwise_mlp_backward(g, dy.view({R, C}), x.detach().view({R, C}), params, c.chunk);
+      EXPECT_EQ(g.x.to_vector(), want_grads[6]);
+      expect_reordered_sum(g.ln_weight.to_vector(), want_grads[0], S.ln_w, R, "ops: ln weight");
+      expect_reordered_sum(g.ln_bias.to_vector(), want_grads[1], S.ln_b, R, "ops: ln bias");
+      expect_reordered_sum(g.fc_weight.to_vector(), want_grads[2], S.fc_w, R, "ops: c_fc weight");
+      expect_reordered_sum(g.fc_bias.to_vector(), want_grads[3], S.fc_b, R, "ops: c_fc bias");
+      expect_reordered_sum(g.proj_weight.to_vector(), want_grads[4], S.proj_w, R, "ops: c_proj weight");
+      expect_reordered_sum(g.proj_bias.to_vector(), want_grads[5], S.proj_b, R, "ops: c_proj bias");
     }
   }
   omp_set_num_threads(threads_before);
+}
+
+TEST(BlockwiseMlp, TheBackwardRunsChunksOfAtLeast512Rows) {
+  EXPECT_EQ(ops::blockwise_mlp_backward_chunk_rows(1), 512);
+  EXPECT_EQ(ops::blockwise_mlp_backward_chunk_rows(168), 512);
+  EXPECT_EQ(ops::blockwise_mlp_backward_chunk_rows(512), 512);
+  EXPECT_EQ(ops::blockwise_mlp_backward_chunk_rows(1000), 1000);
 }
 
 // The terms' magnitudes bound a reordering only if the gradients are of their order: a function

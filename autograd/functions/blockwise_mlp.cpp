@@ -44,7 +44,8 @@ Tensor blockwise_mlp(const Tensor& x, const MlpWeights& weights, int64_t chunk_r
                   grads.fc_bias = g[4];
                   grads.proj_weight = g[5];
                   grads.proj_bias = g[6];
-                  ops::blockwise_mlp_backward(grads, dy.contiguous().view(x2.shape()), x2, p, chunk_rows);
+                  ops::blockwise_mlp_backward(grads, dy.contiguous().view(x2.shape()), x2, p,
+                                              ops::blockwise_mlp_backward_chunk_rows(chunk_rows));
                 });
 }
 

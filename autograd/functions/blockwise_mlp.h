@@ -28,8 +28,9 @@ struct MlpWeights {
 };
 
 // x (..., C) -> x + c_proj(gelu(c_fc(layernorm(x)))) (..., C), chunk_rows rows of x at a time (the
-// last chunk holds the rest; a chunk larger than the rows is one chunk). Differentiable in x and
-// every parameter. Throws tg::Error naming "blockwise_mlp", the argument and the shapes when they
+// last chunk holds the rest; a chunk larger than the rows is one chunk); the backward runs chunks
+// of ops::blockwise_mlp_backward_chunk_rows(chunk_rows), no fewer than 512 rows (why: there).
+// Differentiable in x and every parameter. Throws tg::Error naming "blockwise_mlp", the argument and the shapes when they
 // do not fit, or when chunk_rows is not positive.
 Tensor blockwise_mlp(const Tensor& x, const MlpWeights& weights, int64_t chunk_rows);
 

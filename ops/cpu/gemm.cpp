@@ -327,13 +327,17 @@ void gemm_serial(int64_t i0, int64_t M, int64_t j0, int64_t N, int64_t K, float 
       const int64_t kc = std::min(kKC, K - pc);
       // Later K blocks add onto the partial sums the first one wrote.
       const float beta_block = pc == 0 ? beta : 1.0f;
-      B.pack(pc, kc, j0 + jc, nc, kNR, b_pack);
+      const float* b_panel = B.packed(pc, kc, j0 + jc, nc, kNR);
+      if (!b_panel) {
+        B.pack(pc, kc, j0 + jc, nc, kNR, b_pack);
+        b_panel = b_pack;
+      }
       for (int64_t ic = 0; ic < M; ic += kMC) {
         const int64_t mc = std::min(kMC, M - ic);
         A.pack(i0 + ic, mc, pc, kc, kMR, a_pack);
         for (int64_t jr = 0; jr < nc; jr += kNR) {
           const int n = static_cast<int>(std::min<int64_t>(kNR, nc - jr));
-          const float* b_sliver = b_pack + jr * kc;
+          const float* b_sliver = b_panel + jr * kc;
           for (int64_t ir = 0; ir < mc; ir += kMR) {
             const int m = static_cast<int>(std::min<int64_t>(kMR, mc - ir));
             float* c_tile = C + (ic + ir) * ldc + jc + jr;
@@ -384,6 +388,7 @@ int threads_for(int64_t M, int64_t N, int64_t K) {
 const char* gemm_kernel_name() { return kKernelName; }
 int gemm_mr() { return kMR; }
 int gemm_nr() { return kNR; }
+int64_t gemm_kc() { return kKC; }
 
 void gemm_pack_matrix_a(bool trans, const float* a, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t k,
                         int /*mr: kMR, the caller's GEMM being this level's*/, float* a_pack) {

@@ -4,7 +4,9 @@
 // Compiled once per instruction-set level (ops/cpu/isa.h): the register tile differs per level, so
 // the packed-operand interface takes the tile's width at run time from the GEMM that calls it.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "ops/cpu/isa.h"
 #include "tensor/dtype.h"
@@ -76,6 +78,12 @@ class GemmPackB {
   // op(B)[p0 : p0+k, j0 : j0+n] -> b_pack (ceil(n/nr), k, nr): sliver s holds columns j0 + s*nr ..,
   // k-major; columns past n are zeros. b_pack has room for 16 floats past the last sliver.
   virtual void pack(int64_t p0, int64_t k, int64_t j0, int64_t n, int nr, float* b_pack) const = 0;
+  // The same block already packed, exactly as pack() would write it, or null when this operand
+  // holds no such block: the GEMM reads a block given here in place instead of calling pack().
+  // PackedB holds them.
+  virtual const float* packed(int64_t /*p0*/, int64_t /*k*/, int64_t /*j0*/, int64_t /*n*/, int /*nr*/) const {
+    return nullptr;
+  }
 };
 
 // A stored row-major matrix as a packer: (M,K) with row stride ld, or (K,M) when trans.
@@ -95,11 +103,50 @@ class MatrixPackB : public GemmPackB {
  public:
   MatrixPackB(bool trans, const float* b, int64_t ld) : trans_(trans), b_(b), ld_(ld) {}
   void pack(int64_t p0, int64_t k, int64_t j0, int64_t n, int nr, float* b_pack) const override;
+  bool trans() const { return trans_; }
+  const float* data() const { return b_; }
+  int64_t ld() const { return ld_; }
 
  private:
   bool trans_;
   const float* b_;
   int64_t ld_;
+};
+
+// A stored op(B) (K,N) packed once, whole, for many GEMMs that read it as their B: a weight that
+// every chunk of the blockwise MLP multiplies (ops/blockwise_mlp.cpp), which would otherwise be
+// re-packed by each chunk's GEMM, the packing traffic of a 2 MB weight rivalling a short chunk's
+// FLOPs. The layout is the active level's GEMM's: for each KC block of K (gemm_kc()), the
+// ceil(N/NR) slivers (kc, NR) of that block side by side, so that every block the GEMM asks for
+// is a run of it, read in place and shared by any number of threads. A GEMM of a level with
+// another tile (ScopedCpuIsa changed in between) is served by pack() from the stored matrix, which
+// must therefore outlive this, as must every GEMM's use of it. Results are bit for bit those of
+// the same GEMM on MatrixPackB(trans, b, ld).
+class PackedB : public GemmPackB {
+ public:
+  // op(B) of b stored (K,N) with row stride ld, or (N,K) when trans, as MatrixPackB reads it.
+  PackedB(bool trans, const float* b, int64_t ld, int64_t K, int64_t N);
+  void pack(int64_t p0, int64_t k, int64_t j0, int64_t n, int nr, float* b_pack) const override;
+  const float* packed(int64_t p0, int64_t k, int64_t j0, int64_t n, int nr) const override;
+  int64_t rows() const { return K_; }  // K
+  int64_t cols() const { return N_; }  // N
+  // Whether this packs b read as (trans, ld): a caller's check that it was given the right one.
+  bool packs(bool trans, const float* b, int64_t ld) const {
+    return trans == source_.trans() && b == source_.data() && ld == source_.ld();
+  }
+
+ private:
+  // The panels come from the CPU allocator (tensor/cpu_allocator.h), whose cache hands the same
+  // sizes back call after call: glibc would keep a freed block of a few MB in a thread's arena, and
+  // the peak RSS the blockwise MLP exists to lower grew by tens of MB.
+  struct Free {
+    size_t bytes;
+    void operator()(float* p) const;
+  };
+  MatrixPackB source_;
+  int64_t K_, N_, kc_;
+  int nr_;
+  std::unique_ptr<float, Free> panels_;  // (ceil(K/kc), ceil(N/nr), kc, nr), the last K block shorter
 };
 
 TG_CPU_ISA_BEGIN
@@ -124,9 +171,11 @@ static_assert(kGemmMR <= kGemmMaxMR && kGemmNR <= kGemmMaxNR, "kGemmMax* bound e
 void gemm_packed(int64_t M, int64_t N, int64_t K, float alpha, const GemmPackA& a, const GemmPackB& b, float beta,
                  float* C, int64_t ldc);
 
-// The active level's register tile: MR (rows of op(A)) and NR (columns of op(B)).
+// The active level's register tile: MR (rows of op(A)) and NR (columns of op(B)), and its K block
+// KC (the depth of every packed block but a K's last).
 int gemm_mr();
 int gemm_nr();
+int64_t gemm_kc();
 
 // op(A) of a stored matrix -> a_pack, and op(B) -> b_pack, as MatrixPackA / MatrixPackB::pack,
 // for the tile the level's GEMM uses (mr, nr must be its gemm_mr(), gemm_nr()).

@@ -2,6 +2,8 @@
 // (ISA_SRCS in the Makefile: every kernel file of ops/cpu/): each forwards to the active level's
 // copy (ops/cpu/isa.h). Compiled for baseline x86-64 like the rest of the library; the one place
 // that lists what is dispatched.
+#include <algorithm>
+
 #include "ops/cpu/accumulate.h"
 #include "ops/cpu/activation.h"
 #include "ops/cpu/attention.h"
@@ -24,6 +26,7 @@
 #include "ops/cpu/reduce.h"
 #include "ops/cpu/rnn.h"
 #include "ops/cpu/softmax.h"
+#include "tensor/cpu_allocator.h"
 
 namespace tg::cpu {
 
@@ -39,6 +42,7 @@ TG_CPU_ISA_DECLARE(gemm_kernel_name)
 TG_CPU_ISA_DECLARE(gemm_packed)
 TG_CPU_ISA_DECLARE(gemm_mr)
 TG_CPU_ISA_DECLARE(gemm_nr)
+TG_CPU_ISA_DECLARE(gemm_kc)
 TG_CPU_ISA_DECLARE(gemm_pack_matrix_a)
 TG_CPU_ISA_DECLARE(gemm_pack_matrix_b)
 TG_CPU_ISA_DECLARE(pack_a_rows)
@@ -85,6 +89,7 @@ void gemm_packed(int64_t M, int64_t N, int64_t K, float alpha, const GemmPackA& 
 
 int gemm_mr() { return TG_CPU_ISA_CALL(gemm_mr); }
 int gemm_nr() { return TG_CPU_ISA_CALL(gemm_nr); }
+int64_t gemm_kc() { return TG_CPU_ISA_CALL(gemm_kc); }
 
 void gemm_pack_matrix_a(bool trans, const float* a, int64_t ld, int64_t i0, int64_t m, int64_t p0, int64_t k, int mr,
                         float* a_pack) {
@@ -107,6 +112,35 @@ void MatrixPackA::pack(int64_t i0, int64_t m, int64_t p0, int64_t k, int mr, flo
 
 void MatrixPackB::pack(int64_t p0, int64_t k, int64_t j0, int64_t n, int nr, float* b_pack) const {
   gemm_pack_matrix_b(trans_, b_, ld_, p0, k, j0, n, nr, b_pack);
+}
+
+void PackedB::Free::operator()(float* p) const { cpu_deallocate(p, bytes); }
+
+PackedB::PackedB(bool trans, const float* b, int64_t ld, int64_t K, int64_t N)
+    : source_(trans, b, ld), K_(std::max<int64_t>(K, 0)), N_(std::max<int64_t>(N, 0)), kc_(gemm_kc()), nr_(gemm_nr()),
+      panels_(nullptr, Free{0}) {
+  const int64_t n_padded = (N_ + nr_ - 1) / nr_ * nr_;
+  // 16 floats of slack past the end, as every pack buffer has (GemmPackB::pack may write there).
+  const size_t bytes = (static_cast<size_t>(K_ * n_padded) + 16) * sizeof(float);
+  panels_ = std::unique_ptr<float, Free>(static_cast<float*>(cpu_allocate(bytes)), Free{bytes});
+  // K block by K block, each written whole by one pack call (its slivers in order, which is what
+  // the slack rule of pack() asks), in the layout packed() hands out.
+  for (int64_t p0 = 0; p0 < K_; p0 += kc_)
+    source_.pack(p0, std::min(kc_, K_ - p0), 0, N_, nr_, panels_.get() + p0 * n_padded);
+}
+
+void PackedB::pack(int64_t p0, int64_t k, int64_t j0, int64_t n, int nr, float* b_pack) const {
+  source_.pack(p0, k, j0, n, nr, b_pack);
+}
+
+const float* PackedB::packed(int64_t p0, int64_t k, int64_t j0, int64_t n, int nr) const {
+  // Only a block the stored layout holds as one run: this tile, a whole K block of this blocking,
+  // and whole slivers (the last may end at N).
+  if (nr != nr_ || p0 % kc_ != 0 || k != std::min(kc_, K_ - p0) || j0 % nr_ != 0 || n <= 0 || j0 + n > N_ ||
+      (n % nr_ != 0 && j0 + n != N_))
+    return nullptr;
+  const int64_t n_padded = (N_ + nr_ - 1) / nr_ * nr_;
+  return panels_.get() + p0 * n_padded + j0 * k;
 }
 
 // ---- conv2d.h -------------------------------------------------------------------------------
