@@ -1,8 +1,11 @@
 #include "ops/attention.h"
 
+#include <omp.h>
+
 #include <string>
 
 #include "ops/check.h"
+#include "ops/f32_staging.h"
 #include "ops/profiler.h"
 #include "ops/cpu/attention.h"
 #include "ops/cpu/half_convert.h"
@@ -14,8 +17,13 @@ namespace tg::ops {
 
 // bf16 / f16 on the CPU: the f32 kernels run on exact f32 copies of the 16-bit tensors (scores,
 // softmax and both products in f32), and each output is rounded once, so the results are bit for
-// bit the f32 kernels' on the widened inputs, rounded. The copies come from the caching allocator
-// (fresh pages would cost more than the conversion) and are O(B T C) against the kernels' O(B T^2 C).
+// bit the f32 kernels' on the widened inputs, rounded (every (batch, head) is computed on its own).
+// With more batch elements than threads, each thread stages one batch element at a time into its
+// own scratch and runs the kernel on it (ops/f32_staging.h: staged_rows), so the copies are
+// O(threads T C) instead of O(B T C); otherwise the whole tensors are staged and the kernel's own
+// loop over heads and query blocks keeps every thread busy, with copies no larger.
+static bool stage_per_batch_element(int64_t B) { return B > omp_get_max_threads(); }
+
 static Tensor widened(const Tensor& t) {
   Tensor wide = Tensor::empty(t.shape(), DType::F32, t.device());
   cpu::convert_half_to_f32(t.dtype(), static_cast<const uint16_t*>(t.data_raw()), wide.data<float>(), t.numel());
@@ -89,7 +97,13 @@ void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int64_t n_he
     case DeviceType::CPU:
       if (qkv.dtype() == DType::F32)
         cpu::attention_forward(out.data<float>(), lse.data<float>(), qkv.data<float>(), B, T, C, n_head);
-      else {
+      else if (stage_per_batch_element(B)) {
+        float* l = lse.data<float>();
+        staged_rows({{&out, PointwiseOperand::Out}, {&qkv, PointwiseOperand::In}}, B, B,
+                    [&](int64_t, int64_t b, int64_t rows, float* const* blocks) {
+                      cpu::attention_forward(blocks[0], l + b * n_head * T, blocks[1], rows, T, C, n_head);
+                    });
+      } else {
         Tensor qkv32 = widened(qkv), out32 = Tensor::empty(out.shape(), DType::F32, device);
         cpu::attention_forward(out32.data<float>(), lse.data<float>(), qkv32.data<float>(), B, T, C, n_head);
         round_into(out, out32);
@@ -125,7 +139,17 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, con
       if (qkv.dtype() == DType::F32)
         cpu::attention_backward(dqkv.data<float>(), dout.data<float>(), qkv.data<float>(), out.data<float>(),
                                 lse.data<float>(), B, T, C, n_head);
-      else {  // dqkv + its gradient is formed in f32 and rounded once
+      else if (stage_per_batch_element(B)) {  // dqkv + its gradient is formed in f32 and rounded once
+        const float* l = lse.data<float>();
+        staged_rows({{&dqkv, PointwiseOperand::InOut},
+                     {&dout, PointwiseOperand::In},
+                     {&qkv, PointwiseOperand::In},
+                     {&out, PointwiseOperand::In}},
+                    B, B, [&](int64_t, int64_t b, int64_t rows, float* const* blocks) {
+                      cpu::attention_backward(blocks[0], blocks[1], blocks[2], blocks[3], l + b * n_head * T, rows, T,
+                                              C, n_head);
+                    });
+      } else {
         Tensor dqkv32 = widened(dqkv), dout32 = widened(dout), qkv32 = widened(qkv), out32 = widened(out);
         cpu::attention_backward(dqkv32.data<float>(), dout32.data<float>(), qkv32.data<float>(), out32.data<float>(),
                                 lse.data<float>(), B, T, C, n_head);

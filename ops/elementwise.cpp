@@ -160,9 +160,19 @@ void add_sub_backward(const char* op, Tensor& da, Tensor& db, const Tensor& dout
   if (da_same && db_same) {
     switch (device.type) {
       case DeviceType::CPU: {
-        F32Staging staged;
-        cpu::add_backward(staged.inout(da), staged.inout(db), staged.in(dout), dout.numel(), sign);
-        staged.finish();
+        // Pointwise: half operands are staged a chunk at a time (ops/f32_staging.h).
+        const int64_t n = dout.numel();
+        if (da.defined() && db.defined())
+          staged_pointwise({{&da, PointwiseOperand::InOut}, {&db, PointwiseOperand::InOut}, {&dout, PointwiseOperand::In}},
+                           n, [&](float* const* p, int64_t m) { cpu::add_backward(p[0], p[1], p[2], m, sign); });
+        else if (da.defined() || db.defined()) {
+          Tensor& grad = da.defined() ? da : db;
+          const bool is_a = da.defined();
+          staged_pointwise({{&grad, PointwiseOperand::InOut}, {&dout, PointwiseOperand::In}}, n,
+                           [&](float* const* p, int64_t m) {
+                             cpu::add_backward(is_a ? p[0] : nullptr, is_a ? nullptr : p[0], p[1], m, sign);
+                           });
+        }
         return;
       }
 #ifdef TG_CUDA

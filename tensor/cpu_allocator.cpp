@@ -6,6 +6,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tensor/cuda_allocator.h"
 #include "tensor/error.h"
 
 namespace tg {
@@ -64,6 +65,9 @@ void* cpu_allocate(size_t nbytes) {
       c.stats.cached -= size;
       return ptr;
     }
+    c.stats.system_allocations++;
+    const size_t reserved = c.stats.in_use + c.stats.cached;
+    if (reserved > c.stats.peak_reserved) c.stats.peak_reserved = reserved;
   }
   void* ptr = std::aligned_alloc(kAlignment, size);
   if (!ptr) {
@@ -95,6 +99,12 @@ CpuMemoryStats cpu_memory_stats() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);
   return c.stats;
+}
+
+std::string cpu_memory_summary() {
+  const CpuMemoryStats s = cpu_memory_stats();
+  return "cpu peak " + format_bytes(s.peak_in_use) + " in use, " + format_bytes(s.peak_reserved) + " reserved, " +
+         std::to_string(s.system_allocations) + " allocation" + (s.system_allocations == 1 ? "" : "s");
 }
 
 void cpu_release_cache() {
