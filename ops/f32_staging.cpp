@@ -3,7 +3,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <memory>
 #include <string>
 
 #include "ops/cpu/half_convert.h"
@@ -122,9 +121,13 @@ void staged_rows(std::initializer_list<PointwiseOperand> operands, int64_t N, in
   std::vector<int64_t> offset(count + 1, 0);  // operand k's block in a thread's scratch
   for (size_t k = 0; k < count; k++)
     offset[k + 1] = offset[k] + (is_half(ops[k].tensor->dtype()) ? block_rows * width[k] : 0);
-#pragma omp parallel if (groups > 1)
+  // One scratch for all threads from the caching allocator: reused call after call, and counted in
+  // its statistics. Uninitialised: every block is written before it is read.
+  const int threads = groups > 1 ? omp_get_max_threads() : 1;
+  Tensor scratch_all = Tensor::empty({std::max<int64_t>(1, threads * offset[count])}, DType::F32, Device::cpu());
+#pragma omp parallel num_threads(threads)
   {
-    std::unique_ptr<float[]> scratch(new float[offset[count]]);  // uninitialised: every block is written first
+    float* scratch = scratch_all.data<float>() + omp_get_thread_num() * offset[count];
     std::vector<float*> blocks(count);
 #pragma omp for schedule(static)
     for (int64_t g = 0; g < groups; g++) {
@@ -137,7 +140,7 @@ void staged_rows(std::initializer_list<PointwiseOperand> operands, int64_t N, in
             blocks[k] = static_cast<float*>(t.data_raw()) + first * width[k];
             continue;
           }
-          blocks[k] = scratch.get() + offset[k];
+          blocks[k] = scratch + offset[k];
           if (ops[k].role != PointwiseOperand::Out)
             cpu::convert_half_to_f32(t.dtype(), static_cast<const uint16_t*>(t.data_raw()) + first * width[k],
                                      blocks[k], rows * width[k]);
