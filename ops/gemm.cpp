@@ -69,7 +69,7 @@ void linear_half_cpu(Tensor& out, const Tensor& x, bool tx, int64_t ldx, const T
   // With GELU or a residual, v = x W^T + b stays in f32 for the epilogue, which rounds once. v is
   // formed a band of rows at a time (about kBandBytes of f32), so the f32 copy of a wide layer's
   // output is never whole: each output element is the same f32 sum, rounded once, whatever the band.
-  constexpr int64_t kBandBytes = int64_t(4) << 20;
+  constexpr int64_t kBandBytes = int64_t(2) << 20;
   const int64_t band = std::min(M, std::max<int64_t>(64, kBandBytes / (4 * std::max<int64_t>(N, 1)) / 64 * 64));
   Tensor v = Tensor::empty({band, N}, DType::F32, out.device());
   Tensor bias32;

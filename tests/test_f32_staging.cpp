@@ -15,6 +15,7 @@
 
 #include "ops/attention.h"
 #include "ops/elementwise.h"
+#include "ops/embedding.h"
 #include "ops/f32_staging.h"
 #include "ops/layernorm.h"
 #include "tensor/random.h"
@@ -129,12 +130,12 @@ TEST_P(StagedRows, AddAndSubBackwardAccumulateChunkWise) {
     }
 }
 
-// With more batch elements than threads, attention stages one batch element per thread at a time:
-// the same bits as the f32 kernel on the whole widened tensors (tests/test_attention_half.cpp
-// covers the whole-tensor path).
-TEST_P(StagedRows, AttentionPerBatchElementIsTheF32KernelRoundedOnce) {
+// With at least two (batch element, head) pairs per thread, attention stages one pair per thread at
+// a time as a one-head problem: the same bits as the f32 kernel on the whole widened tensors
+// (tests/test_attention_half.cpp covers both paths at small shapes). B, T and the head size are odd.
+TEST_P(StagedRows, AttentionPerHeadIsTheF32KernelRoundedOnce) {
   Generator gen(1705);
-  const int64_t B = omp_get_max_threads() + 3, T = 67, C = 24, NH = 3;
+  const int64_t B = omp_get_max_threads() + 3, T = 67, C = 15, NH = 3;
   Tensor qkv = draw({B, T, 3 * C}, gen);
   Tensor out = Tensor::empty({B, T, C}, half()), lse = Tensor::empty({B, NH, T});
   ops::attention_forward(out, lse, qkv, NH);
@@ -147,6 +148,41 @@ TEST_P(StagedRows, AttentionPerBatchElementIsTheF32KernelRoundedOnce) {
   ops::attention_backward(dqkv, dout, qkv, out, lse, NH);
   ops::attention_backward(dqkv32, widened(dout), widened(qkv), widened(out), lse, NH);
   expect_rounded_once(dqkv, dqkv32, "attention dqkv");
+}
+
+// An embedding gather into half rows, staged a few rows at a time: the rows of the table as stored.
+TEST_P(StagedRows, EmbeddingForwardGathersTheStoredRows) {
+  Generator gen(1706);
+  const int64_t V = 11, C = 300, N = 130;  // 54 rows per staged block: two whole blocks and a partial one
+  Tensor weight = draw({V, C}, gen);
+  std::vector<float> ids(N);
+  for (int64_t n = 0; n < N; n++) ids[n] = static_cast<float>((n * 7 + 3) % V);
+  Tensor id = Tensor::from_vector(ids, {N}).to(DType::I32);
+  Tensor out = Tensor::empty({N, C}, half()), out32 = Tensor::empty({N, C});
+  ops::embedding_forward(out, id, weight);
+  ops::embedding_forward(out32, id, widened(weight));
+  expect_rounded_once(out, out32, "embedding out");
+}
+
+// A binary op of a half tensor and a table repeated along its leading dimensions (the position
+// embeddings' add), either operand order: rows of the table's size staged a few at a time.
+TEST_P(StagedRows, BinaryOpsWithARepeatedTable) {
+  Generator gen(1707);
+  const int64_t B = 5, T = 9, C = 1000;  // rows of 9000 values: one row per staged block
+  Tensor full = draw({B, T, C}, gen), table = draw({T, C}, gen), lead1 = draw({1, T, C}, gen);
+  using Binary = void (*)(Tensor&, const Tensor&, const Tensor&);
+  const std::pair<const char*, Binary> binaries[] = {
+      {"add", ops::add_forward}, {"sub", ops::sub_forward}, {"mul", ops::mul_forward}, {"div", ops::div_forward}};
+  for (const auto& [name, forward] : binaries)
+    for (const Tensor* t : {&table, &lead1}) {
+      Tensor out = Tensor::empty({B, T, C}, half()), out32 = Tensor::empty({B, T, C});
+      forward(out, full, *t);
+      forward(out32, widened(full), widened(*t));
+      expect_rounded_once(out, out32, std::string(name) + "(full, table) " + shape_str(t->shape()));
+      forward(out, *t, full);
+      forward(out32, widened(*t), widened(full));
+      expect_rounded_once(out, out32, std::string(name) + "(table, full) " + shape_str(t->shape()));
+    }
 }
 
 // staged_rows itself: every row visited once, in row order within its fixed group, with f32
