@@ -1,5 +1,7 @@
 #include "ops/attention.h"
 
+#include <omp.h>
+
 #include <string>
 
 #include "ops/check.h"
@@ -14,8 +16,49 @@ namespace tg::ops {
 
 // bf16 / f16 on the CPU: the f32 kernels run on exact f32 copies of the 16-bit tensors (scores,
 // softmax and both products in f32), and each output is rounded once, so the results are bit for
-// bit the f32 kernels' on the widened inputs, rounded. The copies come from the caching allocator
-// (fresh pages would cost more than the conversion) and are O(B T C) against the kernels' O(B T^2 C).
+// bit the f32 kernels' on the widened inputs, rounded: every (batch element, head) is computed on
+// its own, from its own columns. With at least two of those per thread, each thread gathers one
+// (b, h) at a time into its own f32 scratch, laid out as a one-head problem (T rows of q|k|v, HS
+// columns each), runs the kernel on it with C = HS and one head, and rounds what it wrote back into
+// the head's columns: the copies are O(threads T HS) instead of O(B T C). With fewer, the whole
+// tensors are staged (copies no larger than two per thread) and the kernel's own loop over heads
+// and query blocks keeps every thread busy.
+static bool stage_per_head(int64_t B, int64_t NH) { return B * NH >= 2 * int64_t(omp_get_max_threads()); }
+
+// Head h of batch element b of a (B, T, parts * C) tensor (qkv: parts 3; out: 1) <-> an f32
+// (T, parts * HS) block.
+struct HeadBlock {
+  int64_t b, h, T, C, HS;
+  const uint16_t* at(const Tensor& t, int64_t parts, int64_t time, int64_t part) const {
+    return static_cast<const uint16_t*>(t.data_raw()) + ((b * T + time) * parts + part) * C + h * HS;
+  }
+  void gather(const Tensor& t, int64_t parts, float* block) const {
+    for (int64_t time = 0; time < T; time++)
+      for (int64_t part = 0; part < parts; part++)
+        cpu::convert_half_to_f32(t.dtype(), at(t, parts, time, part), block + (time * parts + part) * HS, HS);
+  }
+  void scatter(const float* block, Tensor& t, int64_t parts) const {
+    for (int64_t time = 0; time < T; time++)
+      for (int64_t part = 0; part < parts; part++)
+        cpu::convert_f32_to_half(t.dtype(), block + (time * parts + part) * HS,
+                                 const_cast<uint16_t*>(at(t, parts, time, part)), HS);
+  }
+};
+
+// Runs task(head, scratch) for every (b, h), one OpenMP loop, each thread with `floats` of scratch
+// from the caching allocator (uninitialised: every block is gathered before it is read).
+template <typename Task>
+static void for_each_head(int64_t B, int64_t T, int64_t C, int64_t NH, int64_t floats, const Task& task) {
+  const int threads = omp_get_max_threads();
+  Tensor scratch = Tensor::empty({threads * floats}, DType::F32, Device::cpu());
+#pragma omp parallel num_threads(threads)
+  {
+    float* mine = scratch.data<float>() + omp_get_thread_num() * floats;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t bh = 0; bh < B * NH; bh++) task(HeadBlock{bh / NH, bh % NH, T, C, C / NH}, mine);
+  }
+}
+
 static Tensor widened(const Tensor& t) {
   Tensor wide = Tensor::empty(t.shape(), DType::F32, t.device());
   cpu::convert_half_to_f32(t.dtype(), static_cast<const uint16_t*>(t.data_raw()), wide.data<float>(), t.numel());
@@ -89,7 +132,17 @@ void attention_forward(Tensor& out, Tensor& lse, const Tensor& qkv, int64_t n_he
     case DeviceType::CPU:
       if (qkv.dtype() == DType::F32)
         cpu::attention_forward(out.data<float>(), lse.data<float>(), qkv.data<float>(), B, T, C, n_head);
-      else {
+      else if (stage_per_head(B, n_head)) {
+        float* l = lse.data<float>();
+        const int64_t HS = C / n_head;
+        for_each_head(B, T, C, n_head, 4 * T * HS, [&](const HeadBlock& head, float* scratch) {
+          float* q = scratch;  // (T, 3 HS)
+          float* o = q + 3 * T * HS;  // (T, HS)
+          head.gather(qkv, 3, q);
+          cpu::attention_forward(o, l + (head.b * n_head + head.h) * T, q, 1, T, HS, 1);
+          head.scatter(o, out, 1);
+        });
+      } else {
         Tensor qkv32 = widened(qkv), out32 = Tensor::empty(out.shape(), DType::F32, device);
         cpu::attention_forward(out32.data<float>(), lse.data<float>(), qkv32.data<float>(), B, T, C, n_head);
         round_into(out, out32);
@@ -125,7 +178,22 @@ void attention_backward(Tensor& dqkv, const Tensor& dout, const Tensor& qkv, con
       if (qkv.dtype() == DType::F32)
         cpu::attention_backward(dqkv.data<float>(), dout.data<float>(), qkv.data<float>(), out.data<float>(),
                                 lse.data<float>(), B, T, C, n_head);
-      else {  // dqkv + its gradient is formed in f32 and rounded once
+      else if (stage_per_head(B, n_head)) {  // dqkv + its gradient is formed in f32 and rounded once
+        const float* l = lse.data<float>();
+        const int64_t HS = C / n_head;
+        for_each_head(B, T, C, n_head, 8 * T * HS, [&](const HeadBlock& head, float* scratch) {
+          float* dq = scratch;         // (T, 3 HS)
+          float* q = dq + 3 * T * HS;  // (T, 3 HS)
+          float* go = q + 3 * T * HS;  // (T, HS)
+          float* o = go + T * HS;      // (T, HS)
+          head.gather(dqkv, 3, dq);
+          head.gather(qkv, 3, q);
+          head.gather(dout, 1, go);
+          head.gather(out, 1, o);
+          cpu::attention_backward(dq, go, q, o, l + (head.b * n_head + head.h) * T, 1, T, HS, 1);
+          head.scatter(dq, dqkv, 3);
+        });
+      } else {
         Tensor dqkv32 = widened(dqkv), dout32 = widened(dout), qkv32 = widened(qkv), out32 = widened(out);
         cpu::attention_backward(dqkv32.data<float>(), dout32.data<float>(), qkv32.data<float>(), out32.data<float>(),
                                 lse.data<float>(), B, T, C, n_head);

@@ -40,6 +40,23 @@ static Shape broadcast_strides(const Tensor& t, const Shape& out_shape) {
   return strides;
 }
 
+// When one operand has out's shape and the other is its trailing dimensions (leading size-1
+// dimensions allowed), both contiguous: the latter, a table repeated along the leading
+// dimensions. Null otherwise.
+static const Tensor* repeated_table(const Tensor& out, const Tensor& a, const Tensor& b) {
+  auto trailing = [&](const Tensor& t) {
+    const Shape& s = t.shape();
+    size_t lead = 0;
+    while (lead < s.size() && s[lead] == 1) lead++;
+    const size_t kept = s.size() - lead;
+    return t.is_contiguous() && t.numel() > 0 && kept < out.shape().size() &&
+           std::equal(s.begin() + lead, s.end(), out.shape().end() - kept);
+  };
+  if (a.shape() == out.shape() && a.is_contiguous() && trailing(b)) return &b;
+  if (b.shape() == out.shape() && b.is_contiguous() && trailing(a)) return &a;
+  return nullptr;
+}
+
 namespace {
 enum class BinaryOp { Add, Sub, Mul, Div };
 
@@ -54,16 +71,36 @@ void binary_forward(const char* op, BinaryOp kind, Tensor& out, const Tensor& a,
   ProfiledOp profiled(op, [&](OpCost& c) { c.reads("a", a).reads("b", b).writes("out", out); c.flops = static_cast<double>(out.numel()); });
   switch (device.type) {
     case DeviceType::CPU: {
+      auto run = [kind](float* po, const float* pa, const Shape& as, const float* pb, const Shape& bs, const Shape& shape) {
+        switch (kind) {
+          case BinaryOp::Add: cpu::add_forward(po, pa, as, pb, bs, shape); break;
+          case BinaryOp::Sub: cpu::sub_forward(po, pa, as, pb, bs, shape); break;
+          case BinaryOp::Mul: cpu::mul_forward(po, pa, as, pb, bs, shape); break;
+          case BinaryOp::Div: cpu::div_forward(po, pa, as, pb, bs, shape); break;
+        }
+      };
       F32Staging staged;
+      const Tensor* table = repeated_table(out, a, b);
+      if (out.dtype() != DType::F32 && table) {
+        // A half full operand and a table repeated along the leading dimensions (GPT's position
+        // embeddings): rows of the table's size, staged a few at a time (ops/f32_staging.h); the
+        // table is widened once.
+        const Tensor& full = table == &b ? a : b;
+        const float* pt = staged.in(*table);
+        const int64_t W = table->numel(), N = out.numel() / W;
+        const Shape row_strides{W, 1}, table_strides{0, 1};
+        staged_rows({{&out, PointwiseOperand::Out}, {&full, PointwiseOperand::In}}, N,
+                    std::max<int64_t>(1, std::min(N, out.numel() / kStagedRowsBlock)),
+                    [&](int64_t, int64_t, int64_t rows, float* const* blocks) {
+                      if (table == &b) run(blocks[0], blocks[1], row_strides, pt, table_strides, {rows, W});
+                      else run(blocks[0], pt, table_strides, blocks[1], row_strides, {rows, W});
+                    });
+        break;
+      }
       const float* pa = staged.in(a);
       const float* pb = staged.in(b);
       float* po = staged.out(out);
-      switch (kind) {
-        case BinaryOp::Add: cpu::add_forward(po, pa, a_strides, pb, b_strides, out.shape()); break;
-        case BinaryOp::Sub: cpu::sub_forward(po, pa, a_strides, pb, b_strides, out.shape()); break;
-        case BinaryOp::Mul: cpu::mul_forward(po, pa, a_strides, pb, b_strides, out.shape()); break;
-        case BinaryOp::Div: cpu::div_forward(po, pa, a_strides, pb, b_strides, out.shape()); break;
-      }
+      run(po, pa, a_strides, pb, b_strides, out.shape());
       staged.finish();
       break;
     }
@@ -160,9 +197,19 @@ void add_sub_backward(const char* op, Tensor& da, Tensor& db, const Tensor& dout
   if (da_same && db_same) {
     switch (device.type) {
       case DeviceType::CPU: {
-        F32Staging staged;
-        cpu::add_backward(staged.inout(da), staged.inout(db), staged.in(dout), dout.numel(), sign);
-        staged.finish();
+        // Pointwise: half operands are staged a chunk at a time (ops/f32_staging.h).
+        const int64_t n = dout.numel();
+        if (da.defined() && db.defined())
+          staged_pointwise({{&da, PointwiseOperand::InOut}, {&db, PointwiseOperand::InOut}, {&dout, PointwiseOperand::In}},
+                           n, [&](float* const* p, int64_t m) { cpu::add_backward(p[0], p[1], p[2], m, sign); });
+        else if (da.defined() || db.defined()) {
+          Tensor& grad = da.defined() ? da : db;
+          const bool is_a = da.defined();
+          staged_pointwise({{&grad, PointwiseOperand::InOut}, {&dout, PointwiseOperand::In}}, n,
+                           [&](float* const* p, int64_t m) {
+                             cpu::add_backward(is_a ? p[0] : nullptr, is_a ? nullptr : p[0], p[1], m, sign);
+                           });
+        }
         return;
       }
 #ifdef TG_CUDA

@@ -1,5 +1,7 @@
 #include "ops/embedding.h"
 
+#include <algorithm>
+
 #include "ops/check.h"
 #include "ops/f32_staging.h"
 #include "ops/profiler.h"
@@ -63,8 +65,18 @@ void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& weight) {
   switch (device.type) {
     case DeviceType::CPU: {
       F32Staging staged;
-      cpu::embedding_forward(staged.out(out), ids.data<int32_t>(), staged.in(weight), ids.numel(), C);
-      staged.finish();
+      const float* w = staged.in(weight);
+      if (out.dtype() == DType::F32) {
+        cpu::embedding_forward(out.data<float>(), ids.data<int32_t>(), w, ids.numel(), C);
+        break;
+      }
+      // The rows are independent: out is staged a few rows at a time (ops/f32_staging.h).
+      const int32_t* id = ids.data<int32_t>();
+      const int64_t N = ids.numel();
+      staged_rows({{&out, PointwiseOperand::Out}}, N, std::max<int64_t>(1, std::min(N, N * C / kStagedRowsBlock)),
+                  [&](int64_t, int64_t first, int64_t rows, float* const* blocks) {
+                    cpu::embedding_forward(blocks[0], id + first, w, rows, C);
+                  });
       break;
     }
 #ifdef TG_CUDA

@@ -105,4 +105,56 @@ void staged_pointwise(std::initializer_list<PointwiseOperand> operands, int64_t 
   }
 }
 
+void staged_rows(std::initializer_list<PointwiseOperand> operands, int64_t N, int64_t groups,
+                 const std::function<void(int64_t group, int64_t first_row, int64_t rows, float* const* blocks)>& kernel) {
+  const std::vector<PointwiseOperand> ops(operands);
+  const size_t count = ops.size();
+  if (N == 0 || groups <= 0) return;
+  std::vector<int64_t> width(count);  // elements per row
+  int64_t widest = 1;
+  for (size_t k = 0; k < count; k++) {
+    width[k] = ops[k].tensor->numel() / N;
+    widest = std::max(widest, width[k]);
+  }
+  // Rows per block: kStagedRowsBlock values of the widest operand, at least one row.
+  const int64_t block_rows = std::max<int64_t>(1, kStagedRowsBlock / widest);
+  std::vector<int64_t> offset(count + 1, 0);  // operand k's block in a thread's scratch
+  for (size_t k = 0; k < count; k++)
+    offset[k + 1] = offset[k] + (is_half(ops[k].tensor->dtype()) ? block_rows * width[k] : 0);
+  // One scratch for all threads from the caching allocator: reused call after call, and counted in
+  // its statistics. Uninitialised: every block is written before it is read.
+  const int threads = groups > 1 ? omp_get_max_threads() : 1;
+  Tensor scratch_all = Tensor::empty({std::max<int64_t>(1, threads * offset[count])}, DType::F32, Device::cpu());
+#pragma omp parallel num_threads(threads)
+  {
+    float* scratch = scratch_all.data<float>() + omp_get_thread_num() * offset[count];
+    std::vector<float*> blocks(count);
+#pragma omp for schedule(static)
+    for (int64_t g = 0; g < groups; g++) {
+      const int64_t group_end = (g + 1) * N / groups;
+      for (int64_t first = g * N / groups; first < group_end; first += block_rows) {
+        const int64_t rows = std::min(block_rows, group_end - first);
+        for (size_t k = 0; k < count; k++) {
+          const Tensor& t = *ops[k].tensor;
+          if (!is_half(t.dtype())) {
+            blocks[k] = static_cast<float*>(t.data_raw()) + first * width[k];
+            continue;
+          }
+          blocks[k] = scratch + offset[k];
+          if (ops[k].role != PointwiseOperand::Out)
+            cpu::convert_half_to_f32(t.dtype(), static_cast<const uint16_t*>(t.data_raw()) + first * width[k],
+                                     blocks[k], rows * width[k]);
+        }
+        kernel(g, first, rows, blocks.data());
+        for (size_t k = 0; k < count; k++) {
+          const Tensor& t = *ops[k].tensor;
+          if (is_half(t.dtype()) && ops[k].role != PointwiseOperand::In)
+            cpu::convert_f32_to_half(t.dtype(), blocks[k], static_cast<uint16_t*>(t.data_raw()) + first * width[k],
+                                     rows * width[k]);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace tg::ops

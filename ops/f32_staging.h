@@ -63,4 +63,18 @@ struct PointwiseOperand {
 void staged_pointwise(std::initializer_list<PointwiseOperand> operands, int64_t n,
                       const std::function<void(float* const* chunks, int64_t n)>& kernel);
 
+// For kernels over independent rows (LayerNorm, attention's batch elements): every operand is
+// contiguous with N rows (an operand's row is its numel / N elements), and the rows are split into
+// `groups` fixed groups, group g covering rows [g*N/groups, (g+1)*N/groups), one OpenMP loop over
+// the groups. Each thread stages its group a block of rows at a time into its own f32 scratch (at
+// most kStagedRowsBlock values per operand, at least one row) and calls kernel(group, first_row,
+// rows, blocks) on each block in row order; blocks[k] is operand k's block (an f32 operand's own
+// data), out/inout blocks are rounded into their tensors after the call. So the f32 copies are a
+// few rows per thread instead of whole tensors; a kernel that reduces over rows keeps its bits by
+// reducing per group (groups fixed by N, not by the thread count). The kernel runs inside the
+// loop: its own OpenMP loops run on the calling thread.
+constexpr int64_t kStagedRowsBlock = 16384;
+void staged_rows(std::initializer_list<PointwiseOperand> operands, int64_t N, int64_t groups,
+                 const std::function<void(int64_t group, int64_t first_row, int64_t rows, float* const* blocks)>& kernel);
+
 }  // namespace tg::ops

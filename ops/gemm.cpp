@@ -66,18 +66,28 @@ void linear_half_cpu(Tensor& out, const Tensor& x, bool tx, int64_t ldx, const T
                            half_bits(out), N, 1, 0, 0, 0);
     return;
   }
-  // With GELU or a residual, v = x W^T + b stays in f32 for the epilogue, which rounds once.
-  Tensor v = Tensor::empty({M, N}, DType::F32, out.device());
+  // With GELU or a residual, v = x W^T + b stays in f32 for the epilogue, which rounds once. v is
+  // formed a band of rows at a time (about kBandBytes of f32), so the f32 copy of a wide layer's
+  // output is never whole: each output element is the same f32 sum, rounded once, whatever the band.
+  constexpr int64_t kBandBytes = int64_t(2) << 20;
+  const int64_t band = std::min(M, std::max<int64_t>(64, kBandBytes / (4 * std::max<int64_t>(N, 1)) / 64 * 64));
+  Tensor v = Tensor::empty({band, N}, DType::F32, out.device());
+  Tensor bias32;
   if (bias.defined()) {
-    Tensor bias32 = Tensor::empty({N}, DType::F32, out.device());
+    bias32 = Tensor::empty({N}, DType::F32, out.device());
     cpu::convert_half_to_f32(dtype, half_bits(bias), bias32.data<float>(), N);
-    cpu::broadcast_rows(v.data<float>(), bias32.data<float>(), M, N);
   }
-  cpu::gemm_half_batched(dtype, tx, tw, M, N, K, 1.0f, half_bits(x), ldx, half_bits(weight), ldw, beta,
-                         v.data<float>(), N, 1, 0, 0, 0);
-  cpu::linear_epilogue_half(dtype, half_bits(out), epilogue.pre_gelu.defined() ? half_bits(epilogue.pre_gelu) : nullptr,
-                            v.data<float>(), epilogue.gelu,
-                            epilogue.residual.defined() ? half_bits(epilogue.residual) : nullptr, M * N);
+  uint16_t* pre_gelu = epilogue.pre_gelu.defined() ? half_bits(epilogue.pre_gelu) : nullptr;
+  const uint16_t* residual = epilogue.residual.defined() ? half_bits(epilogue.residual) : nullptr;
+  for (int64_t m0 = 0; m0 < M; m0 += band) {
+    const int64_t rows = std::min(band, M - m0);
+    if (bias.defined()) cpu::broadcast_rows(v.data<float>(), bias32.data<float>(), rows, N);
+    // Rows m0.. of op(x): x stored (M,K) starts row m0 at m0 * ldx; stored (K,M), at column m0.
+    cpu::gemm_half_batched(dtype, tx, tw, rows, N, K, 1.0f, half_bits(x) + (tx ? m0 : m0 * ldx), ldx, half_bits(weight),
+                           ldw, beta, v.data<float>(), N, 1, 0, 0, 0);
+    cpu::linear_epilogue_half(dtype, half_bits(out) + m0 * N, pre_gelu ? pre_gelu + m0 * N : nullptr, v.data<float>(),
+                              epilogue.gelu, residual ? residual + m0 * N : nullptr, rows * N);
+  }
 }
 
 }  // namespace

@@ -1,5 +1,8 @@
 #include "ops/layernorm.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "ops/check.h"
 #include "ops/f32_staging.h"
 #include "ops/profiler.h"
@@ -51,6 +54,13 @@ static void check_eps(float eps) {
   if (!(eps >= 0.0f)) throw Error(std::string(kOp) + ": eps is " + std::to_string(eps) + ", expected >= 0");
 }
 
+// Row groups for the staged half path when the rows are independent: enough for every thread to
+// take a share, each group a number of whole blocks.
+static int64_t row_groups(int64_t N, int64_t C) {
+  const int64_t elements = N * C;
+  return std::max<int64_t>(1, std::min(N, (elements + kStagedRowsBlock - 1) / kStagedRowsBlock));
+}
+
 #ifdef TG_CUDA
 static void* optional_raw(const Tensor& t) { return t.defined() ? t.data_raw() : nullptr; }
 #endif
@@ -72,10 +82,21 @@ void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x,
   });
   switch (device.type) {
     case DeviceType::CPU: {
+      const int64_t N = x.numel() / C;
       F32Staging staged;  // an undefined weight or bias stays null: "no weight"
-      cpu::layernorm_forward(staged.out(out), mean.data<float>(), rstd.data<float>(), staged.in(x), staged.in(weight),
-                             staged.in(bias), x.numel() / C, C, eps);
-      staged.finish();
+      const float* w = staged.in(weight);
+      const float* b = staged.in(bias);
+      if (x.dtype() == DType::F32) {
+        cpu::layernorm_forward(out.data<float>(), mean.data<float>(), rstd.data<float>(), x.data<float>(), w, b, N, C, eps);
+        break;
+      }
+      // Rows are independent: staged a few at a time (ops/f32_staging.h).
+      float* m = mean.data<float>();
+      float* r = rstd.data<float>();
+      staged_rows({{&out, PointwiseOperand::Out}, {&x, PointwiseOperand::In}}, N, row_groups(N, C),
+                  [&](int64_t, int64_t first, int64_t rows, float* const* blocks) {
+                    cpu::layernorm_forward(blocks[0], m + first, r + first, blocks[1], w, b, rows, C, eps);
+                  });
       break;
     }
 #ifdef TG_CUDA
@@ -111,8 +132,10 @@ void add_layernorm(Tensor& residual, Tensor& out, Tensor& mean, Tensor& rstd, co
       if (a.dtype() != DType::F32) {
         // As on CUDA, a half residual is rounded on store and normalised as stored, so the residual,
         // mean and rstd that backward reads agree with each other.
-        cpu::add_forward(staged.out(residual), staged.in(a), a.strides(), staged.in(b), b.strides(), a.shape());
-        staged.finish();
+        staged_pointwise({{&residual, PointwiseOperand::Out}, {&a, PointwiseOperand::In}, {&b, PointwiseOperand::In}},
+                         a.numel(), [](float* const* chunks, int64_t n) {
+                           cpu::add_forward(chunks[0], chunks[1], {1}, chunks[2], {1}, {n});
+                         });
         layernorm_forward(out, mean, rstd, residual, weight, bias, eps);
         break;
       }
@@ -153,9 +176,45 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
     case DeviceType::CPU: {
       // Undefined gradients stay null ("not wanted"); the parameter gradients are summed in f32 and
       // rounded once.
+      const int64_t N = x.numel() / C;
       F32Staging staged;
-      cpu::layernorm_backward(staged.inout(dx), staged.inout(dweight), staged.inout(dbias), staged.in(dout), staged.in(x),
-                              staged.in(weight), mean.data<float>(), rstd.data<float>(), x.numel() / C, C);
+      if (x.dtype() == DType::F32) {
+        cpu::layernorm_backward(staged.inout(dx), staged.inout(dweight), staged.inout(dbias), dout.data<float>(),
+                                x.data<float>(), staged.in(weight), mean.data<float>(), rstd.data<float>(), N, C);
+        break;
+      }
+      // Rows staged a few at a time (ops/f32_staging.h), grouped as the kernel's own chunks, so the
+      // per-chunk partial sums of dweight and dbias and their chunk-order total are its bits.
+      std::vector<float> ones;
+      const float* w = staged.in(weight);
+      if (!w) {
+        ones.assign(C, 1.0f);
+        w = ones.data();
+      }
+      const bool params = dweight.defined() || dbias.defined();
+      const int64_t chunks = params ? cpu::layernorm_backward_chunks(N) : row_groups(N, C);
+      std::vector<float> partial(params ? static_cast<size_t>(chunks * 2 * C) : 0, 0.0f);
+      const float* m = mean.data<float>();
+      const float* r = rstd.data<float>();
+      auto rows_kernel = [&](int64_t chunk, int64_t first, int64_t rows, float* const* blocks) {
+        float* partial_dweight = params ? partial.data() + chunk * 2 * C : nullptr;
+        cpu::layernorm_backward_rows(dx.defined() ? blocks[2] : nullptr, partial_dweight,
+                                     params ? partial_dweight + C : nullptr, blocks[0], blocks[1], w, m + first,
+                                     r + first, rows, C);
+      };
+      if (dx.defined())
+        staged_rows({{&dout, PointwiseOperand::In}, {&x, PointwiseOperand::In}, {&dx, PointwiseOperand::InOut}}, N,
+                    chunks, rows_kernel);
+      else
+        staged_rows({{&dout, PointwiseOperand::In}, {&x, PointwiseOperand::In}}, N, chunks, rows_kernel);
+      if (!params) break;
+      float* dw = staged.inout(dweight);
+      float* db = staged.inout(dbias);
+      for (int64_t k = 0; k < chunks; k++) {  // chunk order, as the kernel sums them
+        const float* partial_dweight = partial.data() + k * 2 * C;
+        for (int64_t i = 0; dw && i < C; i++) dw[i] += partial_dweight[i];
+        for (int64_t i = 0; db && i < C; i++) db[i] += partial_dweight[C + i];
+      }
       staged.finish();
       break;
     }

@@ -3,9 +3,11 @@
 #include <cstdlib>
 #include <mutex>
 #include <string>
+#include <map>
 #include <unordered_map>
 #include <vector>
 
+#include "tensor/cuda_allocator.h"
 #include "tensor/error.h"
 
 namespace tg {
@@ -14,13 +16,18 @@ namespace {
 
 constexpr size_t kAlignment = 64;
 constexpr size_t kCacheMinBytes = size_t(1) << 16;  // smaller blocks go straight to malloc
+// A miss may take a cached block up to this fraction larger than asked (the smallest such): a step's
+// transients of nearby sizes (a band of rows here, a staged copy there) then share blocks instead of
+// each keeping its own, so the memory taken from the system tracks the peak in use more closely.
+constexpr size_t kFitSlackDivisor = 4;  // up to 25% larger
 // A cap on cached bytes, so a run whose shapes keep changing cannot grow without bound. A
 // training step of the largest CPU configurations holds well under this in activations.
 constexpr size_t kCacheMaxBytes = size_t(4) << 30;
 
 struct Cache {
   std::mutex mutex;
-  std::unordered_map<size_t, std::vector<void*>> free_blocks;  // exact rounded size -> blocks
+  std::map<size_t, std::vector<void*>> free_blocks;  // rounded block size -> blocks
+  std::unordered_map<void*, size_t> larger;          // blocks handed out larger than asked -> their size
   CpuMemoryStats stats;
 };
 
@@ -57,13 +64,22 @@ void* cpu_allocate(size_t nbytes) {
     std::lock_guard<std::mutex> lock(c.mutex);
     c.stats.in_use += size;
     if (c.stats.in_use > c.stats.peak_in_use) c.stats.peak_in_use = c.stats.in_use;
-    auto it = c.free_blocks.find(size);
-    if (it != c.free_blocks.end() && !it->second.empty()) {
+    // The smallest cached block of at least `size` within the slack (blocks under kCacheMinBytes are
+    // never cached).
+    for (auto it = c.free_blocks.lower_bound(size);
+         it != c.free_blocks.end() && it->first <= size + size / kFitSlackDivisor; ++it) {
+      if (it->second.empty()) continue;
       void* ptr = it->second.back();
       it->second.pop_back();
-      c.stats.cached -= size;
+      c.stats.cached -= it->first;
+      c.stats.in_use += it->first - size;
+      if (c.stats.in_use > c.stats.peak_in_use) c.stats.peak_in_use = c.stats.in_use;
+      if (it->first != size) c.larger[ptr] = it->first;
       return ptr;
     }
+    c.stats.system_allocations++;
+    const size_t reserved = c.stats.in_use + c.stats.cached;
+    if (reserved > c.stats.peak_reserved) c.stats.peak_reserved = reserved;
   }
   void* ptr = std::aligned_alloc(kAlignment, size);
   if (!ptr) {
@@ -81,6 +97,13 @@ void cpu_deallocate(void* ptr, size_t nbytes) {
   Cache& c = cache();
   {
     std::lock_guard<std::mutex> lock(c.mutex);
+    if (!c.larger.empty()) {
+      auto it = c.larger.find(ptr);
+      if (it != c.larger.end()) {
+        size = it->second;
+        c.larger.erase(it);
+      }
+    }
     c.stats.in_use -= size;
     if (cache_enabled() && size >= kCacheMinBytes && c.stats.cached + size <= kCacheMaxBytes) {
       c.free_blocks[size].push_back(ptr);
@@ -95,6 +118,12 @@ CpuMemoryStats cpu_memory_stats() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);
   return c.stats;
+}
+
+std::string cpu_memory_summary() {
+  const CpuMemoryStats s = cpu_memory_stats();
+  return "cpu peak " + format_bytes(s.peak_in_use) + " in use, " + format_bytes(s.peak_reserved) + " reserved, " +
+         std::to_string(s.system_allocations) + " allocation" + (s.system_allocations == 1 ? "" : "s");
 }
 
 void cpu_release_cache() {

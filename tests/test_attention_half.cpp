@@ -30,6 +30,8 @@ struct Shape4 {
 };
 
 // Awkward sizes: T off the 64-step tiles and the vector width, head sizes that are not whole vectors.
+// On two threads, {1, 1, 3, 1} and {1, 70, 40, 2} stage the whole tensors and the others (at least
+// two (batch element, head) pairs per thread) one pair at a time.
 const Shape4 kShapes[] = {{1, 1, 3, 1}, {2, 7, 12, 2}, {1, 70, 40, 2}, {2, 130, 24, 3}};
 
 // The 16-bit tensor's values as an f32 tensor (exact) and as bits.

@@ -319,6 +319,18 @@ TEST_P(GemmHalf, LinearEveryEpilogue) {
     for (const auto& s : shapes) check_linear(dtype(), c, s[0], s[1], s[2], gen);
 }
 
+// With GELU or a residual the f32 v is formed a band of rows at a time (ops/gemm.cpp: about 4 MiB
+// of f32, in multiples of 64 rows): N = 4200 gives bands of 192 rows, so M = 400 has two whole bands
+// and a partial one, with x stored either way round (a transposed x starts a band at a column).
+TEST_P(GemmHalf, LinearEpilogueAcrossRowBands) {
+  Generator gen(202);
+  const LinearCase cases[] = {
+      {true, true, true, false, false, true, false},
+      {true, false, false, true, true, false, false},
+  };
+  for (const LinearCase& c : cases) check_linear(dtype(), c, 400, 4200, 5, gen);
+}
+
 // The output is rounded once, after the bias or the residual is added in f32. With s the spacing
 // of the 16-bit type above 1 (2^-7 bf16, 2^-10 f16): x W^T = 1 + 3s/8 (exact in f32) plus s/4 is
 // 1 + 5s/8, which rounds to 1 + s; rounding x W^T first would give 1, and 1 + s/4 rounds to 1.

@@ -234,3 +234,63 @@ TEST(CpuAllocator, ReusesFreedLargeBlocksAndCountsBytes) {
   EXPECT_NE(other_size.data_raw(), first);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(other_size.data_raw()) % 64, 0u);
 }
+
+// A miss takes the smallest cached block up to 25% larger than asked, counts the whole block in
+// use, and the block goes back to its own size when freed; a block more than 25% larger is not taken.
+TEST(CpuAllocator, ReusesACachedBlockUpToAQuarterLarger) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "the block cache is off under AddressSanitizer";
+#endif
+  const char* env = std::getenv("TG_CPU_CACHE");
+  if (env && std::string(env) == "0") GTEST_SKIP() << "TG_CPU_CACHE=0 turns the block cache off";
+  cpu_release_cache();
+  const size_t before = cpu_memory_stats().in_use, block = size_t(1) << 20;
+  void* first;
+  {
+    Tensor big = Tensor::empty({int64_t(block / 4)});
+    first = big.data_raw();
+  }
+  {
+    Tensor smaller = Tensor::empty({int64_t(block / 4 * 4 / 5)});  // 1 MiB is exactly 25% larger
+    EXPECT_EQ(smaller.data_raw(), first);
+    EXPECT_EQ(cpu_memory_stats().in_use, before + block) << "the whole block is in use";
+    EXPECT_EQ(cpu_memory_stats().cached, 0u);
+  }
+  EXPECT_EQ(cpu_memory_stats().in_use, before);
+  EXPECT_EQ(cpu_memory_stats().cached, block) << "back in the cache at its own size";
+  {
+    Tensor too_small = Tensor::empty({int64_t(block / 4 * 4 / 5) - 16});  // 1 MiB is over 25% larger
+    EXPECT_NE(too_small.data_raw(), first);
+    EXPECT_EQ(cpu_memory_stats().cached, block);
+  }
+  Tensor exact = Tensor::empty({int64_t(block / 4)});
+  EXPECT_EQ(exact.data_raw(), first);
+}
+
+// peak_reserved is the most ever held in live blocks and the cache together; system_allocations
+// counts the blocks the cache could not serve.
+TEST(CpuAllocator, CountsReservedBytesAndSystemAllocations) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "the block cache is off under AddressSanitizer";
+#endif
+  const char* env = std::getenv("TG_CPU_CACHE");
+  if (env && std::string(env) == "0") GTEST_SKIP() << "TG_CPU_CACHE=0 turns the block cache off";
+  cpu_release_cache();
+  const CpuMemoryStats start = cpu_memory_stats();
+  const size_t a_bytes = size_t(3) << 20, b_bytes = size_t(5) << 20;
+  {
+    Tensor a = Tensor::empty({int64_t(a_bytes / 4)});
+  }  // a cached: in use + cached = start.in_use + a
+  {
+    Tensor b = Tensor::empty({int64_t(b_bytes / 4)});  // too large for a's block: a second system block
+    const CpuMemoryStats s = cpu_memory_stats();
+    EXPECT_EQ(s.system_allocations, start.system_allocations + 2);
+    EXPECT_GE(s.peak_reserved, start.in_use + a_bytes + b_bytes);
+  }
+  Tensor again = Tensor::empty({int64_t(a_bytes / 4)});  // served by the cache
+  EXPECT_EQ(cpu_memory_stats().system_allocations, start.system_allocations + 2);
+  const std::string summary = cpu_memory_summary();
+  EXPECT_NE(summary.find("cpu peak"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("in use"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("reserved"), std::string::npos) << summary;
+}

@@ -452,6 +452,8 @@ void embedding_backward(float* dweight, const float* dout, const int32_t* ids, i
 TG_CPU_ISA_DECLARE(layernorm_forward)
 TG_CPU_ISA_DECLARE(add_layernorm_forward)
 TG_CPU_ISA_DECLARE(layernorm_backward)
+TG_CPU_ISA_DECLARE(layernorm_backward_chunks)
+TG_CPU_ISA_DECLARE(layernorm_backward_rows)
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
                        int64_t N, int64_t C, float eps) {
@@ -466,6 +468,14 @@ void add_layernorm_forward(float* residual, float* out, float* mean, float* rstd
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C) {
   TG_CPU_ISA_CALL(layernorm_backward, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+}
+
+int64_t layernorm_backward_chunks(int64_t N) { return TG_CPU_ISA_CALL(layernorm_backward_chunks, N); }
+
+void layernorm_backward_rows(float* dinp, float* partial_dweight, float* partial_dbias, const float* dout,
+                             const float* inp, const float* weight, const float* mean, const float* rstd, int64_t rows,
+                             int64_t C) {
+  TG_CPU_ISA_CALL(layernorm_backward_rows, dinp, partial_dweight, partial_dbias, dout, inp, weight, mean, rstd, rows, C);
 }
 
 // ---- pool.h -------------------------------------------------------------------------------------

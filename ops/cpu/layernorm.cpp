@@ -98,6 +98,21 @@ static void layernorm_backward_row(float* dx, float* partial_dweight, float* par
   }
 }
 
+int64_t layernorm_backward_chunks(int64_t N) { return std::max<int64_t>(1, std::min(N, kMaxChunks)); }
+
+void layernorm_backward_rows(float* dinp, float* partial_dweight, float* partial_dbias, const float* dout,
+                             const float* inp, const float* weight, const float* mean, const float* rstd, int64_t rows,
+                             int64_t C) {
+  for (int64_t n = 0; n < rows; n++) {
+    float* dx = dinp ? dinp + n * C : nullptr;
+    if (partial_dweight)
+      layernorm_backward_row<true>(dx, partial_dweight, partial_dbias, dout + n * C, inp + n * C, weight, mean[n],
+                                   rstd[n], C);
+    else
+      layernorm_backward_row<false>(dx, nullptr, nullptr, dout + n * C, inp + n * C, weight, mean[n], rstd[n], C);
+  }
+}
+
 // dinp (N,C) +=, dweight (C) +=, dbias (C) += from dout (N,C), inp (N,C), weight (C); mean, rstd (N)
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C) {
@@ -107,22 +122,21 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
   if (!params && !dinp) return;
   if (N == 0) return;
 
-  // Chunk k covers rows [k*N/chunks, (k+1)*N/chunks) and owns partial rows dweight, dbias (2C).
-  const int64_t chunks = params ? std::min(N, kMaxChunks) : 1;
-  std::vector<float> partial(params ? static_cast<size_t>(chunks * 2 * C) : 0, 0.0f);
   if (!params) {
 #pragma omp parallel for schedule(static) if (N * C >= kParallelMinElements)
     for (int64_t n = 0; n < N; n++)
-      layernorm_backward_row<false>(dinp + n * C, nullptr, nullptr, dout + n * C, inp + n * C, weight, mean[n], rstd[n], C);
+      layernorm_backward_rows(dinp + n * C, nullptr, nullptr, dout + n * C, inp + n * C, weight, mean + n, rstd + n, 1, C);
     return;
   }
+  // Chunk k covers rows [k*N/chunks, (k+1)*N/chunks) and owns partial rows dweight, dbias (2C).
+  const int64_t chunks = layernorm_backward_chunks(N);
+  std::vector<float> partial(static_cast<size_t>(chunks * 2 * C), 0.0f);
 #pragma omp parallel for schedule(static) if (N * C >= kParallelMinElements)
   for (int64_t k = 0; k < chunks; k++) {
+    const int64_t begin = k * N / chunks, end = (k + 1) * N / chunks;
     float* partial_dweight = partial.data() + k * 2 * C;
-    float* partial_dbias = partial_dweight + C;
-    for (int64_t n = k * N / chunks; n < (k + 1) * N / chunks; n++)
-      layernorm_backward_row<true>(dinp ? dinp + n * C : nullptr, partial_dweight, partial_dbias, dout + n * C,
-                                   inp + n * C, weight, mean[n], rstd[n], C);
+    layernorm_backward_rows(dinp ? dinp + begin * C : nullptr, partial_dweight, partial_dweight + C, dout + begin * C,
+                            inp + begin * C, weight, mean + begin, rstd + begin, end - begin, C);
   }
   // Chunk order, column by column: a fixed order of additions for every element.
   for (int64_t k = 0; k < chunks; k++) {

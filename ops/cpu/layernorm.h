@@ -25,5 +25,17 @@ void add_layernorm_forward(float* residual, float* out, float* mean, float* rstd
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                         const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C);
 
+// The pieces of layernorm_backward, for a caller that feeds it a few rows at a time (the bf16/f16
+// front stages rows into f32 scratch): chunk k of layernorm_backward_chunks(N) covers rows
+// [k*N/chunks, (k+1)*N/chunks). Running layernorm_backward_rows over each chunk's rows in order (in
+// one call or several), each chunk into its own zeroed partial rows, then adding the partials into
+// dweight and dbias in chunk order gives layernorm_backward's bits.
+int64_t layernorm_backward_chunks(int64_t N);
+// rows of dout, inp (rows,C) -> dinp (rows,C) +=; partial_dweight, partial_dbias (C) += the rows'
+// terms, row by row. dinp, or both partials, may be null; weight may not (pass ones).
+void layernorm_backward_rows(float* dinp, float* partial_dweight, float* partial_dbias, const float* dout,
+                             const float* inp, const float* weight, const float* mean, const float* rstd, int64_t rows,
+                             int64_t C);
+
 TG_CPU_ISA_END
 }  // namespace tg::cpu

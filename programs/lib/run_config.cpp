@@ -88,7 +88,7 @@ void add_train_flags(FlagSet& flags, RunConfig& c) {
   flags.add_switch("stochastic-rounding", &c.stochastic_rounding,
                    "bf16/fp16: write the f32 master weights into the model's weights with unbiased stochastic "
                    "rounding instead of to nearest");
-  flags.add_switch("mem-stats", &c.mem_stats, "GPU memory on every status line: peak allocated and reserved");
+  flags.add_switch("mem-stats", &c.mem_stats, "memory on every status line: the caching allocator's peak in use and reserved");
   flags.add_float("dist-timeout", &c.dist_timeout,
                   "under mpirun: seconds a collective may wait for the other ranks before the job ends with an "
                   "error (a rank died or hangs)", 1.0, 1e7);

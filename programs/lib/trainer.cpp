@@ -395,7 +395,8 @@ class Trainer {
                     static_cast<long long>(scaler_.skipped_steps()), static_cast<double>(scaler_.scale()));
         reported_skips_ = scaler_.skipped_steps();
       }
-      if (c_.mem_stats && device_.is_cuda()) std::printf("  memory: %s\n", cuda_memory_summary(device_).c_str());
+      if (c_.mem_stats)
+        std::printf("  memory: %s\n", (device_.is_cuda() ? cuda_memory_summary(device_) : cpu_memory_summary()).c_str());
       std::fflush(stdout);
       row.examples_per_second = report.examples_per_second;
       interval_seconds_ = 0;
