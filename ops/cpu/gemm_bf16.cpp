@@ -268,9 +268,10 @@ void force_gemm_bf16_f32_path(bool force) { force_f32 = force; }
 // the weight gradients (M, N <= 1536 against K = 16384 tokens): one thread's share of a 384 x 384 x
 // 16384 product ran 8-12% faster as 384 x 384 x 8192 than as 196 x 384 x 16384 (measured single-
 // threaded, best of ~0.5 s, on a loaded machine). Each part gets at least one full K block, and
-// the parts stay within the L3 (32 MiB) so that the sum reads them from cache.
+// the parts stay within 8 MiB, in cache for the sum and small beside the model (they are kept
+// between calls): the preset's largest weight gradient, 1536 x 384 on 2 threads, needs 4.5 MiB.
 bool gemm_bf16_splits_k(int64_t M, int64_t N, int64_t K, int threads) {
-  constexpr int64_t kMinKPerThread = 1536, kMaxPartsBytes = int64_t(32) << 20;
+  constexpr int64_t kMinKPerThread = 1536, kMaxPartsBytes = int64_t(8) << 20;
   return threads > 1 && K >= 4 * std::max(M, N) && K >= threads * kMinKPerThread &&
          int64_t(4) * threads * M * N <= kMaxPartsBytes;
 }
