@@ -264,15 +264,16 @@ void force_gemm_bf16_f32_path(bool force) { force_f32 = force; }
 
 // A grid of C blocks has each thread pack all of K for its rows of op(A) and for all of op(B)
 // (or the reverse); split over K, each packs its share of K for both, (M + N) K / T elements
-// against (M / T + N) K, and the parts cost T f32 copies of C, written and summed. That pays for
-// the weight gradients (M, N <= 1536 against K = 16384 tokens): one thread's share of a 384 x 384 x
-// 16384 product ran 8-12% faster as 384 x 384 x 8192 than as 196 x 384 x 16384 (measured single-
-// threaded, best of ~0.5 s, on a loaded machine). Each part gets at least one full K block, and
-// the parts stay within 8 MiB, in cache for the sum and small beside the model (they are kept
-// between calls): the preset's largest weight gradient, 1536 x 384 on 2 threads, needs 4.5 MiB.
+// against (M / T + N) K, and the parts cost T f32 copies of C, written and summed. One thread's
+// share, measured single-threaded (best of 3, on a loaded machine), split against grid: 384 x 384
+// x 16384 (attn_proj's weight gradient) 402 against 367 GFLOP/s, 65 x 384 x 16384 (lm_head's) 375
+// against 356, 384 x 1536 x 16384 407 against 399, but 1536 x 384 x 16384 395 against 407. So the
+// split is taken where K is at least 16 times C's longer side, where it won. Each part gets at
+// least one full K block, and the parts stay within 8 MiB, in cache for the sum and small beside
+// the model (they are kept between calls).
 bool gemm_bf16_splits_k(int64_t M, int64_t N, int64_t K, int threads) {
   constexpr int64_t kMinKPerThread = 1536, kMaxPartsBytes = int64_t(8) << 20;
-  return threads > 1 && K >= 4 * std::max(M, N) && K >= threads * kMinKPerThread &&
+  return threads > 1 && K >= 16 * std::max(M, N) && K >= threads * kMinKPerThread &&
          int64_t(4) * threads * M * N <= kMaxPartsBytes;
 }
 
