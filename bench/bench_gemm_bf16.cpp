@@ -5,6 +5,7 @@
 //   build/bench/bench_gemm_bf16 --quick    2048^3 and the preset's fc GEMMs
 //   build/bench/bench_gemm_bf16 --f32-path adds a column for the path CPUs without AVX512_BF16 take
 //   build/bench/bench_gemm_bf16 --csv      name,m,n,k,f32_gflops,bf16_gflops,bf16_f32out_gflops[,f32path_gflops]
+//   build/bench/bench_gemm_bf16 --shape m,n,k,ta,tb[,beta]   only this shape (repeatable); ta/tb 0 or 1
 //
 // Columns: f32 is cpu::gemm on f32 copies of the operands; bf16 is gemm_bf16 with a bf16 C (the
 // forward and dx of a bf16 Linear), f32out with an f32 C (a weight gradient accumulated in f32);
@@ -14,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -68,17 +70,39 @@ Operands make_operands(const GemmShape& s) {
   return o;
 }
 
+// "m,n,k,ta,tb[,beta]" -> a shape named after itself; false when the text is not that.
+bool parse_shape(const std::string& text, GemmShape& shape) {
+  long long m = 0, n = 0, k = 0;
+  int ta = 0, tb = 0, used = 0;
+  float beta = 0.0f;
+  const int fields = std::sscanf(text.c_str(), "%lld,%lld,%lld,%d,%d%n,%f%n", &m, &n, &k, &ta, &tb, &used, &beta, &used);
+  if (fields < 5 || used != static_cast<int>(text.size()) || m < 1 || n < 1 || k < 1 || (ta | tb) & ~1) return false;
+  shape = GemmShape{text, ta == 1, tb == 1, m, n, k, beta};
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   bool csv = false, quick = false, f32_path = false;
+  std::vector<GemmShape> chosen;
   for (int i = 1; i < argc; i++) {
     std::string arg = argv[i];
     if (arg == "--csv") csv = true;
     else if (arg == "--quick") quick = true;
     else if (arg == "--f32-path") f32_path = true;
-    else {
-      std::fprintf(stderr, "bench_gemm_bf16: unknown argument '%s' (expected --quick, --f32-path, --csv)\n", argv[i]);
+    else if (arg == "--shape" && i + 1 < argc) {
+      GemmShape shape;
+      if (!parse_shape(argv[++i], shape)) {
+        std::fprintf(stderr, "bench_gemm_bf16: --shape expects m,n,k,ta,tb[,beta] (positive sizes, ta/tb 0 or 1),"
+                             " got '%s'\n", argv[i]);
+        return 2;
+      }
+      chosen.push_back(shape);
+    } else {
+      std::fprintf(stderr,
+                   "bench_gemm_bf16: unknown argument '%s' (expected --quick, --f32-path, --csv, --shape m,n,k,ta,tb)\n",
+                   argv[i]);
       return 2;
     }
   }
@@ -101,7 +125,7 @@ int main(int argc, char** argv) {
     std::printf("%-20s %6s %6s %6s %9s %9s %7s %7s %9s%s\n", "shape", "m", "n", "k", "f32", "bf16", "%peak", "x f32",
                 "f32out", f32_path ? "  f32-path" : "");
   }
-  for (const GemmShape& s : all_shapes(quick)) {
+  for (const GemmShape& s : chosen.empty() ? all_shapes(quick) : chosen) {
     Operands o = make_operands(s);
     const double flops = 2.0 * s.m * s.n * s.k;
     auto gflops = [&](double ms) { return flops / (ms * 1e-3) * 1e-9; };

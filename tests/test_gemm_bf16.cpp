@@ -4,6 +4,7 @@
 // dimensions, batches, alpha/beta, f32 and bf16 output; the rounding of a bf16 C; the path choice.
 // The native-path tests skip on a CPU without AVX512_BF16.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <cstring>
@@ -323,6 +324,56 @@ TEST(GemmBf16Native, AgreesWithTheF32Path) {
       const double tolerance = 2 * (K + 4) * kU32 * magnitude;  // each path's bound, added
       ASSERT_NEAR(native[i * N + j], f32[i * N + j], tolerance) << "C(" << i << ", " << j << ")";
     }
+}
+
+// The native path splits a small C with a long K over the threads' shares of K and sums the f32
+// parts in thread order (gemm_bf16_splits_k). The small preset's narrow weight gradients take it
+// (attn_proj's and lm_head's, C at most 384 on a side against 16384 tokens); the wider ones, the
+// forward and dx products, 2048^3 and one thread do not.
+TEST(GemmBf16Native, KSplitChoice) {
+  EXPECT_TRUE(cpu::gemm_bf16_splits_k(384, 384, 16384, 2));
+  EXPECT_TRUE(cpu::gemm_bf16_splits_k(65, 384, 16384, 2));
+  EXPECT_FALSE(cpu::gemm_bf16_splits_k(1536, 384, 16384, 2));
+  EXPECT_FALSE(cpu::gemm_bf16_splits_k(384, 384, 16384, 1));
+  EXPECT_FALSE(cpu::gemm_bf16_splits_k(16384, 384, 384, 2));
+  EXPECT_FALSE(cpu::gemm_bf16_splits_k(16384, 384, 65, 2));
+  EXPECT_FALSE(cpu::gemm_bf16_splits_k(2048, 2048, 2048, 2));
+}
+
+// Products split over K on 2 and 3 threads: every layout, odd K (the last part ends on a padded
+// pair), shares of K that span several K blocks, alpha and beta, padded rows, f32 and bf16 C,
+// against the double reference of check(): the split's longest rounding path, K / T additions
+// in one part plus T - 1 in the sum, is shorter than the serial one the bound counts. The shapes
+// are asserted to take the split, so a change of the choice cannot leave it untested. Two runs
+// give the same bits, and with beta 0 a bf16 C is the f32 C rounded once.
+TEST(GemmBf16Native, KSplitShapesTransposesAndOutputs) {
+  if (skip_native()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  PathScope scope(cpu::GemmBf16Path::Avx512Bf16);
+  const int saved = omp_get_max_threads();
+  for (int threads : {2, 3}) {
+    omp_set_num_threads(threads);
+    const Case odd{false, false, 15, 33, 3 * 1536 + 5, 0.75f, 1.0f, false, 3};
+    const Case narrow{false, false, 13, 19, 3 * 1536 + 3, 1.0f, 0.0f};
+    for (const Case& c : {odd, narrow}) {
+      ASSERT_TRUE(cpu::gemm_bf16_splits_k(c.M, c.N, c.K, threads)) << c.M << "x" << c.N << "x" << c.K;
+      check_layouts(c);
+    }
+    const int64_t M = 21, N = 40, K = 2 * 1536 * threads + 1;
+    ASSERT_TRUE(cpu::gemm_bf16_splits_k(M, N, K, threads));
+    Generator gen(5);
+    const std::vector<uint16_t> A = random_bf16(static_cast<size_t>(K * M), gen);
+    const std::vector<uint16_t> B = random_bf16(static_cast<size_t>(K * N), gen);
+    std::vector<float> first(static_cast<size_t>(M * N)), again(first.size());
+    std::vector<uint16_t> rounded(first.size());
+    cpu::gemm_bf16(true, false, M, N, K, 0.5f, A.data(), M, B.data(), N, 0.0f, first.data(), N);
+    cpu::gemm_bf16(true, false, M, N, K, 0.5f, A.data(), M, B.data(), N, 0.0f, again.data(), N);
+    cpu::gemm_bf16(true, false, M, N, K, 0.5f, A.data(), M, B.data(), N, 0.0f, rounded.data(), N);
+    for (size_t i = 0; i < first.size(); i++) {
+      ASSERT_EQ(std::memcmp(&first[i], &again[i], sizeof(float)), 0) << threads << " threads, element " << i;
+      ASSERT_EQ(rounded[i], f32_to_bf16(first[i])) << threads << " threads, element " << i;
+    }
+  }
+  omp_set_num_threads(saved);
 }
 
 // K == 0 and alpha == 0 give C = beta * C (zeros for beta == 0, even over NaN) without reading A

@@ -79,10 +79,46 @@ void native_one_thread(const GemmBf16Problem& p) {
   gemm_bf16_block_avx512bf16(p, 0, p.M, 0, p.N);
 }
 
+// One thread's share of a product split over K: pairs [q0, q1) of the ceil(K/2) k pairs (whole
+// pairs, so that only the last part can end on a padded one), as an f32 product with alpha 1 and
+// beta 0 into its (M, N) part.
+void k_part(const GemmBf16Problem& p, int part, int parts, float* out) {
+  const int64_t pairs = (p.K + 1) / 2;
+  const int64_t k0 = 2 * (pairs * part / parts), k1 = std::min(p.K, 2 * (pairs * (part + 1) / parts));
+  GemmBf16Problem q = p;
+  q.K = k1 - k0;
+  q.A += p.trans_a ? k0 * p.lda : k0;
+  q.B += p.trans_b ? k0 : k0 * p.ldb;
+  q.alpha = 1.0f;
+  q.beta = 0.0f;
+  q.c_f32 = out;
+  q.c_bf16 = nullptr;
+  q.ldc = p.N;
+  gemm_bf16_block_avx512bf16(q, 0, q.M, 0, q.N);
+}
+
+// A product split over K: each thread sums its share of K for the whole of C into its own f32
+// part, then each sums a band of C's rows over the parts, in thread order.
+void native_split_k(const GemmBf16Problem& p, int threads) {
+  // The calling thread's buffer, kept between calls; the team reaches it through `parts` (a
+  // thread_local named inside the region would be each thread's own).
+  thread_local std::vector<float> buffer;
+  buffer.resize(static_cast<size_t>(threads * p.M * p.N));
+  float* parts = buffer.data();
+#pragma omp parallel num_threads(threads)
+  {
+    const int team = omp_get_num_threads(), id = omp_get_thread_num();
+    k_part(p, id, team, parts + id * p.M * p.N);
+#pragma omp barrier
+    gemm_bf16_sum_k_parts_avx512bf16(p, parts, team, p.M * id / team, p.M * (id + 1) / team);
+  }
+}
+
 void native(const GemmBf16Problem& p) {
   const int threads = threads_for(2.0 * static_cast<double>(p.M) * static_cast<double>(p.N) * static_cast<double>(p.K));
   if (threads <= 1 || p.K <= 0 || p.alpha == 0.0f) return native_one_thread(p);
-#pragma omp parallel num_threads(threads)
+  if (gemm_bf16_splits_k(p.M, p.N, p.K, threads)) return native_split_k(p, threads);
+  #pragma omp parallel num_threads(threads)
   {
     // The team may be smaller than asked for: plan with what we got.
     const int team = omp_get_num_threads(), id = omp_get_thread_num();
@@ -225,6 +261,21 @@ const char* gemm_bf16_path_name(GemmBf16Path path) {
 }
 
 void force_gemm_bf16_f32_path(bool force) { force_f32 = force; }
+
+// A grid of C blocks has each thread pack all of K for its rows of op(A) and for all of op(B)
+// (or the reverse); split over K, each packs its share of K for both, (M + N) K / T elements
+// against (M / T + N) K, and the parts cost T f32 copies of C, written and summed. One thread's
+// share, measured single-threaded (best of 3, on a loaded machine), split against grid: 384 x 384
+// x 16384 (attn_proj's weight gradient) 402 against 367 GFLOP/s, 65 x 384 x 16384 (lm_head's) 375
+// against 356, 384 x 1536 x 16384 407 against 399, but 1536 x 384 x 16384 395 against 407. So the
+// split is taken where K is at least 16 times C's longer side, where it won. Each part gets at
+// least one full K block, and the parts stay within 8 MiB, in cache for the sum and small beside
+// the model (they are kept between calls).
+bool gemm_bf16_splits_k(int64_t M, int64_t N, int64_t K, int threads) {
+  constexpr int64_t kMinKPerThread = 1536, kMaxPartsBytes = int64_t(8) << 20;
+  return threads > 1 && K >= 16 * std::max(M, N) && K >= threads * kMinKPerThread &&
+         int64_t(4) * threads * M * N <= kMaxPartsBytes;
+}
 
 void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t* A,
                int64_t lda, const uint16_t* B, int64_t ldb, float beta, float* C, int64_t ldc) {

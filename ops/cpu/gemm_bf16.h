@@ -49,6 +49,11 @@ void gemm_half_batched(DType dtype, bool trans_a, bool trans_b, int64_t M, int64
                        const uint16_t* A, int64_t lda, const uint16_t* B, int64_t ldb, float beta, uint16_t* C,
                        int64_t ldc, int64_t batch, int64_t stride_a, int64_t stride_b, int64_t stride_c);
 
+// Whether the native path splits this product over K on `threads` threads (each thread sums its
+// share of K for the whole of C, then the parts are added in thread order) rather than giving
+// each thread a block of C.
+bool gemm_bf16_splits_k(int64_t M, int64_t N, int64_t K, int threads);
+
 enum class GemmBf16Path { Avx512Bf16, F32 };
 
 // The run-time feature check behind the choice: true when this CPU executes AVX512_BF16 (and

@@ -65,79 +65,98 @@ inline __mmask16 mask16(int64_t n) { return static_cast<__mmask16>(n <= 0 ? 0u :
 // ---- packing ----------------------------------------------------------------------------------
 
 // transpose16x16 (avx512_transpose.h) moves bf16 pairs as the 32-bit elements they pack into.
+//
+// The packed slivers of a block lie kSliverPad elements (64 bytes) further apart than their size:
+// a sliver of kp pairs is 56 kp (A) or 128 kp (B) bytes, at the K block's kp = 768 a multiple of
+// 2 KiB (A) or 4 KiB (B), and the down-columns packer stores into every sliver of a block in
+// turn, stores that would otherwise fall in the same few L1 sets. The pad also takes the spill
+// below.
+constexpr int64_t kSliverPad = 32;
+constexpr int64_t a_sliver_size(int64_t kp) { return kMR * 2 * kp + kSliverPad; }
+constexpr int64_t b_sliver_size(int64_t kp) { return kNR * 2 * kp + kSliverPad; }
+
+// The packers store whole 64-byte vectors, even where a slot is narrower (an A slot holds 14
+// pairs, 56 bytes): the lanes past the slot land on the start of the next slot, which is stored
+// after it, or, after a sliver's last slot, on its pad. Masked stores would write only the slot,
+// but on Zen 5 a masked store that crosses a cache line (every other 56-byte slot) is several
+// times slower than a plain one.
 
 // Operand stored with k running along its rows (A as (M,K), B as (N,K): the Linear weight).
 // `rows` (<= 16) rows of k bf16 each, row stride ld -> dst[q * dst_stride + r] = the pair
-// (src[r][2q], src[r][2q+1]) as one 32-bit element, for q < ceil(k/2) and r < width (<= 16). Rows
-// past `rows` and the odd k's missing partner are zeros. 16 pairs of 16 rows per transpose; the
-// masked loads never read past a row's k elements.
-void pack_k_along_rows(const uint16_t* src, int64_t ld, int rows, int64_t k, uint32_t* dst, int64_t dst_stride,
-                       int width) {
+// (src[r][2q], src[r][2q+1]) as one 32-bit element, for q < ceil(k/2) and r < 16. Rows past
+// `rows` and the odd k's missing partner are zeros. 16 pairs of 16 rows per transpose; the masked
+// loads never read past a row's k elements.
+void pack_k_along_rows(const uint16_t* src, int64_t ld, int rows, int64_t k, uint32_t* dst, int64_t dst_stride) {
   const int64_t kp = (k + 1) / 2;
-  const __mmask16 store = mask16(width);
   __m512 v[16];
   for (int64_t q0 = 0; q0 < kp; q0 += 16) {
     const __mmask32 load = mask32(k - 2 * q0);
+    // The next sliver's rows (the next 16 up; past the block they are the next block's): the
+    // loads below wait on memory otherwise, 14 or 16 rows being too many streams for the
+    // hardware prefetcher. Packing an A block took as long as multiplying it at lm_head's N = 65.
+    for (int r = 0; r < rows; r++) _mm_prefetch(reinterpret_cast<const char*>(src + (r + rows) * ld + 2 * q0), _MM_HINT_T0);
     for (int r = 0; r < 16; r++)
       v[r] = r < rows ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(load, src + r * ld + 2 * q0))
                       : _mm512_setzero_ps();
     transpose16x16(v);
     const int64_t count = std::min<int64_t>(16, kp - q0);
-    for (int64_t j = 0; j < count; j++)
-      _mm512_mask_storeu_epi32(dst + (q0 + j) * dst_stride, store, _mm512_castps_si512(v[j]));
+    for (int64_t j = 0; j < count; j++) _mm512_storeu_si512(dst + (q0 + j) * dst_stride, _mm512_castps_si512(v[j]));
   }
 }
 
-// Operand stored with k running down its columns (A as (K,M), B as (K,N)): stored rows 2q and
-// 2q+1, `cols` (<= 32) bf16 each, interleave into dst[q * dst_stride + 2j + t] = src[2q+t][j] for
-// j < width (<= 32); columns past `cols` and the odd k's missing row are zeros. One vpermt2w per
-// 16 columns of a pair.
-void pack_k_down_columns(const uint16_t* src, int64_t ld, int cols, int64_t k, uint16_t* dst, int64_t dst_stride,
-                         int width) {
+// Operand stored with k running down its columns (A as (K,M), B as (K,N)): n columns in slivers
+// of `width` (14 or 32) columns, `sliver_size` elements apart from dst. Stored rows 2q and 2q+1
+// interleave into sliver s at dst[s * sliver_size + q * 2 * width + 2j + t] = src[2q+t][s * width
+// + j] for j < width; columns past n and the odd k's missing row are zeros. The pair loop is
+// outside the sliver loop, so that the stored rows are read front to back, streams the hardware
+// prefetches; a sliver at a time would read a 64-byte strip of each row, a miss per load. One
+// vpermt2w per 16 columns of a pair.
+void pack_k_down_columns(const uint16_t* src, int64_t ld, int64_t n, int64_t k, uint16_t* dst, int width,
+                         int64_t sliver_size) {
   alignas(64) static const uint16_t kInterleave[2][32] = {
       {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39, 8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15,
        47},
       {16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55, 24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61,
        30, 62, 31, 63}};
   const __m512i lo_index = _mm512_load_si512(kInterleave[0]), hi_index = _mm512_load_si512(kInterleave[1]);
-  const __mmask32 load = mask32(cols), store_lo = mask32(2 * width), store_hi = mask32(2 * width - 32);
-  const int64_t kp = (k + 1) / 2;
+  const int64_t kp = (k + 1) / 2, slivers = (n + width - 1) / width;
   for (int64_t q = 0; q < kp; q++) {
-    const __m512i even = _mm512_maskz_loadu_epi16(load, src + 2 * q * ld);
-    const __m512i odd = 2 * q + 1 < k ? _mm512_maskz_loadu_epi16(load, src + (2 * q + 1) * ld) : _mm512_setzero_si512();
-    uint16_t* d = dst + q * dst_stride;
-    _mm512_mask_storeu_epi16(d, store_lo, _mm512_permutex2var_epi16(even, lo_index, odd));
-    if (width > 16) _mm512_mask_storeu_epi16(d + 32, store_hi, _mm512_permutex2var_epi16(even, hi_index, odd));
+    const uint16_t* even_row = src + 2 * q * ld;
+    const uint16_t* odd_row = 2 * q + 1 < k ? even_row + ld : nullptr;
+    for (int64_t s = 0; s < slivers; s++) {
+      const __mmask32 load = mask32(std::min<int64_t>(width, n - s * width));
+      const __m512i even = _mm512_maskz_loadu_epi16(load, even_row + s * width);
+      const __m512i odd = odd_row ? _mm512_maskz_loadu_epi16(load, odd_row + s * width) : _mm512_setzero_si512();
+      uint16_t* d = dst + s * sliver_size + q * 2 * width;
+      _mm512_storeu_si512(d, _mm512_permutex2var_epi16(even, lo_index, odd));
+      if (width > 16) _mm512_storeu_si512(d + 32, _mm512_permutex2var_epi16(even, hi_index, odd));
+    }
   }
 }
 
-// op(A)[i0 : i0+m, p0 : p0+k] -> a_pack (ceil(m/MR), kp, MR, 2).
+// op(A)[i0 : i0+m, p0 : p0+k] -> a_pack: ceil(m/MR) slivers (kp, MR, 2), a_sliver_size(kp) apart.
 void pack_a(const GemmBf16Problem& p, int64_t i0, int64_t m, int64_t p0, int64_t k, uint16_t* a_pack) {
   const int64_t kp = (k + 1) / 2;
+  if (p.trans_a) return pack_k_down_columns(p.A + p0 * p.lda + i0, p.lda, m, k, a_pack, kMR, a_sliver_size(kp));
   for (int64_t s = 0; s * kMR < m; s++) {
-    const int64_t row = i0 + s * kMR;
     const int rows = static_cast<int>(std::min<int64_t>(kMR, m - s * kMR));
-    uint16_t* sliver = a_pack + s * kMR * 2 * kp;
-    if (p.trans_a) pack_k_down_columns(p.A + p0 * p.lda + row, p.lda, rows, k, sliver, 2 * kMR, kMR);
-    else pack_k_along_rows(p.A + row * p.lda + p0, p.lda, rows, k, reinterpret_cast<uint32_t*>(sliver), kMR, kMR);
+    pack_k_along_rows(p.A + (i0 + s * kMR) * p.lda + p0, p.lda, rows, k,
+                      reinterpret_cast<uint32_t*>(a_pack + s * a_sliver_size(kp)), kMR);
   }
 }
 
-// op(B)[p0 : p0+k, j0 : j0+n] -> b_pack (ceil(n/NR), kp, NR, 2).
+// op(B)[p0 : p0+k, j0 : j0+n] -> b_pack: ceil(n/NR) slivers (kp, NR, 2), b_sliver_size(kp) apart.
 void pack_b(const GemmBf16Problem& p, int64_t p0, int64_t k, int64_t j0, int64_t n, uint16_t* b_pack) {
   const int64_t kp = (k + 1) / 2;
+  if (!p.trans_b) return pack_k_down_columns(p.B + p0 * p.ldb + j0, p.ldb, n, k, b_pack, kNR, b_sliver_size(kp));
   for (int64_t s = 0; s * kNR < n; s++) {
     const int64_t col = j0 + s * kNR;
     const int cols = static_cast<int>(std::min<int64_t>(kNR, n - s * kNR));
-    uint16_t* sliver = b_pack + s * kNR * 2 * kp;
-    if (!p.trans_b) {
-      pack_k_down_columns(p.B + p0 * p.ldb + col, p.ldb, cols, k, sliver, 2 * kNR, kNR);
-    } else {
-      // Two 16-column halves of the sliver, each a 16-row transpose of the stored (N,K) rows.
-      for (int half = 0; half < kNR / 16; half++)
-        pack_k_along_rows(p.B + (col + 16 * half) * p.ldb + p0, p.ldb, std::clamp(cols - 16 * half, 0, 16), k,
-                          reinterpret_cast<uint32_t*>(sliver) + 16 * half, kNR, 16);
-    }
+    uint16_t* sliver = b_pack + s * b_sliver_size(kp);
+    // Two 16-column halves of the sliver, each a 16-row transpose of the stored (N,K) rows.
+    for (int half = 0; half < kNR / 16; half++)
+      pack_k_along_rows(p.B + (col + 16 * half) * p.ldb + p0, p.ldb, std::clamp(cols - 16 * half, 0, 16), k,
+                        reinterpret_cast<uint32_t*>(sliver) + 16 * half, kNR);
   }
 }
 
@@ -273,8 +292,8 @@ void gemm_bf16_block_avx512bf16(const GemmBf16Problem& p, int64_t i0, int64_t m,
   const int64_t kp_max = (std::min(kKC, K) + 1) / 2;
   const int64_t nc_max = std::min(kNC, n), chunk = via_partial ? partial_rows(nc_max) : m;
   Buffers& buf = buffers();
-  uint16_t* a_pack = buf.a.grow(static_cast<size_t>(round_up(std::min(kMC, m), kMR) * 2 * kp_max));
-  uint16_t* b_pack = buf.b.grow(static_cast<size_t>(round_up(nc_max, kNR) * 2 * kp_max));
+  uint16_t* a_pack = buf.a.grow(static_cast<size_t>(round_up(std::min(kMC, m), kMR) / kMR * a_sliver_size(kp_max)));
+  uint16_t* b_pack = buf.b.grow(static_cast<size_t>(round_up(nc_max, kNR) / kNR * b_sliver_size(kp_max)));
   float* partial = via_partial ? buf.partial.grow(static_cast<size_t>(std::min(chunk, m) * nc_max)) : nullptr;
   for (int64_t jc = 0; jc < n; jc += kNC) {
     const int64_t nc = std::min(kNC, n - jc);
@@ -301,8 +320,8 @@ void gemm_bf16_block_avx512bf16(const GemmBf16Problem& p, int64_t i0, int64_t m,
                   : via_partial && !last
                       ? TileOut{part, nullptr, nc, nullptr, 0, p.alpha, first ? 0.0f : 1.0f}
                       : TileOut{nullptr, p.c_bf16 + row * p.ldc + col, p.ldc, part, nc, p.alpha, p.beta};
-              const uint16_t* a = a_pack + ir * 2 * kp;
-              const uint16_t* b = b_pack + jr * 2 * kp;
+              const uint16_t* a = a_pack + ir / kMR * a_sliver_size(kp);
+              const uint16_t* b = b_pack + jr / kNR * b_sliver_size(kp);
               if (nt <= 16) micro_kernel<1>(kp, a, b, mt, nt, out);
               else micro_kernel<2>(kp, a, b, mt, nt, out);
             }
@@ -311,6 +330,29 @@ void gemm_bf16_block_avx512bf16(const GemmBf16Problem& p, int64_t i0, int64_t m,
       }
     }
   }
+}
+
+void gemm_bf16_sum_k_parts_avx512bf16(const GemmBf16Problem& p, const float* partials, int count, int64_t r0,
+                                      int64_t r1) {
+  const int64_t part = p.M * p.N;
+  const __m512 va = _mm512_set1_ps(p.alpha), vb = _mm512_set1_ps(p.beta);
+  for (int64_t i = r0; i < r1; i++)
+    for (int64_t j = 0; j < p.N; j += 16) {
+      const __mmask16 cols = mask16(p.N - j);
+      const float* src = partials + i * p.N + j;
+      __m512 sum = _mm512_maskz_loadu_ps(cols, src);
+      for (int t = 1; t < count; t++) sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(cols, src + t * part));
+      __m512 value = _mm512_mul_ps(va, sum);
+      if (p.c_f32) {
+        float* c = p.c_f32 + i * p.ldc + j;
+        if (p.beta != 0.0f) value = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(cols, c), value);
+        _mm512_mask_storeu_ps(c, cols, value);
+      } else {
+        uint16_t* c = p.c_bf16 + i * p.ldc + j;
+        if (p.beta != 0.0f) value = _mm512_fmadd_ps(vb, load_bf16(cols, c), value);
+        store_bf16(cols, c, value);
+      }
+    }
 }
 
 }  // namespace tg::cpu

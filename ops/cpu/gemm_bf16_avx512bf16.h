@@ -29,4 +29,11 @@ struct GemmBf16Problem {
 // Needs m, n, K >= 1 and alpha != 0 (the front handles the degenerate cases).
 void gemm_bf16_block_avx512bf16(const GemmBf16Problem& p, int64_t i0, int64_t m, int64_t j0, int64_t n);
 
+// The last step of a product split over K: rows [r0, r1) of p's C become
+// alpha * (partials[0] + ... + partials[count - 1]) + beta * C, the sum taken in that order (so the
+// result depends only on `count`), formed in f32 and, for a bf16 C, rounded once. Each partial is
+// an (M, N) f32 matrix of row stride N; partial t starts at partials + t * M * N.
+void gemm_bf16_sum_k_parts_avx512bf16(const GemmBf16Problem& p, const float* partials, int count, int64_t r0,
+                                      int64_t r1);
+
 }  // namespace tg::cpu
