@@ -5,11 +5,7 @@
 // glibc returns large blocks to the kernel on free (mmap threshold), so each step would map fresh
 // pages and pay a page fault per 4 KB on first touch. Keeping freed blocks of the exact size for
 // reuse removes that cost; blocks under kCacheMinBytes are left to malloc, which already reuses
-// them well. A miss first returns cached blocks to the system, the longest unused first, while the
-// blocks in use and cached together would exceed the most ever in use at once by more than an
-// eighth: the memory taken from the system stays near the peak the tensors need, whatever sizes
-// the cache has seen (cpu_allocator.cpp says why an eighth). The cache is off under
-// AddressSanitizer and with TG_CPU_CACHE=0.
+// them well. The cache is off under AddressSanitizer and with TG_CPU_CACHE=0.
 #pragma once
 #include <cstddef>
 #include <string>
@@ -31,9 +27,6 @@ struct CpuMemoryStats {
 CpuMemoryStats cpu_memory_stats();
 // One line for ./train --mem-stats: "cpu peak 412 MiB in use, 480 MiB reserved, 1234 allocations".
 std::string cpu_memory_summary();
-// Restarts peak_in_use and peak_reserved from the present (the cache's bound, above, follows
-// peak_in_use: a test measuring the bound starts here).
-void cpu_reset_peak_stats();
 // Returns every cached block to the system.
 void cpu_release_cache();
 
