@@ -34,30 +34,18 @@
 #include "ops/elementwise.h"
 #include "ops/pool.h"
 #include "tensor/random.h"
+#include "tests/half_cpu_test_util.h"
 #include "tests/test_util.h"
 
 using namespace tg;
 
 namespace {
 
-class HalfCpuCnnOps : public ::testing::TestWithParam<DType> {
- protected:
-  DType half() const { return GetParam(); }
-  // A standard-normal tensor rounded to the half dtype, so both runs see the same values.
-  Tensor draw(const Shape& shape, Generator& gen, float scale = 1.0f) const {
-    Tensor t = Tensor::randn(shape, &gen);
-    ops::scale_forward(t, t, scale);
-    return t.to(half());
-  }
-  Tensor empty_half(const Shape& shape) const { return Tensor::empty(shape, half()); }
-};
+class HalfCpuCnnOps : public test::HalfCpuOpsTest {};
 
-double unit_roundoff(DType dtype) { return dtype == DType::BF16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11); }
-// Half the smallest subnormal: bf16 shares f32's exponent range (2^-133), f16's is 2^-24.
-double half_subnormal(DType dtype) { return dtype == DType::BF16 ? std::ldexp(1.0, -134) : std::ldexp(1.0, -25); }
-
-// The exact f32 value of a half tensor: what the f32 run reads.
-Tensor widened(const Tensor& t) { return t.to(DType::F32); }
+using test::half_subnormal;
+using test::half_unit_roundoff;
+using test::widened;
 std::vector<double> as_double(const Tensor& t) {
   std::vector<float> v = t.to_vector();
   return std::vector<double>(v.begin(), v.end());
@@ -98,7 +86,7 @@ struct Sums {
 void expect_within_bound(const Tensor& half, const Sums& want, int64_t extra, const std::string& what) {
   const std::vector<float> got = half.to_vector();
   ASSERT_EQ(got.size(), want.value.size()) << what;
-  const double u = unit_roundoff(half.dtype()), eta = half_subnormal(half.dtype()), v = std::ldexp(1.0, -24);
+  const double u = half_unit_roundoff(half.dtype()), eta = half_subnormal(half.dtype()), v = std::ldexp(1.0, -24);
   int reported = 0;
   for (size_t i = 0; i < got.size(); i++) {
     const double n = static_cast<double>(want.terms[i] + extra);

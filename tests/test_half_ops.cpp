@@ -26,36 +26,24 @@
 #include "ops/rnn.h"
 #include "ops/softmax.h"
 #include "tensor/random.h"
+#include "tests/half_cpu_test_util.h"
 #include "tests/test_util.h"
 
 using namespace tg;
 
 namespace {
 
-class HalfCpuOps : public ::testing::TestWithParam<DType> {
- protected:
-  DType half() const { return GetParam(); }
-  // A standard-normal tensor rounded to the half dtype, so both runs see the same values.
-  Tensor draw(const Shape& shape, Generator& gen, float scale = 1.0f) const {
-    Tensor t = Tensor::randn(shape, &gen);
-    ops::scale_forward(t, t, scale);
-    return t.to(half());
-  }
-  Tensor empty_half(const Shape& shape) const { return Tensor::empty(shape, half()); }
-};
+class HalfCpuOps : public test::HalfCpuOpsTest {};
 
-double unit_roundoff(DType dtype) { return dtype == DType::BF16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11); }
-// Half the smallest subnormal: bf16 shares f32's exponent range (2^-133), f16's is 2^-24.
-double half_subnormal(DType dtype) { return dtype == DType::BF16 ? std::ldexp(1.0, -134) : std::ldexp(1.0, -25); }
-
-// The exact f32 value of a half tensor: what the f32 run reads.
-Tensor widened(const Tensor& t) { return t.to(DType::F32); }
+using test::half_subnormal;
+using test::half_unit_roundoff;
+using test::widened;
 
 void expect_one_rounding(const Tensor& half, const Tensor& f32, const std::string& what) {
   ASSERT_NE(half.dtype(), DType::F32) << what << " should be stored in half precision";
   std::vector<float> want = f32.to_vector();
   expect_close(half.to_vector(), std::vector<double>(want.begin(), want.end()), half_subnormal(half.dtype()),
-               unit_roundoff(half.dtype()), what);
+               half_unit_roundoff(half.dtype()), what);
 }
 
 void expect_bitwise_equal(const Tensor& a, const Tensor& b, const std::string& what) {

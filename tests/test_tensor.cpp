@@ -214,12 +214,17 @@ TEST(Tensor, PrintsShapeAndValues) {
   EXPECT_NE(s.find("shape=(3)"), std::string::npos) << s;
 }
 
-TEST(CpuAllocator, ReusesFreedLargeBlocksAndCountsBytes) {
+// Why this process runs without the CPU allocator's block cache, or "" when it has one.
+static std::string cpu_cache_off() {
 #if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "the block cache is off under AddressSanitizer";
+  return "the block cache is off under AddressSanitizer";
 #endif
   const char* env = std::getenv("TG_CPU_CACHE");
-  if (env && std::string(env) == "0") GTEST_SKIP() << "TG_CPU_CACHE=0 turns the block cache off";
+  return env && std::string(env) == "0" ? "TG_CPU_CACHE=0 turns the block cache off" : "";
+}
+
+TEST(CpuAllocator, ReusesFreedLargeBlocksAndCountsBytes) {
+  if (const std::string why = cpu_cache_off(); !why.empty()) GTEST_SKIP() << why;
   cpu_release_cache();
   size_t before = cpu_memory_stats().in_use;
   void* first;
@@ -242,11 +247,7 @@ TEST(CpuAllocator, ReusesFreedLargeBlocksAndCountsBytes) {
 // A miss takes the smallest cached block up to 25% larger than asked, counts the whole block in
 // use, and the block goes back to its own size when freed; a block more than 25% larger is not taken.
 TEST(CpuAllocator, ReusesACachedBlockUpToAQuarterLarger) {
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "the block cache is off under AddressSanitizer";
-#endif
-  const char* env = std::getenv("TG_CPU_CACHE");
-  if (env && std::string(env) == "0") GTEST_SKIP() << "TG_CPU_CACHE=0 turns the block cache off";
+  if (const std::string why = cpu_cache_off(); !why.empty()) GTEST_SKIP() << why;
   cpu_release_cache();
   const size_t before = cpu_memory_stats().in_use, block = size_t(1) << 20;
   void* first;
@@ -274,11 +275,7 @@ TEST(CpuAllocator, ReusesACachedBlockUpToAQuarterLarger) {
 // peak_reserved is the most ever held in live blocks and the cache together; system_allocations
 // counts the blocks the cache could not serve.
 TEST(CpuAllocator, CountsReservedBytesAndSystemAllocations) {
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "the block cache is off under AddressSanitizer";
-#endif
-  const char* env = std::getenv("TG_CPU_CACHE");
-  if (env && std::string(env) == "0") GTEST_SKIP() << "TG_CPU_CACHE=0 turns the block cache off";
+  if (const std::string why = cpu_cache_off(); !why.empty()) GTEST_SKIP() << why;
   cpu_release_cache();
   const CpuMemoryStats start = cpu_memory_stats();
   const size_t a_bytes = size_t(3) << 20, b_bytes = size_t(5) << 20;
