@@ -257,7 +257,9 @@ TEST(BlockwiseMlpErrorBounds, HoldForTheCpuAndAreFarBelowTheValues) {
       // the worst case of every rounding before it), which the bf16 GPU check therefore tests
       // only for gross errors. A lost chunk moves a gradient by about a fifth of its value.
       const bool loose = dtype != DType::F32 && (k == 2 || k == 3);
-      if (!loose) EXPECT_LT(bound_sum, (dtype == DType::F32 ? 1e-2 : 0.5) * value_sum) << kNames[k];
+      if (!loose) {
+        EXPECT_LT(bound_sum, (dtype == DType::F32 ? 1e-2 : 0.5) * value_sum) << kNames[k];
+      }
     }
   }
 }
