@@ -37,6 +37,7 @@
 #endif
 
 #include "bench/bench_common.h"
+#include "bench/conv_layers.h"
 #include "ops/conv2d.h"
 #include "ops/cpu/gemm.h"
 #include "programs/lib/machine_peak.h"
@@ -44,35 +45,10 @@
 
 namespace {
 
-struct Layer {
-  std::string name;
-  int64_t N, H, W, C, K, R, S, stride, pad;
-};
+using Layer = tg::bench::ConvLayer;
 
-std::vector<Layer> layers(bool quick) {
-  const int64_t B = 128;
-  std::vector<Layer> out = {
-      // cnn-ref: 1x28x28 input, two 3x3 convs at 28x28 then one at 14x14 (after a 2x2 pool).
-      {"cnn-ref.conv1 1->32", B, 28, 28, 1, 32, 3, 3, 1, 1},
-      {"cnn-ref.conv2 32->64", B, 28, 28, 32, 64, 3, 3, 1, 1},
-      {"cnn-ref.conv3 64->128", B, 14, 14, 64, 128, 3, 3, 1, 1},
-  };
-  if (quick) return out;
-  // resnet (nn/cnn.cpp): a 3x3 stem 1->32, then stages of 32, 64 and 128 channels at 28, 14 and 7;
-  // each later stage opens with a stride-2 3x3 conv and a stride-2 1x1 shortcut.
-  std::vector<Layer> resnet = {
-      {"resnet.conv1 1->32", B, 28, 28, 1, 32, 3, 3, 1, 1},
-      {"resnet.32 3x3 @28", B, 28, 28, 32, 32, 3, 3, 1, 1},
-      {"resnet.64 3x3 s2 @28", B, 28, 28, 32, 64, 3, 3, 2, 1},
-      {"resnet.64 1x1 s2 @28", B, 28, 28, 32, 64, 1, 1, 2, 0},
-      {"resnet.64 3x3 @14", B, 14, 14, 64, 64, 3, 3, 1, 1},
-      {"resnet.128 3x3 s2 @14", B, 14, 14, 64, 128, 3, 3, 2, 1},
-      {"resnet.128 1x1 s2 @14", B, 14, 14, 64, 128, 1, 1, 2, 0},
-      {"resnet.128 3x3 @7", B, 7, 7, 128, 128, 3, 3, 1, 1},
-  };
-  out.insert(out.end(), resnet.begin(), resnet.end());
-  return out;
-}
+// The cnn-ref layers (and with quick off, the ResNet's) at batch 128.
+std::vector<Layer> layers(bool quick) { return tg::bench::conv_layers(128, quick); }
 
 // Best of enough repeats for about half a second (at least 3), after a pause that lets the other
 // library's spinning threads go to sleep (see bench_gemm.cpp). Best, not median: the machine is

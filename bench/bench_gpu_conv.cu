@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/conv_layers.h"
 #include "bench/gpu_timing.h"
 #include "ops/conv2d.h"
 #include "tensor/cuda_check.h"
@@ -30,27 +31,10 @@ namespace {
 using namespace tg;
 using tg::bench::median_ms;
 
-struct Layer {
-  std::string name;
-  int64_t N, H, W, C, K, R, S, stride, pad;
-};
+using Layer = tg::bench::ConvLayer;
 
 // bench/bench_conv.cpp's layers (and bench/torch/torch_conv.py's), at batch 256.
-std::vector<Layer> layers() {
-  const int64_t B = 256;
-  return {
-      {"cnn-ref.conv1 1->32", B, 28, 28, 1, 32, 3, 3, 1, 1},
-      {"cnn-ref.conv2 32->64", B, 28, 28, 32, 64, 3, 3, 1, 1},
-      {"cnn-ref.conv3 64->128", B, 14, 14, 64, 128, 3, 3, 1, 1},
-      {"resnet.32 3x3 @28", B, 28, 28, 32, 32, 3, 3, 1, 1},
-      {"resnet.64 3x3 s2 @28", B, 28, 28, 32, 64, 3, 3, 2, 1},
-      {"resnet.64 1x1 s2 @28", B, 28, 28, 32, 64, 1, 1, 2, 0},
-      {"resnet.64 3x3 @14", B, 14, 14, 64, 64, 3, 3, 1, 1},
-      {"resnet.128 3x3 s2 @14", B, 14, 14, 64, 128, 3, 3, 2, 1},
-      {"resnet.128 1x1 s2 @14", B, 14, 14, 64, 128, 1, 1, 2, 0},
-      {"resnet.128 3x3 @7", B, 7, 7, 128, 128, 3, 3, 1, 1},
-  };
-}
+std::vector<Layer> layers() { return tg::bench::conv_layers(256); }
 
 }  // namespace
 

@@ -11,7 +11,8 @@ torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 B = 256
 layers = [("cnn-ref.conv1 1->32", 28, 1, 32, 3, 1, 1), ("cnn-ref.conv2 32->64", 28, 32, 64, 3, 1, 1),
-          ("cnn-ref.conv3 64->128", 14, 64, 128, 3, 1, 1), ("resnet.32 3x3 @28", 28, 32, 32, 3, 1, 1),
+          ("cnn-ref.conv3 64->128", 14, 64, 128, 3, 1, 1), ("resnet.conv1 1->32", 28, 1, 32, 3, 1, 1),
+          ("resnet.32 3x3 @28", 28, 32, 32, 3, 1, 1),
           ("resnet.64 3x3 s2 @28", 28, 32, 64, 3, 2, 1), ("resnet.64 1x1 s2 @28", 28, 32, 64, 1, 2, 0),
           ("resnet.64 3x3 @14", 14, 64, 64, 3, 1, 1), ("resnet.128 3x3 s2 @14", 14, 64, 128, 3, 2, 1),
           ("resnet.128 1x1 s2 @14", 14, 64, 128, 1, 2, 0), ("resnet.128 3x3 @7", 7, 128, 128, 3, 1, 1)]
