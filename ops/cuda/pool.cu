@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "ops/cuda/common.cuh"
+#include "tensor/cuda_copy.h"
 
 namespace tg::cuda {
 namespace {
@@ -42,21 +43,6 @@ __global__ void __launch_bounds__(kThreads)
     out[i] = from_f32<T>(best);
     argmax[i] = where;
   }
-}
-
-// dst (n elements, f32) = src converted, or src = dst rounded (to_half): the half-dtype backward's
-// scratch round trip.
-template <class T>
-__global__ void __launch_bounds__(kThreads) widen_kernel(float* __restrict__ dst, const T* __restrict__ src, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    dst[i] = to_f32(src[i]);
-}
-template <class T>
-__global__ void __launch_bounds__(kThreads) narrow_kernel(T* __restrict__ dst, const float* __restrict__ src, int64_t n) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    dst[i] = from_f32<T>(src[i]);
 }
 
 // acc (N,H,W,C) f32 += dout (N,P,Q,C) at argmax. One thread per (n, c): outputs in order, so two
@@ -170,17 +156,11 @@ void maxpool2d_backward(DType dtype, void* dx, float* scratch, const void* dout,
   TG_DISPATCH_FLOAT(dtype, "max_pool2d", T, {
     // f32 adds into dx itself; half dtypes into an f32 copy of dx, rounded back once.
     float* acc = dtype == DType::F32 ? reinterpret_cast<float*>(dx) : scratch;
-    if (dtype != DType::F32) {
-      widen_kernel<T><<<grid_for(n_dx, kThreads), kThreads, 0, stream()>>>(acc, static_cast<const T*>(dx), n_dx);
-      TG_CUDA_CHECK_LAUNCH("widen_kernel");
-    }
+    if (dtype != DType::F32) copy_strided(DType::F32, acc, {1}, dtype, dx, {1}, {n_dx});
     maxpool_backward_kernel<T><<<grid_for(N * C, kThreads), kThreads, 0, stream()>>>(
         acc, static_cast<const T*>(dout), argmax, N, C, HW, PQ);
     TG_CUDA_CHECK_LAUNCH("maxpool_backward_kernel");
-    if (dtype != DType::F32) {
-      narrow_kernel<T><<<grid_for(n_dx, kThreads), kThreads, 0, stream()>>>(static_cast<T*>(dx), acc, n_dx);
-      TG_CUDA_CHECK_LAUNCH("narrow_kernel");
-    }
+    if (dtype != DType::F32) copy_strided(dtype, dx, {1}, DType::F32, acc, {1}, {n_dx});  // rounded once
   });
 }
 
