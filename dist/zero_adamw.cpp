@@ -58,7 +58,9 @@ void ZeroAdamW::init_pieces() {
       piece.chunk_offset = from - lo;
       piece.m = Tensor::zeros({piece.length}, DType::F32, bucket.buffer.device());
       piece.v = Tensor::zeros({piece.length}, DType::F32, bucket.buffer.device());
-      if (is_half(bucket.buffer.dtype())) {
+      if (bucket.buffer.dtype() == DType::BF16) {
+        piece.master_low = ops::exact_bf16_master_low(flat_param(piece));
+      } else if (is_half(bucket.buffer.dtype())) {
         piece.master = Tensor::empty({piece.length}, DType::F32, bucket.buffer.device());
         piece.master.copy_(flat_param(piece));
       }
@@ -100,6 +102,7 @@ void ZeroAdamW::step() {
     u.param = flat_param(piece);
     u.grad = buckets[piece.bucket].shard.narrow(0, piece.chunk_offset, piece.length);
     u.master = piece.master;
+    u.master_low = piece.master_low;
     u.m = piece.m;
     u.v = piece.v;
     u.weight_decay = groups_[piece.group].weight_decay;
@@ -176,7 +179,10 @@ std::vector<std::pair<std::string, Tensor>> ZeroAdamW::state_tensors() const {
       Tensor send = Tensor::zeros({buffer.numel() / world}, DType::F32, buffer.device());
       for (const Piece& piece : pieces_) {
         if (piece.bucket != b) continue;
-        const Tensor& value = k == 0 ? piece.m : k == 1 ? piece.v : piece.master;
+        const Tensor value = k == 0 ? piece.m
+                             : k == 1 ? piece.v
+                             : piece.master_low.defined() ? ops::join_bf16_master(flat_param(piece), piece.master_low)
+                                                          : piece.master;
         send.narrow(0, piece.chunk_offset, piece.length).copy_(value);
       }
       full[b].push_back(Tensor::empty({buffer.numel()}, DType::F32, buffer.device()));
@@ -226,7 +232,9 @@ void ZeroAdamW::load_state_tensors(const SafetensorsData& data) {
     };
     piece.m.copy_(part("m"));
     piece.v.copy_(part("v"));
+    // The parameters already hold the masters' rounding: `whole` put it there.
     if (piece.master.defined()) piece.master.copy_(part("master"));
+    if (piece.master_low.defined()) piece.master_low = ops::split_bf16_master(part("master"), piece.m.device()).second;
   }
   steps_ = std::move(steps);
   step_count_ = whole.step_count();
@@ -235,14 +243,16 @@ void ZeroAdamW::load_state_tensors(const SafetensorsData& data) {
 size_t ZeroAdamW::local_state_bytes() const {
   size_t bytes = 0;
   for (const Piece& piece : pieces_)
-    bytes += piece.m.nbytes() + piece.v.nbytes() + (piece.master.defined() ? piece.master.nbytes() : 0);
+    bytes += piece.m.nbytes() + piece.v.nbytes() + (piece.master.defined() ? piece.master.nbytes() : 0) +
+             (piece.master_low.defined() ? piece.master_low.nbytes() : 0);
   return bytes;
 }
 
 size_t ZeroAdamW::unsharded_state_bytes() const {
   size_t bytes = 0;
   for (const ParamGroup& group : groups_)
-    for (const Tensor& p : group.params) bytes += static_cast<size_t>(p.numel()) * (is_half(p.dtype()) ? 12 : 8);
+    for (const Tensor& p : group.params)
+      bytes += static_cast<size_t>(p.numel()) * (p.dtype() == DType::BF16 ? 10 : p.dtype() == DType::F16 ? 12 : 8);
   return bytes;
 }
 

@@ -68,6 +68,7 @@ class ZeroAdamW : public Optimizer {
   // Bytes of optimizer state this rank holds (moments and masters), and what AdamW would hold.
   size_t local_state_bytes() const;
   size_t unsharded_state_bytes() const;
+  size_t state_bytes() const override { return local_state_bytes(); }
 
  private:
   // A parameter's elements [start, start + length) inside this rank's chunk of bucket `bucket`,
@@ -76,7 +77,9 @@ class ZeroAdamW : public Optimizer {
     size_t bucket = 0;
     size_t group = 0, index = 0;  // the parameter in groups_
     int64_t start = 0, length = 0, chunk_offset = 0;
-    Tensor m, v, master;  // f32, `length` elements; master for bf16/f16 parameters only
+    Tensor m, v;          // f32, `length` elements
+    Tensor master;        // f16 parameters: the f32 masters
+    Tensor master_low;    // bf16 parameters: the masters as low bits beside the parameter (AdamW's form)
   };
 
   Tensor flat_param(const Piece& piece) const;  // the piece's elements of its parameter, a view

@@ -1,5 +1,6 @@
 #include "ops/optim.h"
 
+#include <algorithm>
 #include <string>
 
 #include "ops/check.h"
@@ -42,18 +43,37 @@ static void check_adamw_param(const char* op, const AdamWParam& p, const std::st
     throw Error(std::string(op) + ": " + prefix + "grad has dtype " + dtype_name(p.grad.dtype()) + " but " + prefix +
                 "param has " + dtype_name(p.param.dtype()) + "; they must match");
   check_contiguous(op, p.grad, (prefix + "grad").c_str());
-  if (is_half(p.param.dtype())) check_like_param(op, p.master, prefix + "master", p.param);
-  else if (p.master.defined())
-    throw Error(std::string(op) + ": " + prefix + "master is given for an f32 param (an f32 param is its own master)");
+  if (!is_half(p.param.dtype()) && (p.master.defined() || p.master_low.defined()))
+    throw Error(std::string(op) + ": " + prefix + (p.master.defined() ? "master" : "master_low") +
+                " is given for an f32 param (an f32 param is its own master)");
+  if (is_half(p.param.dtype()) && p.master_low.defined()) {
+    if (p.master.defined())
+      throw Error(std::string(op) + ": " + prefix + "has both master and master_low; give the master in one form");
+    if (p.param.dtype() != DType::BF16)
+      throw Error(std::string(op) + ": " + prefix + "master_low is given for an " + dtype_name(p.param.dtype()) +
+                  " param; only a bf16 param is the top half of its master (f16 needs an f32 master)");
+    check_dtype(op, p.master_low, (prefix + "master_low").c_str(), DType::U8);
+    check_contiguous(op, p.master_low, (prefix + "master_low").c_str());
+    if (p.master_low.numel() != 2 * p.param.numel())
+      throw Error(std::string(op) + ": " + prefix + "master_low has " + std::to_string(p.master_low.numel()) +
+                  " bytes, expected 2 per element of param (" + std::to_string(2 * p.param.numel()) + ")");
+  } else if (is_half(p.param.dtype())) {
+    check_like_param(op, p.master, prefix + "master", p.param);
+  }
   check_like_param(op, p.m, prefix + "m", p.param);
   check_like_param(op, p.v, prefix + "v", p.param);
   check_step(op, p.step, prefix);
-  check_same_device(op, {&p.param, &p.grad, &p.master, &p.m, &p.v});
+  check_same_device(op, {&p.param, &p.grad, &p.master, &p.master_low, &p.m, &p.v});
 }
 
 static void adamw_cpu(const AdamWParam& p, const AdamWSettings& s) {
   const int64_t n = p.param.numel();
-  if (p.param.dtype() == DType::F32) {
+  if (p.master_low.defined()) {
+    cpu::adamw_update_bf16_split(static_cast<uint16_t*>(p.param.data_raw()),
+                                 static_cast<const uint16_t*>(p.grad.data_raw()),
+                                 static_cast<uint16_t*>(p.master_low.data_raw()), p.m.data<float>(), p.v.data<float>(),
+                                 n, s.lr, s.beta1, s.beta2, s.eps, p.weight_decay, p.step);
+  } else if (p.param.dtype() == DType::F32) {
     cpu::adamw_update(p.param.data<float>(), p.grad.data<float>(), p.m.data<float>(), p.v.data<float>(), n, s.lr,
                       s.beta1, s.beta2, s.eps, p.weight_decay, p.step);
   } else {
@@ -82,7 +102,8 @@ static void adamw_cuda(const std::vector<AdamWParam>& params, const AdamWSetting
       cuda::AdamWTensor e;
       e.param = p.param.data_raw();
       e.grad = p.grad.data_raw();
-      e.master = dtype == DType::F32 ? nullptr : p.master.data<float>();
+      e.master = p.master.defined() ? p.master.data<float>() : nullptr;
+      e.master_low = p.master_low.defined() ? static_cast<uint16_t*>(p.master_low.data_raw()) : nullptr;
       e.m = p.m.data<float>();
       e.v = p.v.data<float>();
       e.numel = p.param.numel();
@@ -103,7 +124,13 @@ static void adamw_cuda(const std::vector<AdamWParam>& params, const AdamWSetting
 void adamw_update(const std::vector<AdamWParam>& params, const AdamWSettings& settings) {
   const char* op = "adamw_update";
   if (params.empty()) return;
-  for (size_t i = 0; i < params.size(); i++) check_adamw_param(op, params[i], "parameter " + std::to_string(i) + " ");
+  for (size_t i = 0; i < params.size(); i++) {
+    check_adamw_param(op, params[i], "parameter " + std::to_string(i) + " ");
+    if (params[i].master_low.defined() && settings.stochastic_rounding)
+      throw Error(std::string(op) + ": parameter " + std::to_string(i) +
+                  " has its master as master_low, which holds a param rounded to nearest; stochastic rounding "
+                  "needs an f32 master");
+  }
   const Device device = params[0].param.device();
   for (size_t i = 1; i < params.size(); i++)
     if (params[i].param.device() != device)
@@ -115,7 +142,7 @@ void adamw_update(const std::vector<AdamWParam>& params, const AdamWSettings& se
     for (const AdamWParam& p : params) {
       param.push_back(p.param);
       grad.push_back(p.grad);
-      master.push_back(p.master);
+      master.push_back(p.master.defined() ? p.master : p.master_low);
       moments.push_back(p.m);
       moments.push_back(p.v);
       c.flops += 12.0 * static_cast<double>(p.param.numel());
@@ -133,6 +160,50 @@ void adamw_update(const std::vector<AdamWParam>& params, const AdamWSettings& se
 #endif
     default: throw_unsupported_device(op, device);
   }
+}
+
+std::pair<Tensor, Tensor> split_bf16_master(const Tensor& master, Device device) {
+  const char* op = "split_bf16_master";
+  check_defined(op, master, "master");
+  check_dtype(op, master, "master", DType::F32);
+  const Tensor host = master.to(Device::cpu()).contiguous();
+  const int64_t n = host.numel();
+  Tensor param = Tensor::empty(master.shape(), DType::BF16, Device::cpu());
+  Tensor low = Tensor::empty({2 * n}, DType::U8, Device::cpu());
+  const float* x = host.data<float>();
+  auto* p = static_cast<uint16_t*>(param.data_raw());
+  auto* l = static_cast<uint16_t*>(low.data_raw());
+  for (int64_t i = 0; i < n; i++) {
+    p[i] = optim_math::master_bf16(x[i]);
+    l[i] = optim_math::master_low_bits(x[i]);
+  }
+  return {param.to(device), low.to(device)};
+}
+
+Tensor join_bf16_master(const Tensor& param, const Tensor& master_low) {
+  const char* op = "join_bf16_master";
+  check_defined(op, param, "param");
+  check_dtype(op, param, "param", DType::BF16);
+  check_dtype(op, master_low, "master_low", DType::U8);
+  if (master_low.numel() != 2 * param.numel())
+    throw Error(std::string(op) + ": master_low has " + std::to_string(master_low.numel()) +
+                " bytes, expected 2 per element of param (" + std::to_string(2 * param.numel()) + ")");
+  const Tensor p = param.to(Device::cpu()).contiguous(), l = master_low.to(Device::cpu()).contiguous();
+  Tensor master = Tensor::empty(param.shape(), DType::F32, Device::cpu());
+  const auto* pb = static_cast<const uint16_t*>(p.data_raw());
+  const auto* lb = static_cast<const uint16_t*>(l.data_raw());
+  float* x = master.data<float>();
+  for (int64_t i = 0; i < master.numel(); i++) x[i] = optim_math::join_master(pb[i], lb[i]);
+  return master.to(param.device());
+}
+
+Tensor exact_bf16_master_low(const Tensor& param) {
+  const int64_t n = param.numel();
+  // Written in place on the CPU: no f32 copy of the parameter comes and goes. Every offset is
+  // zero, 0x7fff biased.
+  Tensor low = Tensor::empty({2 * n}, DType::U8, Device::cpu());
+  std::fill_n(static_cast<uint16_t*>(low.data_raw()), n, optim_math::master_low_bits(0.0f));
+  return low.to(param.device());
 }
 
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, float lr, float beta1, float beta2,

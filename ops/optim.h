@@ -5,6 +5,7 @@
 // parameter's.
 #pragma once
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -17,7 +18,10 @@ namespace tg::ops {
 struct AdamWParam {
   Tensor param;               // f32, bf16 or f16
   Tensor grad;                // param's dtype and shape
-  Tensor master;              // f32 master weights of a bf16/f16 param; undefined for an f32 param (its own master)
+  // A half param's f32 master weights, in one of two forms (an f32 param is its own master):
+  Tensor master;              //   f32, the param's shape; the only form for f16, and for stochastic rounding
+  Tensor master_low;          //   or, for bf16 rounded to nearest: u8, 2 bytes per element, the low 16 bits
+                              //   beside the param that make the master (optim_math::join_master)
   Tensor m, v;                // f32 first and second moments
   float weight_decay = 0.0f;
   int64_t step = 1;           // this parameter's update count including this one (>= 1)
@@ -35,11 +39,22 @@ struct AdamWSettings {
 //   w *= 1 - lr*weight_decay
 //   m = beta1*m + (1-beta1)*grad;  v = beta2*v + (1-beta2)*grad^2
 //   w -= lr * (m / (1-beta1^step)) / (sqrt(v / (1-beta2^step)) + eps)
-// then a half param = w rounded (to nearest, or stochastically). The CPU and CUDA kernels do the
+// then a half param = w rounded (to nearest, or stochastically). With master_low the master is
+// read from the bf16 param and its low bits and stored back into both, the param rounded to
+// nearest with ties toward zero (ops/optim_math.h says why; f32 masters round ties to even). The CPU and CUDA kernels do the
 // same f32 operations in the same order (ops/optim_math.h, ops/cpu/optim.cpp), so they agree bit
 // for bit. On CUDA this is one launch per parameter dtype for the whole list. All entries must be
 // on one device.
 void adamw_update(const std::vector<AdamWParam>& params, const AdamWSettings& settings);
+
+// A bf16 master as master_low (ops/optim_math.h). These convert between the forms when a master is
+// made, saved or restored, on host copies, with the results on the given tensors' device.
+// An f32 master -> its bf16 param (master_bf16) and master_low, on `device`.
+std::pair<Tensor, Tensor> split_bf16_master(const Tensor& master, Device device);
+// A bf16 param and its master_low -> the f32 master, on the param's device.
+Tensor join_bf16_master(const Tensor& param, const Tensor& master_low);
+// The master_low of a bf16 param that is its own master exactly (a first update), on its device.
+Tensor exact_bf16_master_low(const Tensor& param);
 
 // The single-tensor f32 form of the above (no master), kept for tests and simple callers.
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, float lr, float beta1, float beta2,

@@ -21,6 +21,10 @@ static Tensor widened(const Tensor& t) {
   return out;
 }
 
+// A bf16 parameter rounded to nearest keeps its master as its own bits plus 16 low bits
+// (ops/optim_math.h): 2 bytes per element beside the parameter instead of a 4-byte f32 copy.
+static bool splits_master(DType dtype, bool stochastic_rounding) { return dtype == DType::BF16 && !stochastic_rounding; }
+
 static std::string steps_name(size_t g) { return "adamw.steps." + std::to_string(g); }
 static const char* const kStepName = "adamw.step";
 
@@ -61,12 +65,17 @@ void AdamW::step() {
         s.m = Tensor::zeros(param.shape(), DType::F32, param.device());
         s.v = Tensor::zeros(param.shape(), DType::F32, param.device());
       }
-      if (is_half(param.dtype()) && !s.master.defined()) s.master = widened(param);
+      if (splits_master(param.dtype(), stochastic_rounding_)) {
+        if (!s.master_low.defined()) s.master_low = ops::exact_bf16_master_low(param);
+      } else if (is_half(param.dtype()) && !s.master.defined()) {
+        s.master = widened(param);
+      }
       s.step++;
       ops::AdamWParam u;
       u.param = param;
       u.grad = grad;
       u.master = s.master;
+      u.master_low = s.master_low;
       u.m = s.m;
       u.v = s.v;
       u.weight_decay = groups_[g].weight_decay;
@@ -110,7 +119,10 @@ std::vector<std::pair<std::string, Tensor>> AdamW::state_tensors() const {
       const Tensor& param = groups_[g].params[i];
       out.emplace_back(moment_name("m", g, i), s.m.defined() ? s.m : Tensor::zeros(param.shape(), DType::F32, param.device()));
       out.emplace_back(moment_name("v", g, i), s.v.defined() ? s.v : Tensor::zeros(param.shape(), DType::F32, param.device()));
-      if (is_half(param.dtype())) out.emplace_back(moment_name("master", g, i), s.master.defined() ? s.master : widened(param));
+      if (is_half(param.dtype()))
+        out.emplace_back(moment_name("master", g, i), s.master_low.defined() ? ops::join_bf16_master(param, s.master_low)
+                                                      : s.master.defined() ? s.master
+                                                                           : widened(param));
       steps.push_back(count_as_i32(s.step, "parameter update count"));
     }
     out.emplace_back(steps_name(g), Tensor::from_ints(steps, {static_cast<int64_t>(steps.size())}));
@@ -136,7 +148,7 @@ void AdamW::load_state_tensors(const SafetensorsData& data) {
   int64_t step_count = find(kStepName, DType::I32, {}).to_int_vector()[0];
   if (step_count < 0) throw Error(where + "\"" + kStepName + "\" is negative (" + std::to_string(step_count) + ")");
   std::vector<std::vector<ParamState>> state(groups_.size());
-  std::vector<std::pair<Tensor, const Tensor*>> into_params;  // f32 params and the masters they take
+  std::vector<std::pair<Tensor, Tensor>> into_params;  // params and the values they take from the masters
   for (size_t g = 0; g < groups_.size(); g++) {
     size_t n = groups_[g].params.size();
     std::vector<int32_t> steps = find(steps_name(g), DType::I32, {static_cast<int64_t>(n)}).to_int_vector();
@@ -155,11 +167,18 @@ void AdamW::load_state_tensors(const SafetensorsData& data) {
       const std::string master = moment_name("master", g, i);
       if (data.contains(master)) {
         const Tensor& saved = find(master, DType::F32, param.shape());
-        if (is_half(param.dtype())) {
+        if (splits_master(param.dtype(), stochastic_rounding_)) {
+          // The parameter must be the master's rounding for the pair to hold the master. It already
+          // is unless the state came from a run rounding otherwise (stochastically, or an f32 master
+          // rounded ties to even), and then the master is the better copy.
+          auto [rounded, low] = ops::split_bf16_master(saved, param.device());
+          s.master_low = low;
+          into_params.emplace_back(param, rounded);
+        } else if (is_half(param.dtype())) {
           s.master = Tensor::empty(param.shape(), DType::F32, param.device());
           s.master.copy_(saved);
         } else {
-          into_params.emplace_back(param, &saved);
+          into_params.emplace_back(param, saved);
         }
       }
     }
@@ -169,9 +188,18 @@ void AdamW::load_state_tensors(const SafetensorsData& data) {
       throw Error(where + "\"" + entry.first + "\" names no state of this optimizer (" + std::to_string(groups_.size()) +
                   " groups; a checkpoint of another model?)");
   NoGrad no_grad;
-  for (auto& [param, master] : into_params) param.copy_(*master);
+  for (auto& [param, value] : into_params) param.copy_(value);
   state_ = std::move(state);
   step_count_ = step_count;
+}
+
+size_t AdamW::state_bytes() const {
+  size_t bytes = 0;
+  for (const auto& group : state_)
+    for (const ParamState& s : group)
+      for (const Tensor* t : {&s.m, &s.v, &s.master, &s.master_low})
+        if (t->defined()) bytes += t->nbytes();
+  return bytes;
 }
 
 }  // namespace tg

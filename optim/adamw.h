@@ -3,10 +3,12 @@
 // embeddings can go in a group without it.
 //
 // Mixed precision: parameters may be f32, bf16 or f16. A bf16/f16 parameter gets an f32 master
-// copy (made from its values at its first update); the update reads the half gradient as f32,
-// updates the master and the f32 moments in f32, and writes the parameter as the master rounded to
+// (made from its values at its first update); the update reads the half gradient as f32, updates
+// the master and the f32 moments in f32, and writes the parameter as the master rounded to
 // nearest, or stochastically (unbiased: small updates survive on average) when constructed with
-// stochastic_rounding. The random bits come from a counter-based hash of (seed, the parameter's
+// stochastic_rounding. A bf16 parameter rounded to nearest is its master's top half (rounded, ties
+// toward zero), so its master is kept as the 16 bits that complete it: 2 bytes per element, not 4,
+// and still the exact f32 master (ops/optim_math.h). f16 and stochastic rounding keep an f32 copy. The random bits come from a counter-based hash of (seed, the parameter's
 // update count, its position in the optimizer, the element index), so runs and resumed runs are
 // reproducible and the CPU and CUDA kernels draw the same bits.
 #pragma once
@@ -41,6 +43,9 @@ class AdamW : public Optimizer {
   float lr() const override { return lr_; }
   int64_t step_count() const { return step_count_; }  // calls to step()
   const std::vector<ParamGroup>& groups() const override { return groups_; }
+  // The moments and masters held now: 8 bytes per updated element, plus 2 (bf16 rounded to
+  // nearest) or 4 (f16, or stochastic rounding) for a half parameter's master.
+  size_t state_bytes() const override;
 
   // The state for checkpoints, all f32 except the counts:
   //   "adamw.m.<group>.<index>", "adamw.v.<group>.<index>"  first and second moments (zeros for a
@@ -60,7 +65,8 @@ class AdamW : public Optimizer {
   // the most precise copy of each weight wins:
   //   - a bf16/f16 parameter whose master is in `data` gets that master; the parameter itself is
   //     left as the model load set it (with stochastic rounding it is not round(master), and
-  //     resuming must not change it);
+  //     resuming must not change it), except where it keeps the master as low bits: there it is
+  //     set to the master's rounding, which it already is when the state is from such a run;
   //   - a bf16/f16 parameter without one (a state from an f32 run) gets its master made from its
   //     current values at its next update, as on a first update;
   //   - an f32 parameter with a master in `data` (a state from a half run) has the master copied
@@ -71,7 +77,9 @@ class AdamW : public Optimizer {
  private:
   struct ParamState {
     Tensor m, v;       // undefined until the first update
-    Tensor master;     // f32 copy of a half parameter; undefined until its first update and for f32 ones
+    Tensor master;     // f32 copy of an f16 parameter, or of a bf16 one rounded stochastically
+    Tensor master_low; // or, for a bf16 parameter rounded to nearest, the low bits that complete it
+                       // (both undefined until the first update, and for f32 parameters)
     int64_t step = 0;  // updates so far
   };
 

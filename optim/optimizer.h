@@ -26,6 +26,9 @@ class Optimizer {
   virtual void set_lr(float lr) = 0;
   virtual float lr() const = 0;
   virtual const std::vector<ParamGroup>& groups() const = 0;
+  // Bytes of state this optimizer holds beside the parameters and gradients (moments, masters,
+  // momentum; a sharded optimizer's own shard).
+  virtual size_t state_bytes() const = 0;
 
   // The state for checkpoints, each tensor's name prefixed with the optimizer's own ("adamw.",
   // "sgd."), so that one optimizer's loader ignores the other's tensors. The tensors are the live

@@ -88,4 +88,12 @@ void SGD::load_state_tensors(const SafetensorsData& data) {
   momentum_ = std::move(loaded);
 }
 
+size_t SGD::state_bytes() const {
+  size_t bytes = 0;
+  for (const auto& group : momentum_)
+    for (const Tensor& buffer : group)
+      if (buffer.defined()) bytes += buffer.nbytes();
+  return bytes;
+}
+
 }  // namespace tg

@@ -26,6 +26,7 @@ class SGD : public Optimizer {
   void set_lr(float lr) override;
   float lr() const override { return lr_; }
   const std::vector<ParamGroup>& groups() const override { return groups_; }
+  size_t state_bytes() const override;  // the momentum buffers
 
   // Momentum buffers for checkpoints, named "sgd.momentum.<group>.<index>"; a parameter never
   // updated has none. The tensors are the live buffers: save them before the next step().

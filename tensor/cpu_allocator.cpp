@@ -1,5 +1,6 @@
 #include "tensor/cpu_allocator.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -29,6 +30,7 @@ struct Cache {
   std::map<size_t, std::vector<void*>> free_blocks;  // rounded block size -> blocks
   std::unordered_map<void*, size_t> larger;          // blocks handed out larger than asked -> their size
   CpuMemoryStats stats;
+  int borrow_scopes = 0;  // live CpuCacheBorrowScopes
 };
 
 Cache& cache() {
@@ -64,10 +66,10 @@ void* cpu_allocate(size_t nbytes) {
     std::lock_guard<std::mutex> lock(c.mutex);
     c.stats.in_use += size;
     if (c.stats.in_use > c.stats.peak_in_use) c.stats.peak_in_use = c.stats.in_use;
-    // The smallest cached block of at least `size` within the slack (blocks under kCacheMinBytes are
-    // never cached).
-    for (auto it = c.free_blocks.lower_bound(size);
-         it != c.free_blocks.end() && it->first <= size + size / kFitSlackDivisor; ++it) {
+    // The smallest cached block of at least `size` within the slack, or of any size in a borrow
+    // scope (blocks under kCacheMinBytes are never cached).
+    const size_t largest = c.borrow_scopes > 0 ? SIZE_MAX : size + size / kFitSlackDivisor;
+    for (auto it = c.free_blocks.lower_bound(size); it != c.free_blocks.end() && it->first <= largest; ++it) {
       if (it->second.empty()) continue;
       void* ptr = it->second.back();
       it->second.pop_back();
@@ -124,6 +126,18 @@ std::string cpu_memory_summary() {
   const CpuMemoryStats s = cpu_memory_stats();
   return "cpu peak " + format_bytes(s.peak_in_use) + " in use, " + format_bytes(s.peak_reserved) + " reserved, " +
          std::to_string(s.system_allocations) + " allocation" + (s.system_allocations == 1 ? "" : "s");
+}
+
+CpuCacheBorrowScope::CpuCacheBorrowScope() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  c.borrow_scopes++;
+}
+
+CpuCacheBorrowScope::~CpuCacheBorrowScope() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  c.borrow_scopes--;
 }
 
 void cpu_release_cache() {

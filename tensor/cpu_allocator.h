@@ -30,4 +30,18 @@ std::string cpu_memory_summary();
 // Returns every cached block to the system.
 void cpu_release_cache();
 
+// While one of these lives (on any thread), an allocation the cache cannot serve within its usual
+// size slack takes the smallest idle cached block of any larger size before asking the system.
+// For the transients a training loop makes between steps (a checkpoint's f32 copies of masters
+// kept in another form): the step's activation blocks sit idle then and take them, where new
+// memory would raise the resident peak; they are freed before the next step wants those blocks.
+// Inside a step it would let small tensors pin large blocks, so it is never on there.
+class CpuCacheBorrowScope {
+ public:
+  CpuCacheBorrowScope();
+  ~CpuCacheBorrowScope();
+  CpuCacheBorrowScope(const CpuCacheBorrowScope&) = delete;
+  CpuCacheBorrowScope& operator=(const CpuCacheBorrowScope&) = delete;
+};
+
 }  // namespace tg

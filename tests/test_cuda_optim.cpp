@@ -1,5 +1,6 @@
 // CUDA optimizer kernels against the CPU ones: the multi-tensor fused AdamW (f32 params, and bf16 /
-// f16 params with f32 masters, rounded to nearest or stochastically), SGD, the global gradient norm
+// f16 params with f32 masters rounded to nearest or stochastically, bf16 to nearest keeping its
+// master as low bits beside the parameter), SGD, the global gradient norm
 // and clipping, and the loss scaler's unscale + inf/NaN flag; determinism.
 //
 // Tolerances. The AdamW, SGD and scale kernels do the CPU kernels' f32 operations in the same

@@ -15,6 +15,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <tuple>
 
 #include "ops/optim.h"
 #include "ops/optim_math.h"
@@ -565,6 +566,31 @@ TEST_P(Optim, KernelFrontsNameTheBadArgument) {
   expect_error([&] { ops::adamw_update({no_master}, ops::AdamWSettings()); },
                "adamw_update: parameter 0 grad has dtype f32 but parameter 0 param has bf16");
   expect_error([&] { ops::scale_(transposed, 2.0f); }, "scale_: t of shape (4, 3) must be contiguous");
+
+  // A master as low bits: bf16 only, one form at a time, 2 bytes an element, rounded to nearest.
+  ops::AdamWParam low = no_master;
+  low.grad = Tensor::zeros({4, 3}, DType::BF16);
+  low.master = Tensor();
+  low.master_low = Tensor::zeros({24}, DType::U8);
+  ops::adamw_update({low}, ops::AdamWSettings());
+  low.master = Tensor::zeros({4, 3});
+  expect_error([&] { ops::adamw_update({low}, ops::AdamWSettings()); },
+               "adamw_update: parameter 0 has both master and master_low; give the master in one form");
+  low.master = Tensor();
+  low.master_low = Tensor::zeros({12}, DType::U8);
+  expect_error([&] { ops::adamw_update({low}, ops::AdamWSettings()); },
+               "adamw_update: parameter 0 master_low has 12 bytes, expected 2 per element of param (24)");
+  low.master_low = Tensor::zeros({24}, DType::U8);
+  ops::AdamWSettings stochastic;
+  stochastic.stochastic_rounding = true;
+  expect_error([&] { ops::adamw_update({low}, stochastic); },
+               "adamw_update: parameter 0 has its master as master_low, which holds a param rounded to nearest; "
+               "stochastic rounding needs an f32 master");
+  low.param = Tensor::zeros({4, 3}, DType::F16);
+  low.grad = Tensor::zeros({4, 3}, DType::F16);
+  expect_error([&] { ops::adamw_update({low}, ops::AdamWSettings()); },
+               "adamw_update: parameter 0 master_low is given for an f16 param; only a bf16 param is the top half of "
+               "its master (f16 needs an f32 master)");
 }
 
 // ---- mixed precision: bf16 / f16 parameters with f32 masters -------------------------------
@@ -655,12 +681,98 @@ TEST_P(Optim, HalfAdamWMastersTrackTheF32RunExactly) {
       for (const auto& [i, suffix] : where) {
         Tensor master = state_named(half_opt, "adamw.master." + suffix);
         ASSERT_TRUE(same_bits(master, full[i])) << "step " << step << ", param " << i;
-        EXPECT_TRUE(same_bits(half[i], master.to(dtype))) << "step " << step << ", param " << i;
+        // bf16 keeps its master as low bits beside a parameter rounded ties toward zero (f16 as
+        // the tensor conversion rounds, ties to even).
+        Tensor rounded = dtype == DType::BF16 ? ops::split_bf16_master(master, Device::cpu()).first : master.to(dtype);
+        EXPECT_TRUE(same_bits(half[i], rounded)) << "step " << step << ", param " << i;
         for (const char* moment : {"adamw.m.", "adamw.v."})
           EXPECT_TRUE(same_bits(state_named(half_opt, moment + suffix), state_named(full_opt, moment + suffix)))
               << moment << suffix;
       }
     }
+  }
+}
+
+// A bf16 master kept as (parameter, low bits), ops/optim_math.h: the pair gives back every non-NaN
+// f32 exactly, and the parameter is the nearest bf16, the tensor conversion's (f32_to_bf16, ties to
+// even) everywhere but at ties, which go toward zero. Every high half with low halves at and around
+// the tie, the ends, and random ones.
+TEST(OptimMath, Bf16MasterAsParamAndLowBitsIsExact) {
+  Generator gen(3);
+  std::vector<uint32_t> lows = {0x0000, 0x0001, 0x7ffe, 0x7fff, 0x8000, 0x8001, 0xfffe, 0xffff};
+  for (int i = 0; i < 8; i++) lows.push_back(static_cast<uint32_t>(gen.next_u64() & 0xffff));
+  int ties = 0;
+  for (uint32_t high = 0; high <= 0xffff; high++)
+    for (uint32_t low : lows) {
+      const uint32_t bits = (high << 16) | low;
+      const float x = bits_float(bits);
+      const uint16_t param = optim_math::master_bf16(x);
+      const float back = optim_math::join_master(param, optim_math::master_low_bits(x));
+      if (std::isnan(x)) {
+        ASSERT_TRUE(std::isnan(bf16_to_f32(param))) << std::hex << bits;
+        ASSERT_TRUE(std::isnan(back)) << std::hex << bits;
+        continue;
+      }
+      ASSERT_EQ(float_bits(back), bits) << std::hex << bits;
+      if (low == 0x8000) {
+        ties++;
+        ASSERT_EQ(param, high) << std::hex << bits << ": a tie rounds toward zero";
+      } else {
+        ASSERT_EQ(param, f32_to_bf16(x)) << std::hex << bits;
+      }
+    }
+  EXPECT_EQ(ties, 0x10000 - 2 * 0x80) << "every high half but the NaN ones (exponent all ones) had its tie checked";
+}
+
+// The ops form: an update through master_low is the update through an f32 master, bit for bit in
+// the master, m and v, with the parameter the master's rounding (above), over several kernel
+// blocks and steps, with decay; and the CPU conversions between the forms agree with it.
+TEST_P(Optim, Bf16MasterLowBitsUpdateLikeAnF32Master) {
+  Generator gen(77);
+  const int64_t n = 2 * 8192 + 301;
+  Tensor init = Tensor::randn({n}, &gen).to(DType::BF16);
+  ops::AdamWParam full, split;
+  full.param = init.clone();
+  full.master = init.to(DType::F32);
+  split.param = init.clone();
+  split.master_low = ops::exact_bf16_master_low(split.param);
+  ASSERT_TRUE(same_bits(ops::join_bf16_master(split.param, split.master_low), full.master));
+  for (ops::AdamWParam* p : {&full, &split}) {
+    p->m = Tensor::zeros({n});
+    p->v = Tensor::zeros({n});
+    p->weight_decay = 0.1f;
+  }
+  ops::AdamWSettings settings;
+  settings.lr = 3e-2f;
+  for (int64_t step = 1; step <= 4; step++) {
+    Tensor g = Tensor::randn({n}, &gen).to(DType::BF16);
+    full.grad = g;
+    split.grad = g;
+    full.step = split.step = step;
+    ops::adamw_update({full, split}, settings);
+    ASSERT_TRUE(same_bits(ops::join_bf16_master(split.param, split.master_low), full.master)) << "step " << step;
+    auto [rounded, low] = ops::split_bf16_master(full.master, Device::cpu());
+    ASSERT_TRUE(same_bits(split.param, rounded)) << "step " << step;
+    ASSERT_TRUE(same_bits(split.master_low, low)) << "step " << step;
+    EXPECT_TRUE(same_bits(split.m, full.m));
+    EXPECT_TRUE(same_bits(split.v, full.v));
+  }
+  EXPECT_FALSE(same_bits(split.param, init)) << "the parameters moved";
+}
+
+// What AdamW holds beside the parameters: m and v, and a half parameter's master in 2 bytes an
+// element (bf16 to nearest) or 4 (f16, or bf16 rounded stochastically).
+TEST_P(Optim, AdamWStateBytesPerElement) {
+  const int64_t n = 1000;
+  for (auto [dtype, stochastic, bytes] : {std::tuple{DType::F32, false, 8}, std::tuple{DType::BF16, false, 10},
+                                          std::tuple{DType::BF16, true, 12}, std::tuple{DType::F16, false, 12}}) {
+    SCOPED_TRACE(std::string(dtype_name(dtype)) + (stochastic ? " stochastic" : ""));
+    Tensor p = leaf(Tensor::ones({n}, dtype));
+    AdamW opt({{{p}, 0.0f}}, 1e-3f, 0.9f, 0.999f, 1e-8f, stochastic, 1);
+    EXPECT_EQ(opt.state_bytes(), 0u) << "no state before the first update";
+    p.set_grad(Tensor::ones({n}, dtype));
+    opt.step();
+    EXPECT_EQ(opt.state_bytes(), static_cast<size_t>(bytes * n));
   }
 }
 
@@ -850,6 +962,31 @@ TEST_P(Optim, MastersAcrossPrecisions) {
   AdamW untouched_opt(untouched.groups(), 1e-2f);
   expect_error([&] { untouched_opt.load_state_tensors(bad); }, "\"adamw.master.1.0\" is f32 (8), expected f32 (9)");
   EXPECT_TRUE(same_bits(untouched.params[0], before)) << "a failed load must not touch the parameters";
+
+  // A bf16 state whose parameters are not their masters' rounding (a run rounding stochastically),
+  // resumed rounding to nearest: the masters win exactly, and the parameters become their rounding.
+  TinyModel sr_model(1);
+  for (size_t i = 0; i < sr_model.params.size(); i++) sr_model.params[i] = leaf(f32_model.params[i].to(DType::BF16));
+  AdamW sr_opt(sr_model.groups(), 1e-2f, 0.9f, 0.999f, 1e-8f, /*stochastic_rounding=*/true, 9);
+  sr_model.set_grads(1);
+  for (Tensor& p : sr_model.params)
+    if (p.grad().defined()) p.set_grad(p.grad().to(DType::BF16));
+  sr_opt.step();
+  SafetensorsData sr_state;
+  sr_state.path = "sr.safetensors";
+  sr_state.tensors = sr_opt.state_tensors();
+  TinyModel nearest_model(1);
+  for (size_t i = 0; i < nearest_model.params.size(); i++) nearest_model.params[i] = leaf(sr_model.params[i].clone());
+  AdamW nearest_opt(nearest_model.groups(), 1e-2f);
+  nearest_opt.load_state_tensors(sr_state);
+  bool moved = false;
+  for (const auto& [i, suffix] : where) {
+    Tensor master = state_named(sr_opt, "adamw.master." + suffix);
+    EXPECT_TRUE(same_bits(state_named(nearest_opt, "adamw.master." + suffix), master)) << i;
+    EXPECT_TRUE(same_bits(nearest_model.params[i], ops::split_bf16_master(master, Device::cpu()).first)) << i;
+    moved |= !same_bits(nearest_model.params[i], sr_model.params[i]);
+  }
+  EXPECT_TRUE(moved) << "some stochastically rounded parameter should differ from the nearest rounding";
 }
 
 // Clipping a bf16 model: the norm of bf16 gradients is the norm of their f32 values, and the

@@ -272,6 +272,31 @@ TEST(CpuAllocator, ReusesACachedBlockUpToAQuarterLarger) {
   EXPECT_EQ(exact.data_raw(), first);
 }
 
+// In a borrow scope a miss takes any larger idle block rather than new memory (a checkpoint's
+// transients between steps); outside it the usual 25% slack holds, and the scope's block goes back.
+TEST(CpuAllocator, BorrowScopeTakesAnyLargerIdleBlock) {
+  if (const std::string why = cpu_cache_off(); !why.empty()) GTEST_SKIP() << why;
+  cpu_release_cache();
+  const size_t big = size_t(8) << 20, small = size_t(1) << 20;
+  void* big_block = nullptr;
+  {
+    Tensor t = Tensor::empty({int64_t(big / 4)});
+    big_block = t.data_raw();
+  }
+  const CpuMemoryStats start = cpu_memory_stats();
+  Tensor outside = Tensor::empty({int64_t(small / 4)});  // kept, so that the next 1 MiB cannot reuse it
+  EXPECT_NE(outside.data_raw(), big_block) << "8 MiB is past the slack for 1 MiB";
+  EXPECT_EQ(cpu_memory_stats().system_allocations, start.system_allocations + 1);
+  {
+    CpuCacheBorrowScope borrow;
+    Tensor inside = Tensor::empty({int64_t(small / 4)});
+    EXPECT_EQ(inside.data_raw(), big_block);
+    EXPECT_EQ(cpu_memory_stats().system_allocations, start.system_allocations + 1) << "no new memory";
+  }
+  Tensor again = Tensor::empty({int64_t(big / 4)});
+  EXPECT_EQ(again.data_raw(), big_block) << "the borrowed block is whole again for its own size";
+}
+
 // peak_reserved is the most ever held in live blocks and the cache together; system_allocations
 // counts the blocks the cache could not serve.
 TEST(CpuAllocator, CountsReservedBytesAndSystemAllocations) {

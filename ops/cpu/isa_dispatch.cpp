@@ -193,6 +193,7 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
 // ---- optim.h --------------------------------------------------------------------------------
 TG_CPU_ISA_DECLARE(adamw_update)
 TG_CPU_ISA_DECLARE(adamw_update_half)
+TG_CPU_ISA_DECLARE(adamw_update_bf16_split)
 TG_CPU_ISA_DECLARE(sgd_update)
 TG_CPU_ISA_DECLARE(sum_of_squares)
 TG_CPU_ISA_DECLARE(sum_of_squares_half)
@@ -209,6 +210,11 @@ void adamw_update_half(DType dtype, uint16_t* param, const uint16_t* grad, float
                        uint64_t rounding_key) {
   TG_CPU_ISA_CALL(adamw_update_half, dtype, param, grad, master, m, v, n, lr, beta1, beta2, eps, weight_decay, step,
                   stochastic, rounding_key);
+}
+
+void adamw_update_bf16_split(uint16_t* param, const uint16_t* grad, uint16_t* low, float* m, float* v, int64_t n,
+                             float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step) {
+  TG_CPU_ISA_CALL(adamw_update_bf16_split, param, grad, low, m, v, n, lr, beta1, beta2, eps, weight_decay, step);
 }
 
 void sgd_update(float* param, const float* grad, float* momentum_buf, int64_t n, float lr, float momentum,

@@ -137,6 +137,29 @@ void adamw_update_half(DType dtype, uint16_t* param, const uint16_t* grad, float
   }
 }
 
+void adamw_update_bf16_split(uint16_t* param, const uint16_t* grad, uint16_t* low, float* m, float* v, int64_t n,
+                             float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step) {
+  const AdamWConstants c = adamw_constants(lr, beta1, beta2, eps, weight_decay, step);
+  const int64_t blocks = block_count(n);
+#pragma omp parallel for schedule(static) if (blocks > 1)
+  for (int64_t b = 0; b < blocks; b++) {
+    const int64_t begin = b * kBlock, count = std::min(n - begin, kBlock);
+    alignas(64) float grad32[kBlock];
+    alignas(64) float master[kBlock];
+    half_to_f32_array(DType::BF16, grad + begin, grad32, count);
+    uint16_t* p = param + begin;
+    uint16_t* l = low + begin;
+#pragma omp simd
+    for (int64_t i = 0; i < count; i++) master[i] = optim_math::join_master(p[i], l[i]);
+    adamw_block(master, grad32, m + begin, v + begin, count, c);
+#pragma omp simd
+    for (int64_t i = 0; i < count; i++) {
+      p[i] = optim_math::master_bf16(master[i]);
+      l[i] = optim_math::master_low_bits(master[i]);
+    }
+  }
+}
+
 // PyTorch's order: d = g + wd*p; buf = first ? d : buf*momentum + (1-dampening)*d;
 // d = nesterov ? d + momentum*buf : buf; p += -lr*d. With momentum 0 there is no buffer and d is
 // applied directly.

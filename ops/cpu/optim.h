@@ -29,6 +29,12 @@ void adamw_update_half(DType dtype, uint16_t* param, const uint16_t* grad, float
                        int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step,
                        bool stochastic, uint64_t rounding_key);
 
+// param, grad, low (n) 16-bit: a bf16 param whose f32 master is optim_math::join_master(param,
+// low). The master goes through adamw_update's f32 arithmetic as in adamw_update_half, and is
+// stored back as param = optim_math::master_bf16 (nearest, ties toward zero) and its low bits.
+void adamw_update_bf16_split(uint16_t* param, const uint16_t* grad, uint16_t* low, float* m, float* v, int64_t n,
+                             float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step);
+
 // param, grad, momentum_buf (n; null when momentum == 0). PyTorch SGD: weight decay added to the
 // gradient, the buffer set to that gradient on the first step.
 void sgd_update(float* param, const float* grad, float* momentum_buf, int64_t n, float lr, float momentum,

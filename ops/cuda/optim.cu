@@ -80,6 +80,15 @@ template <> __device__ __forceinline__ f16 stochastic_round<f16>(float x, uint64
   return __ushort_as_half(optim_math::stochastic_round_f16(x, random));
 }
 
+// A half element's 16 bits and back (a bf16 param with master_low; the f16 forms compile the same
+// kernel and are never reached, the launcher refusing master_low for f16).
+template <class T> __device__ __forceinline__ uint16_t half_bits(T x);
+template <> __device__ __forceinline__ uint16_t half_bits<bf16>(bf16 x) { return __bfloat16_as_ushort(x); }
+template <> __device__ __forceinline__ uint16_t half_bits<f16>(f16 x) { return __half_as_ushort(x); }
+template <class T> __device__ __forceinline__ T bits_half(uint16_t bits);
+template <> __device__ __forceinline__ bf16 bits_half<bf16>(uint16_t bits) { return __ushort_as_bfloat16(bits); }
+template <> __device__ __forceinline__ f16 bits_half<f16>(uint16_t bits) { return __ushort_as_half(bits); }
+
 // ---- AdamW ---------------------------------------------------------------------------------
 
 // table[count] of AdamWTensor; every param and grad is a T. Grid: blocks loop over the chunks of all
@@ -95,6 +104,7 @@ __global__ void __launch_bounds__(kThreads)
     T* __restrict__ param = static_cast<T*>(e.param);
     const T* __restrict__ grad = static_cast<const T*>(e.grad);
     float* __restrict__ master = e.master;
+    uint16_t* __restrict__ master_low = e.master_low;
     float* __restrict__ m = e.m;
     float* __restrict__ v = e.v;
     const float decay = e.decay, neg_step_size = e.neg_step_size, bias_correction2_sqrt = e.bias_correction2_sqrt;
@@ -105,6 +115,7 @@ __global__ void __launch_bounds__(kThreads)
       const float g = to_f32(grad[i]);
       float w;
       if constexpr (std::is_same<T, float>::value) w = param[i];
+      else if (master_low != nullptr) w = optim_math::join_master(half_bits(param[i]), master_low[i]);
       else w = master[i];
       // The CPU kernel's order (ops/cpu/optim.cpp, adamw_block):
       //   w *= decay;  m = fma(g, 1-beta1, m*beta1);  v = v*beta2 + ((1-beta2)*g)*g
@@ -118,6 +129,9 @@ __global__ void __launch_bounds__(kThreads)
       v[i] = vi;
       if constexpr (std::is_same<T, float>::value) {
         param[i] = w;
+      } else if (master_low != nullptr) {
+        param[i] = bits_half<T>(optim_math::master_bf16(w));
+        master_low[i] = optim_math::master_low_bits(w);
       } else {
         master[i] = w;
         param[i] = s.stochastic_rounding ? stochastic_round<T>(w, optim_math::rounding_bits(rounding_key, i))
@@ -225,9 +239,15 @@ void adamw_multi_update(DType dtype, const AdamWTensor* tensors, int count, void
                         const AdamWShared& shared) {
   const char* op = "adamw_multi_update";
   for (int i = 0; i < count; i++)
-    if ((dtype == DType::F32) != (tensors[i].master == nullptr))
+  {
+    const bool has_master = tensors[i].master != nullptr || tensors[i].master_low != nullptr;
+    if ((dtype == DType::F32) == has_master)
       throw Error(std::string(op) + ": tensor " + std::to_string(i) +
-                  (dtype == DType::F32 ? " is f32 but has a master" : " is a half tensor without an f32 master"));
+                  (dtype == DType::F32 ? " is f32 but has a master" : " is a half tensor without a master"));
+    if (tensors[i].master_low != nullptr && (dtype != DType::BF16 || tensors[i].master != nullptr || shared.stochastic_rounding))
+      throw Error(std::string(op) + ": tensor " + std::to_string(i) +
+                  " has master_low, which only a bf16 param without an f32 master, rounded to nearest, takes");
+  }
   const UploadedTable up = upload_table(tensors, count, device_table, op);
   if (up.chunks == 0) return;
   const auto* table = static_cast<const AdamWTensor*>(device_table);

@@ -1,4 +1,5 @@
-// CUDA optimizer launchers: a multi-tensor fused AdamW with f32 master weights, SGD, and the
+// CUDA optimizer launchers: a multi-tensor fused AdamW with f32 master weights (or a bf16 param's
+// low bits), SGD, and the
 // multi-tensor passes behind gradient clipping and loss scaling. Plain C++ (no CUDA types).
 //
 // Multi-tensor kernels take a table of tensors: every tensor is cut into chunks of kOptimChunk
@@ -25,6 +26,8 @@ struct AdamWTensor {
   void* param;          // (numel) of the launch's dtype
   const void* grad;     // (numel) of the launch's dtype
   float* master;        // (numel) f32 master weights; null when the dtype is f32 (param is its own master)
+  uint16_t* master_low;  // (numel) or, for a bf16 param rounded to nearest, the master's low bits beside
+                         // the param (optim_math::join_master); null otherwise
   float* m;             // (numel) f32
   float* v;             // (numel) f32
   int64_t numel;
@@ -40,7 +43,8 @@ struct AdamWShared {
   int32_t stochastic_rounding;  // bf16/f16 params: round the master stochastically instead of to nearest
 };
 
-// tensors[count]: param, grad (numel) of `dtype` (f32, bf16 or f16); master, m, v (numel) f32.
+// tensors[count]: param, grad (numel) of `dtype` (f32, bf16 or f16); master, m, v (numel) f32, or
+// for bf16 master_low (numel) 16-bit instead of master (never with stochastic rounding).
 // The same arithmetic as cpu::adamw_update / adamw_update_half, op for op, so the results are
 // bitwise equal to the CPU kernel's.
 void adamw_multi_update(DType dtype, const AdamWTensor* tensors, int count, void* device_table,

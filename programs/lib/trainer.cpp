@@ -294,12 +294,7 @@ class Trainer {
       Tensor g = p.grad();
       if (g.defined()) m.gradients += static_cast<double>(g.nbytes());
     }
-    if (zero_) {
-      m.optimizer_state = static_cast<double>(zero_->local_state_bytes());  // this rank's shard
-    } else {
-      for (const auto& [name, t] : optimizer_->state_tensors())
-        if (t.defined()) m.optimizer_state += static_cast<double>(t.nbytes());
-    }
+    m.optimizer_state = static_cast<double>(optimizer_->state_bytes());  // under ZeRO-1, this rank's shard
     if (device_.is_cpu()) {
       m.peak_in_use = static_cast<double>(cpu_memory_stats().peak_in_use);
       m.activations = m.peak_in_use - m.parameters - m.gradients - m.optimizer_state;
@@ -482,6 +477,9 @@ class Trainer {
     saved_step_ = state_.step;
     // Collectives, so every rank takes part: the dropout generators, and ZeRO-1's shards.
     if (ddp_) state_.rank_dropout_rng = gather_dropout_generators();
+    // Between steps: the state's transient copies (AdamW's f32 masters of bf16 weights) go into
+    // the step's idle blocks instead of new memory.
+    CpuCacheBorrowScope borrow;
     auto training_state = optimizer_->state_tensors();
     if (!writer_) return;
     state_.dropout_rng = default_generator().state();
