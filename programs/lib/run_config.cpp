@@ -78,8 +78,8 @@ void add_train_flags(FlagSet& flags, RunConfig& c) {
   flags.add_section("all tasks: machine");
   flags.add_string("device", &c.device, "cpu, cuda, cuda:N, or auto (cuda when a GPU is visible)");
   flags.add_string("dtype", &c.dtype,
-                   "compute precision; bf16 and fp16 (with loss scaling) keep f32 master weights, adamw only (on "
-                   "the CPU: text only); auto is bf16 on CUDA with adamw, fp32 otherwise",
+                   "compute precision; bf16 and fp16 (with loss scaling) keep f32 master weights, adamw only; auto "
+                   "is bf16 on CUDA with adamw, fp32 otherwise",
                    {"auto", "fp32", "bf16", "fp16"});
   flags.add_float("loss-scale", &c.loss_scale,
                   "fp16: the initial loss scale (halved and the step skipped when a gradient overflows, doubled "
