@@ -136,6 +136,7 @@ void blockwise_mlp_forward(Tensor& out, const Tensor& x, const MlpParams& p, int
   ProfiledOp profiled(kOp, [&](OpCost& c) {
     c.reads("x", x).reads("fc_weight", p.fc_weight).reads("proj_weight", p.proj_weight).writes("out", out);
     c.flops = flops;
+    c.bf16_dot = gemm_runs_on_bf16_dot(x.dtype(), x.device());
   });
   const int threads = chunk_threads(x, ceil_div(rows, asked));
   const int64_t m = balanced_chunk_rows(rows, asked, threads, x.device().is_cpu() ? cpu::gemm_mr() : 1);
@@ -172,6 +173,7 @@ void blockwise_mlp_backward(MlpGrads& g, const Tensor& dout, const Tensor& x, co
     c.reads("dout", dout).reads("x", x).reads("fc_weight", p.fc_weight).reads("proj_weight", p.proj_weight);
     c.updates("dx", g.x).updates("dfc_weight", g.fc_weight).updates("dproj_weight", g.proj_weight);
     c.flops = flops;
+    c.bf16_dot = gemm_runs_on_bf16_dot(x.dtype(), x.device());
   });
   const bool wants_hidden_grad =
       g.x.defined() || g.ln_weight.defined() || g.ln_bias.defined() || g.fc_weight.defined() || g.fc_bias.defined();

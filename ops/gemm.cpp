@@ -157,6 +157,7 @@ void matmul(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a, bool tr
     if (beta != 0.0f) cost.updates("out", out);
     else cost.writes("out", out);
     cost.flops = flops;
+    cost.bf16_dot = gemm_runs_on_bf16_dot(a.dtype(), device);
   });
   switch (device.type) {
     case DeviceType::CPU: {
@@ -236,6 +237,7 @@ void linear(Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bi
     cost.reads("x", x).reads("weight", weight).reads("bias", bias).writes("out", out);
     cost.writes("pre_gelu", epilogue.pre_gelu).reads("residual", epilogue.residual);
     cost.flops = flops;
+    cost.bf16_dot = gemm_runs_on_bf16_dot(x.dtype(), device);
   });
   switch (device.type) {
     case DeviceType::CPU: {
@@ -314,6 +316,10 @@ void broadcast_rows(Tensor& out, const Tensor& bias) {
 #endif
     default: throw_unsupported_device(op, device);
   }
+}
+
+bool gemm_runs_on_bf16_dot(DType dtype, Device device) {
+  return device.is_cpu() && dtype == DType::BF16 && cpu::gemm_bf16_path() == cpu::GemmBf16Path::Avx512Bf16;
 }
 
 void column_sums_accumulate(Tensor& dbias, const Tensor& dout) {

@@ -29,6 +29,10 @@ void matmul(Tensor& out, const Tensor& a, const Tensor& b, bool trans_a = false,
 // otherwise call t.contiguous() first.
 bool matmul_readable(const Tensor& t);
 
+// True when a GEMM of `dtype` on `device` runs on the CPU's bf16 dot-product instruction
+// (vdpbf16ps, AVX512_BF16), whose peak is not the FMA units': the profiler judges it against that.
+bool gemm_runs_on_bf16_dot(DType dtype, Device device);
+
 // What ops::linear fuses after x W^T + b (on CUDA into the GEMM's epilogue; on the CPU as
 // separate passes with the same result):
 //   gelu       out = gelu(v) instead of v (the tanh approximation of ops/activation.h); in bf16 or

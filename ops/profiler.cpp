@@ -99,6 +99,7 @@ void Profiler::begin_op(const char* op, OpCost&& cost) {
   record.summary = std::move(cost.summary);
   record.flops = cost.flops;
   record.bytes = cost.bytes;
+  record.bf16_dot = cost.bf16_dot;
   open_ = static_cast<int64_t>(records_.size());
   records_.push_back(std::move(record));
 #ifdef TG_CUDA

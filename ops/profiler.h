@@ -44,6 +44,9 @@ struct OpCost {
   // operand "name[E values in N tensors]" instead of N shapes.
   OpCost& reads_list(const char* name, const std::vector<Tensor>& list, int passes = 1);
   std::string summary;  // when set, the operands' description in place of their shapes
+  // The FLOPs run on the CPU's bf16 dot-product unit (vdpbf16ps: a bf16 GEMM on AVX512_BF16),
+  // whose peak is not the FMA one; the report judges them against it.
+  bool bf16_dot = false;
 };
 
 // "x[768x384] weight[1152x384] out[768x1152]": no commas, so a CSV field needs no quoting
@@ -57,6 +60,7 @@ struct OpRecord {
   std::string summary;  // OpCost::summary, for ops over lists of tensors
   double flops = 0, bytes = 0;
   double seconds = 0;
+  bool bf16_dot = false;  // OpCost::bf16_dot
 
   std::string shapes() const;  // the summary, else operands_str(operands)
 };

@@ -14,6 +14,8 @@
 #include "autograd/functions/matmul.h"
 #include "autograd/functions/reduce.h"
 #include "ops/activation.h"
+#include "ops/cpu/gemm_bf16.h"
+#include "ops/gemm.h"
 #include "ops/optim.h"
 #include "ops/profiler.h"
 #include "programs/lib/profile_report.h"
@@ -204,6 +206,58 @@ TEST(ProfileReport, RowsArePerStepBoundedByTheRoofAndSortedByTimeLost) {
 
   summary.model_flops_per_step = 10e9;  // more than the peak allows in 64 ms: flagged, not hidden
   EXPECT_NE(format_profile(summary).find("above 100%: the peak was measured low"), std::string::npos);
+}
+
+// A bf16 run on AVX512_BF16: the GEMM rows (bf16_dot) are judged against the vdpbf16ps peak, the
+// rest against the FMA peak, and MFU against the bf16 peak, which the footer names.
+TEST(ProfileReport, Bf16GemmRowsAreJudgedAgainstTheBf16Peak) {
+  Roofline roof;
+  roof.peak_flops = 100e9;
+  roof.bandwidth = 10e9;
+  roof.bf16_peak_flops = 200e9;
+  roof.bf16_peak_source = "measured: vdpbf16ps";
+  ops::OpRecord gemm = record("linear", ops::Phase::Forward, 0.020, 2e9, 1e6);
+  gemm.bf16_dot = true;
+  ops::OpRecord attention = record("attention", ops::Phase::Forward, 0.020, 1e9, 1e6);
+  std::vector<ProfileRow> rows = profile_rows({gemm, attention}, 1, roof);
+  ASSERT_EQ(rows.size(), 2u);
+  for (const ProfileRow& r : rows) {
+    EXPECT_TRUE(r.compute_bound(roof)) << r.op;
+    EXPECT_NEAR(r.bound_seconds(roof), 0.010, 1e-12) << r.op << ": 2 GFLOP at 200, 1 GFLOP at 100 GFLOP/s";
+  }
+  // 2 GFLOP and 2 MB: 1000 FLOP/byte is past the FMA ridge (10) and the bf16 one (20) alike; at 15
+  // FLOP/byte a bf16 GEMM is memory-bound where an f32 one would not be.
+  ops::OpRecord narrow = record("matmul", ops::Phase::Forward, 0.001, 15e6, 1e6);
+  narrow.bf16_dot = true;
+  EXPECT_FALSE(profile_rows({narrow}, 1, roof)[0].compute_bound(roof));
+  narrow.bf16_dot = false;
+  EXPECT_TRUE(profile_rows({narrow}, 1, roof)[0].compute_bound(roof));
+
+  ProfileSummary summary;
+  summary.steps = 1;
+  summary.step_seconds = 0.050;
+  summary.model_flops_per_step = 3e9;
+  summary.roof = roof;
+  summary.rows = rows;
+  const std::string text = format_profile(summary);
+  // 3 GFLOP in 50 ms is 60 GFLOP/s: 30% of the bf16 peak (60% of the FMA one).
+  EXPECT_NE(text.find("MFU 30.0% (model FLOPs), HFU 30.0% (every FLOP the ops ran, recomputation included), of the bf16 peak"),
+            std::string::npos) << text;
+  EXPECT_NE(text.find("bf16 GEMMs: peak 200.0 GFLOP/s (measured: vdpbf16ps), ridge 20.0 FLOP/byte"), std::string::npos)
+      << text;
+}
+
+// The GEMM fronts mark their FLOPs as the bf16 unit's exactly where a bf16 GEMM runs on it.
+TEST(Profiler, Bf16GemmsAreMarkedWhereTheyRunOnVdpbf16ps) {
+  Generator gen(1203);
+  for (DType dtype : {DType::F32, DType::BF16}) {
+    Tensor a = Tensor::randn({16, 32}, &gen).to(dtype), b = Tensor::randn({32, 8}, &gen).to(dtype);
+    Tensor out = Tensor::empty({16, 8}, dtype);
+    ops::Profiler profiler;
+    ops::matmul(out, a, b);
+    ASSERT_EQ(profiler.records().size(), 1u);
+    EXPECT_EQ(profiler.records()[0].bf16_dot, dtype == DType::BF16 && cpu::cpu_has_avx512_bf16()) << dtype_name(dtype);
+  }
 }
 
 TEST(ProfileReport, CsvHasTheNamedColumns) {

@@ -12,7 +12,8 @@
 namespace tg {
 
 double ProfileRow::bound_seconds(const Roofline& roof) const {
-  double compute = roof.peak_flops > 0 ? flops / roof.peak_flops : 0;
+  const double peak = roof.peak_for(bf16_dot);
+  double compute = peak > 0 ? flops / peak : 0;
   double memory = roof.bandwidth > 0 ? bytes / roof.bandwidth : 0;
   return std::max(compute, memory);
 }
@@ -33,6 +34,7 @@ std::vector<ProfileRow> profile_rows(const std::vector<ops::OpRecord>& records, 
     row.seconds += r.seconds;
     row.flops += r.flops;
     row.bytes += r.bytes;
+    row.bf16_dot = row.bf16_dot || r.bf16_dot;
   }
   const double per_step = 1.0 / static_cast<double>(std::max<int64_t>(steps, 1));
   std::vector<ProfileRow> rows;
@@ -126,7 +128,10 @@ std::string format_profile(const ProfileSummary& s, size_t max_rows) {
   }
 
   const double op_ms = 1e3 * s.op_seconds(), bound_ms = 1e3 * s.bound_seconds();
-  const double peak_time = s.step_seconds * s.roof.peak_flops;
+  // MFU against the peak of the unit the GEMMs run on, as the status line's: vdpbf16ps in a bf16
+  // run that has it.
+  const bool bf16_mfu = s.roof.bf16_peak_flops > 0;
+  const double peak_time = s.step_seconds * (bf16_mfu ? s.roof.bf16_peak_flops : s.roof.peak_flops);
   const double mfu = peak_time > 0 ? s.model_flops_per_step / peak_time : -1;
   const double hfu = peak_time > 0 ? s.op_flops() / peak_time : -1;
   out += "\n";
@@ -153,9 +158,17 @@ std::string format_profile(const ProfileSummary& s, size_t max_rows) {
                 s.roof.peak_flops / 1e9, s.roof.peak_source.c_str(), s.roof.bandwidth / 1e9,
                 s.roof.bandwidth_source.c_str(), s.roof.ridge());
   out += line;
+  if (bf16_mfu) {
+    std::snprintf(line, sizeof(line),
+                  "bf16 GEMMs: peak %.1f GFLOP/s (%s), ridge %.1f FLOP/byte; their rows are judged against it, the "
+                  "other ops (computing in f32) against the FMA peak\n",
+                  s.roof.bf16_peak_flops / 1e9, s.roof.bf16_peak_source.c_str(),
+                  s.roof.bandwidth > 0 ? s.roof.bf16_peak_flops / s.roof.bandwidth : 0);
+    out += line;
+  }
   if (mfu >= 0) {
-    std::snprintf(line, sizeof(line), "MFU %.1f%% (model FLOPs), HFU %.1f%% (every FLOP the ops ran, recomputation included)",
-                  100 * mfu, 100 * hfu);
+    std::snprintf(line, sizeof(line), "MFU %.1f%% (model FLOPs), HFU %.1f%% (every FLOP the ops ran, recomputation included)%s",
+                  100 * mfu, 100 * hfu, bf16_mfu ? ", of the bf16 peak" : "");
     out += line;
     // Measured on a busy machine, the FMA probe finds less than the cores can do.
     if (mfu > 1 || hfu > 1) out += " -- above 100%: the peak was measured low (the machine was busy at the start)";
@@ -197,6 +210,7 @@ std::string plot_roofline(const std::string& csv_path, const std::string& png_pa
            "numbers are in " + csv_path;
   if (roof.peak_flops <= 0 || roof.bandwidth <= 0) return "no measured peak or bandwidth, so no roofline.png";
   const double peak = roof.peak_flops / 1e9, bandwidth = roof.bandwidth / 1e9;  // GFLOP/s, GB/s
+  const double peak16 = roof.bf16_peak_flops / 1e9;  // 0: no bf16 roof
   std::string script_path = png_path + ".gp";
   {
     std::ofstream script(script_path);
@@ -210,9 +224,11 @@ std::string plot_roofline(const std::string& csv_path, const std::string& png_pa
            << "set title 'roofline: peak " << format("%.1f", peak) << " GFLOP/s, bandwidth " << format("%.1f", bandwidth)
            << " GB/s (measured); point area ~ time'\n"
            << "roof(x) = x * " << bandwidth << " < " << peak << " ? x * " << bandwidth << " : " << peak << "\n"
-           << "set xrange [0.01:10000]\nset yrange [0.01:" << 3 * peak << "]\nset samples 400\n"
+           << "roof16(x) = x * " << bandwidth << " < " << peak16 << " ? x * " << bandwidth << " : " << peak16 << "\n"
+           << "set xrange [0.01:10000]\nset yrange [0.01:" << 3 * std::max(peak, peak16) << "]\nset samples 400\n"
            << "size(p) = 0.5 + 4 * sqrt(p / 100)\n"
            << "plot roof(x) with lines lw 2 lc rgb 'black' title 'roofline', \\\n"
+           << (peak16 > 0 ? "  roof16(x) with lines lw 2 dt 2 lc rgb 'black' title 'bf16 GEMMs (vdpbf16ps)', \\\n" : "")
            << "  '" << csv_path << "' every ::1 using ($8 > 0 && strcol(3) eq 'forward' ? $10 : 1/0):11:(size($7)) "
            << "with points pt 7 ps variable lc rgb '#1f77b4' title 'forward', \\\n"
            << "  '' every ::1 using ($8 > 0 && strcol(3) eq 'backward' ? $10 : 1/0):11:(size($7)) "

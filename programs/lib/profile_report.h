@@ -16,11 +16,17 @@
 namespace tg {
 
 // The two roofs. Measured at the start of the run (CPU: the FMA probe and a copy of two 256 MB
-// buffers); on a GPU the datasheet figures go beside them.
+// buffers); on a GPU the datasheet figures go beside them. A bf16 run on a CPU with AVX512_BF16
+// has a third: its GEMMs run on vdpbf16ps, whose peak is about twice the FMA one, so their rows
+// are judged against that (ProfileRow::bf16_dot) and the rest, computing in f32, against the FMA's.
 struct Roofline {
   double peak_flops = 0;      // FLOP/s
   double bandwidth = 0;       // bytes/s
   std::string peak_source, bandwidth_source;  // "measured: FMA chains, 2 threads"
+  double bf16_peak_flops = 0;  // FLOP/s of vdpbf16ps; 0 where the run's GEMMs have no such unit
+  std::string bf16_peak_source;
+  // The compute roof of a row: the bf16 one for the GEMMs that run on it.
+  double peak_for(bool bf16_dot) const { return bf16_dot && bf16_peak_flops > 0 ? bf16_peak_flops : peak_flops; }
   double ridge() const { return bandwidth > 0 ? peak_flops / bandwidth : 0; }  // FLOP/byte
 };
 
@@ -29,10 +35,13 @@ struct ProfileRow {
   double calls = 0;    // per step
   double seconds = 0;  // per step
   double flops = 0, bytes = 0;  // per step
+  bool bf16_dot = false;        // its FLOPs run on vdpbf16ps (ops::OpCost::bf16_dot)
 
   double intensity() const { return bytes > 0 ? flops / bytes : 0; }
   double bound_seconds(const Roofline& roof) const;
-  bool compute_bound(const Roofline& roof) const { return intensity() > roof.ridge(); }
+  bool compute_bound(const Roofline& roof) const {
+    return roof.bandwidth > 0 && intensity() > roof.peak_for(bf16_dot) / roof.bandwidth;
+  }
   double seconds_lost(const Roofline& roof) const { return seconds - bound_seconds(roof); }
 };
 

@@ -57,6 +57,10 @@ Roofline measure_roofline(Device device, DType dtype, int threads) {
     roof.peak_source = "measured: FMA chains on " + std::to_string(threads) + " threads";
     roof.bandwidth = cpu_copy_bandwidth_gbs(threads) * 1e9;
     roof.bandwidth_source = "measured: copy of 256 MB buffers";
+    if (ops::gemm_runs_on_bf16_dot(dtype, device)) {
+      roof.bf16_peak_flops = cpu_bf16_peak_gflops(threads, 20000000) * 1e9;
+      roof.bf16_peak_source = "measured: vdpbf16ps chains on " + std::to_string(threads) + " threads";
+    }
     return roof;
   }
   // A GPU: a 4096^3 GEMM in the run's dtype and a 512 MB copy, each best of three rounds.
