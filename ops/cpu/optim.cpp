@@ -137,6 +137,9 @@ void adamw_update_half(DType dtype, uint16_t* param, const uint16_t* grad, float
   }
 }
 
+// param, grad, low (n) 16-bit; m, v (n) f32. Each block rebuilds its masters from the parameters
+// and their low bits into an f32 buffer, runs the very adamw_block of the other paths on it, and
+// splits the results back: the masters follow an f32 master's bit for bit.
 void adamw_update_bf16_split(uint16_t* param, const uint16_t* grad, uint16_t* low, float* m, float* v, int64_t n,
                              float lr, float beta1, float beta2, float eps, float weight_decay, int64_t step) {
   const AdamWConstants c = adamw_constants(lr, beta1, beta2, eps, weight_decay, step);
