@@ -26,9 +26,10 @@ ALPHA_NVLINK = 5e-6       # s per ring step inside a node (NCCL's per-step laten
 ALPHA_IB = 10e-6          # s per ring step across nodes
 BUCKET_BYTES = 25e6       # DDP's bucket (dist/data_parallel.h)
 GRAD_BYTES = 2            # bf16 gradients are reduced (tilegrad's bf16 model: bf16 params and grads)
-# AdamW per parameter: read bf16 grad (2), read+write f32 master, m, v (24), write bf16 param (2).
-ADAMW_BYTES = 28
-OPTIMIZER_STATE_BYTES = 12  # f32 master, m and v per parameter: what ZeRO-1 shards
+# AdamW per parameter: read bf16 grad (2), read+write the bf16 param and the 2 low bytes that make
+# its f32 master (8, optim/adamw.h), read+write f32 m and v (16).
+ADAMW_BYTES = 26
+OPTIMIZER_STATE_BYTES = 10  # the master's low bytes, m and v per parameter: what ZeRO-1 shards
 
 MODELS = {
     # name: (parameters, layers, width, context): GPT-2 small and GPT-2 XL (the 1.5B)
@@ -100,7 +101,8 @@ def main():
           f"bucket, is exposed")
     print(f"  optimizer: AdamW memory-bound, {ADAMW_BYTES} bytes per parameter at HBM bandwidth; ZeRO-1 updates "
           f"1/N of it, reduce-scatters the gradients (overlapped) and all-gathers the parameters (exposed)")
-    print(f"  optimizer state: {OPTIMIZER_STATE_BYTES} bytes per parameter (f32 master, m, v), 1/N of it with ZeRO-1")
+    print(f"  optimizer state: {OPTIMIZER_STATE_BYTES} bytes per parameter (the f32 master's 2 low bytes beside the bf16 "
+          f"parameter, f32 m and v), 1/N of it with ZeRO-1")
     print(f"  efficiency = one GPU's step time / the N-GPU step time (same tokens per GPU)")
     print()
     header = (f"{'model':<11} {'GPUs':>4} {'link':<15} {'1 GPU ms':>9} {'no overlap':>15} {'overlap':>15} "

@@ -1,5 +1,6 @@
 // ZeroAdamW: AdamW with its state sharded across the ranks (ZeRO stage 1, Rajbhandari et al.
-// 2020). Each rank keeps the moments, and the f32 masters of bf16/f16 parameters, of one chunk of
+// 2020). Each rank keeps the moments, and the masters of bf16/f16 parameters (AdamW's forms: a
+// bf16 master as the low bits beside the parameter, an f16 one in f32), of one chunk of
 // every gradient bucket only: 1/N of AdamW's state per rank.
 //
 //   DataParallelOptions options;

@@ -1,6 +1,6 @@
 #include "ops/optim.h"
 
-#include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include "ops/check.h"
@@ -54,6 +54,8 @@ static void check_adamw_param(const char* op, const AdamWParam& p, const std::st
                   " param; only a bf16 param is the top half of its master (f16 needs an f32 master)");
     check_dtype(op, p.master_low, (prefix + "master_low").c_str(), DType::U8);
     check_contiguous(op, p.master_low, (prefix + "master_low").c_str());
+    if (reinterpret_cast<uintptr_t>(p.master_low.data_raw()) % 2 != 0)
+      throw Error(std::string(op) + ": " + prefix + "master_low starts at an odd byte; it is read as 16-bit values");
     if (p.master_low.numel() != 2 * p.param.numel())
       throw Error(std::string(op) + ": " + prefix + "master_low has " + std::to_string(p.master_low.numel()) +
                   " bytes, expected 2 per element of param (" + std::to_string(2 * p.param.numel()) + ")");
@@ -173,6 +175,7 @@ std::pair<Tensor, Tensor> split_bf16_master(const Tensor& master, Device device)
   const float* x = host.data<float>();
   auto* p = static_cast<uint16_t*>(param.data_raw());
   auto* l = static_cast<uint16_t*>(low.data_raw());
+#pragma omp parallel for schedule(static) if (n > (int64_t(1) << 16))
   for (int64_t i = 0; i < n; i++) {
     p[i] = optim_math::master_bf16(x[i]);
     l[i] = optim_math::master_low_bits(x[i]);
@@ -193,17 +196,15 @@ Tensor join_bf16_master(const Tensor& param, const Tensor& master_low) {
   const auto* pb = static_cast<const uint16_t*>(p.data_raw());
   const auto* lb = static_cast<const uint16_t*>(l.data_raw());
   float* x = master.data<float>();
-  for (int64_t i = 0; i < master.numel(); i++) x[i] = optim_math::join_master(pb[i], lb[i]);
-  return master.to(param.device());
+  const int64_t n = master.numel();
+#pragma omp parallel for schedule(static) if (n > (int64_t(1) << 16))
+  for (int64_t i = 0; i < n; i++) x[i] = optim_math::join_master(pb[i], lb[i]);
+  return master;
 }
 
 Tensor exact_bf16_master_low(const Tensor& param) {
-  const int64_t n = param.numel();
-  // Written in place on the CPU: no f32 copy of the parameter comes and goes. Every offset is
-  // zero, 0x7fff biased.
-  Tensor low = Tensor::empty({2 * n}, DType::U8, Device::cpu());
-  std::fill_n(static_cast<uint16_t*>(low.data_raw()), n, optim_math::master_low_bits(0.0f));
-  return low.to(param.device());
+  // Zero low bits are no offset (optim_math.h): the master is the parameter.
+  return Tensor::zeros({2 * param.numel()}, DType::U8, param.device());
 }
 
 void adamw_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, float lr, float beta1, float beta2,

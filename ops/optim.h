@@ -1,7 +1,8 @@
 // Optimizer updates and gradient passes on tensors, in place and without autograd: the kernels
 // behind optim/. Parameters and gradients are f32, bf16 or f16 (on the CPU too: a half-precision
 // model's optimizer keeps f32 master weights and must run wherever the model does); optimizer
-// state (master weights, moments, momentum) is f32. Every tensor is contiguous; shapes match the
+// state (master weights, moments, momentum) is f32, except a bf16 master kept as the low bits
+// beside its parameter (AdamWParam::master_low). Every tensor is contiguous; shapes match the
 // parameter's.
 #pragma once
 #include <cstdint>
@@ -48,12 +49,14 @@ struct AdamWSettings {
 void adamw_update(const std::vector<AdamWParam>& params, const AdamWSettings& settings);
 
 // A bf16 master as master_low (ops/optim_math.h). These convert between the forms when a master is
-// made, saved or restored, on host copies, with the results on the given tensors' device.
-// An f32 master -> its bf16 param (master_bf16) and master_low, on `device`.
+// made, saved or restored, on host copies.
+// An f32 master -> its bf16 param (master_bf16) and master_low, on `device` (a restore).
 std::pair<Tensor, Tensor> split_bf16_master(const Tensor& master, Device device);
-// A bf16 param and its master_low -> the f32 master, on the param's device.
+// A bf16 param and its master_low -> the f32 master, on the CPU whatever their device: a
+// checkpoint's copy, which goes to the host anyway (no f32 copy of the model on the GPU).
 Tensor join_bf16_master(const Tensor& param, const Tensor& master_low);
-// The master_low of a bf16 param that is its own master exactly (a first update), on its device.
+// The master_low of a bf16 param that is its own master exactly (a first update): zeros, on its
+// device.
 Tensor exact_bf16_master_low(const Tensor& param);
 
 // The single-tensor f32 form of the above (no master), kept for tests and simple callers.

@@ -37,24 +37,32 @@ inline AdamWFactors adamw_factors(float lr, float beta1, float beta2, float weig
 // A bf16 parameter rounded to nearest from its f32 master holds the master's top 16 bits, up to a
 // carry: so the master is stored as the parameter itself plus 16 more bits, 2 bytes per element
 // instead of a 4-byte f32 copy, and recovered exactly. With y = bits(x) + 0x7fff (as integers),
-//   parameter = y >> 16      x rounded to the nearest bf16, ties toward zero
-//   low       = y & 0xffff   x's offset from the parameter, biased by 0x7fff
-//   x         = ((parameter << 16) | low) - 0x7fff
+//   parameter = y >> 16                x rounded to the nearest bf16, ties toward zero
+//   low       = (y & 0xffff) ^ 0x7fff  x's offset from the parameter, so that 0 is no offset
+//   x         = ((parameter << 16) | (low ^ 0x7fff)) - 0x7fff
 // The ties must go one way: the masters that round to one bf16 value then number 2^16 (offsets
 // -0x7fff to +0x8000, in f32 bit patterns), and 16 bits name each; round-half-to-even would give
 // an even value 2^16 + 1 of them. Exact for every non-NaN pattern; the carry never reaches the sign
-// (the largest magnitude, infinity's 0x7f800000, becomes 0x7f807fff). A NaN master becomes a
-// quiet NaN parameter, as f32_to_bf16_bits makes it, and decodes as a NaN.
+// (the largest magnitude, infinity's 0x7f800000, becomes 0x7f807fff). Zeroed low bits are a master
+// equal to its parameter, the state a first update starts from. A NaN master becomes a quiet NaN
+// parameter, as f32_to_bf16_bits makes it, and decodes as a NaN. A parameter written outside the
+// optimizer keeps the old master's offset (within half a bf16 spacing of the new value), except
+// that a ±0 it could not have been rounded from decodes as that zero rather than as a NaN.
 TG_HOST_DEVICE inline uint16_t master_bf16(float x) {
   const uint32_t bits = float_bits(x);
   if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x0040u);  // quiet NaN
   return static_cast<uint16_t>((bits + 0x7fffu) >> 16);
 }
 
-TG_HOST_DEVICE inline uint16_t master_low_bits(float x) { return static_cast<uint16_t>((float_bits(x) + 0x7fffu) & 0xffffu); }
+TG_HOST_DEVICE inline uint16_t master_low_bits(float x) {
+  return static_cast<uint16_t>(((float_bits(x) + 0x7fffu) & 0xffffu) ^ 0x7fffu);
+}
 
 TG_HOST_DEVICE inline float join_master(uint16_t param, uint16_t low) {
-  return bits_float(((static_cast<uint32_t>(param) << 16) | low) - 0x7fffu);
+  const uint32_t biased = static_cast<uint32_t>(low ^ 0x7fffu);
+  // A ±0 parameter is rounded from biased offsets 0x7fff and up only; below, it was written as zero.
+  if ((param & 0x7fffu) == 0 && biased < 0x7fffu) return bits_float(static_cast<uint32_t>(param) << 16);
+  return bits_float(((static_cast<uint32_t>(param) << 16) | biased) - 0x7fffu);
 }
 
 // ---- random bits ---------------------------------------------------------------------------

@@ -54,7 +54,8 @@ class AdamW : public Optimizer {
   //                                   widened to f32 when not yet updated); none for f32 ones
   //   "adamw.steps.<group>"  i32 (params in group): each parameter's update count
   //   "adamw.step"           i32 scalar: step_count()
-  // The moments and masters are the live tensors: save them before the next step().
+  // The moments and f32 masters are the live tensors: save them before the next step(). A master
+  // kept as low bits is assembled into a fresh f32 tensor on the CPU.
   std::vector<std::pair<std::string, Tensor>> state_tensors() const override;
   // Restores exactly what state_tensors() returned, so that training continues bit for bit as if
   // it had not stopped. Other tensors in `data` (the model's) are ignored. Throws tg::Error,

@@ -32,7 +32,8 @@ class Optimizer {
 
   // The state for checkpoints, each tensor's name prefixed with the optimizer's own ("adamw.",
   // "sgd."), so that one optimizer's loader ignores the other's tensors. The tensors are the live
-  // buffers: save them before the next step().
+  // buffers (or fresh copies, where the optimizer keeps a state in another form): save them before
+  // the next step().
   virtual std::vector<std::pair<std::string, Tensor>> state_tensors() const = 0;
   // Restores exactly what state_tensors() returned; throws tg::Error, changing nothing, on a state
   // of another model.

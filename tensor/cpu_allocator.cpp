@@ -68,7 +68,7 @@ void* cpu_allocate(size_t nbytes) {
     if (c.stats.in_use > c.stats.peak_in_use) c.stats.peak_in_use = c.stats.in_use;
     // The smallest cached block of at least `size` within the slack, or of any size in a borrow
     // scope (blocks under kCacheMinBytes are never cached).
-    const size_t largest = c.borrow_scopes > 0 ? SIZE_MAX : size + size / kFitSlackDivisor;
+    const size_t largest = c.borrow_scopes > 0 && size >= kCacheMinBytes ? SIZE_MAX : size + size / kFitSlackDivisor;
     for (auto it = c.free_blocks.lower_bound(size); it != c.free_blocks.end() && it->first <= largest; ++it) {
       if (it->second.empty()) continue;
       void* ptr = it->second.back();

@@ -31,7 +31,9 @@ std::string cpu_memory_summary();
 void cpu_release_cache();
 
 // While one of these lives (on any thread), an allocation the cache cannot serve within its usual
-// size slack takes the smallest idle cached block of any larger size before asking the system.
+// size slack takes the smallest idle cached block of any larger size before asking the system
+// (allocations under kCacheMinBytes excepted: they would pin a block for a few bytes). Like a
+// block taken within the slack, it counts whole in the statistics' in-use bytes.
 // For the transients a training loop makes between steps (a checkpoint's f32 copies of masters
 // kept in another form): the step's activation blocks sit idle then and take them, where new
 // memory would raise the resident peak; they are freed before the next step wants those blocks.

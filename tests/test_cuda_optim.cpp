@@ -118,27 +118,75 @@ TEST(CudaOptim, FusedAdamWIsDeterministic) {
   for (size_t i = 0; i < a.size(); i++) EXPECT_TRUE(same_bits(a[i], b[i])) << i;
 }
 
-// A checkpoint written on one device continues on the other, masters included.
+// A checkpoint written on one device continues on the other, masters included: f32 masters
+// (stochastic rounding) and masters kept as low bits (to nearest), whose state is assembled on and
+// split from the host.
 TEST(CudaOptim, AdamWStateMovesBetweenDevices) {
   TG_REQUIRE_GPU();
-  Twin twin(DType::BF16, 31);
-  AdamW cpu_opt(Twin::groups(twin.cpu), 1e-2f, 0.9f, 0.95f, 1e-8f, true, 9);
-  Generator gen(32);
-  twin.set_grads(DType::BF16, gen, 0);
-  cpu_opt.step();
-  SafetensorsData state;
-  state.path = "cpu.safetensors";
-  state.tensors = cpu_opt.state_tensors();
-  for (size_t i = 0; i < twin.cpu.size(); i++) twin.gpu[i].copy_(twin.cpu[i]);
-  AdamW gpu_opt(Twin::groups(twin.gpu), 1e-2f, 0.9f, 0.95f, 1e-8f, true, 9);
-  gpu_opt.load_state_tensors(state);
-  for (int step = 1; step < 3; step++) {
-    twin.set_grads(DType::BF16, gen, step);
+  for (bool stochastic : {true, false}) {
+    SCOPED_TRACE(stochastic ? "stochastic" : "nearest");
+    Twin twin(DType::BF16, 31);
+    AdamW cpu_opt(Twin::groups(twin.cpu), 1e-2f, 0.9f, 0.95f, 1e-8f, stochastic, 9);
+    Generator gen(32);
+    twin.set_grads(DType::BF16, gen, 0);
     cpu_opt.step();
-    gpu_opt.step();
+    SafetensorsData state;
+    state.path = "cpu.safetensors";
+    state.tensors = cpu_opt.state_tensors();
+    for (size_t i = 0; i < twin.cpu.size(); i++) twin.gpu[i].copy_(twin.cpu[i]);
+    AdamW gpu_opt(Twin::groups(twin.gpu), 1e-2f, 0.9f, 0.95f, 1e-8f, stochastic, 9);
+    gpu_opt.load_state_tensors(state);
+    for (int step = 1; step < 3; step++) {
+      twin.set_grads(DType::BF16, gen, step);
+      cpu_opt.step();
+      gpu_opt.step();
+    }
+    for (size_t i = 0; i < twin.cpu.size(); i++) EXPECT_TRUE(same_bits(twin.gpu[i], twin.cpu[i])) << i;
+    expect_same_state(gpu_opt.state_tensors(), cpu_opt.state_tensors());
   }
-  for (size_t i = 0; i < twin.cpu.size(); i++) EXPECT_TRUE(same_bits(twin.gpu[i], twin.cpu[i])) << i;
-  expect_same_state(gpu_opt.state_tensors(), cpu_opt.state_tensors());
+}
+
+// One launch with a bf16 master of each form (an f32 master, and low bits beside the parameter):
+// each follows the CPU kernel bit for bit, and the two forms hold the same masters.
+TEST(CudaOptim, Bf16MasterFormsInOneLaunchMatchTheCpu) {
+  TG_REQUIRE_GPU();
+  Generator gen(33);
+  const int64_t n = 100003;
+  Tensor init = Tensor::randn({n}, &gen).to(DType::BF16);
+  auto entries = [&](Device device) {
+    ops::AdamWParam full, split;
+    full.param = init.to(device).clone();
+    full.master = init.to(DType::F32).to(device);
+    split.param = init.to(device).clone();
+    split.master_low = ops::exact_bf16_master_low(split.param);
+    for (ops::AdamWParam* p : {&full, &split}) {
+      p->m = Tensor::zeros({n}, DType::F32, device);
+      p->v = Tensor::zeros({n}, DType::F32, device);
+      p->weight_decay = 0.1f;
+    }
+    return std::vector<ops::AdamWParam>{full, split};
+  };
+  std::vector<ops::AdamWParam> cpu = entries(Device::cpu()), gpu = entries(test::gpu());
+  ops::AdamWSettings settings;
+  settings.lr = 3e-2f;
+  for (int64_t step = 1; step <= 3; step++) {
+    Tensor g = Tensor::randn({n}, &gen).to(DType::BF16);
+    for (auto* list : {&cpu, &gpu})
+      for (ops::AdamWParam& p : *list) {
+        p.grad = g.to(p.param.device());
+        p.step = step;
+      }
+    ops::adamw_update(cpu, settings);
+    ops::adamw_update(gpu, settings);
+    for (size_t k = 0; k < 2; k++) {
+      EXPECT_TRUE(same_bits(gpu[k].param, cpu[k].param)) << "step " << step << ", entry " << k;
+      EXPECT_TRUE(same_bits(gpu[k].m, cpu[k].m)) << "step " << step << ", entry " << k;
+    }
+    EXPECT_TRUE(same_bits(gpu[0].master, cpu[0].master)) << "step " << step;
+    EXPECT_TRUE(same_bits(gpu[1].master_low, cpu[1].master_low)) << "step " << step;
+    EXPECT_TRUE(same_bits(ops::join_bf16_master(gpu[1].param, gpu[1].master_low), gpu[0].master.to(Device::cpu())))
+        << "step " << step;
+  }
 }
 
 TEST(CudaOptim, SgdMatchesTheCpuBitForBit) {

@@ -580,6 +580,9 @@ TEST_P(Optim, KernelFrontsNameTheBadArgument) {
   low.master_low = Tensor::zeros({12}, DType::U8);
   expect_error([&] { ops::adamw_update({low}, ops::AdamWSettings()); },
                "adamw_update: parameter 0 master_low has 12 bytes, expected 2 per element of param (24)");
+  low.master_low = Tensor::zeros({25}, DType::U8).narrow(0, 1, 24);
+  expect_error([&] { ops::adamw_update({low}, ops::AdamWSettings()); },
+               "adamw_update: parameter 0 master_low starts at an odd byte; it is read as 16-bit values");
   low.master_low = Tensor::zeros({24}, DType::U8);
   ops::AdamWSettings stochastic;
   stochastic.stochastic_rounding = true;
@@ -722,6 +725,18 @@ TEST(OptimMath, Bf16MasterAsParamAndLowBitsIsExact) {
       }
     }
   EXPECT_EQ(ties, 0x10000 - 2 * 0x80) << "every high half but the NaN ones (exponent all ones) had its tie checked";
+
+  // Zeroed low bits are a master equal to its parameter, for every non-NaN parameter.
+  for (uint32_t param = 0; param <= 0xffff; param++) {
+    const float value = bf16_to_f32(static_cast<uint16_t>(param));
+    if (std::isnan(value)) continue;
+    ASSERT_EQ(float_bits(optim_math::join_master(static_cast<uint16_t>(param), 0)), float_bits(value)) << std::hex << param;
+  }
+  // A ±0 written over a parameter whose low bits say it was rounded up from below zero's reach
+  // decodes as that zero, not as the NaN the bits would spell.
+  const uint16_t below = optim_math::master_low_bits(bits_float(0x3f800000u - 1));  // an offset no zero has
+  EXPECT_EQ(float_bits(optim_math::join_master(0x0000, below)), 0x00000000u);
+  EXPECT_EQ(float_bits(optim_math::join_master(0x8000, below)), 0x80000000u);
 }
 
 // The ops form: an update through master_low is the update through an f32 master, bit for bit in

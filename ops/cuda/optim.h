@@ -25,7 +25,8 @@ inline int64_t optim_chunk_count(int64_t numel) { return (numel + kOptimChunk - 
 struct AdamWTensor {
   void* param;          // (numel) of the launch's dtype
   const void* grad;     // (numel) of the launch's dtype
-  float* master;        // (numel) f32 master weights; null when the dtype is f32 (param is its own master)
+  float* master;        // (numel) f32 master weights; null when the dtype is f32 (param is its own
+                        // master) or with master_low
   uint16_t* master_low;  // (numel) or, for a bf16 param rounded to nearest, the master's low bits beside
                          // the param (optim_math::join_master); null otherwise
   float* m;             // (numel) f32

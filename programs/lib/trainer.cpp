@@ -477,10 +477,14 @@ class Trainer {
     saved_step_ = state_.step;
     // Collectives, so every rank takes part: the dropout generators, and ZeRO-1's shards.
     if (ddp_) state_.rank_dropout_rng = gather_dropout_generators();
-    // Between steps: the state's transient copies (AdamW's f32 masters of bf16 weights) go into
-    // the step's idle blocks instead of new memory.
-    CpuCacheBorrowScope borrow;
-    auto training_state = optimizer_->state_tensors();
+    if (!writer_ && !zero_) return;
+    std::vector<std::pair<std::string, Tensor>> training_state;
+    {
+      // Between steps: the state's transient copies (AdamW's f32 masters of bf16 weights) go into
+      // the step's idle blocks instead of new memory.
+      CpuCacheBorrowScope borrow;
+      training_state = optimizer_->state_tensors();
+    }
     if (!writer_) return;
     state_.dropout_rng = default_generator().state();
     std::string config = config_to_json(c_);
