@@ -6,11 +6,13 @@
 // (made from its values at its first update); the update reads the half gradient as f32, updates
 // the master and the f32 moments in f32, and writes the parameter as the master rounded to
 // nearest, or stochastically (unbiased: small updates survive on average) when constructed with
-// stochastic_rounding. A bf16 parameter rounded to nearest is its master's top half (rounded, ties
-// toward zero), so its master is kept as the 16 bits that complete it: 2 bytes per element, not 4,
-// and still the exact f32 master (ops/optim_math.h). f16 and stochastic rounding keep an f32 copy. The random bits come from a counter-based hash of (seed, the parameter's
+// stochastic_rounding. The random bits come from a counter-based hash of (seed, the parameter's
 // update count, its position in the optimizer, the element index), so runs and resumed runs are
 // reproducible and the CPU and CUDA kernels draw the same bits.
+//
+// A bf16 parameter rounded to nearest is its master's top half (rounded, ties toward zero), so its
+// master is kept as the 16 bits that complete it: 2 bytes per element, not 4, and still the exact
+// f32 master (ops/optim_math.h). f16 parameters, and stochastic rounding, keep an f32 copy.
 #pragma once
 #include <cstdint>
 #include <string>
