@@ -90,7 +90,7 @@ void binary_forward(const char* op, BinaryOp kind, Tensor& out, const Tensor& a,
         const int64_t W = table->numel(), N = out.numel() / W;
         const Shape row_strides{W, 1}, table_strides{0, 1};
         staged_rows({{&out, PointwiseOperand::Out}, {&full, PointwiseOperand::In}}, N,
-                    std::max<int64_t>(1, std::min(N, out.numel() / kStagedRowsBlock)),
+                    staged_row_groups(N, out.numel()),
                     [&](int64_t, int64_t, int64_t rows, float* const* blocks) {
                       if (table == &b) run(blocks[0], blocks[1], row_strides, pt, table_strides, {rows, W});
                       else run(blocks[0], pt, table_strides, blocks[1], row_strides, {rows, W});

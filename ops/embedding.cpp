@@ -1,6 +1,5 @@
 #include "ops/embedding.h"
 
-#include <algorithm>
 
 #include "ops/check.h"
 #include "ops/f32_staging.h"
@@ -73,7 +72,7 @@ void embedding_forward(Tensor& out, const Tensor& ids, const Tensor& weight) {
       // The rows are independent: out is staged a few rows at a time (ops/f32_staging.h).
       const int32_t* id = ids.data<int32_t>();
       const int64_t N = ids.numel();
-      staged_rows({{&out, PointwiseOperand::Out}}, N, std::max<int64_t>(1, std::min(N, N * C / kStagedRowsBlock)),
+      staged_rows({{&out, PointwiseOperand::Out}}, N, staged_row_groups(N, N * C),
                   [&](int64_t, int64_t first, int64_t rows, float* const* blocks) {
                     cpu::embedding_forward(blocks[0], id + first, w, rows, C);
                   });

@@ -105,6 +105,10 @@ void staged_pointwise(std::initializer_list<PointwiseOperand> operands, int64_t 
   }
 }
 
+int64_t staged_row_groups(int64_t N, int64_t elements) {
+  return std::max<int64_t>(1, std::min(N, (elements + kStagedRowsBlock - 1) / kStagedRowsBlock));
+}
+
 void staged_rows(std::initializer_list<PointwiseOperand> operands, int64_t N, int64_t groups,
                  const std::function<void(int64_t group, int64_t first_row, int64_t rows, float* const* blocks)>& kernel) {
   const std::vector<PointwiseOperand> ops(operands);

@@ -74,6 +74,9 @@ void staged_pointwise(std::initializer_list<PointwiseOperand> operands, int64_t 
 // reducing per group (groups fixed by N, not by the thread count). The kernel runs inside the
 // loop: its own OpenMP loops run on the calling thread.
 constexpr int64_t kStagedRowsBlock = 16384;
+// The groups for N independent rows of `elements` values in all (nothing reduced across rows): one
+// per kStagedRowsBlock values, so that every thread takes a share, at least one and at most N.
+int64_t staged_row_groups(int64_t N, int64_t elements);
 void staged_rows(std::initializer_list<PointwiseOperand> operands, int64_t N, int64_t groups,
                  const std::function<void(int64_t group, int64_t first_row, int64_t rows, float* const* blocks)>& kernel);
 

@@ -1,6 +1,5 @@
 #include "ops/layernorm.h"
 
-#include <algorithm>
 #include <vector>
 
 #include "ops/check.h"
@@ -54,13 +53,6 @@ static void check_eps(float eps) {
   if (!(eps >= 0.0f)) throw Error(std::string(kOp) + ": eps is " + std::to_string(eps) + ", expected >= 0");
 }
 
-// Row groups for the staged half path when the rows are independent: enough for every thread to
-// take a share, each group a number of whole blocks.
-static int64_t row_groups(int64_t N, int64_t C) {
-  const int64_t elements = N * C;
-  return std::max<int64_t>(1, std::min(N, (elements + kStagedRowsBlock - 1) / kStagedRowsBlock));
-}
-
 #ifdef TG_CUDA
 static void* optional_raw(const Tensor& t) { return t.defined() ? t.data_raw() : nullptr; }
 #endif
@@ -93,7 +85,7 @@ void layernorm_forward(Tensor& out, Tensor& mean, Tensor& rstd, const Tensor& x,
       // Rows are independent: staged a few at a time (ops/f32_staging.h).
       float* m = mean.data<float>();
       float* r = rstd.data<float>();
-      staged_rows({{&out, PointwiseOperand::Out}, {&x, PointwiseOperand::In}}, N, row_groups(N, C),
+      staged_rows({{&out, PointwiseOperand::Out}, {&x, PointwiseOperand::In}}, N, staged_row_groups(N, N * C),
                   [&](int64_t, int64_t first, int64_t rows, float* const* blocks) {
                     cpu::layernorm_forward(blocks[0], m + first, r + first, blocks[1], w, b, rows, C, eps);
                   });
@@ -192,7 +184,7 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
         w = ones.data();
       }
       const bool params = dweight.defined() || dbias.defined();
-      const int64_t chunks = params ? cpu::layernorm_backward_chunks(N) : row_groups(N, C);
+      const int64_t chunks = params ? cpu::layernorm_backward_chunks(N) : staged_row_groups(N, N * C);
       std::vector<float> partial(params ? static_cast<size_t>(chunks * 2 * C) : 0, 0.0f);
       const float* m = mean.data<float>();
       const float* r = rstd.data<float>();
@@ -208,13 +200,7 @@ void layernorm_backward(Tensor& dx, Tensor& dweight, Tensor& dbias, const Tensor
       else
         staged_rows({{&dout, PointwiseOperand::In}, {&x, PointwiseOperand::In}}, N, chunks, rows_kernel);
       if (!params) break;
-      float* dw = staged.inout(dweight);
-      float* db = staged.inout(dbias);
-      for (int64_t k = 0; k < chunks; k++) {  // chunk order, as the kernel sums them
-        const float* partial_dweight = partial.data() + k * 2 * C;
-        for (int64_t i = 0; dw && i < C; i++) dw[i] += partial_dweight[i];
-        for (int64_t i = 0; db && i < C; i++) db[i] += partial_dweight[C + i];
-      }
+      cpu::layernorm_backward_add_partials(staged.inout(dweight), staged.inout(dbias), partial.data(), chunks, C);
       staged.finish();
       break;
     }

@@ -460,6 +460,7 @@ TG_CPU_ISA_DECLARE(add_layernorm_forward)
 TG_CPU_ISA_DECLARE(layernorm_backward)
 TG_CPU_ISA_DECLARE(layernorm_backward_chunks)
 TG_CPU_ISA_DECLARE(layernorm_backward_rows)
+TG_CPU_ISA_DECLARE(layernorm_backward_add_partials)
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
                        int64_t N, int64_t C, float eps) {
@@ -482,6 +483,10 @@ void layernorm_backward_rows(float* dinp, float* partial_dweight, float* partial
                              const float* inp, const float* weight, const float* mean, const float* rstd, int64_t rows,
                              int64_t C) {
   TG_CPU_ISA_CALL(layernorm_backward_rows, dinp, partial_dweight, partial_dbias, dout, inp, weight, mean, rstd, rows, C);
+}
+
+void layernorm_backward_add_partials(float* dweight, float* dbias, const float* partial, int64_t chunks, int64_t C) {
+  TG_CPU_ISA_CALL(layernorm_backward_add_partials, dweight, dbias, partial, chunks, C);
 }
 
 // ---- pool.h -------------------------------------------------------------------------------------

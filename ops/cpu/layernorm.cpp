@@ -138,9 +138,13 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
     layernorm_backward_rows(dinp ? dinp + begin * C : nullptr, partial_dweight, partial_dweight + C, dout + begin * C,
                             inp + begin * C, weight, mean + begin, rstd + begin, end - begin, C);
   }
+  layernorm_backward_add_partials(dweight, dbias, partial.data(), chunks, C);
+}
+
+void layernorm_backward_add_partials(float* dweight, float* dbias, const float* partial, int64_t chunks, int64_t C) {
   // Chunk order, column by column: a fixed order of additions for every element.
   for (int64_t k = 0; k < chunks; k++) {
-    const float* partial_dweight = partial.data() + k * 2 * C;
+    const float* partial_dweight = partial + k * 2 * C;
     const float* partial_dbias = partial_dweight + C;
     if (dweight) {
 #pragma omp simd

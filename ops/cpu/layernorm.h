@@ -29,13 +29,16 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 // front stages rows into f32 scratch): chunk k of layernorm_backward_chunks(N) covers rows
 // [k*N/chunks, (k+1)*N/chunks). Running layernorm_backward_rows over each chunk's rows in order (in
 // one call or several), each chunk into its own zeroed partial rows, then adding the partials into
-// dweight and dbias in chunk order gives layernorm_backward's bits.
+// dweight and dbias with layernorm_backward_add_partials gives layernorm_backward's bits.
 int64_t layernorm_backward_chunks(int64_t N);
 // rows of dout, inp (rows,C) -> dinp (rows,C) +=; partial_dweight, partial_dbias (C) += the rows'
 // terms, row by row. dinp, or both partials, may be null; weight may not (pass ones).
 void layernorm_backward_rows(float* dinp, float* partial_dweight, float* partial_dbias, const float* dout,
                              const float* inp, const float* weight, const float* mean, const float* rstd, int64_t rows,
                              int64_t C);
+// partial (chunks, 2, C): each chunk's dweight row then dbias row -> dweight, dbias (C) += their
+// sum in chunk order (either may be null).
+void layernorm_backward_add_partials(float* dweight, float* dbias, const float* partial, int64_t chunks, int64_t C);
 
 TG_CPU_ISA_END
 }  // namespace tg::cpu
