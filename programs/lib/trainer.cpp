@@ -15,6 +15,7 @@
 #include "dist/launch.h"
 #include "dist/sync_batchnorm.h"
 #include "dist/zero_adamw.h"
+#include "ops/gemm.h"
 #include "ops/profiler.h"
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/isa.h"
@@ -142,12 +143,14 @@ class Trainer {
     zero_ = dynamic_cast<dist::ZeroAdamW*>(optimizer_.get());
     if (run.resume_from) optimizer_->load_state_tensors(run.resume_from->optimizer);
     examples_per_step_ = task_.examples_per_micro_batch() * static_cast<double>(c_.grad_accum * c_.world_size);
-    // MFU against the peak of the dtype the GEMMs run in, as on a GPU: the CPU's measured FMA peak
-    // (every rank's threads), its vdpbf16ps peak for bf16 where it has AVX512_BF16, or the GPU's
-    // dense datasheet peak for the dtype (one GPU per rank).
+    // MFU against the peak of the unit the GEMMs run on, as on a GPU and as --profile judges them:
+    // the CPU's measured FMA peak (every rank's threads), its vdpbf16ps peak where bf16 GEMMs run
+    // there (ops::gemm_runs_on_bf16_dot), or the GPU's dense datasheet peak for the dtype (one GPU
+    // per rank).
     double cpu_peak = 0.0;
-    if (device_.is_cpu() && dtype_ == DType::BF16) cpu_peak = cpu_bf16_peak_gflops(omp_get_max_threads());
-    if (device_.is_cpu() && cpu_peak <= 0.0) cpu_peak = cpu_peak_gflops(omp_get_max_threads());
+    if (device_.is_cpu())
+      cpu_peak = ops::gemm_runs_on_bf16_dot(dtype_, device_) ? cpu_bf16_peak_gflops(omp_get_max_threads())
+                                                             : cpu_peak_gflops(omp_get_max_threads());
     peak_flops_ = (device_.is_cpu() ? cpu_peak * 1e9 : gpu_peak(device_, dtype_).flops) * c_.world_size;
     plan_ = plan_execution();
   }
