@@ -64,8 +64,6 @@ void* cpu_allocate(size_t nbytes) {
   Cache& c = cache();
   {
     std::lock_guard<std::mutex> lock(c.mutex);
-    c.stats.in_use += size;
-    if (c.stats.in_use > c.stats.peak_in_use) c.stats.peak_in_use = c.stats.in_use;
     // The smallest cached block of at least `size` within the slack, or of any size in a borrow
     // scope (blocks under kCacheMinBytes are never cached).
     const size_t largest = c.borrow_scopes > 0 && size >= kCacheMinBytes ? SIZE_MAX : size + size / kFitSlackDivisor;
@@ -74,11 +72,13 @@ void* cpu_allocate(size_t nbytes) {
       void* ptr = it->second.back();
       it->second.pop_back();
       c.stats.cached -= it->first;
-      c.stats.in_use += it->first - size;
+      c.stats.in_use += it->first;  // the whole block: a larger one is in use to its end
       if (c.stats.in_use > c.stats.peak_in_use) c.stats.peak_in_use = c.stats.in_use;
       if (it->first != size) c.larger[ptr] = it->first;
       return ptr;
     }
+    c.stats.in_use += size;
+    if (c.stats.in_use > c.stats.peak_in_use) c.stats.peak_in_use = c.stats.in_use;
     c.stats.system_allocations++;
     const size_t reserved = c.stats.in_use + c.stats.cached;
     if (reserved > c.stats.peak_reserved) c.stats.peak_reserved = reserved;
