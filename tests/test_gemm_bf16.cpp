@@ -219,6 +219,53 @@ TEST(GemmBf16Native, LargeBlocks) {
   check_large_blocks();
 }
 
+// A right edge of at most a few columns takes the narrow kernel, which sums each element's k pairs
+// in the same order with the same instruction as the 16-wide kernel: the columns past 64 of a
+// 65-, 66- or 68-column C are, bit for bit, those of an 80-column C whose extra columns of B
+// differ (the 16-wide kernel computes them there), with beta, both outputs, A stored either way,
+// two A blocks and, at K = 1601, several K blocks (a bf16 C's partial sums).
+TEST(GemmBf16Native, NarrowRightEdgeIsTheWideKernelBitForBit) {
+  if (skip_native()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  PathScope scope(cpu::GemmBf16Path::Avx512Bf16);
+  const int64_t M = 130, wide = 80;
+  for (int64_t K : {37, 1601})
+    for (int64_t N : {65, 66, 68})
+      for (bool trans_a : {false, true})
+        for (bool out_bf16 : {false, true}) {
+          Generator gen(11);
+          const std::vector<uint16_t> A = random_bf16(static_cast<size_t>(M * K), gen);
+          const std::vector<uint16_t> B_wide = random_bf16(static_cast<size_t>(K * wide), gen);
+          const std::vector<uint16_t> C0 = random_bf16(static_cast<size_t>(M * wide), gen);
+          std::vector<uint16_t> B(static_cast<size_t>(K * N));
+          for (int64_t k = 0; k < K; k++)
+            for (int64_t j = 0; j < N; j++) B[k * N + j] = B_wide[k * wide + j];
+          std::vector<uint16_t> C16(static_cast<size_t>(M * N)), C16_wide = C0;
+          std::vector<float> C32(C16.size()), C32_wide(C0.size());
+          for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < wide; j++) {
+              C32_wide[i * wide + j] = bf16_to_f32(C0[i * wide + j]);
+              if (j < N) C16[i * N + j] = C0[i * wide + j], C32[i * N + j] = bf16_to_f32(C0[i * wide + j]);
+            }
+          const int64_t lda = trans_a ? M : K;
+          if (out_bf16) {
+            cpu::gemm_bf16(trans_a, false, M, N, K, 0.5f, A.data(), lda, B.data(), N, -1.0f, C16.data(), N);
+            cpu::gemm_bf16(trans_a, false, M, wide, K, 0.5f, A.data(), lda, B_wide.data(), wide, -1.0f,
+                           C16_wide.data(), wide);
+          } else {
+            cpu::gemm_bf16(trans_a, false, M, N, K, 0.5f, A.data(), lda, B.data(), N, -1.0f, C32.data(), N);
+            cpu::gemm_bf16(trans_a, false, M, wide, K, 0.5f, A.data(), lda, B_wide.data(), wide, -1.0f,
+                           C32_wide.data(), wide);
+          }
+          for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 64; j < N; j++) {
+              const bool same = out_bf16 ? C16[i * N + j] == C16_wide[i * wide + j]
+                                         : std::memcmp(&C32[i * N + j], &C32_wide[i * wide + j], sizeof(float)) == 0;
+              ASSERT_TRUE(same) << "K=" << K << " N=" << N << " trans_a=" << trans_a << " out "
+                                << (out_bf16 ? "bf16" : "f32") << ": C(" << i << ", " << j << ")";
+            }
+        }
+}
+
 TEST(GemmBf16F32Path, ShapesTransposesAndOutputs) {
   PathScope scope(cpu::GemmBf16Path::F32);
   check_shapes();

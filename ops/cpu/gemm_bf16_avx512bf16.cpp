@@ -18,10 +18,12 @@
 #include "ops/cpu/gemm_bf16_avx512bf16.h"
 
 #include "ops/cpu/avx512_transpose.h"
+#include "tensor/dtype.h"
 
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -269,6 +271,61 @@ void micro_kernel(int64_t kp, const uint16_t* __restrict a, const uint16_t* __re
   }
 }
 
+// A right-edge sliver only a few columns wide (lm_head's vocabulary of 65 leaves one column past
+// two whole slivers) would cost the 16-wide kernel 14 vdpbf16ps a pair for each 14-row tile, 15 of
+// every 16 lanes thrown away: a fifth of that product's time. This kernel turns the tile on its
+// side: a column's 14 rows are one A sliver slot (14 pairs, read as a vector of 16 whose last two
+// lanes belong to the next slot or the pad and are ignored), multiplied by the column's pair
+// broadcast, one vdpbf16ps a pair for 14 rows. Each lane still sums its k pairs in order with the
+// same instruction, so C is bit for bit what the 16-wide kernel gives. The block's A slivers
+// (up to kMC / kMR = 8) run side by side, eight independent sums, so that the loop is not bound
+// by the instruction's latency; `slivers` past the block's repeat its last one (their lanes are
+// not stored), which keeps one loop for every block height.
+// Up to 4 columns, a column at a time (each pass reads the block's A again, from L1 or L2): 4
+// vdpbf16ps a pair for every 14-row tile against the 16-wide kernel's 14. bench_gemm_bf16, lm_head's
+// forward (--shape 16384,65,384,0,1), two threads, old and new interleaved three times: 533-536
+// GFLOP/s before, 606-621 after; at N = 68 (a 4-column edge) 556-631 before, 568-579 after.
+constexpr int kNarrowCols = 4;
+constexpr int kNarrowSlivers = static_cast<int>(kMC / kMR);
+
+// a: the block's packed A slivers, a_stride elements apart, covering m rows; b: the B sliver whose
+// columns [0, n) remain (n <= kNarrowCols); out: C from the block's first row and the sliver's
+// first column.
+void narrow_kernel(int64_t kp, const uint16_t* a, int64_t a_stride, int m, const uint16_t* b, int n,
+                   const TileOut& out) {
+  const int slivers = (m + kMR - 1) / kMR;
+  const uint16_t* rows[kNarrowSlivers];
+  for (int s = 0; s < kNarrowSlivers; s++) rows[s] = a + std::min(s, slivers - 1) * a_stride;
+  for (int j = 0; j < n; j++) {
+    __m512 acc[kNarrowSlivers];
+#pragma GCC unroll 8
+    for (int s = 0; s < kNarrowSlivers; s++) acc[s] = _mm512_setzero_ps();
+    for (int64_t q = 0; q < kp; q++) {
+      int32_t pair;
+      std::memcpy(&pair, b + q * 2 * kNR + 2 * j, sizeof pair);
+      const __m512bh bj = (__m512bh)_mm512_set1_epi32(pair);
+#pragma GCC unroll 8
+      for (int s = 0; s < kNarrowSlivers; s++)
+        acc[s] = _mm512_dpbf16_ps(acc[s], (__m512bh)_mm512_loadu_si512(rows[s] + q * 2 * kMR), bj);
+    }
+    // The epilogue of micro_kernel, one element at a time (a column is 14 rows, ldc apart).
+    alignas(64) float sums[kNarrowSlivers][16];
+    for (int s = 0; s < slivers; s++) _mm512_store_ps(sums[s], acc[s]);
+    for (int i = 0; i < m; i++) {
+      float value = out.alpha * sums[i / kMR][i % kMR];
+      if (out.c_f32) {
+        float& c = out.c_f32[i * out.ldc + j];
+        c = out.beta != 0.0f ? std::fma(out.beta, c, value) : value;
+      } else {
+        uint16_t& c = out.c_bf16[i * out.ldc + j];
+        if (out.partial) value += out.partial[i * out.ld_partial + j];
+        if (out.beta != 0.0f) value = std::fma(out.beta, bf16_to_f32(c), value);
+        c = f32_to_bf16(value);
+      }
+    }
+  }
+}
+
 // ---- the serial blocked GEMM ------------------------------------------------------------------
 
 // A per-thread buffer, grown on demand and kept (GEMMs run thousands of times per training run),
@@ -302,6 +359,16 @@ Buffers& buffers() {
 
 int64_t round_up(int64_t x, int64_t multiple) { return (x + multiple - 1) / multiple * multiple; }
 
+// Where the tile of C at (row, col) goes in a K block (first and last say which): later K blocks add
+// onto the sums the first one wrote, in an f32 C itself, or for a bf16 C with K past one block in
+// its f32 scratch `part` (row stride nc, null otherwise), whose last block adds the scratch and
+// rounds into C.
+TileOut tile_out(const GemmBf16Problem& p, int64_t row, int64_t col, bool first, bool last, float* part, int64_t nc) {
+  if (p.c_f32) return TileOut{p.c_f32 + row * p.ldc + col, nullptr, p.ldc, nullptr, 0, p.alpha, first ? p.beta : 1.0f};
+  if (part && !last) return TileOut{part, nullptr, nc, nullptr, 0, p.alpha, first ? 0.0f : 1.0f};
+  return TileOut{nullptr, p.c_bf16 + row * p.ldc + col, p.ldc, part, nc, p.alpha, p.beta};
+}
+
 }  // namespace
 
 void gemm_bf16_block_avx512bf16(const GemmBf16Problem& p, int64_t i0, int64_t m, int64_t j0, int64_t n) {
@@ -326,18 +393,16 @@ void gemm_bf16_block_avx512bf16(const GemmBf16Problem& p, int64_t i0, int64_t m,
           pack_a(p, i0 + rc + ic, mc, pc, kc, a_pack);
           for (int64_t jr = 0; jr < nc; jr += kNR) {
             const int nt = static_cast<int>(std::min<int64_t>(kNR, nc - jr));
+            if (nt <= kNarrowCols) {
+              narrow_kernel(kp, a_pack, a_sliver_size(kp), static_cast<int>(mc), b_pack + jr / kNR * b_sliver_size(kp),
+                            nt, tile_out(p, i0 + rc + ic, j0 + jc + jr, first, last,
+                                         via_partial ? partial + ic * nc + jr : nullptr, nc));
+              continue;
+            }
             for (int64_t ir = 0; ir < mc; ir += kMR) {
               const int mt = static_cast<int>(std::min<int64_t>(kMR, mc - ir));
               const int64_t row = i0 + rc + ic + ir, col = j0 + jc + jr;
-              float* part = via_partial ? partial + (ic + ir) * nc + jr : nullptr;
-              // Later K blocks add onto the sums the first one wrote: in an f32 C itself, in the
-              // scratch for a bf16 C, whose last block adds the scratch and rounds into C.
-              const TileOut out =
-                  p.c_f32 ? TileOut{p.c_f32 + row * p.ldc + col, nullptr, p.ldc, nullptr, 0, p.alpha,
-                                    first ? p.beta : 1.0f}
-                  : via_partial && !last
-                      ? TileOut{part, nullptr, nc, nullptr, 0, p.alpha, first ? 0.0f : 1.0f}
-                      : TileOut{nullptr, p.c_bf16 + row * p.ldc + col, p.ldc, part, nc, p.alpha, p.beta};
+              const TileOut out = tile_out(p, row, col, first, last, via_partial ? partial + (ic + ir) * nc + jr : nullptr, nc);
               const uint16_t* a = a_pack + ir / kMR * a_sliver_size(kp);
               const uint16_t* b = b_pack + jr / kNR * b_sliver_size(kp);
               if (nt <= 16) micro_kernel<1>(kp, a, b, mt, nt, out);
