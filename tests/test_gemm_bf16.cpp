@@ -291,29 +291,36 @@ TEST(GemmBf16Rounding, BothPathsRoundTheExactProductOnceToNearestEven) {
   const std::vector<float> a = {1.0625f, 1.0f + 1.0f / 128, 0x1p127f, inf, -1.0625f, 1.25f};
   const std::vector<float> b = {1.0625f, 1.5f, 4.0f, 0.0f, 1.0625f, 1.25f};
   const int64_t M = static_cast<int64_t>(a.size());
-  std::vector<uint16_t> A(a.size()), B(b.size());
+  std::vector<uint16_t> A(a.size());
   for (size_t i = 0; i < a.size(); i++) {
     A[i] = f32_to_bf16(a[i]);
-    B[i] = f32_to_bf16(b[i]);
     ASSERT_EQ(bf16_to_f32(A[i]), a[i]) << "input " << i << " must be a bf16 value";
-    ASSERT_EQ(bf16_to_f32(B[i]), b[i]) << "input " << i << " must be a bf16 value";
+    ASSERT_EQ(bf16_to_f32(f32_to_bf16(b[i])), b[i]) << "input " << i << " must be a bf16 value";
   }
-  // A (M,1), B (1,M): C (M,M), whose diagonal holds the products above.
-  for (cpu::GemmBf16Path path : {cpu::GemmBf16Path::Avx512Bf16, cpu::GemmBf16Path::F32}) {
-    if (path == cpu::GemmBf16Path::Avx512Bf16 && skip_native()) continue;
-    PathScope scope(path);
-    std::vector<uint16_t> C(static_cast<size_t>(M * M), kNaNBits);
-    cpu::gemm_bf16(false, false, M, M, 1, 1.0f, A.data(), 1, B.data(), M, 0.0f, C.data(), M);
-    for (int64_t i = 0; i < M; i++) {
-      const uint16_t want = f32_to_bf16(a[static_cast<size_t>(i)] * b[static_cast<size_t>(i)]);
-      EXPECT_EQ(C[static_cast<size_t>(i * M + i)], want)
-          << cpu::gemm_bf16_path_name(path) << ": product " << i << " = " << bf16_to_f32(C[i * M + i]) << ", want "
-          << bf16_to_f32(want);
+  // A (M,1), B (1,N) with B's row b repeated: C (M,N), each element one exact f32 product (or its
+  // overflow) rounded once, its diagonal the products above. N = 6 takes the kernel's 16-wide store,
+  // 40 the 32-wide one (and a 16-wide edge), 66 the narrow right edge too.
+  for (int64_t N : {6, 40, 66}) {
+    std::vector<uint16_t> B(static_cast<size_t>(N));
+    for (int64_t j = 0; j < N; j++) B[j] = f32_to_bf16(b[j % M]);
+    for (cpu::GemmBf16Path path : {cpu::GemmBf16Path::Avx512Bf16, cpu::GemmBf16Path::F32}) {
+      if (path == cpu::GemmBf16Path::Avx512Bf16 && skip_native()) continue;
+      PathScope scope(path);
+      std::vector<uint16_t> C(static_cast<size_t>(M * N), kNaNBits);
+      cpu::gemm_bf16(false, false, M, N, 1, 1.0f, A.data(), 1, B.data(), N, 0.0f, C.data(), N);
+      for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+          // The sum starts from +0, so a product of -0 (-1.0625 * 0) sums to +0.
+          const uint16_t want = f32_to_bf16(0.0f + a[static_cast<size_t>(i)] * b[static_cast<size_t>(j % M)]);
+          EXPECT_EQ(C[static_cast<size_t>(i * N + j)], want)
+              << cpu::gemm_bf16_path_name(path) << " N=" << N << ": C(" << i << ", " << j
+              << ") = " << bf16_to_f32(C[i * N + j]) << ", want " << bf16_to_f32(want);
+        }
+      EXPECT_EQ(C[0], 0x3f90) << "1.125";
+      EXPECT_EQ(C[1 * N + 1], 0x3fc2) << "1.5 + 2^-6";
+      EXPECT_EQ(C[2 * N + 2], 0x7f80) << "+inf";
+      EXPECT_TRUE(std::isnan(bf16_to_f32(C[3 * N + 3])));
     }
-    EXPECT_EQ(C[0], 0x3f90) << "1.125";
-    EXPECT_EQ(C[1 * M + 1], 0x3fc2) << "1.5 + 2^-6";
-    EXPECT_EQ(C[2 * M + 2], 0x7f80) << "+inf";
-    EXPECT_TRUE(std::isnan(bf16_to_f32(C[3 * M + 3])));
   }
 }
 
