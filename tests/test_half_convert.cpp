@@ -92,4 +92,35 @@ TEST_P(HalfConvert, ShortArraysTouchNothingPastTheEnd) {
   }
 }
 
+TEST_P(HalfConvert, StridedRowsConvertEachRowAndNothingBetween) {
+  // 5 rows of 37 values (two vectors and a tail), rows 50 values apart in the 16-bit block and 41
+  // in the f32 one: each row as the scalar converters give it, the gaps between rows untouched.
+  const int64_t rows = 5, cols = 37, half_stride = 50, f32_stride = 41;
+  Generator gen(7);
+  for (DType dtype : {DType::BF16, DType::F16}) {
+    std::vector<uint16_t> half(static_cast<size_t>(rows * half_stride));
+    for (uint16_t& h : half) h = static_cast<uint16_t>(gen.next_u64());
+    std::vector<float> wide(static_cast<size_t>(rows * f32_stride), -7.0f);
+    cpu::convert_half_to_f32_rows(dtype, half.data(), half_stride, wide.data(), f32_stride, rows, cols);
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t c = 0; c < f32_stride; c++) {
+        const float got = wide[r * f32_stride + c];
+        if (c < cols)
+          ASSERT_EQ(float_bits(got), float_bits(scalar_widen(dtype, half[r * half_stride + c]))) << r << " " << c;
+        else
+          ASSERT_EQ(got, -7.0f) << dtype_name(dtype) << " wrote between rows at " << r << " " << c;
+      }
+    std::vector<float> xs(static_cast<size_t>(rows * f32_stride));
+    for (float& x : xs) x = gen.normal() * 1000.0f;
+    std::vector<uint16_t> narrowed(static_cast<size_t>(rows * half_stride), 0xdead);
+    cpu::convert_f32_to_half_rows(dtype, xs.data(), f32_stride, narrowed.data(), half_stride, rows, cols);
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t c = 0; c < half_stride; c++) {
+        const uint16_t got = narrowed[r * half_stride + c];
+        if (c < cols) ASSERT_EQ(got, scalar_narrow(dtype, xs[r * f32_stride + c])) << r << " " << c;
+        else ASSERT_EQ(got, 0xdead) << dtype_name(dtype) << " wrote between rows at " << r << " " << c;
+      }
+  }
+}
+
 }  // namespace

@@ -36,5 +36,15 @@ void convert_f32_to_half(DType dtype, const float* src, uint16_t* dst, int64_t n
   for_slices(n, [&](int64_t begin, int64_t end) { f32_to_half_array(dtype, src + begin, dst + begin, end - begin); });
 }
 
+void convert_half_to_f32_rows(DType dtype, const uint16_t* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                              int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; r++) half_to_f32_array(dtype, src + r * src_stride, dst + r * dst_stride, cols);
+}
+
+void convert_f32_to_half_rows(DType dtype, const float* src, int64_t src_stride, uint16_t* dst, int64_t dst_stride,
+                              int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; r++) f32_to_half_array(dtype, src + r * src_stride, dst + r * dst_stride, cols);
+}
+
 TG_CPU_ISA_END
 }  // namespace tg::cpu

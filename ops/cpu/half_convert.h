@@ -130,5 +130,14 @@ TG_CPU_ISA_BEGIN
 void convert_half_to_f32(DType dtype, const uint16_t* src, float* dst, int64_t n);
 void convert_f32_to_half(DType dtype, const float* src, uint16_t* dst, int64_t n);
 
+// The same on a block of `rows` rows of `cols` values, the source's rows src_stride values apart
+// and the destination's dst_stride: one call for a strided block (one head's columns of a (B, T,
+// 3C) tensor, T rows of HS) where a call per row would cost more than its 64 values' conversion.
+// On the calling thread: its callers convert many blocks inside their own parallel loops.
+void convert_half_to_f32_rows(DType dtype, const uint16_t* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                              int64_t rows, int64_t cols);
+void convert_f32_to_half_rows(DType dtype, const float* src, int64_t src_stride, uint16_t* dst, int64_t dst_stride,
+                              int64_t rows, int64_t cols);
+
 TG_CPU_ISA_END
 }  // namespace tg::cpu

@@ -627,4 +627,17 @@ void convert_f32_to_half(DType dtype, const float* src, uint16_t* dst, int64_t n
   TG_CPU_ISA_CALL(convert_f32_to_half, dtype, src, dst, n);
 }
 
+TG_CPU_ISA_DECLARE(convert_half_to_f32_rows)
+TG_CPU_ISA_DECLARE(convert_f32_to_half_rows)
+
+void convert_half_to_f32_rows(DType dtype, const uint16_t* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                              int64_t rows, int64_t cols) {
+  TG_CPU_ISA_CALL(convert_half_to_f32_rows, dtype, src, src_stride, dst, dst_stride, rows, cols);
+}
+
+void convert_f32_to_half_rows(DType dtype, const float* src, int64_t src_stride, uint16_t* dst, int64_t dst_stride,
+                              int64_t rows, int64_t cols) {
+  TG_CPU_ISA_CALL(convert_f32_to_half_rows, dtype, src, src_stride, dst, dst_stride, rows, cols);
+}
+
 }  // namespace tg::cpu
