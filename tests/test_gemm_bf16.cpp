@@ -157,6 +157,7 @@ void check_layouts(Case c) {
 void check_shapes() {
   for (int64_t s : {1, 2, 3, 13, 15, 17, 31, 33, 65}) check_layouts({false, false, s, s, s});
   check_layouts({false, false, 14, 32, 32});          // exactly one tile
+  for (int64_t rows = 1; rows < 14; rows++) check_layouts({false, false, 28 + rows, 40, 9});  // bottom edges
   check_layouts({false, false, 29, 47, 35});          // one past two tiles down, odd K past 32
   check_layouts({false, false, 130, 70, 51, 1.0f, 0.0f, false, 3});  // A blocks, padded rows
   check_layouts({false, false, 7, 40, 9, -0.5f, 1.0f});  // accumulate into C

@@ -233,11 +233,12 @@ inline void store_bf16_x2(__mmask32 mask, uint16_t* p, __m512 lo, __m512 hi) {
   _mm512_mask_storeu_epi16(p, mask, packed);
 }
 
-// a (kp, MR, 2) and b (kp, NR, 2) packed slivers -> the top-left m x n of a C tile (m <= MR,
-// n <= 16 * NV). NV = 1 for a right-edge tile at most 16 wide, which would otherwise pay for 32
-// columns. The pragmas unroll before register allocation, so the accumulators stay in registers
-// (as in the f32 kernel).
-template <int NV>
+// a (kp, MR, 2) and b (kp, NR, 2) packed slivers -> the top-left m x n of a C tile (m <= ROWS <=
+// MR, n <= 16 * NV). NV = 1 for a right-edge tile at most 16 wide, which would otherwise pay for 32
+// columns, and ROWS < MR for a bottom-edge tile, which would otherwise pay for 14 rows (see
+// run_micro_kernel). The pragmas unroll before register allocation, so the accumulators stay in
+// registers (as in the f32 kernel).
+template <int NV, int ROWS = kMR>
 void micro_kernel(int64_t kp, const uint16_t* __restrict a, const uint16_t* __restrict b, int m, int n,
                   const TileOut& out) {
   // C (or the partial sums) is read and written only after the k loop: start fetching its lines
@@ -245,13 +246,13 @@ void micro_kernel(int64_t kp, const uint16_t* __restrict a, const uint16_t* __re
   char* c = out.c_f32 ? reinterpret_cast<char*>(out.c_f32) : reinterpret_cast<char*>(out.c_bf16);
   const int64_t row_bytes = out.c_f32 ? 4 * out.ldc : 2 * out.ldc, tile_bytes = (out.c_f32 ? 64 : 32) * NV;
 #pragma GCC unroll 16
-  for (int r = 0; r < kMR; r++) {
+  for (int r = 0; r < ROWS; r++) {
     _mm_prefetch(c + r * row_bytes, _MM_HINT_T0);
     _mm_prefetch(c + r * row_bytes + tile_bytes - 1, _MM_HINT_T0);
   }
-  __m512 acc[kMR][NV];
+  __m512 acc[ROWS][NV];
 #pragma GCC unroll 16
-  for (int r = 0; r < kMR; r++)
+  for (int r = 0; r < ROWS; r++)
 #pragma GCC unroll 2
     for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
   for (int64_t q = 0; q < kp; q++) {
@@ -259,7 +260,7 @@ void micro_kernel(int64_t kp, const uint16_t* __restrict a, const uint16_t* __re
 #pragma GCC unroll 2
     for (int v = 0; v < NV; v++) bv[v] = (__m512bh)_mm512_load_si512(b + q * 2 * kNR + 32 * v);
 #pragma GCC unroll 16
-    for (int r = 0; r < kMR; r++) {
+    for (int r = 0; r < ROWS; r++) {
       int32_t pair;
       std::memcpy(&pair, a + q * 2 * kMR + 2 * r, sizeof pair);
       const __m512bh ar = (__m512bh)_mm512_set1_epi32(pair);
@@ -272,7 +273,7 @@ void micro_kernel(int64_t kp, const uint16_t* __restrict a, const uint16_t* __re
   const __m512 va = _mm512_set1_ps(out.alpha), vb = _mm512_set1_ps(out.beta);
   const bool read_c = out.beta != 0.0f;
 #pragma GCC unroll 16
-  for (int r = 0; r < kMR; r++) {
+  for (int r = 0; r < ROWS; r++) {
     if (r >= m) break;
     __m512 value[NV];
 #pragma GCC unroll 2
@@ -292,6 +293,22 @@ void micro_kernel(int64_t kp, const uint16_t* __restrict a, const uint16_t* __re
     if (out.c_f32) continue;
     if constexpr (NV == 2) store_bf16_x2(mask32(n), out.c_bf16 + r * out.ldc, value[0], value[1]);
     else store_bf16(cols[0], out.c_bf16 + r * out.ldc, value[0]);
+  }
+}
+
+// A bottom-edge tile 32 wide computes only its rows, rounded up to even: lm_head's weight gradient
+// has 65 rows, four whole tiles and one of 9, which the 14-row kernel computed in 14 rows' time.
+// (A narrower edge tile is a column edge as well, rarer; it keeps the 14-row kernel.)
+void run_micro_kernel(int64_t kp, const uint16_t* a, const uint16_t* b, int m, int n, const TileOut& out) {
+  if (n <= 16) return micro_kernel<1>(kp, a, b, m, n, out);
+  switch ((m + 1) / 2) {
+    case 1: return micro_kernel<2, 2>(kp, a, b, m, n, out);
+    case 2: return micro_kernel<2, 4>(kp, a, b, m, n, out);
+    case 3: return micro_kernel<2, 6>(kp, a, b, m, n, out);
+    case 4: return micro_kernel<2, 8>(kp, a, b, m, n, out);
+    case 5: return micro_kernel<2, 10>(kp, a, b, m, n, out);
+    case 6: return micro_kernel<2, 12>(kp, a, b, m, n, out);
+    default: return micro_kernel<2>(kp, a, b, m, n, out);
   }
 }
 
@@ -429,8 +446,7 @@ void gemm_bf16_block_avx512bf16(const GemmBf16Problem& p, int64_t i0, int64_t m,
               const TileOut out = tile_out(p, row, col, first, last, via_partial ? partial + (ic + ir) * nc + jr : nullptr, nc);
               const uint16_t* a = a_pack + ir / kMR * a_sliver_size(kp);
               const uint16_t* b = b_pack + jr / kNR * b_sliver_size(kp);
-              if (nt <= 16) micro_kernel<1>(kp, a, b, mt, nt, out);
-              else micro_kernel<2>(kp, a, b, mt, nt, out);
+              run_micro_kernel(kp, a, b, mt, nt, out);
             }
           }
         }
