@@ -322,6 +322,7 @@ void run_micro_kernel(int64_t kp, const uint16_t* a, const uint16_t* b, int m, i
 // (up to kMC / kMR = 8) run side by side, eight independent sums, so that the loop is not bound
 // by the instruction's latency; `slivers` past the block's repeat its last one (their lanes are
 // not stored), which keeps one loop for every block height.
+//
 // Up to 4 columns, a column at a time (each pass reads the block's A again, from L1 or L2): 4
 // vdpbf16ps a pair for every 14-row tile against the 16-wide kernel's 14. bench_gemm_bf16, lm_head's
 // forward (--shape 16384,65,384,0,1), two threads, old and new interleaved three times: 533-536
