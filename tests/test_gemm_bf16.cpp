@@ -267,6 +267,49 @@ TEST(GemmBf16Native, NarrowRightEdgeIsTheWideKernelBitForBit) {
         }
 }
 
+// A product of at most 112 rows (one A block: lm_head's weight gradient) reads the whole 32-column
+// slivers of a stored (K,N) B directly instead of packing them, interleaving each k pair's rows in
+// registers, in another column order that its epilogue undoes. Each element still meets the same
+// pairs in the same order: the 65 rows are, bit for bit, the first 65 of a 315-row product (its
+// blocks of over 112 rows pack B), with A stored either way, beta, both outputs, an odd K (a padded
+// pair: packed), an even one, K = 3000 (two K blocks, a bf16 C's partial sums) and K = 5100 (split
+// over K on two threads, for both products), N with whole slivers only (64), an 8-column edge (40)
+// and a 1-column one (65).
+TEST(GemmBf16Native, DirectBIsThePackedKernelBitForBit) {
+  if (skip_native()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  PathScope scope(cpu::GemmBf16Path::Avx512Bf16);
+  const int64_t M = 65, big = 315;
+  for (int64_t K : {37, 38, 3000, 5100})
+    for (int64_t N : {64, 40, 65})
+      for (bool trans_a : {false, true})
+        for (bool out_bf16 : {false, true}) {
+          Generator gen(13);
+          const std::vector<uint16_t> A = random_bf16(static_cast<size_t>(big * K), gen);
+          const std::vector<uint16_t> B = random_bf16(static_cast<size_t>(K * N), gen);
+          const std::vector<uint16_t> C0 = random_bf16(static_cast<size_t>(big * N), gen);
+          std::vector<uint16_t> C16_big = C0, C16(C0.begin(), C0.begin() + M * N);
+          std::vector<float> C32_big(C0.size()), C32(static_cast<size_t>(M * N));
+          for (size_t i = 0; i < C0.size(); i++) C32_big[i] = bf16_to_f32(C0[i]);
+          for (size_t i = 0; i < C32.size(); i++) C32[i] = C32_big[i];
+          ASSERT_EQ(cpu::gemm_bf16_splits_k(M, N, K, omp_get_max_threads()),
+                    cpu::gemm_bf16_splits_k(big, N, K, omp_get_max_threads()))
+              << "both products must sum K the same way, K=" << K;
+          const int64_t lda = trans_a ? big : K;  // op(A)'s first 65 rows: the same storage
+          if (out_bf16) {
+            cpu::gemm_bf16(trans_a, false, M, N, K, 0.5f, A.data(), lda, B.data(), N, -1.0f, C16.data(), N);
+            cpu::gemm_bf16(trans_a, false, big, N, K, 0.5f, A.data(), lda, B.data(), N, -1.0f, C16_big.data(), N);
+          } else {
+            cpu::gemm_bf16(trans_a, false, M, N, K, 0.5f, A.data(), lda, B.data(), N, -1.0f, C32.data(), N);
+            cpu::gemm_bf16(trans_a, false, big, N, K, 0.5f, A.data(), lda, B.data(), N, -1.0f, C32_big.data(), N);
+          }
+          for (int64_t i = 0; i < M * N; i++) {
+            const bool same = out_bf16 ? C16[i] == C16_big[i] : std::memcmp(&C32[i], &C32_big[i], sizeof(float)) == 0;
+            ASSERT_TRUE(same) << "K=" << K << " N=" << N << " trans_a=" << trans_a << " out "
+                              << (out_bf16 ? "bf16" : "f32") << ": C(" << i / N << ", " << i % N << ")";
+          }
+        }
+}
+
 TEST(GemmBf16F32Path, ShapesTransposesAndOutputs) {
   PathScope scope(cpu::GemmBf16Path::F32);
   check_shapes();

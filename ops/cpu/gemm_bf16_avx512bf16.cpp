@@ -233,14 +233,32 @@ inline void store_bf16_x2(__mmask32 mask, uint16_t* p, __m512 lo, __m512 hi) {
   _mm512_mask_storeu_epi16(p, mask, packed);
 }
 
+// How far ahead, in k pairs, the direct-B kernel fetches its two stored rows (see below). At
+// lm_head's weight gradient, medians of 4-5 interleaved runs: 8 pairs 596-630 GFLOP/s, 24 pairs
+// 619-643, 64 pairs 573 (the packed kernel 575-582).
+constexpr int64_t kDirectAhead = 24;
+
 // a (kp, MR, 2) and b (kp, NR, 2) packed slivers -> the top-left m x n of a C tile (m <= ROWS <=
 // MR, n <= 16 * NV). NV = 1 for a right-edge tile at most 16 wide, which would otherwise pay for 32
 // columns, and ROWS < MR for a bottom-edge tile, which would otherwise pay for 14 rows (see
 // run_micro_kernel). The pragmas unroll before register allocation, so the accumulators stay in
 // registers (as in the f32 kernel).
-template <int NV, int ROWS = kMR>
-void micro_kernel(int64_t kp, const uint16_t* __restrict a, const uint16_t* __restrict b, int m, int n,
-                  const TileOut& out) {
+//
+// DIRECT (NV = 2, a whole 32-column sliver, an even K block): b is not packed but the stored B
+// itself, (K,N) with row stride ldb, from the block's first row and the sliver's first column. Each
+// k pair's two rows are loaded and interleaved in registers with vpunpcklwd / vpunpckhwd, which
+// work within 128-bit lanes: the first vector holds the pairs of columns 0-3, 8-11, 16-19 and 24-27,
+// the second those of 4-7, 12-15, 20-23 and 28-31, and the epilogue puts the sums back in column
+// order. Every column's pairs meet the same A pairs in the same order as in the packed kernel, so C
+// is the same bits. See gemm_bf16_block_avx512bf16 for where it pays.
+//
+// Always inlined (with run_micro_kernel), as gcc did by itself before the DIRECT instances came:
+// called as a function of its own it paid for a call and TileOut's loads on every tile, 6% at
+// fc's input gradient.
+template <int NV, int ROWS = kMR, bool DIRECT = false>
+[[gnu::always_inline]] inline void micro_kernel(int64_t kp, const uint16_t* __restrict a, const uint16_t* __restrict b, int m, int n,
+                  const TileOut& out, int64_t ldb = 0) {
+  static_assert(!DIRECT || NV == 2, "the direct-B kernel takes whole 32-column slivers");
   // C (or the partial sums) is read and written only after the k loop: start fetching its lines
   // now so that the loop hides their latency, as the f32 kernel does.
   char* c = out.c_f32 ? reinterpret_cast<char*>(out.c_f32) : reinterpret_cast<char*>(out.c_bf16);
@@ -257,8 +275,20 @@ void micro_kernel(int64_t kp, const uint16_t* __restrict a, const uint16_t* __re
     for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
   for (int64_t q = 0; q < kp; q++) {
     __m512bh bv[NV];
+    if constexpr (DIRECT) {
+      const uint16_t* even = b + 2 * q * ldb;
+      // The rows ahead: each is read 64 bytes at a time, one line of a different row per load,
+      // which the hardware prefetcher does not follow. (Past the block's last row the addresses are
+      // only hints: a prefetch never faults.)
+      _mm_prefetch(reinterpret_cast<const char*>(even + 2 * kDirectAhead * ldb), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(even + (2 * kDirectAhead + 1) * ldb), _MM_HINT_T0);
+      const __m512i e = _mm512_loadu_si512(even), o = _mm512_loadu_si512(even + ldb);
+      bv[0] = (__m512bh)_mm512_maskz_unpacklo_epi16(~__mmask32(0), e, o);
+      bv[NV - 1] = (__m512bh)_mm512_maskz_unpackhi_epi16(~__mmask32(0), e, o);
+    } else {
 #pragma GCC unroll 2
-    for (int v = 0; v < NV; v++) bv[v] = (__m512bh)_mm512_load_si512(b + q * 2 * kNR + 32 * v);
+      for (int v = 0; v < NV; v++) bv[v] = (__m512bh)_mm512_load_si512(b + q * 2 * kNR + 32 * v);
+    }
 #pragma GCC unroll 16
     for (int r = 0; r < ROWS; r++) {
       int32_t pair;
@@ -275,10 +305,21 @@ void micro_kernel(int64_t kp, const uint16_t* __restrict a, const uint16_t* __re
 #pragma GCC unroll 16
   for (int r = 0; r < ROWS; r++) {
     if (r >= m) break;
+    __m512 sums[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; v++) sums[v] = acc[r][v];
+    if constexpr (DIRECT) {
+      // 128-bit lanes (l0..l3) of the two accumulators back in column order: columns 0-15 are
+      // acc0.l0, acc1.l0, acc0.l1, acc1.l1, and 16-31 the same of l2 and l3.
+      const __m512 low_lanes = _mm512_maskz_shuffle_f32x4(kAll, acc[r][0], acc[r][NV - 1], 0x44);
+      const __m512 high_lanes = _mm512_maskz_shuffle_f32x4(kAll, acc[r][0], acc[r][NV - 1], 0xee);
+      sums[0] = _mm512_maskz_shuffle_f32x4(kAll, low_lanes, low_lanes, 0xd8);
+      sums[NV - 1] = _mm512_maskz_shuffle_f32x4(kAll, high_lanes, high_lanes, 0xd8);
+    }
     __m512 value[NV];
 #pragma GCC unroll 2
     for (int v = 0; v < NV; v++) {
-      value[v] = _mm512_mul_ps(va, acc[r][v]);
+      value[v] = _mm512_mul_ps(va, sums[v]);
       if (out.c_f32) {
         float* c = out.c_f32 + r * out.ldc + 16 * v;
         if (read_c) value[v] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(cols[v], c), value[v]);
@@ -299,7 +340,21 @@ void micro_kernel(int64_t kp, const uint16_t* __restrict a, const uint16_t* __re
 // A bottom-edge tile 32 wide computes only its rows, rounded up to even: lm_head's weight gradient
 // has 65 rows, four whole tiles and one of 9, which the 14-row kernel computed in 14 rows' time.
 // (A narrower edge tile is a column edge as well, rarer; it keeps the 14-row kernel.)
-void run_micro_kernel(int64_t kp, const uint16_t* a, const uint16_t* b, int m, int n, const TileOut& out) {
+// ldb > 0: b is the stored B of a whole sliver, for the DIRECT kernel. Inlined into the block loop
+// with the kernels (see micro_kernel).
+[[gnu::always_inline]] inline void run_micro_kernel(int64_t kp, const uint16_t* a, const uint16_t* b, int m, int n, const TileOut& out,
+                      int64_t ldb = 0) {
+  if (ldb > 0) {
+    switch ((m + 1) / 2) {
+      case 1: return micro_kernel<2, 2, true>(kp, a, b, m, n, out, ldb);
+      case 2: return micro_kernel<2, 4, true>(kp, a, b, m, n, out, ldb);
+      case 3: return micro_kernel<2, 6, true>(kp, a, b, m, n, out, ldb);
+      case 4: return micro_kernel<2, 8, true>(kp, a, b, m, n, out, ldb);
+      case 5: return micro_kernel<2, 10, true>(kp, a, b, m, n, out, ldb);
+      case 6: return micro_kernel<2, 12, true>(kp, a, b, m, n, out, ldb);
+      default: return micro_kernel<2, kMR, true>(kp, a, b, m, n, out, ldb);
+    }
+  }
   if (n <= 16) return micro_kernel<1>(kp, a, b, m, n, out);
   switch ((m + 1) / 2) {
     case 1: return micro_kernel<2, 2>(kp, a, b, m, n, out);
@@ -429,14 +484,27 @@ void gemm_bf16_block_avx512bf16(const GemmBf16Problem& p, int64_t i0, int64_t m,
       for (int64_t pc = 0; pc < K; pc += kKC) {
         const int64_t kc = std::min(kKC, K - pc), kp = (kc + 1) / 2;
         const bool first = pc == 0, last = pc + kc == K;
-        pack_b(p, pc, kc, j0 + jc, nc, b_pack);
+        // A B panel that serves a single A block (a weight gradient of few rows, lm_head's 65) is
+        // not packed: at 65 rows per packed element the packing took a seventh of the product's
+        // time. Its whole slivers go to the DIRECT kernel straight from the stored B (K,N); an edge
+        // sliver, or a K block ending on a padded pair, is packed as usual. Only for rows of at
+        // most 1 KB: the kernel reads 64 bytes of each row, and rows further apart cost it a page
+        // every row or two. bench_gemm_bf16, medians of 3-5 interleaved runs, packed -> direct:
+        // 65 x 384 x 16384 (lm_head's dW, 768-byte rows) 573 -> 660 GFLOP/s, 64 x 384 x 384 level,
+        // but 65 x 1152 x 16384 526 -> 486 and 64 x 1536 x 16384 508 -> 377.
+        const bool direct_b = !p.trans_b && rows <= kMC && kc % 2 == 0 && p.ldb <= 512;
+        if (!direct_b) pack_b(p, pc, kc, j0 + jc, nc, b_pack);
         for (int64_t ic = 0; ic < rows; ic += kMC) {
           const int64_t mc = std::min(kMC, rows - ic);
           pack_a(p, i0 + rc + ic, mc, pc, kc, a_pack);
           for (int64_t jr = 0; jr < nc; jr += kNR) {
             const int nt = static_cast<int>(std::min<int64_t>(kNR, nc - jr));
+            const bool direct = direct_b && nt == kNR;
+            const uint16_t* b = b_pack + jr / kNR * b_sliver_size(kp);
+            if (direct) b = p.B + pc * p.ldb + j0 + jc + jr;
+            else if (direct_b) pack_b(p, pc, kc, j0 + jc + jr, nt, b_pack + jr / kNR * b_sliver_size(kp));
             if (nt <= kNarrowCols) {
-              narrow_kernel(kp, a_pack, a_sliver_size(kp), static_cast<int>(mc), b_pack + jr / kNR * b_sliver_size(kp),
+              narrow_kernel(kp, a_pack, a_sliver_size(kp), static_cast<int>(mc), b,
                             nt, tile_out(p, i0 + rc + ic, j0 + jc + jr, first, last,
                                          via_partial ? partial + ic * nc + jr : nullptr, nc));
               continue;
@@ -445,9 +513,7 @@ void gemm_bf16_block_avx512bf16(const GemmBf16Problem& p, int64_t i0, int64_t m,
               const int mt = static_cast<int>(std::min<int64_t>(kMR, mc - ir));
               const int64_t row = i0 + rc + ic + ir, col = j0 + jc + jr;
               const TileOut out = tile_out(p, row, col, first, last, via_partial ? partial + (ic + ir) * nc + jr : nullptr, nc);
-              const uint16_t* a = a_pack + ir / kMR * a_sliver_size(kp);
-              const uint16_t* b = b_pack + jr / kNR * b_sliver_size(kp);
-              run_micro_kernel(kp, a, b, mt, nt, out);
+              run_micro_kernel(kp, a_pack + ir / kMR * a_sliver_size(kp), b, mt, nt, out, direct ? p.ldb : 0);
             }
           }
         }
