@@ -39,7 +39,8 @@ int main() {
   for (const Shape4& s : {Shape4{12, 64, 4, 32}, Shape4{64, 256, 6, 64}, Shape4{4, 1024, 12, 64}}) {
     const int64_t C = s.NH * s.HS;
     for (DType dtype : {DType::F32, DType::BF16}) {
-      Tensor qkv = Tensor::randn({s.B, s.T, 3 * C}, &gen).to(dtype), dout = Tensor::randn({s.B, s.T, C}, &gen).to(dtype);
+      Tensor qkv = Tensor::randn({s.B, s.T, 3 * C}, &gen).to(dtype);
+      Tensor dout = Tensor::randn({s.B, s.T, C}, &gen).to(dtype);
       Tensor out = Tensor::empty({s.B, s.T, C}, dtype), lse = Tensor::empty({s.B, s.NH, s.T});
       Tensor dqkv = Tensor::zeros(qkv.shape(), dtype);
       const double forward_flops = 4.0 * s.B * s.NH * s.T * s.T * s.HS / 2, backward_flops = 2.5 * forward_flops;

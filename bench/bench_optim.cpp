@@ -63,7 +63,9 @@ int main(int argc, char** argv) {
   // and its low bits) and both moments, and writes the weight, the master and both moments.
   const std::vector<Line> lines = {
       {"adamw f32", 4 + 4 + 8 + 4 + 8,
-       [&] { cpu::adamw_update(param.data(), grad.data(), m.data(), v.data(), n, lr, beta1, beta2, eps, decay, ++step); }},
+       [&] {
+         cpu::adamw_update(param.data(), grad.data(), m.data(), v.data(), n, lr, beta1, beta2, eps, decay, ++step);
+       }},
       {"adamw bf16 (split)", 2 + 2 + 2 + 8 + 2 + 2 + 8,
        [&] {
          cpu::adamw_update_bf16_split(param16.data(), grad16.data(), low.data(), m.data(), v.data(), n, lr, beta1,

@@ -35,13 +35,16 @@ struct HeadBlock {
   // One strided conversion per part (T rows of HS): a call per row cost more than converting its
   // HS values, several milliseconds of every bf16 attention call at the small preset's shape.
   void gather(const Tensor& t, int64_t parts, float* block) const {
-    for (int64_t part = 0; part < parts; part++)
-      cpu::convert_half_to_f32_rows(t.dtype(), at(t, parts, 0, part), parts * C, block + part * HS, parts * HS, T, HS);
+    for (int64_t part = 0; part < parts; part++) {
+      const uint16_t* src = at(t, parts, 0, part);
+      cpu::convert_half_to_f32_rows(t.dtype(), src, parts * C, block + part * HS, parts * HS, T, HS);
+    }
   }
   void scatter(const float* block, Tensor& t, int64_t parts) const {
-    for (int64_t part = 0; part < parts; part++)
-      cpu::convert_f32_to_half_rows(t.dtype(), block + part * HS, parts * HS, const_cast<uint16_t*>(at(t, parts, 0, part)),
-                                    parts * C, T, HS);
+    for (int64_t part = 0; part < parts; part++) {
+      uint16_t* dst = const_cast<uint16_t*>(at(t, parts, 0, part));
+      cpu::convert_f32_to_half_rows(t.dtype(), block + part * HS, parts * HS, dst, parts * C, T, HS);
+    }
   }
 };
 

@@ -256,8 +256,9 @@ constexpr int64_t kDirectAhead = 24;
 // called as a function of its own it paid for a call and TileOut's loads on every tile, 6% at
 // fc's input gradient.
 template <int NV, int ROWS = kMR, bool DIRECT = false>
-[[gnu::always_inline]] inline void micro_kernel(int64_t kp, const uint16_t* __restrict a, const uint16_t* __restrict b, int m, int n,
-                  const TileOut& out, int64_t ldb = 0) {
+[[gnu::always_inline]] inline void micro_kernel(int64_t kp, const uint16_t* __restrict a,
+                                                const uint16_t* __restrict b, int m, int n, const TileOut& out,
+                                                int64_t ldb = 0) {
   static_assert(!DIRECT || NV == 2, "the direct-B kernel takes whole 32-column slivers");
   // C (or the partial sums) is read and written only after the k loop: start fetching its lines
   // now so that the loop hides their latency, as the f32 kernel does.
@@ -342,8 +343,8 @@ template <int NV, int ROWS = kMR, bool DIRECT = false>
 // (A narrower edge tile is a column edge as well, rarer; it keeps the 14-row kernel.)
 // ldb > 0: b is the stored B of a whole sliver, for the DIRECT kernel. Inlined into the block loop
 // with the kernels (see micro_kernel).
-[[gnu::always_inline]] inline void run_micro_kernel(int64_t kp, const uint16_t* a, const uint16_t* b, int m, int n, const TileOut& out,
-                      int64_t ldb = 0) {
+[[gnu::always_inline]] inline void run_micro_kernel(int64_t kp, const uint16_t* a, const uint16_t* b, int m, int n,
+                                                    const TileOut& out, int64_t ldb = 0) {
   if (ldb > 0) {
     switch ((m + 1) / 2) {
       case 1: return micro_kernel<2, 2, true>(kp, a, b, m, n, out, ldb);
@@ -488,10 +489,11 @@ void gemm_bf16_block_avx512bf16(const GemmBf16Problem& p, int64_t i0, int64_t m,
         // not packed: at 65 rows per packed element the packing took a seventh of the product's
         // time. Its whole slivers go to the DIRECT kernel straight from the stored B (K,N); an edge
         // sliver, or a K block ending on a padded pair, is packed as usual. Only for rows of at
-        // most 1 KB: the kernel reads 64 bytes of each row, and rows further apart cost it a page
-        // every row or two. bench_gemm_bf16, medians of 3-5 interleaved runs, packed -> direct:
-        // 65 x 384 x 16384 (lm_head's dW, 768-byte rows) 573 -> 660 GFLOP/s, 64 x 384 x 384 level,
-        // but 65 x 1152 x 16384 526 -> 486 and 64 x 1536 x 16384 508 -> 377.
+        // most 1 KB: the kernel reads 64 bytes of each row, and with rows further apart (most
+        // likely a new page every row or two) it lost. bench_gemm_bf16, medians of 3-5
+        // interleaved runs, packed -> direct: 65 x 384 x 16384 (lm_head's dW, 768-byte rows)
+        // 573-601 -> 651-660 GFLOP/s, 64 x 384 x 384 level, but 64 x 1536 x 16384 (3 KB rows)
+        // 508 -> 377.
         const bool direct_b = !p.trans_b && rows <= kMC && kc % 2 == 0 && p.ldb <= 512;
         if (!direct_b) pack_b(p, pc, kc, j0 + jc, nc, b_pack);
         for (int64_t ic = 0; ic < rows; ic += kMC) {
@@ -512,7 +514,8 @@ void gemm_bf16_block_avx512bf16(const GemmBf16Problem& p, int64_t i0, int64_t m,
             for (int64_t ir = 0; ir < mc; ir += kMR) {
               const int mt = static_cast<int>(std::min<int64_t>(kMR, mc - ir));
               const int64_t row = i0 + rc + ic + ir, col = j0 + jc + jr;
-              const TileOut out = tile_out(p, row, col, first, last, via_partial ? partial + (ic + ir) * nc + jr : nullptr, nc);
+              float* part = via_partial ? partial + (ic + ir) * nc + jr : nullptr;
+              const TileOut out = tile_out(p, row, col, first, last, part, nc);
               run_micro_kernel(kp, a_pack + ir / kMR * a_sliver_size(kp), b, mt, nt, out, direct ? p.ldb : 0);
             }
           }
