@@ -199,23 +199,9 @@ inline __m512 load_bf16(__mmask16 mask, const uint16_t* p) {
   return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(kAll, wide, 16));
 }
 
-// Round to nearest even, bit for bit tg::f32_to_bf16: add 0x7fff plus the lowest kept bit and
-// truncate; a NaN keeps its top bits and is made quiet.
-inline void store_bf16(__mmask16 mask, uint16_t* p, __m512 v) {
-  const __m512i x = _mm512_castps_si512(v);
-  const __m512i high = _mm512_maskz_srli_epi32(kAll, x, 16);
-  const __m512i bias = _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(high, _mm512_set1_epi32(1)));
-  __m512i rounded = _mm512_maskz_srli_epi32(kAll, _mm512_add_epi32(x, bias), 16);
-  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)),
-                                                _mm512_set1_epi32(0x7f800000));
-  rounded = _mm512_mask_or_epi32(rounded, nan, high, _mm512_set1_epi32(0x40));
-  _mm256_mask_storeu_epi16(p, mask, _mm512_maskz_cvtepi32_epi16(kAll, rounded));
-}
-
-// The rounding of store_bf16 for 32 columns at once, the form a full tile row takes: each value's
-// bf16 is left in the high half of its 32-bit lane, and one vpermt2w gathers the 32 high halves
-// into one vector, in place of two narrowing moves (vpmovdw, two micro-ops each on Zen 5). NaN
-// lanes are found with vfpclassps and quieted in place (bit 22, the bf16's bit 6).
+// Round to nearest even, bit for bit tg::f32_to_bf16: add 0x7fff plus the lowest kept bit; a NaN
+// keeps its top bits and is made quiet (found with vfpclassps, bit 22 set: the bf16's bit 6). The
+// bf16 is left in the high half of each 32-bit lane, for the two stores below to take.
 inline __m512i round_bf16_high(__m512 v) {
   const __m512i x = _mm512_castps_si512(v);
   const __m512i lsb = _mm512_and_si512(_mm512_maskz_srli_epi32(kAll, x, 16), _mm512_set1_epi32(1));
@@ -224,6 +210,14 @@ inline __m512i round_bf16_high(__m512 v) {
   return _mm512_mask_or_epi32(rounded, nan, x, _mm512_set1_epi32(0x00400000));
 }
 
+// 16 columns: the high halves shifted down and narrowed (vpmovdw).
+inline void store_bf16(__mmask16 mask, uint16_t* p, __m512 v) {
+  const __m512i rounded = _mm512_maskz_srli_epi32(kAll, round_bf16_high(v), 16);
+  _mm256_mask_storeu_epi16(p, mask, _mm512_maskz_cvtepi32_epi16(kAll, rounded));
+}
+
+// 32 columns at once, the form a full tile row takes: one vpermt2w gathers the 32 high halves into
+// one vector, in place of two narrowing moves (vpmovdw, two micro-ops each on Zen 5).
 inline void store_bf16_x2(__mmask32 mask, uint16_t* p, __m512 lo, __m512 hi) {
   alignas(64) static const uint16_t kHighHalves[32] = {1,  3,  5,  7,  9,  11, 13, 15, 17, 19, 21,
                                                        23, 25, 27, 29, 31, 33, 35, 37, 39, 41, 43,
@@ -338,34 +332,31 @@ template <int NV, int ROWS = kMR, bool DIRECT = false>
   }
 }
 
-// A bottom-edge tile 32 wide computes only its rows, rounded up to even: lm_head's weight gradient
-// has 65 rows, four whole tiles and one of 9, which the 14-row kernel computed in 14 rows' time.
-// (A narrower edge tile is a column edge as well, rarer; it keeps the 14-row kernel.)
+// A 32-wide tile of m rows, packed or DIRECT. A bottom-edge tile computes only its rows, rounded up
+// to even: lm_head's weight gradient has 65 rows, four whole tiles and one of 9, which the 14-row
+// kernel computed in 14 rows' time. (A narrower edge tile is a column edge as well, rarer; it keeps
+// the 14-row kernel.)
+template <bool DIRECT>
+[[gnu::always_inline]] inline void run_32_wide(int64_t kp, const uint16_t* a, const uint16_t* b, int m, int n,
+                                               const TileOut& out, int64_t ldb) {
+  switch ((m + 1) / 2) {
+    case 1: return micro_kernel<2, 2, DIRECT>(kp, a, b, m, n, out, ldb);
+    case 2: return micro_kernel<2, 4, DIRECT>(kp, a, b, m, n, out, ldb);
+    case 3: return micro_kernel<2, 6, DIRECT>(kp, a, b, m, n, out, ldb);
+    case 4: return micro_kernel<2, 8, DIRECT>(kp, a, b, m, n, out, ldb);
+    case 5: return micro_kernel<2, 10, DIRECT>(kp, a, b, m, n, out, ldb);
+    case 6: return micro_kernel<2, 12, DIRECT>(kp, a, b, m, n, out, ldb);
+    default: return micro_kernel<2, kMR, DIRECT>(kp, a, b, m, n, out, ldb);
+  }
+}
+
 // ldb > 0: b is the stored B of a whole sliver, for the DIRECT kernel. Inlined into the block loop
 // with the kernels (see micro_kernel).
 [[gnu::always_inline]] inline void run_micro_kernel(int64_t kp, const uint16_t* a, const uint16_t* b, int m, int n,
                                                     const TileOut& out, int64_t ldb = 0) {
-  if (ldb > 0) {
-    switch ((m + 1) / 2) {
-      case 1: return micro_kernel<2, 2, true>(kp, a, b, m, n, out, ldb);
-      case 2: return micro_kernel<2, 4, true>(kp, a, b, m, n, out, ldb);
-      case 3: return micro_kernel<2, 6, true>(kp, a, b, m, n, out, ldb);
-      case 4: return micro_kernel<2, 8, true>(kp, a, b, m, n, out, ldb);
-      case 5: return micro_kernel<2, 10, true>(kp, a, b, m, n, out, ldb);
-      case 6: return micro_kernel<2, 12, true>(kp, a, b, m, n, out, ldb);
-      default: return micro_kernel<2, kMR, true>(kp, a, b, m, n, out, ldb);
-    }
-  }
+  if (ldb > 0) return run_32_wide<true>(kp, a, b, m, n, out, ldb);
   if (n <= 16) return micro_kernel<1>(kp, a, b, m, n, out);
-  switch ((m + 1) / 2) {
-    case 1: return micro_kernel<2, 2>(kp, a, b, m, n, out);
-    case 2: return micro_kernel<2, 4>(kp, a, b, m, n, out);
-    case 3: return micro_kernel<2, 6>(kp, a, b, m, n, out);
-    case 4: return micro_kernel<2, 8>(kp, a, b, m, n, out);
-    case 5: return micro_kernel<2, 10>(kp, a, b, m, n, out);
-    case 6: return micro_kernel<2, 12>(kp, a, b, m, n, out);
-    default: return micro_kernel<2>(kp, a, b, m, n, out);
-  }
+  run_32_wide<false>(kp, a, b, m, n, out, 0);
 }
 
 // A right-edge sliver only a few columns wide (lm_head's vocabulary of 65 leaves one column past
@@ -502,9 +493,9 @@ void gemm_bf16_block_avx512bf16(const GemmBf16Problem& p, int64_t i0, int64_t m,
           for (int64_t jr = 0; jr < nc; jr += kNR) {
             const int nt = static_cast<int>(std::min<int64_t>(kNR, nc - jr));
             const bool direct = direct_b && nt == kNR;
-            const uint16_t* b = b_pack + jr / kNR * b_sliver_size(kp);
-            if (direct) b = p.B + pc * p.ldb + j0 + jc + jr;
-            else if (direct_b) pack_b(p, pc, kc, j0 + jc + jr, nt, b_pack + jr / kNR * b_sliver_size(kp));
+            uint16_t* sliver = b_pack + jr / kNR * b_sliver_size(kp);
+            if (direct_b && !direct) pack_b(p, pc, kc, j0 + jc + jr, nt, sliver);
+            const uint16_t* b = direct ? p.B + pc * p.ldb + j0 + jc + jr : sliver;
             if (nt <= kNarrowCols) {
               narrow_kernel(kp, a_pack, a_sliver_size(kp), static_cast<int>(mc), b,
                             nt, tile_out(p, i0 + rc + ic, j0 + jc + jr, first, last,
