@@ -4,15 +4,38 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 #include <vector>
 
 #include "ops/cpu/isa.h"
 #include "programs/lib/machine_peak.h"
+#include "tensor/error.h"
 #include "tensor/tensor.h"
 
 namespace tg::bench {
+
+int run_main(FlagSet& flags, int argc, char** argv, const std::function<int()>& body) {
+  try {
+    const std::vector<std::string> extra = flags.parse(argc, argv);
+    if (flags.help_requested()) {
+      std::fputs(flags.help().c_str(), stdout);
+      return 0;
+    }
+    if (!extra.empty())
+      throw Error("unexpected argument '" + extra.front() + "'; see " + flags.program() + " --help");
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s: %s\n", flags.program().c_str(), e.what());
+    return 2;
+  }
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", flags.program().c_str(), e.what());
+    return 1;
+  }
+}
 
 Timing time_runs(const std::function<void()>& fn, int repeats, int warmup) {
   for (int i = 0; i < warmup; i++) fn();

@@ -6,7 +6,15 @@
 #include <string>
 #include <vector>
 
+#include "programs/lib/flags.h"
+
 namespace tg::bench {
+
+// A benchmark's main, around its command line (tg::FlagSet, the programs' flags, with the sizes as
+// declared arguments): --help prints the help and returns 0; a bad or unexpected argument prints
+// one line naming it and returns 2; otherwise `body` runs, and an exception out of it prints its
+// message and returns 1.
+int run_main(FlagSet& flags, int argc, char** argv, const std::function<int()>& body);
 
 // Median and fastest wall time in milliseconds of `fn` over `repeats` runs, after `warmup` runs.
 // On a machine shared with other jobs a run that loses a core shows in the median; the fastest is

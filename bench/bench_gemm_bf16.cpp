@@ -24,6 +24,7 @@
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/gemm_bf16.h"
 #include "tensor/dtype.h"
+#include "tensor/error.h"
 #include "tensor/random.h"
 
 namespace {
@@ -81,31 +82,7 @@ bool parse_shape(const std::string& text, GemmShape& shape) {
   return true;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  bool csv = false, quick = false, f32_path = false;
-  std::vector<GemmShape> chosen;
-  for (int i = 1; i < argc; i++) {
-    std::string arg = argv[i];
-    if (arg == "--csv") csv = true;
-    else if (arg == "--quick") quick = true;
-    else if (arg == "--f32-path") f32_path = true;
-    else if (arg == "--shape" && i + 1 < argc) {
-      GemmShape shape;
-      if (!parse_shape(argv[++i], shape)) {
-        std::fprintf(stderr, "bench_gemm_bf16: --shape expects m,n,k,ta,tb[,beta] (positive sizes, ta/tb 0 or 1),"
-                             " got '%s'\n", argv[i]);
-        return 2;
-      }
-      chosen.push_back(shape);
-    } else {
-      std::fprintf(stderr,
-                   "bench_gemm_bf16: unknown argument '%s' (expected --quick, --f32-path, --csv, --shape m,n,k,ta,tb)\n",
-                   argv[i]);
-      return 2;
-    }
-  }
+int run(bool csv, bool quick, bool f32_path, const std::vector<GemmShape>& chosen) {
   const int threads = omp_get_max_threads();
   const double fma_peak = tg::bench::measured_fma_peak_gflops(threads);
   const double bf16_peak = tg::bench::measured_bf16_peak_gflops(threads);
@@ -165,4 +142,28 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool csv = false, quick = false, f32_path = false;
+  std::vector<GemmShape> chosen;
+  tg::FlagSet flags("bench_gemm_bf16", "[flags]",
+                    "bf16 GEMM (tg::cpu::gemm_bf16) against this machine's bf16 peak, measured with vdpbf16ps, and\n"
+                    "against our f32 GEMM on the same shapes in the same run: 2048^3 and every GEMM of the small\n"
+                    "GPT preset's training step.");
+  flags.add_switch("quick", &quick, "2048^3 and the preset's fc GEMMs only");
+  flags.add_switch("f32-path", &f32_path, "add a column for the path CPUs without AVX512_BF16 take");
+  flags.add_switch("csv", &csv, "name,m,n,k,f32_gflops,bf16_gflops,bf16_f32out_gflops[,f32path_gflops]");
+  flags.add_list(
+      "shape",
+      [&](const std::string& text) {
+        GemmShape shape;
+        if (!parse_shape(text, shape))
+          throw tg::Error("expected m,n,k,ta,tb[,beta] (positive sizes, ta/tb 0 or 1), got '" + text + "'");
+        chosen.push_back(shape);
+      },
+      "m,n,k,ta,tb[,beta]: only this shape; ta/tb 0 or 1");
+  return tg::bench::run_main(flags, argc, argv, [&] { return run(csv, quick, f32_path, chosen); });
 }

@@ -98,6 +98,59 @@ TEST(Flags, BadInputNamesTheFlag) {
   EXPECT_EQ(steps, 5);  // nothing was assigned from a bad value
 }
 
+// Declared arguments (the benchmarks' sizes) take the first positional words in order, with the
+// flags' checks under their bare names; the rest come back; absent ones keep their defaults; a
+// flag of the same name does not exist; repeatable flags hand each value to their callback.
+TEST(Flags, DeclaredArgumentsTakeThePositionalsInOrder) {
+  int64_t rows = 7;
+  double scale = 1.0;
+  std::string device = "cpu";
+  std::vector<std::string> shapes;
+  FlagSet flags("prog", "", "");
+  flags.add_int_argument("rows", &rows, "row count", 1, 1000);
+  flags.add_float_argument("scale", &scale, "", 0.0, 10.0);
+  flags.add_string_argument("device", &device, "", {"cpu", "cuda"});
+  flags.add_list(
+      "shape",
+      [&](const std::string& text) {
+        if (text.find(',') == std::string::npos) throw Error("expected m,n, got '" + text + "'");
+        shapes.push_back(text);
+      },
+      "a shape");
+  auto parse = [&](std::vector<const char*> args) {
+    args.insert(args.begin(), "prog");
+    return flags.parse(static_cast<int>(args.size()), const_cast<char**>(args.data()));
+  };
+  EXPECT_EQ(parse({"12", "--shape", "1,2", "2.5", "cuda", "extra", "--shape=3,4"}), std::vector<std::string>{"extra"});
+  EXPECT_EQ(rows, 12);
+  EXPECT_EQ(scale, 2.5);
+  EXPECT_EQ(device, "cuda");
+  EXPECT_EQ(shapes, (std::vector<std::string>{"1,2", "3,4"}));
+  EXPECT_TRUE(flags.given("rows") && flags.given("device"));
+
+  FlagSet fewer("prog", "", "");
+  int64_t count = 7;
+  double ratio = 0.5;
+  fewer.add_int_argument("count", &count, "", 1, 100);
+  fewer.add_float_argument("ratio", &ratio, "", 0.0, 1.0);
+  const char* one[] = {"prog", "3"};
+  EXPECT_TRUE(fewer.parse(2, const_cast<char**>(one)).empty());
+  EXPECT_EQ(count, 3);
+  EXPECT_EQ(ratio, 0.5);
+  EXPECT_FALSE(fewer.given("ratio"));
+
+  EXPECT_THROW_WITH(parse({"0"}), "rows 0 is out of range: expected 1 to 1000");
+  EXPECT_THROW_WITH(parse({"12x"}), "rows: expected an integer, got '12x'");
+  EXPECT_THROW_WITH(parse({"1", "nan"}), "scale: expected a finite number, got 'nan'");
+  EXPECT_THROW_WITH(parse({"1", "1", "tpu"}), "device 'tpu' is not one of cpu|cuda");
+  EXPECT_THROW_WITH(parse({"--rows", "3"}), "unknown flag --rows");
+  EXPECT_THROW_WITH(parse({"--shape", "5"}), "--shape: expected m,n, got '5'");
+  const std::string help = flags.help();
+  EXPECT_NE(help.find("arguments, in this order, each optional:\n  rows"), std::string::npos) << help;
+  EXPECT_NE(help.find("row count [default: "), std::string::npos) << help;
+  EXPECT_NE(help.find("--shape X"), std::string::npos) << help;
+}
+
 // ---- sampling -------------------------------------------------------------------------------
 
 TEST(Sampling, TemperatureZeroAndTopOneAreArgmax) {

@@ -21,64 +21,97 @@ std::string format_number(double value) {
 FlagSet::FlagSet(std::string program, std::string usage, std::string description)
     : program_(std::move(program)), usage_(std::move(usage)), description_(std::move(description)) {}
 
-void FlagSet::add_int(const std::string& name, int64_t* target, const std::string& help, int64_t min, int64_t max,
-                      const std::string& default_text) {
+FlagSet::Flag FlagSet::int_flag(const std::string& name, const std::string& label, int64_t* target,
+                                const std::string& help, int64_t min, int64_t max) {
   Flag flag;
   flag.name = name;
   flag.help = help;
-  flag.default_text = default_text;
   flag.set = [=](const std::string& text) {
     errno = 0;
     char* end = nullptr;
     long long value = std::strtoll(text.c_str(), &end, 10);
     if (text.empty() || *end != '\0' || errno == ERANGE)
-      throw Error("--" + name + ": expected an integer, got '" + text + "'");
+      throw Error(label + ": expected an integer, got '" + text + "'");
     if (value < min || value > max)
-      throw Error("--" + name + " " + text + " is out of range: expected " + std::to_string(min) + " to " +
+      throw Error(label + " " + text + " is out of range: expected " + std::to_string(min) + " to " +
                   std::to_string(max));
     *target = value;
   };
   flag.show = [target] { return std::to_string(*target); };
-  flags_.push_back(std::move(flag));
+  return flag;
 }
 
-void FlagSet::add_float(const std::string& name, double* target, const std::string& help, double min, double max,
-                        bool min_exclusive, const std::string& default_text) {
+FlagSet::Flag FlagSet::float_flag(const std::string& name, const std::string& label, double* target,
+                                  const std::string& help, double min, double max, bool min_exclusive) {
   Flag flag;
   flag.name = name;
   flag.help = help;
-  flag.default_text = default_text;
   flag.set = [=](const std::string& text) {
     char* end = nullptr;
     double value = std::strtod(text.c_str(), &end);
     if (text.empty() || *end != '\0' || !std::isfinite(value))
-      throw Error("--" + name + ": expected a finite number, got '" + text + "'");
+      throw Error(label + ": expected a finite number, got '" + text + "'");
     bool low = min_exclusive ? value <= min : value < min;
     if (low || value > max)
-      throw Error("--" + name + " " + text + " is out of range: expected " + (min_exclusive ? "more than " : "") +
+      throw Error(label + " " + text + " is out of range: expected " + (min_exclusive ? "more than " : "") +
                   format_number(min) + " to " + format_number(max));
     *target = value;
   };
   flag.show = [target] { return format_number(*target); };
-  flags_.push_back(std::move(flag));
+  return flag;
 }
 
-void FlagSet::add_string(const std::string& name, std::string* target, const std::string& help,
-                         const std::vector<std::string>& choices, const std::string& default_text) {
+FlagSet::Flag FlagSet::string_flag(const std::string& name, const std::string& label, std::string* target,
+                                   const std::string& help, const std::vector<std::string>& choices) {
   Flag flag;
   flag.name = name;
   flag.help = help;
-  flag.default_text = default_text;
   flag.set = [=](const std::string& text) {
     if (choices.empty()) { *target = text; return; }
     for (const auto& c : choices)
       if (c == text) { *target = text; return; }
     std::string list;
     for (const auto& c : choices) list += (list.empty() ? "" : "|") + c;
-    throw Error("--" + name + " '" + text + "' is not one of " + list);
+    throw Error(label + " '" + text + "' is not one of " + list);
   };
   flag.show = [target] { return target->empty() ? std::string("none") : *target; };
-  flags_.push_back(std::move(flag));
+  return flag;
+}
+
+void FlagSet::add_int(const std::string& name, int64_t* target, const std::string& help, int64_t min, int64_t max,
+                      const std::string& default_text) {
+  flags_.push_back(int_flag(name, "--" + name, target, help, min, max));
+  flags_.back().default_text = default_text;
+}
+
+void FlagSet::add_float(const std::string& name, double* target, const std::string& help, double min, double max,
+                        bool min_exclusive, const std::string& default_text) {
+  flags_.push_back(float_flag(name, "--" + name, target, help, min, max, min_exclusive));
+  flags_.back().default_text = default_text;
+}
+
+void FlagSet::add_string(const std::string& name, std::string* target, const std::string& help,
+                         const std::vector<std::string>& choices, const std::string& default_text) {
+  flags_.push_back(string_flag(name, "--" + name, target, help, choices));
+  flags_.back().default_text = default_text;
+}
+
+void FlagSet::add_int_argument(const std::string& name, int64_t* target, const std::string& help, int64_t min,
+                               int64_t max) {
+  flags_.push_back(int_flag(name, name, target, help, min, max));
+  flags_.back().is_argument = true;
+}
+
+void FlagSet::add_float_argument(const std::string& name, double* target, const std::string& help, double min,
+                                 double max) {
+  flags_.push_back(float_flag(name, name, target, help, min, max, false));
+  flags_.back().is_argument = true;
+}
+
+void FlagSet::add_string_argument(const std::string& name, std::string* target, const std::string& help,
+                                  const std::vector<std::string>& choices) {
+  flags_.push_back(string_flag(name, name, target, help, choices));
+  flags_.back().is_argument = true;
 }
 
 void FlagSet::add_switch(const std::string& name, bool* target, const std::string& help) {
@@ -89,6 +122,23 @@ void FlagSet::add_switch(const std::string& name, bool* target, const std::strin
   flag.takes_value = false;
   flag.set = [target](const std::string&) { *target = true; };
   flag.show = [] { return std::string("off"); };
+  flags_.push_back(std::move(flag));
+}
+
+void FlagSet::add_list(const std::string& name, const std::function<void(const std::string&)>& add,
+                       const std::string& help) {
+  Flag flag;
+  flag.name = name;
+  flag.help = help + " (repeatable)";
+  flag.default_text = "none";
+  flag.set = [name, add](const std::string& text) {
+    try {
+      add(text);
+    } catch (const Error& e) {
+      throw Error("--" + name + ": " + e.what());
+    }
+  };
+  flag.show = [] { return std::string("none"); };
   flags_.push_back(std::move(flag));
 }
 
@@ -103,7 +153,7 @@ void FlagSet::add_section(const std::string& title) {
 
 const FlagSet::Flag* FlagSet::find(const std::string& name) const {
   for (const auto& flag : flags_)
-    if (!flag.is_section && flag.name == name) return &flag;
+    if (!flag.is_section && !flag.is_argument && flag.name == name) return &flag;
   return nullptr;
 }
 
@@ -142,7 +192,7 @@ std::vector<std::string> FlagSet::parse(int argc, char** argv) {
       std::string suggestion;
       size_t best = 3;
       for (const auto& f : flags_) {
-        if (f.is_section) continue;
+        if (f.is_section || f.is_argument) continue;
         size_t d = edit_distance(body, f.name);
         if (d < best) { best = d; suggestion = f.name; }
       }
@@ -158,19 +208,37 @@ std::vector<std::string> FlagSet::parse(int argc, char** argv) {
     flag->set(value);
     given_.insert(body);
   }
-  return positional;
+  // The declared arguments take the first positional words, in order.
+  size_t used = 0;
+  for (const auto& flag : flags_) {
+    if (!flag.is_argument || used == positional.size()) continue;
+    flag.set(positional[used++]);
+    given_.insert(flag.name);
+  }
+  return std::vector<std::string>(positional.begin() + static_cast<std::ptrdiff_t>(used), positional.end());
+}
+
+std::string FlagSet::help_line(std::string left, const Flag& flag) {
+  if (left.size() < 22) left.resize(22, ' ');
+  else left += "  ";
+  return left + flag.help + " [default: " + (flag.default_text.empty() ? flag.show() : flag.default_text) + "]\n";
 }
 
 std::string FlagSet::help() const {
   std::ostringstream out;
   out << "usage: " << program_ << " " << usage_ << "\n\n" << description_ << "\n";
+  bool arguments = false;
   for (const auto& flag : flags_) {
+    if (!flag.is_argument) continue;
+    if (!arguments) out << "\narguments, in this order, each optional:\n";
+    arguments = true;
+    out << help_line("  " + flag.name, flag);
+  }
+  if (arguments) out << "\nflags:\n";
+  for (const auto& flag : flags_) {
+    if (flag.is_argument) continue;
     if (flag.is_section) { out << "\n" << flag.name << ":\n"; continue; }
-    std::string left = "  --" + flag.name + (flag.takes_value ? " X" : "");
-    if (left.size() < 22) left.resize(22, ' ');
-    else left += "  ";
-    std::string shown = flag.default_text.empty() ? flag.show() : flag.default_text;
-    out << left << flag.help << " [default: " << shown << "]\n";
+    out << help_line("  --" + flag.name + (flag.takes_value ? " X" : ""), flag);
   }
   out << "  -h, --help          this text\n";
   return out.str();
