@@ -22,9 +22,7 @@ struct Shape4 {
   int64_t B, T, NH, HS;
 };
 
-}  // namespace
-
-int main() {
+int run() {
   using namespace tg;
   const int threads = omp_get_max_threads();
   const double peak = bench::measured_fma_peak_gflops(threads);
@@ -65,4 +63,16 @@ int main() {
   if (above_peak)
     std::printf("note: above 100%% means other jobs held a core while the peak was measured; rerun when idle\n");
   return 0;
+}
+
+}  // namespace
+
+// No flags: the FlagSet is here for --help and to refuse any argument instead of ignoring it.
+int main(int argc, char** argv) {
+  tg::FlagSet flags("bench_attention", "[--help]",
+                    "Causal self-attention (flash-style, CPU), forward and backward, f32 and bf16, against this\n"
+                    "machine's FMA peak measured in the same run, at a tiny GPT's shape, a GPT-2-small-like head size\n"
+                    "with a medium context, and GPT-2 small's full shape (12 heads of 64, T = 1024). FLOPs count the\n"
+                    "causal half of the score matrix only.");
+  return tg::bench::run_main(flags, argc, argv, run);
 }

@@ -6,8 +6,8 @@
 // more: the step's extra work), so a ratio near 6/5 on the backward is the recomputation alone.
 //
 //   make CUDA=0 BUILD=build-cpu build-cpu/bench/bench_blockwise_mlp
-//   OMP_WAIT_POLICY=passive ./build-cpu/bench/bench_blockwise_mlp [rows C m]   (default: small and medium)
-//   perf record ./build-cpu/bench/bench_blockwise_mlp rows C m unfused|blockwise   (one path, 20 times)
+//   OMP_WAIT_POLICY=passive ./build-cpu/bench/bench_blockwise_mlp [rows C chunk]   (default: small and medium)
+//   perf record ./build-cpu/bench/bench_blockwise_mlp rows C chunk unfused|blockwise   (one path, 20 times)
 #include <omp.h>
 #include <time.h>
 
@@ -24,6 +24,7 @@
 #include "ops/blockwise_mlp.h"
 #include "ops/gemm.h"
 #include "ops/layernorm.h"
+#include "tensor/error.h"
 #include "tensor/tensor.h"
 
 using namespace tg;
@@ -179,20 +180,46 @@ void run(int64_t rows, int64_t C, int64_t m, int repeats) {
   std::fflush(stdout);
 }
 
+// The defaults are the small preset's shape (batch 12 x block 256, the planner's chunk), which the
+// help shows; without arguments the medium preset runs after it.
+struct Arguments {
+  int64_t rows = 3072, C = 384, chunk = 168;
+  std::string mode;
+};
+
+// Either no sizes (the presets), or rows C chunk, with or without the one path to run: the
+// arguments are filled in order, so a missing chunk means a partial set.
+int run_arguments(const FlagSet& flags, const Arguments& a) {
+  if (flags.given("rows") && !flags.given("chunk"))
+    throw Error("rows, C and chunk go together: expected rows C chunk [unfused|blockwise], or no arguments for the"
+                " small and medium presets");
+  std::printf("blockwise MLP against unfused, f32, %d threads, %s kernels\n", omp_get_max_threads(),
+              bench::simd_name().c_str());
+  if (flags.given("mode")) {
+    run_only(a.rows, a.C, a.chunk, a.mode, 20);
+    return 0;
+  }
+  run(a.rows, a.C, a.chunk, 5);                       // the sizes given, or the small preset
+  if (!flags.given("rows")) run(6144, 512, 126, 3);  // then the medium preset: batch 12 x block 512
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::printf("blockwise MLP against unfused, f32, %d threads, %s kernels\n",
-              omp_get_max_threads(), bench::simd_name().c_str());
-  if (argc == 5) {
-    run_only(std::atoll(argv[1]), std::atoll(argv[2]), std::atoll(argv[3]), argv[4], 20);
-    return 0;
-  }
-  if (argc == 4) {
-    run(std::atoll(argv[1]), std::atoll(argv[2]), std::atoll(argv[3]), 5);
-    return 0;
-  }
-  run(3072, 384, 168, 5);  // the small preset: batch 12 x block 256, the planner's chunk
-  run(6144, 512, 126, 3);  // the medium preset: batch 12 x block 512
-  return 0;
+  Arguments a;
+  FlagSet flags("bench_blockwise_mlp", "[rows C chunk [unfused|blockwise]]",
+                "The blockwise MLP (ops/blockwise_mlp.h) against the unfused block it replaces, forward and\n"
+                "backward apart: LayerNorm -> c_fc -> GELU -> c_proj (+ residual) over rows tokens of width C,\n"
+                "hidden 4C, f32 on the CPU; wall and process CPU time, best of the runs. Without arguments, the\n"
+                "small and medium GPT presets' shapes. Run with OMP_WAIT_POLICY=passive, or the CPU time counts\n"
+                "spinning threads.");
+  flags.add_int_argument("rows", &a.rows, "tokens; rows, C and chunk go together (none: small, then medium)", 1,
+                         int64_t(1) << 24);
+  flags.add_int_argument("C", &a.C, "width; the hidden is 4C", 1, 16384);
+  flags.add_int_argument("chunk", &a.chunk, "rows per forward chunk (the backward's from it, as the op runs)", 1,
+                         int64_t(1) << 24);
+  flags.add_string_argument("mode", &a.mode, "only this path, forward and backward 20 times (for perf record)",
+                            {"unfused", "blockwise"});
+  return bench::run_main(flags, argc, argv, [&] { return run_arguments(flags, a); });
 }

@@ -213,19 +213,10 @@ void conv2d_nchw_forward(float* out, const float* x, const float* weight, const 
                          out + n * l.K * P * Q, P * Q);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  bool quick = false, nchw = false;
-  for (int i = 1; i < argc; i++) {
-    if (std::string(argv[i]) == "--quick") quick = true;
-    else if (std::string(argv[i]) == "--cpu-time") g_cpu_time = true;
-    else if (std::string(argv[i]) == "--nchw") nchw = true;
-    else {
-      std::fprintf(stderr, "bench_conv: unknown argument '%s' (expected --quick, --nchw, --cpu-time)\n", argv[i]);
-      return 2;
-    }
-  }
+// The benchmark, once the command line is checked: the re-exec (with OpenBLAS; without it argv goes
+// unused) runs this program again with main's argv, so --help and a bad argument stop before it,
+// and the second run parses the same arguments as the first.
+int run([[maybe_unused]] char** argv, bool quick, bool nchw) {
   if (g_cpu_time && omp_get_max_threads() != 1) {
     std::fprintf(stderr, "bench_conv: --cpu-time times one thread; run it with OMP_NUM_THREADS=1 (found %d threads)\n",
                  omp_get_max_threads());
@@ -343,4 +334,22 @@ int main(int argc, char** argv) {
     }
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false, nchw = false;
+  tg::FlagSet flags("bench_conv", "[flags]",
+                    "conv2d throughput (NHWC, f32) per layer of the reference CNN and of a small ResNet, batch\n"
+                    "128: forward, input gradient and weight gradient, in GFLOP/s and as a fraction of this\n"
+                    "machine's FMA peak measured in the same run, next to an explicit im2col of the whole batch\n"
+                    "followed by OpenBLAS sgemm (and col2im for the input gradient), when OpenBLAS is installed.\n"
+                    "The program re-runs itself with OPENBLAS_CORETYPE=SkylakeX (BENCH_OPENBLAS_CORETYPE=X picks\n"
+                    "another).");
+  flags.add_switch("quick", &quick, "the cnn-ref layers only");
+  flags.add_switch("nchw", &nchw, "also the cnn-ref forward in NCHW, to measure the layout choice");
+  // The why (time descheduled on a shared machine is not counted) is in the header comment.
+  flags.add_switch("cpu-time", &g_cpu_time, "one thread timed by its CPU time, not wall time (OMP_NUM_THREADS=1)");
+  return tg::bench::run_main(flags, argc, argv, [&] { return run(argv, quick, nchw); });
 }

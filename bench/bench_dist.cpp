@@ -12,16 +12,20 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
+#include <string>
 
+#include "bench/bench_common.h"
 #include "dist/launch.h"
 
 using namespace tg;
 using Clock = std::chrono::steady_clock;
 
-int main(int argc, char** argv) {
-  double max_mb = argc > 1 ? std::atof(argv[1]) : 256.0;
-  Device device = dist::rank_device(parse_device(argc > 2 ? argv[2] : "cpu"));
+namespace {
+
+// parse_device's error (it names the text and the accepted forms) and the launcher's come out of
+// here as exceptions, for run_main to print in one line on each rank.
+int run(double max_mb, const std::string& device_name) {
+  Device device = dist::rank_device(parse_device(device_name));
   set_device(device);
   std::unique_ptr<dist::Communicator> comm = dist::make_communicator(device);
   const int n = comm->world_size();
@@ -46,4 +50,19 @@ int main(int argc, char** argv) {
                   algbw * 2.0 * (n - 1) / std::max(n, 1));
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  double max_mb = 256;
+  std::string device_name = "cpu";
+  FlagSet flags("bench_dist", "[MAX_MB [DEVICE]]",
+                "All-reduce bandwidth of the engine at hand (MPI under mpirun on the CPU, NCCL on CUDA ranks, the\n"
+                "single-process engine alone), as nccl-tests defines it: algbw = S / t, busbw = algbw * 2 (N - 1) / N\n"
+                "for S bytes over N ranks. Sizes from 1 KB to MAX_MB in powers of 4, f32 sums, best of several\n"
+                "repetitions after a barrier, timed on rank 0.");
+  flags.add_float_argument("MAX_MB", &max_mb, "the largest message, in MB (1 KB to it in powers of 4)", 0.001, 65536);
+  flags.add_string_argument("DEVICE", &device_name, "cpu, cuda or cuda:N; several CUDA ranks take cuda:<local rank>");
+  return bench::run_main(flags, argc, argv, [&] { return run(max_mb, device_name); });
 }

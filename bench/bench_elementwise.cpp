@@ -6,11 +6,12 @@
 // from minute to minute, so each op is also compared with a copy timed alternately with it.
 //
 //   make build/bench/bench_elementwise && ./build/bench/bench_elementwise [n]    (default n = 64M floats)
+//
+// n is rounded down to whole rows of 1024 (the softmax and bias ops' view).
 #include <omp.h>
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
@@ -75,8 +76,9 @@ static Tensor pattern(const Shape& shape, float scale) {
   return t;
 }
 
-int main(int argc, char** argv) {
-  const int64_t n = argc > 1 ? std::atoll(argv[1]) : (int64_t(64) << 20);
+namespace {
+
+int run(int64_t n) {
   const int64_t C = 1024, rows = n / C;  // softmax rows; bias-like ops use the same (rows, C) view
   g_copy_gbs = bench::measured_copy_bandwidth_gbs();
   g_fma_gflops = bench::measured_fma_peak_gflops();
@@ -133,4 +135,18 @@ int main(int argc, char** argv) {
   report("dropout forward p=0.1", m, 2 * f, [&] { ops::dropout_forward(out, a, 0.1f, 1234); });
   report("dropout backward", m, 3 * f, [&] { ops::dropout_backward(grad, b, 0.1f, 1234); });
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int64_t n = int64_t(64) << 20;
+  FlagSet flags("bench_elementwise", "[n]",
+                "Elementwise arithmetic, activations, softmax, sums, dropout and concatenation on tensors far larger\n"
+                "than the last-level cache, each against the copy bandwidth measured in the same run and against a\n"
+                "copy timed alternately with it; GELU also against the FMA peak.");
+  // At least one row: fewer than 1024 floats round down to empty tensors, and every line to 0 GB/s.
+  // The upper bound only keeps the sizes far from overflow; it is no memory check.
+  flags.add_int_argument("n", &n, "floats per tensor, rounded down to rows of 1024", 1024, int64_t(1) << 32);
+  return bench::run_main(flags, argc, argv, [&] { return run(n); });
 }

@@ -133,25 +133,9 @@ void pick_openblas_coretype(char** argv) {
 }
 #endif
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  bool csv = false, quick = false;
-  for (int i = 1; i < argc; i++) {
-    std::string arg = argv[i];
-#if defined(TG_HAVE_OPENBLAS)
-    if (arg == "--probe-openblas") return probe_openblas();
-#endif
-    if (arg == "--csv") csv = true;
-    else if (arg == "--quick") quick = true;
-    else {
-      std::fprintf(stderr, "bench_gemm: unknown argument '%s' (expected --quick, --csv)\n", argv[i]);
-      return 2;
-    }
-  }
+int run(bool csv, bool quick) {
   const int threads = omp_get_max_threads();
 #if defined(TG_HAVE_OPENBLAS)
-  pick_openblas_coretype(argv);
   openblas_set_num_threads(threads);
 #endif
   const double peak = tg::bench::measured_fma_peak_gflops(threads);
@@ -203,4 +187,30 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool csv = false, quick = false;
+  tg::FlagSet flags("bench_gemm", "[flags]",
+                    "SGEMM throughput: tg::cpu::gemm against this machine's measured FMA peak and, when OpenBLAS is\n"
+                    "installed, against OpenBLAS on the same shape in the same run with the same thread count, at\n"
+                    "square sizes and every GEMM of a GPT training step in two configs. OpenBLAS runs with the core\n"
+                    "type (OPENBLAS_CORETYPE) that a probe finds fastest here; BENCH_OPENBLAS_CORETYPE=X forces X.");
+  flags.add_switch("quick", &quick, "a short subset: 512^3, 2048^3 and one fc layer's GEMMs");
+  flags.add_switch("csv", &csv, "name,m,n,k,ms,gflops,peer_gflops (peer 0 without OpenBLAS)");
+#if defined(TG_HAVE_OPENBLAS)
+  bool probe = false;
+  flags.add_switch("probe-openblas", &probe,
+                   "internal, the probe's child: print OpenBLAS's GFLOP/s at 2048^3 under the inherited core type");
+#endif
+  // Parsing comes first, so --help and a bad argument end the program before it probes or re-executes itself.
+  return tg::bench::run_main(flags, argc, argv, [&] {
+#if defined(TG_HAVE_OPENBLAS)
+    if (probe) return probe_openblas();
+    pick_openblas_coretype(argv);  // re-executes the program, once, under the fastest core type
+#endif
+    return run(csv, quick);
+  });
 }

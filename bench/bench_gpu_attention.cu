@@ -15,10 +15,10 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 #include <functional>
 #include <vector>
 
+#include "bench/bench_common.h"
 #include "bench/gpu_timing.h"
 #include "ops/attention.h"
 #include "tensor/cuda_check.h"
@@ -35,10 +35,7 @@ struct Shape4 {
   DType dtype;
 };
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  const bool csv = argc > 1 && std::strcmp(argv[1], "--csv") == 0;
+int run(bool csv) {
   if (!cuda_available()) {
     std::printf("bench_gpu_attention: skipped, no CUDA GPU (%s)\n", cuda_status().c_str());
     return 0;
@@ -78,4 +75,15 @@ int main(int argc, char** argv) {
     }
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool csv = false;
+  tg::FlagSet flags("bench_gpu_attention", "[--csv]",
+                    "Causal self-attention on the GPU, forward and backward, in TFLOP/s as the PyTorch SDPA peer\n"
+                    "counts them (bench/torch/torch_kernels.py), at its bf16 shapes and the char model's in f32.");
+  flags.add_switch("csv", &csv, "dtype,pass,B,NH,T,HS,median_ms,tflops");
+  return tg::bench::run_main(flags, argc, argv, [&] { return run(csv); });
 }

@@ -14,11 +14,11 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "bench/bench_common.h"
 #include "bench/conv_layers.h"
 #include "bench/gpu_timing.h"
 #include "ops/conv2d.h"
@@ -36,10 +36,7 @@ using Layer = tg::bench::ConvLayer;
 // bench/bench_conv.cpp's layers (and bench/torch/torch_conv.py's), at batch 256.
 std::vector<Layer> layers() { return tg::bench::conv_layers(256); }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  const bool csv = argc > 1 && std::strcmp(argv[1], "--csv") == 0;
+int run(bool csv) {
   if (!cuda_available()) {
     std::fprintf(stderr, "bench_gpu_conv: no CUDA GPU (%s)\n", cuda_status().c_str());
     return 1;
@@ -74,4 +71,15 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool csv = false;
+  tg::FlagSet flags("bench_gpu_conv", "[--csv]",
+                    "conv2d on the GPU per layer of cnn-ref and resnet, NHWC, batch 256: forward, dgrad and wgrad in\n"
+                    "TFLOP/s, in f32 and bf16. The peer is cuDNN through PyTorch, bench/torch/torch_conv.py.");
+  flags.add_switch("csv", &csv, "dtype,layer,N,H,W,C,K,R,S,stride,pass,median_ms,tflops");
+  return tg::bench::run_main(flags, argc, argv, [&] { return run(csv); });
 }

@@ -13,7 +13,6 @@
 #include <omp.h>
 
 #include <cstdio>
-#include <cstring>
 #include <functional>
 #include <string>
 
@@ -93,8 +92,9 @@ static void bench_embedding(int64_t N, int64_t V, int64_t C, int repeats) {
   report("embedding backward", size, 3 * rows + 4.0 * N, [&] { ops::embedding_backward(dweight, dout, ids); }, repeats);
 }
 
-int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+namespace {
+
+int run(bool quick) {
   const int repeats = quick ? 3 : 10;
   g_copy_gbs = bench::measured_copy_bandwidth_gbs();
   std::printf("SIMD: %s, OpenMP threads: %d, copy bandwidth (read + write): %.1f GB/s\n", bench::simd_name().c_str(),
@@ -108,4 +108,15 @@ int main(int argc, char** argv) {
   bench_embedding(16384, 50304, 384, repeats);
   bench_embedding(16384, 50304, 768, repeats);
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false;
+  FlagSet flags("bench_layernorm", "[flags]",
+                "LayerNorm, fused softmax + cross-entropy and embedding, forward and backward, at GPT training\n"
+                "sizes, each against the copy bandwidth measured in the same run.");
+  flags.add_switch("quick", &quick, "fewer repeats (3 instead of 10; 2 instead of 5 for the V = 50304 loss)");
+  return bench::run_main(flags, argc, argv, [&] { return run(quick); });
 }

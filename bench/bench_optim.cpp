@@ -10,7 +10,6 @@
 #include <omp.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <functional>
 #include <vector>
 
@@ -29,14 +28,7 @@ struct Line {
   std::function<void()> run;
 };
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  const int64_t n = argc > 1 ? std::atoll(argv[1]) : 10773888;
-  if (n <= 0) {
-    std::fprintf(stderr, "bench_optim: n must be a positive number of weights, found '%s'\n", argv[1]);
-    return 1;
-  }
+int run(int64_t n) {
   const double copy_gbs = bench::measured_copy_bandwidth_gbs();
   std::printf("SIMD: %s, OpenMP threads: %d, copy bandwidth (read + write): %.1f GB/s, n = %lld weights\n",
               bench::simd_name().c_str(), omp_get_max_threads(), copy_gbs, static_cast<long long>(n));
@@ -88,4 +80,18 @@ int main(int argc, char** argv) {
                 gbs, 100 * gbs / copy_gbs);
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int64_t n = 10773888;
+  FlagSet flags("bench_optim", "[n]",
+                "AdamW for f32, bf16 and f16 models, the gradient-norm sum of squares and the clipping scale on one\n"
+                "flat parameter, against the copy bandwidth measured in the same run. Peer: PyTorch's CPU AdamW,\n"
+                "bench/torch/adamw_cpu.py.");
+  // The upper bound only keeps the sizes far from overflow; it is no memory check (30 bytes a weight).
+  flags.add_int_argument("n", &n, "weights in the parameter, a positive number (the small preset's by default)", 1,
+                         int64_t(1) << 32);
+  return bench::run_main(flags, argc, argv, [&] { return run(n); });
 }

@@ -1,12 +1,16 @@
 // Prints this machine's roofline numbers (fp32 FMA and bf16 dot peaks, copy bandwidth), as every
 // other benchmark measures them.
+//
+//   build/bench/bench_roofline
 #include <omp.h>
 
 #include <cstdio>
 
 #include "bench/bench_common.h"
 
-int main() {
+namespace {
+
+int run() {
   int threads = omp_get_max_threads();
   std::printf("SIMD: %s, OpenMP threads: %d\n", tg::bench::simd_name().c_str(), threads);
   std::printf("fp32 FMA peak, 1 thread:  %.1f GFLOP/s\n", tg::bench::measured_fma_peak_gflops(1));
@@ -20,4 +24,14 @@ int main() {
   }
   std::printf("copy bandwidth (read + write, 256 MB buffers): %.1f GB/s\n", tg::bench::measured_copy_bandwidth_gbs());
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // No flags: the FlagSet gives --help, and rejects any argument rather than ignoring it.
+  tg::FlagSet flags("bench_roofline", "[--help]",
+                    "This machine's roofline numbers as every other benchmark measures them: the fp32 FMA peak and\n"
+                    "the bf16 dot peak (vdpbf16ps) on one thread and on all OpenMP threads, and the copy bandwidth.");
+  return tg::bench::run_main(flags, argc, argv, run);
 }

@@ -99,8 +99,9 @@ TEST(Flags, BadInputNamesTheFlag) {
 }
 
 // Declared arguments (the benchmarks' sizes) take the first positional words in order, with the
-// flags' checks under their bare names; the rest come back; absent ones keep their defaults; a
-// flag of the same name does not exist; repeatable flags hand each value to their callback.
+// flags' checks under their bare names; the rest come back; absent ones keep their defaults, and a
+// required one is an error; a flag of the same name does not exist; repeatable flags hand each
+// value to their callback.
 TEST(Flags, DeclaredArgumentsTakeThePositionalsInOrder) {
   int64_t rows = 7;
   double scale = 1.0;
@@ -139,6 +140,15 @@ TEST(Flags, DeclaredArgumentsTakeThePositionalsInOrder) {
   EXPECT_EQ(ratio, 0.5);
   EXPECT_FALSE(fewer.given("ratio"));
 
+  FlagSet needs("prog", "count [ratio]", "");
+  needs.add_int_argument("count", &count, "", 1, 100, true);
+  needs.add_float_argument("ratio", &ratio, "", 0.0, 1.0);
+  const char* none[] = {"prog"};
+  EXPECT_THROW_WITH(needs.parse(1, const_cast<char**>(none)), "missing count; usage: prog count [ratio]");
+  const char* help_only[] = {"prog", "--help"};
+  EXPECT_NO_THROW(needs.parse(2, const_cast<char**>(help_only)));  // --help needs no arguments
+  EXPECT_NE(needs.help().find("[default: required]"), std::string::npos);
+
   EXPECT_THROW_WITH(parse({"0"}), "rows 0 is out of range: expected 1 to 1000");
   EXPECT_THROW_WITH(parse({"12x"}), "rows: expected an integer, got '12x'");
   EXPECT_THROW_WITH(parse({"1", "nan"}), "scale: expected a finite number, got 'nan'");
@@ -146,7 +156,7 @@ TEST(Flags, DeclaredArgumentsTakeThePositionalsInOrder) {
   EXPECT_THROW_WITH(parse({"--rows", "3"}), "unknown flag --rows");
   EXPECT_THROW_WITH(parse({"--shape", "5"}), "--shape: expected m,n, got '5'");
   const std::string help = flags.help();
-  EXPECT_NE(help.find("arguments, in this order, each optional:\n  rows"), std::string::npos) << help;
+  EXPECT_NE(help.find("arguments, in this order:\n  rows"), std::string::npos) << help;
   EXPECT_NE(help.find("row count [default: "), std::string::npos) << help;
   EXPECT_NE(help.find("--shape X"), std::string::npos) << help;
 }

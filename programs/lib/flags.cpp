@@ -1,5 +1,6 @@
 #include "programs/lib/flags.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -97,21 +98,27 @@ void FlagSet::add_string(const std::string& name, std::string* target, const std
 }
 
 void FlagSet::add_int_argument(const std::string& name, int64_t* target, const std::string& help, int64_t min,
-                               int64_t max) {
+                               int64_t max, bool required) {
   flags_.push_back(int_flag(name, name, target, help, min, max));
-  flags_.back().is_argument = true;
+  mark_argument(required);
 }
 
 void FlagSet::add_float_argument(const std::string& name, double* target, const std::string& help, double min,
-                                 double max) {
+                                 double max, bool required) {
   flags_.push_back(float_flag(name, name, target, help, min, max, false));
-  flags_.back().is_argument = true;
+  mark_argument(required);
 }
 
 void FlagSet::add_string_argument(const std::string& name, std::string* target, const std::string& help,
-                                  const std::vector<std::string>& choices) {
+                                  const std::vector<std::string>& choices, bool required) {
   flags_.push_back(string_flag(name, name, target, help, choices));
+  mark_argument(required);
+}
+
+void FlagSet::mark_argument(bool required) {
   flags_.back().is_argument = true;
+  flags_.back().required = required;
+  if (required) flags_.back().default_text = "required";
 }
 
 void FlagSet::add_switch(const std::string& name, bool* target, const std::string& help) {
@@ -211,7 +218,11 @@ std::vector<std::string> FlagSet::parse(int argc, char** argv) {
   // The declared arguments take the first positional words, in order.
   size_t used = 0;
   for (const auto& flag : flags_) {
-    if (!flag.is_argument || used == positional.size()) continue;
+    if (!flag.is_argument) continue;
+    if (used == positional.size()) {
+      if (flag.required && !help_requested_) throw Error("missing " + flag.name + "; usage: " + program_ + " " + usage_);
+      continue;
+    }
     flag.set(positional[used++]);
     given_.insert(flag.name);
   }
@@ -226,15 +237,21 @@ std::string FlagSet::help_line(std::string left, const Flag& flag) {
 
 std::string FlagSet::help() const {
   std::ostringstream out;
-  out << "usage: " << program_ << " " << usage_ << "\n\n" << description_ << "\n";
+  // One blank line between the parts, whether or not the description ends with a newline.
+  std::string description = description_;
+  while (!description.empty() && description.back() == '\n') description.pop_back();
+  out << "usage: " << program_ << " " << usage_ << "\n\n" << description << "\n";
   bool arguments = false;
   for (const auto& flag : flags_) {
     if (!flag.is_argument) continue;
-    if (!arguments) out << "\narguments, in this order, each optional:\n";
+    if (!arguments) out << "\narguments, in this order:\n";
     arguments = true;
     out << help_line("  " + flag.name, flag);
   }
+  // The flags follow "flags:" after the arguments, else a blank line (a section heading brings its own).
+  const auto first_flag = std::find_if(flags_.begin(), flags_.end(), [](const Flag& f) { return !f.is_argument; });
   if (arguments) out << "\nflags:\n";
+  else if (first_flag == flags_.end() || !first_flag->is_section) out << "\n";
   for (const auto& flag : flags_) {
     if (flag.is_argument) continue;
     if (flag.is_section) { out << "\n" << flag.name << ":\n"; continue; }

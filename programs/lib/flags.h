@@ -37,11 +37,14 @@ class FlagSet {
   void add_list(const std::string& name, const std::function<void(const std::string&)>& add, const std::string& help);
   // A heading in the help text before the flags added next.
   void add_section(const std::string& title);
-  // Optional positional arguments, shown under "arguments:" in the help.
-  void add_int_argument(const std::string& name, int64_t* target, const std::string& help, int64_t min, int64_t max);
-  void add_float_argument(const std::string& name, double* target, const std::string& help, double min, double max);
+  // Positional arguments, shown under "arguments:" in the help; parse() throws, naming the first
+  // one missing, when a required one is not given (declare the required ones first).
+  void add_int_argument(const std::string& name, int64_t* target, const std::string& help, int64_t min, int64_t max,
+                        bool required = false);
+  void add_float_argument(const std::string& name, double* target, const std::string& help, double min, double max,
+                          bool required = false);
   void add_string_argument(const std::string& name, std::string* target, const std::string& help,
-                           const std::vector<std::string>& choices = {});
+                           const std::vector<std::string>& choices = {}, bool required = false);
 
   // Parses argv[1..]; returns the positional arguments past the declared ones. Throws tg::Error with one line naming the
   // flag for an unknown flag, a missing value, a malformed or out-of-range value.
@@ -58,6 +61,7 @@ class FlagSet {
     bool takes_value = true;
     bool is_section = false;
     bool is_argument = false;  // positional: named in messages without dashes
+    bool required = false;     // an argument parse() insists on
     std::function<void(const std::string&)> set;  // throws on a bad value
     std::function<std::string()> show;            // current value for the help text
   };
@@ -70,6 +74,7 @@ class FlagSet {
   static Flag string_flag(const std::string& name, const std::string& label, std::string* target,
                           const std::string& help, const std::vector<std::string>& choices);
   static std::string help_line(std::string left, const Flag& flag);
+  void mark_argument(bool required);  // the flag just added is a positional argument
 
   std::string program_, usage_, description_;
   std::vector<Flag> flags_;
