@@ -17,6 +17,7 @@
 #include "ops/cpu/half_convert.h"
 #include "tensor/dtype.h"
 #include "tensor/random.h"
+#include "tensor/tensor.h"
 
 using namespace tg;
 
@@ -35,27 +36,29 @@ int run(int64_t n) {
               omp_get_max_threads(), copy_gbs);
   std::printf("%-38s %12s %12s %13s %7s\n", "conversion", "best", "median", "bandwidth", "% copy");
 
+  // Tensors, not vectors: their storage is 64-byte aligned as every tensor's is (a large vector's
+  // is 16 bytes past a page, and each 64-byte load then spans two cache lines).
   Generator gen(1);
-  const size_t size = static_cast<size_t>(n);
-  std::vector<float> f32(size), back(size);
-  std::vector<uint16_t> bf16(size), f16(size);
-  for (size_t i = 0; i < size; i++) f32[i] = gen.normal();
+  const Tensor f32 = Tensor::randn({n}, &gen), back = Tensor::empty({n});
   const double bytes = 6.0 * static_cast<double>(n);
   char name[64];
   for (DType dtype : {DType::BF16, DType::F16}) {
-    uint16_t* half = dtype == DType::BF16 ? bf16.data() : f16.data();
+    const Tensor half = Tensor::empty({n}, dtype);
+    uint16_t* half_data = static_cast<uint16_t*>(half.data_raw());
     std::snprintf(name, sizeof name, "f32 -> %s, n = %lld", dtype_name(dtype), static_cast<long long>(n));
-    report(name, bytes, copy_gbs, [&] { cpu::convert_f32_to_half(dtype, f32.data(), half, n); });
+    report(name, bytes, copy_gbs, [&] { cpu::convert_f32_to_half(dtype, f32.data<float>(), half_data, n); });
     std::snprintf(name, sizeof name, "%s -> f32, n = %lld", dtype_name(dtype), static_cast<long long>(n));
-    report(name, bytes, copy_gbs, [&] { cpu::convert_half_to_f32(dtype, half, back.data(), n); });
+    report(name, bytes, copy_gbs, [&] { cpu::convert_half_to_f32(dtype, half_data, back.data<float>(), n); });
   }
 
   // bf16 attention's gather: one head's q, k or v (T rows of HS values, 3C apart) of every
   // (batch, head), in the small preset's shape, then the scatter of its output back. Each thread
   // converts whole blocks, as attention's parallel loop over (batch, head) does.
   const int64_t B = 64, T = 256, H = 6, HS = 64, C = H * HS;
-  std::vector<uint16_t> qkv(static_cast<size_t>(B * T * 3 * C)), out(static_cast<size_t>(B * T * C));
-  for (size_t i = 0; i < qkv.size(); i++) qkv[i] = f32_to_bf16(gen.normal());
+  const Tensor qkv_tensor = Tensor::randn({B, T, 3 * C}, &gen).to(DType::BF16);
+  const Tensor out_tensor = Tensor::empty({B, T, C}, DType::BF16);
+  const uint16_t* qkv = static_cast<const uint16_t*>(qkv_tensor.data_raw());
+  uint16_t* out = static_cast<uint16_t*>(out_tensor.data_raw());
   const int threads = omp_get_max_threads();
   std::vector<std::vector<float>> block(static_cast<size_t>(threads), std::vector<float>(static_cast<size_t>(T * HS)));
   const double block_bytes = 6.0 * static_cast<double>(B * H * T * HS);
@@ -65,24 +68,24 @@ int run(int64_t n) {
   };
   report("bf16 head gather, one call a block", block_bytes, copy_gbs, [&] {
     each_head([&](int64_t b, int64_t h, float* dst) {
-      cpu::convert_half_to_f32_rows(DType::BF16, qkv.data() + b * T * 3 * C + h * HS, 3 * C, dst, HS, T, HS);
+      cpu::convert_half_to_f32_rows(DType::BF16, qkv + b * T * 3 * C + h * HS, 3 * C, dst, HS, T, HS);
     });
   });
   report("bf16 head gather, one call a row", block_bytes, copy_gbs, [&] {
     each_head([&](int64_t b, int64_t h, float* dst) {
       for (int64_t t = 0; t < T; t++)
-        cpu::convert_half_to_f32(DType::BF16, qkv.data() + (b * T + t) * 3 * C + h * HS, dst + t * HS, HS);
+        cpu::convert_half_to_f32(DType::BF16, qkv + (b * T + t) * 3 * C + h * HS, dst + t * HS, HS);
     });
   });
   report("bf16 head scatter, one call a block", block_bytes, copy_gbs, [&] {
     each_head([&](int64_t b, int64_t h, float* src) {
-      cpu::convert_f32_to_half_rows(DType::BF16, src, HS, out.data() + b * T * C + h * HS, C, T, HS);
+      cpu::convert_f32_to_half_rows(DType::BF16, src, HS, out + b * T * C + h * HS, C, T, HS);
     });
   });
   report("bf16 head scatter, one call a row", block_bytes, copy_gbs, [&] {
     each_head([&](int64_t b, int64_t h, float* src) {
       for (int64_t t = 0; t < T; t++)
-        cpu::convert_f32_to_half(DType::BF16, src + t * HS, out.data() + (b * T + t) * C + h * HS, HS);
+        cpu::convert_f32_to_half(DType::BF16, src + t * HS, out + (b * T + t) * C + h * HS, HS);
     });
   });
   return 0;
