@@ -368,6 +368,41 @@ TEST(GemmBf16Rounding, BothPathsRoundTheExactProductOnceToNearestEven) {
   }
 }
 
+// A subnormal C: the kernel rounds a tile row with vcvtne2ps2bf16, which flushes subnormals, unless
+// the row holds one. alpha = 2^-30 scales exact products of 2^-100 and near it into f32 subnormals
+// (vdpbf16ps itself flushes only subnormal sums and inputs, which these are not), next to normal
+// values in the same rows; every element must be f32_to_bf16 of alpha times its product.
+TEST(GemmBf16Rounding, SubnormalResultsRoundAsTheScalarConverter) {
+  const float alpha = 0x1p-30f;
+  const std::vector<float> a = {0x1p-50f, -0x1.8p-50f, 1.0f};
+  const std::vector<float> b = {0x1p-50f, 0x1.fp-50f, 0x1.08p-50f, 1.0f};  // 2^-100 x ... : subnormal once scaled
+  const int64_t M = static_cast<int64_t>(a.size());
+  std::vector<uint16_t> A(a.size());
+  for (size_t i = 0; i < a.size(); i++) A[i] = f32_to_bf16(a[i]);
+  for (int64_t N : {6, 40, 66}) {
+    std::vector<uint16_t> B(static_cast<size_t>(N));
+    for (int64_t j = 0; j < N; j++) B[j] = f32_to_bf16(b[j % b.size()]);
+    for (cpu::GemmBf16Path path : {cpu::GemmBf16Path::Avx512Bf16, cpu::GemmBf16Path::F32}) {
+      if (path == cpu::GemmBf16Path::Avx512Bf16 && skip_native()) continue;
+      PathScope scope(path);
+      std::vector<uint16_t> C(static_cast<size_t>(M * N), kNaNBits);
+      cpu::gemm_bf16(false, false, M, N, 1, alpha, A.data(), 1, B.data(), N, 0.0f, C.data(), N);
+      int subnormals = 0;
+      for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+          const float product = bf16_to_f32(A[i]) * bf16_to_f32(B[j]);
+          const float value = alpha * (0.0f + product);
+          subnormals += std::fpclassify(value) == FP_SUBNORMAL;
+          const uint16_t want = f32_to_bf16(value);
+          EXPECT_EQ(C[static_cast<size_t>(i * N + j)], want)
+              << cpu::gemm_bf16_path_name(path) << " N=" << N << ": C(" << i << ", " << j << ") = "
+              << bf16_to_f32(C[i * N + j]) << ", want " << bf16_to_f32(want);
+        }
+      EXPECT_GT(subnormals, N) << "the case must hold subnormal results";
+    }
+  }
+}
+
 // With beta == 0 a bf16 C is, bit for bit, the f32 C of the same call rounded: the same sums, one
 // rounding (also across K blocks, where the native bf16 C keeps its partial sums in f32 scratch).
 // The last shape of each path is too big for the double reference but needs two bands of rows
