@@ -2,7 +2,9 @@
 // run (FMA peak and copy bandwidth), so every benchmark can print "% of this machine".
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -45,6 +47,30 @@ std::string simd_name();
 // others. The pause lets the previous measurement's spinning worker threads (OpenBLAS for about
 // 2^28 cycles, OpenMP for a few hundred microseconds) go to sleep before this one starts.
 double best_ms_after_pause(const std::function<void()>& fn);
+
+// Benchmark buffers with a tensor's 64-byte alignment. std::allocator puts a large buffer 16 bytes
+// past a page, where every 64-byte vector load spans two cache lines: a kernel timed on such a
+// buffer pays a cost the product's tensors never do (bench_half_convert's f32 -> bf16 line read
+// 0.78x PyTorch's copy for it), and so does a peer handed one.
+template <class T>
+struct AlignedAllocator {
+  using value_type = T;
+  AlignedAllocator() = default;
+  template <class U>
+  AlignedAllocator(const AlignedAllocator<U>&) {}
+  T* allocate(size_t n) {
+    void* p = std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64 + 64 * (n == 0));
+    if (!p) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+  template <class U>
+  bool operator==(const AlignedAllocator<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const AlignedAllocator<U>&) const { return false; }
+};
+template <class T>
+using AlignedVector = std::vector<T, AlignedAllocator<T>>;
 
 // One benchmarked GEMM: C (m,n) = op(A) (m,k) op(B) (k,n), beta 1 where it accumulates into C.
 struct GemmShape {

@@ -99,7 +99,7 @@ double cpu_time_fma_peak_gflops() {
 struct Peer {
   const Layer& l;
   int64_t P, Q;
-  std::vector<float> cols, w_krsc;
+  tg::bench::AlignedVector<float> cols, w_krsc;
 
   explicit Peer(const Layer& layer) : l(layer) {
     P = (l.H + 2 * l.pad - l.R) / l.stride + 1;
@@ -271,8 +271,8 @@ int run([[maybe_unused]] char** argv, bool quick, bool nchw) {
 #if defined(TG_HAVE_OPENBLAS)
     Peer peer(l);
     // The peer reads the weight in (K, R, S, C) order (what it would keep); ours repacks per call.
-    std::vector<float> w_krsc(static_cast<size_t>(w.numel()));
-    std::vector<float> dw_peer(w_krsc.size(), 0.0f);
+    tg::bench::AlignedVector<float> w_krsc(static_cast<size_t>(w.numel()));
+    tg::bench::AlignedVector<float> dw_peer(w_krsc.size(), 0.0f);
     for (int64_t k = 0; k < l.K; k++)
       for (int64_t c = 0; c < l.C; c++)
         for (int64_t rs = 0; rs < l.R * l.S; rs++)
@@ -310,10 +310,10 @@ int run([[maybe_unused]] char** argv, bool quick, bool nchw) {
       p.pad_h = p.pad_w = l.pad;
       tg::Tensor x = tg::Tensor::randn({l.N, l.H, l.W, l.C}, &gen), w = tg::Tensor::randn({l.K, l.C, l.R, l.S}, &gen);
       tg::Tensor out = tg::Tensor::empty(tg::ops::conv2d_output_shape(x, w, p));
-      std::vector<float> out_nchw(static_cast<size_t>(out.numel()));
+      tg::bench::AlignedVector<float> out_nchw(static_cast<size_t>(out.numel()));
       const double flops = 2.0 * out.numel() * l.R * l.S * l.C;
       // x in NCHW, and a check that both layouts compute the same convolution.
-      std::vector<float> x_nchw(static_cast<size_t>(x.numel()));
+      tg::bench::AlignedVector<float> x_nchw(static_cast<size_t>(x.numel()));
       for (int64_t n = 0; n < l.N; n++)
         for (int64_t hw = 0; hw < l.H * l.W; hw++)
           for (int64_t c = 0; c < l.C; c++)

@@ -15,7 +15,6 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
-#include <memory>
 #include <vector>
 
 #include "bench/bench_common.h"
@@ -32,8 +31,8 @@ struct Layer {
   int64_t N, H, W, C, K;  // pad 1 everywhere: P = H, Q = W
 };
 
-std::vector<float> pattern(int64_t n, float scale) {
-  std::vector<float> v(static_cast<size_t>(n));
+bench::AlignedVector<float> pattern(int64_t n, float scale) {
+  bench::AlignedVector<float> v(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; i++) v[i] = scale * (static_cast<float>((i * 2654435761u) % 1000) / 500.0f - 1.0f);
   return v;
 }
@@ -88,24 +87,24 @@ void bench_layer(const Layer& l, int repeats) {
   const double flops = 2.0 * rows * l.K * l.C * 9;
   std::printf("%s  N=%lld %lldx%lld  %lld->%lld  (%.2f GFLOP direct)\n", l.model, (long long)l.N, (long long)l.H,
               (long long)l.W, (long long)l.C, (long long)l.K, flops * 1e-9);
-  const std::vector<float> x = pattern(rows * l.C, 1.0f), w = pattern(l.K * l.C * 9, 0.05f), bias = pattern(l.K, 0.1f);
-  const std::vector<float> dout = pattern(rows * l.K, 1.0f);
+  const bench::AlignedVector<float> x = pattern(rows * l.C, 1.0f), w = pattern(l.K * l.C * 9, 0.05f), bias = pattern(l.K, 0.1f);
+  const bench::AlignedVector<float> dout = pattern(rows * l.K, 1.0f);
   // The im2col GEMMs take the weight as (9C, K) in (r, s, c) row order; reordering it is per step
   // work too small to time.
-  std::vector<float> w_cols(static_cast<size_t>(9 * l.C * l.K));
+  bench::AlignedVector<float> w_cols(static_cast<size_t>(9 * l.C * l.K));
   for (int64_t k = 0; k < l.K; k++)
     for (int64_t c = 0; c < l.C; c++)
       for (int64_t rs = 0; rs < 9; rs++) w_cols[(rs * l.C + c) * l.K + k] = w[(k * l.C + c) * 9 + rs];
-  std::vector<float> out(static_cast<size_t>(rows * l.K)), dx(static_cast<size_t>(rows * l.C), 0.0f);
-  std::unique_ptr<float[]> cols(new float[rows * 9 * l.C]);
+  bench::AlignedVector<float> out(static_cast<size_t>(rows * l.K)), dx(static_cast<size_t>(rows * l.C), 0.0f);
+  bench::AlignedVector<float> cols(static_cast<size_t>(rows * 9 * l.C));
 
   std::printf("  forward\n");
   const double im2col_fwd = report("im2col + gemm", flops, repeats, [&] {
-    im2col(cols.get(), x.data(), l.N, l.H, l.W, l.C);
-    cpu::gemm(false, false, rows, l.K, 9 * l.C, 1.0f, cols.get(), 9 * l.C, w_cols.data(), l.K, 0.0f, out.data(), l.K);
+    im2col(cols.data(), x.data(), l.N, l.H, l.W, l.C);
+    cpu::gemm(false, false, rows, l.K, 9 * l.C, 1.0f, cols.data(), 9 * l.C, w_cols.data(), l.K, 0.0f, out.data(), l.K);
   });
   const double gemm_fwd = report("gemm alone (implicit bound)", flops, repeats, [&] {
-    cpu::gemm(false, false, rows, l.K, 9 * l.C, 1.0f, cols.get(), 9 * l.C, w_cols.data(), l.K, 0.0f, out.data(), l.K);
+    cpu::gemm(false, false, rows, l.K, 9 * l.C, 1.0f, cols.data(), 9 * l.C, w_cols.data(), l.K, 0.0f, out.data(), l.K);
   });
   double best_wino_fwd = 1e30;
   for (WinogradTile tile : {WinogradTile::F2x2, WinogradTile::F4x4}) {
@@ -121,11 +120,11 @@ void bench_layer(const Layer& l, int repeats) {
 
   std::printf("  input gradient\n");
   const double im2col_bwd = report("gemm + col2im", flops, repeats, [&] {
-    cpu::gemm(false, true, rows, 9 * l.C, l.K, 1.0f, dout.data(), l.K, w_cols.data(), l.K, 0.0f, cols.get(), 9 * l.C);
-    col2im_accumulate(dx.data(), cols.get(), l.N, l.H, l.W, l.C);
+    cpu::gemm(false, true, rows, 9 * l.C, l.K, 1.0f, dout.data(), l.K, w_cols.data(), l.K, 0.0f, cols.data(), 9 * l.C);
+    col2im_accumulate(dx.data(), cols.data(), l.N, l.H, l.W, l.C);
   });
   const double gemm_bwd = report("gemm alone (implicit bound)", flops, repeats, [&] {
-    cpu::gemm(false, true, rows, 9 * l.C, l.K, 1.0f, dout.data(), l.K, w_cols.data(), l.K, 0.0f, cols.get(), 9 * l.C);
+    cpu::gemm(false, true, rows, 9 * l.C, l.K, 1.0f, dout.data(), l.K, w_cols.data(), l.K, 0.0f, cols.data(), 9 * l.C);
   });
   double best_wino_bwd = 1e30;
   for (WinogradTile tile : {WinogradTile::F2x2, WinogradTile::F4x4}) {

@@ -60,11 +60,13 @@ int run(int64_t n) {
   const uint16_t* qkv = static_cast<const uint16_t*>(qkv_tensor.data_raw());
   uint16_t* out = static_cast<uint16_t*>(out_tensor.data_raw());
   const int threads = omp_get_max_threads();
-  std::vector<std::vector<float>> block(static_cast<size_t>(threads), std::vector<float>(static_cast<size_t>(T * HS)));
+  std::vector<bench::AlignedVector<float>> block(static_cast<size_t>(threads),
+                                                 bench::AlignedVector<float>(static_cast<size_t>(T * HS)));
   const double block_bytes = 6.0 * static_cast<double>(B * H * T * HS);
   auto each_head = [&](const std::function<void(int64_t b, int64_t h, float* dst)>& convert) {
 #pragma omp parallel for schedule(static)
-    for (int64_t bh = 0; bh < B * H; bh++) convert(bh / H, bh % H, block[static_cast<size_t>(omp_get_thread_num())].data());
+    for (int64_t bh = 0; bh < B * H; bh++)
+      convert(bh / H, bh % H, block[static_cast<size_t>(omp_get_thread_num())].data());
   };
   report("bf16 head gather, one call a block", block_bytes, copy_gbs, [&] {
     each_head([&](int64_t b, int64_t h, float* dst) {

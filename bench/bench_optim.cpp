@@ -36,8 +36,8 @@ int run(int64_t n) {
   // Values of a model in training: weights and gradients of unit scale, moments already warm.
   Generator gen(1);
   const size_t size = static_cast<size_t>(n);
-  std::vector<float> param(size), grad(size), m(size), v(size), master(size);
-  std::vector<uint16_t> param16(size), grad16(size), low(size, 0x7fff), f16_param(size), f16_grad(size);
+  bench::AlignedVector<float> param(size), grad(size), m(size), v(size), master(size);
+  bench::AlignedVector<uint16_t> param16(size), grad16(size), low(size, 0x7fff), f16_param(size), f16_grad(size);
   for (size_t i = 0; i < size; i++) {
     param[i] = master[i] = gen.normal();
     grad[i] = 0.01f * gen.normal();

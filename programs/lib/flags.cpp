@@ -220,7 +220,8 @@ std::vector<std::string> FlagSet::parse(int argc, char** argv) {
   for (const auto& flag : flags_) {
     if (!flag.is_argument) continue;
     if (used == positional.size()) {
-      if (flag.required && !help_requested_) throw Error("missing " + flag.name + "; usage: " + program_ + " " + usage_);
+      if (flag.required && !help_requested_)
+        throw Error("missing " + flag.name + "; usage: " + program_ + " " + usage_);
       continue;
     }
     flag.set(positional[used++]);

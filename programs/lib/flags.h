@@ -46,8 +46,9 @@ class FlagSet {
   void add_string_argument(const std::string& name, std::string* target, const std::string& help,
                            const std::vector<std::string>& choices = {}, bool required = false);
 
-  // Parses argv[1..]; returns the positional arguments past the declared ones. Throws tg::Error with one line naming the
-  // flag for an unknown flag, a missing value, a malformed or out-of-range value.
+  // Parses argv[1..]; returns the positional arguments past the declared ones. Throws tg::Error
+  // with one line naming the flag for an unknown flag, a missing value, a malformed or out-of-range
+  // value, and the argument for a missing required one.
   std::vector<std::string> parse(int argc, char** argv);
 
   bool help_requested() const { return help_requested_; }
