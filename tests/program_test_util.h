@@ -62,6 +62,20 @@ inline Result run(const std::string& program, const std::string& args, const std
     EXPECT_EQ(std::count(r_.err.begin(), r_.err.end(), '\n'), 1) << "stderr: " << r_.err;      \
   } while (0)
 
+// A corpus of real text that every checkout has: this repository's README and some of its
+// sources (about 100 KB of English and C++), so that runs learn something less trivial than a
+// repeated line.
+inline std::string repository_text() {
+  std::string text;
+  for (const char* path : {"README.md", "tensor/tensor.h", "autograd/engine.h", "nn/module.h", "nn/gpt.h",
+                           "optim/adamw.h", "ops/check.h", "ops/cpu/gemm.cpp", "ops/cpu/attention.cpp"}) {
+    std::string body = read_file(path);
+    EXPECT_FALSE(body.empty()) << path << " is missing: run the tests from the repository root";
+    text += body;
+  }
+  return text;
+}
+
 // The (step, train loss, val loss) columns of metrics.csv: what must match across a resume.
 inline std::vector<std::string> loss_columns(const std::string& csv) {
   std::vector<std::string> rows;

@@ -768,19 +768,6 @@ TEST(TrainProgram, CheckpointsOfAnotherTaskOrModelAreRefused) {
 
 namespace {
 
-// A corpus of real text that every checkout has: this repository's README and some of its
-// sources (about 100 KB of English and C++), so the GPU runs learn something less trivial than a repeated line.
-std::string repository_text() {
-  std::string text;
-  for (const char* path : {"README.md", "tensor/tensor.h", "autograd/engine.h", "nn/module.h", "nn/gpt.h",
-                           "optim/adamw.h", "ops/check.h", "ops/cpu/gemm.cpp", "ops/cpu/attention.cpp"}) {
-    std::string body = read_file(path);
-    EXPECT_FALSE(body.empty()) << path << " is missing: run the tests from the repository root";
-    text += body;
-  }
-  return text;
-}
-
 #define REQUIRE_GPU_PROGRAM()                                                  \
   do {                                                                         \
     if (!cuda_available()) GTEST_SKIP() << "no CUDA GPU (" << cuda_status() << ")"; \
