@@ -1,5 +1,6 @@
 // SGEMM throughput: tg::cpu::gemm against this machine's measured FMA peak and, when OpenBLAS is
-// installed, against OpenBLAS on the same shape in the same run with the same thread count.
+// installed, against OpenBLAS on the same shape in the same run with the same thread count. The
+// header also gives the bf16 peak (vdpbf16ps); bench_gemm_bf16 measures the bf16 GEMMs against it.
 //
 //   build/bench/bench_gemm            square sizes + every GEMM of a GPT training step, two configs
 //   build/bench/bench_gemm --quick    a short subset
@@ -150,6 +151,13 @@ int run(bool csv, bool quick) {
     }
     std::printf("SIMD %s, %d threads, measured FMA peak %.1f GFLOP/s, load average %.2f at start\n",
                 tg::bench::simd_name().c_str(), threads, peak, load);
+    // The bf16 peak beside it, for what the same cores do with half the bytes; the bf16 GEMMs
+    // themselves, against that peak and against this f32 GEMM, are bench_gemm_bf16's table.
+    if (const double bf16_peak = tg::bench::measured_bf16_peak_gflops(threads); bf16_peak > 0)
+      std::printf("measured bf16 peak (vdpbf16ps) %.1f GFLOP/s, %.2fx the FMA peak: bf16 GEMMs in bench_gemm_bf16\n",
+                  bf16_peak, bf16_peak / peak);
+    else
+      std::printf("bf16 peak: this CPU has no AVX512_BF16 (bf16 GEMMs run through f32; see bench_gemm_bf16)\n");
 #if defined(TG_HAVE_OPENBLAS)
     const char* cores = std::getenv("TG_BENCH_GEMM_CORES");
     std::printf("peer: %s, %d threads, core %s (%s)\n", openblas_get_config(), threads, openblas_get_corename(),
