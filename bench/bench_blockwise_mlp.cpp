@@ -187,12 +187,7 @@ struct Arguments {
   std::string mode;
 };
 
-// Either no sizes (the presets), or rows C chunk, with or without the one path to run: the
-// arguments are filled in order, so a missing chunk means a partial set.
 int run_arguments(const FlagSet& flags, const Arguments& a) {
-  if (flags.given("rows") && !flags.given("chunk"))
-    throw Error("rows, C and chunk go together: expected rows C chunk [unfused|blockwise], or no arguments for the"
-                " small and medium presets");
   std::printf("blockwise MLP against unfused, f32, %d threads, %s kernels\n", omp_get_max_threads(),
               bench::simd_name().c_str());
   if (flags.given("mode")) {
@@ -221,5 +216,12 @@ int main(int argc, char** argv) {
                          int64_t(1) << 24);
   flags.add_string_argument("mode", &a.mode, "only this path, forward and backward 20 times (for perf record)",
                             {"unfused", "blockwise"});
-  return bench::run_main(flags, argc, argv, [&] { return run_arguments(flags, a); });
+  // Either no sizes (the presets), or rows C chunk, with or without the one path to run: the
+  // arguments are filled in order, so a missing chunk means a partial set.
+  auto check = [&] {
+    if (flags.given("rows") && !flags.given("chunk"))
+      throw Error("rows, C and chunk go together: expected rows C chunk [unfused|blockwise], or no arguments for "
+                  "the small and medium presets");
+  };
+  return bench::run_main(flags, argc, argv, [&] { return run_arguments(flags, a); }, check);
 }

@@ -16,7 +16,8 @@
 
 namespace tg::bench {
 
-int run_main(FlagSet& flags, int argc, char** argv, const std::function<int()>& body) {
+int run_main(FlagSet& flags, int argc, char** argv, const std::function<int()>& body,
+             const std::function<void()>& check) {
   try {
     const std::vector<std::string> extra = flags.parse(argc, argv);
     if (flags.help_requested()) {
@@ -25,6 +26,11 @@ int run_main(FlagSet& flags, int argc, char** argv, const std::function<int()>& 
     }
     if (!extra.empty())
       throw Error("unexpected argument '" + extra.front() + "'; see " + flags.program() + " --help");
+    try {
+      if (check) check();
+    } catch (const Error& e) {
+      throw Error(std::string(e.what()) + "; see " + flags.program() + " --help");
+    }
   } catch (const Error& e) {
     std::fprintf(stderr, "%s: %s\n", flags.program().c_str(), e.what());
     return 2;

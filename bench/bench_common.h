@@ -15,8 +15,10 @@ namespace tg::bench {
 // A benchmark's main, around its command line (tg::FlagSet, the programs' flags, with the sizes as
 // declared arguments): --help prints the help and returns 0; a bad or unexpected argument prints
 // one line naming it and returns 2; otherwise `body` runs, and an exception out of it prints its
-// message and returns 1.
-int run_main(FlagSet& flags, int argc, char** argv, const std::function<int()>& body);
+// message and returns 1. `check`, when given, runs after parsing for what the flags cannot tell
+// alone (arguments that go together, a device's name): a tg::Error from it is a bad argument too.
+int run_main(FlagSet& flags, int argc, char** argv, const std::function<int()>& body,
+             const std::function<void()>& check = nullptr);
 
 // Median and fastest wall time in milliseconds of `fn` over `repeats` runs, after `warmup` runs.
 // On a machine shared with other jobs a run that loses a core shows in the median; the fastest is

@@ -22,10 +22,10 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// parse_device's error (it names the text and the accepted forms) and the launcher's come out of
-// here as exceptions, for run_main to print in one line on each rank.
-int run(double max_mb, const std::string& device_name) {
-  Device device = dist::rank_device(parse_device(device_name));
+// The launcher's errors come out of here as exceptions, for run_main to print in one line on each
+// rank.
+int run(double max_mb, Device parsed) {
+  Device device = dist::rank_device(parsed);
   set_device(device);
   std::unique_ptr<dist::Communicator> comm = dist::make_communicator(device);
   const int n = comm->world_size();
@@ -64,5 +64,8 @@ int main(int argc, char** argv) {
                 "repetitions after a barrier, timed on rank 0.");
   flags.add_float_argument("MAX_MB", &max_mb, "the largest message, in MB (1 KB to it in powers of 4)", 0.001, 65536);
   flags.add_string_argument("DEVICE", &device_name, "cpu, cuda or cuda:N; several CUDA ranks take cuda:<local rank>");
-  return bench::run_main(flags, argc, argv, [&] { return run(max_mb, device_name); });
+  // parse_device's error names the text and the accepted forms.
+  Device device;
+  return bench::run_main(flags, argc, argv, [&] { return run(max_mb, device); },
+                         [&] { device = parse_device(device_name); });
 }

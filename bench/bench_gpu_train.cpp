@@ -43,12 +43,6 @@ double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// A bad combination of arguments, told as run_main tells a bad argument: one line, exit status 2.
-int usage_error(const std::string& message) {
-  std::fprintf(stderr, "bench_gpu_train: %s; see bench_gpu_train --help\n", message.c_str());
-  return 2;
-}
-
 int run(const Args& args, Device device, DType dtype) {
   if (device.is_cuda() && !cuda_available()) {
     std::printf("bench_gpu_train: skipped, no CUDA GPU (%s)\n", cuda_status().c_str());
@@ -138,17 +132,14 @@ int main(int argc, char** argv) {
                             {"fp32", "bf16", "fp16", "f32", "f16", "float32", "bfloat16", "float16"});
   flags.add_string_argument("compile", &args.compile, "ignored: the peer's eager|compile; '-' holds its place");
   flags.add_int_argument("vocab", &args.V, "vocabulary size; tokens are drawn uniformly below it", 2, INT32_MAX);
-  return bench::run_main(flags, argc, argv, [&] {
-    Device device;
-    try {
-      device = parse_device(args.device);
-    } catch (const Error& e) {
-      return usage_error(e.what());
-    }
-    const DType dtype = parse_dtype(args.dtype);
-    if (!device.is_cuda() && dtype != DType::F32) return usage_error("the CPU trains in fp32 only, got " + args.dtype);
+  Device device;
+  DType dtype = DType::F32;
+  auto check = [&] {
+    device = parse_device(args.device);
+    dtype = parse_dtype(args.dtype);
+    if (!device.is_cuda() && dtype != DType::F32) throw Error("the CPU trains in fp32 only, got " + args.dtype);
     if (args.D % args.H != 0)
-      return usage_error("embd " + std::to_string(args.D) + " is not a multiple of heads " + std::to_string(args.H));
-    return run(args, device, dtype);
-  });
+      throw Error("embd " + std::to_string(args.D) + " is not a multiple of heads " + std::to_string(args.H));
+  };
+  return bench::run_main(flags, argc, argv, [&] { return run(args, device, dtype); }, check);
 }
