@@ -31,24 +31,20 @@ std::string english(int repeats) {
   return text;
 }
 
-std::vector<double> val_losses(const std::string& run_dir) {
-  std::vector<double> val;
-  for (const std::string& row : loss_columns(read_file(run_dir + "/metrics.csv"))) {
-    std::string last = row.substr(row.rfind(',') + 1);
-    if (!last.empty() && last != "val_loss") val.push_back(std::stod(last));
-  }
-  return val;
-}
-
-std::vector<double> train_losses(const std::string& run_dir) {
-  std::vector<double> train;
+// The losses of one column of a run's metrics.csv (1: train, 2: validation, as loss_columns puts
+// them), at the steps that logged one.
+std::vector<double> losses(const std::string& run_dir, int column) {
+  std::vector<double> values;
   for (const std::string& row : loss_columns(read_file(run_dir + "/metrics.csv"))) {
     const size_t first = row.find(','), second = row.find(',', first + 1);
-    const std::string cell = row.substr(first + 1, second - first - 1);
-    if (!cell.empty() && cell != "train_loss") train.push_back(std::stod(cell));
+    const std::string cell = column == 1 ? row.substr(first + 1, second - first - 1) : row.substr(second + 1);
+    if (!cell.empty() && cell.find("loss") == std::string::npos) values.push_back(std::stod(cell));
   }
-  return train;
+  return values;
 }
+
+std::vector<double> val_losses(const std::string& run_dir) { return losses(run_dir, 2); }
+std::vector<double> train_losses(const std::string& run_dir) { return losses(run_dir, 1); }
 
 // "N steps skipped for fp16 overflow, loss scale S" from the closing line; -1 when absent.
 long long skipped_steps(const std::string& out, std::string* scale) {
